@@ -1,0 +1,404 @@
+/**
+ * The retrieval core's public API: MemoryIndex (key store + kernel search + kernel-weighted
+ * value, MATH §2-§3), klImprove (MATH §5) and backendInfo. Arguments are validated here and
+ * again in C++; errors are TypeError (wrong type or shape) or RangeError (value out of range),
+ * naming the argument and the expected form. A failed call leaves the index unchanged.
+ */
+import { loadNative, nativePath, type NativeMemoryIndex } from './native';
+
+export type KernelName = 'gaussian' | 'cosine' | 'inverse';
+
+export type KernelOptions =
+  | { kernel?: 'gaussian'; bandwidth?: number }
+  | { kernel: 'cosine'; kappa?: number }
+  | { kernel: 'inverse'; delta?: number };
+
+export type MemoryIndexOptions = KernelOptions & {
+  /** Key dimension d. */
+  dim: number;
+  /** Maximum number of live cases (0 or undefined: unlimited). */
+  capacity?: number;
+  /** 'auto' | 'cpu' | 'cuda' (MEMQ_BACKEND in the environment overrides 'auto'). */
+  backend?: 'auto' | 'cpu' | 'cuda';
+};
+
+export interface SearchResult {
+  /** b*m ids, -1 where fewer than m cases exist. */
+  ids: Int32Array;
+  /** b*m kernel values, sorted descending per query (0 in empty slots). */
+  kernel: Float32Array;
+  /** b*m squared Euclidean distances (+Infinity in empty slots). */
+  dist2: Float32Array;
+}
+
+export interface SearchOptions {
+  /** Caller-owned output arrays (b*m each) to fill instead of allocating new ones. */
+  out?: Partial<SearchResult>;
+}
+
+export interface EstimateOptions {
+  /** κ∅ ≥ 0, the void case's kernel score (MATH §3). Default 0 (NEC's read). */
+  voidWeight?: number;
+  /** q∅, the void case's value (the prior's own estimate). Default 0. */
+  voidValue?: number;
+  /** Caller-owned output arrays (b each) to fill instead of allocating new ones. */
+  out?: Partial<EstimateResult>;
+}
+
+export interface EstimateResult {
+  /** Q̂(x) per query (MATH §3). */
+  value: Float32Array;
+  /** λ(x) = Σk / (Σk + κ∅) per query. */
+  confidence: Float32Array;
+}
+
+const KERNEL_CODES: Record<KernelName, number> = { gaussian: 0, cosine: 1, inverse: 2 };
+
+function typeName(v: unknown): string {
+  if (v === null) return 'null';
+  if (ArrayBuffer.isView(v)) return v.constructor.name;
+  if (Array.isArray(v)) return 'Array';
+  return typeof v;
+}
+
+function checkFloat32(name: string, v: unknown): Float32Array {
+  if (!(v instanceof Float32Array)) {
+    throw new TypeError(`${name} must be a Float32Array, got ${typeName(v)}`);
+  }
+  return v;
+}
+
+function checkInt32(name: string, v: unknown): Int32Array {
+  if (v instanceof Int32Array) return v;
+  if (Array.isArray(v) && v.every((x) => Number.isInteger(x) && x >= -2147483648 && x <= 2147483647)) {
+    return Int32Array.from(v);
+  }
+  throw new TypeError(`${name} must be an Int32Array (or an array of int32 integers), got ${typeName(v)}`);
+}
+
+function checkFinite(name: string, a: Float32Array, dim?: number): void {
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i];
+    if (!Number.isFinite(x)) {
+      const where = dim ? ` (row ${Math.floor(i / dim)}, column ${i % dim})` : '';
+      throw new RangeError(`${name} must be finite: ${name}[${i}]${where} is ${x}`);
+    }
+  }
+}
+
+function checkInt(name: string, v: unknown, lo: number, hi = Number.MAX_SAFE_INTEGER): number {
+  if (typeof v !== 'number' || !Number.isInteger(v)) {
+    throw new TypeError(`${name} must be an integer, got ${typeName(v)} ${String(v)}`);
+  }
+  if (v < lo || v > hi) throw new RangeError(`${name} must be an integer in [${lo}, ${hi}], got ${v}`);
+  return v;
+}
+
+function checkPositive(name: string, v: unknown): number {
+  if (typeof v !== 'number') throw new TypeError(`${name} must be a number, got ${typeName(v)}`);
+  if (!Number.isFinite(v) || v <= 0) throw new RangeError(`${name} must be a finite number > 0, got ${v}`);
+  return v;
+}
+
+function kernelParams(opts: KernelOptions): { name: KernelName; code: number; param: number } {
+  const name = (opts.kernel ?? 'gaussian') as KernelName;
+  if (!(name in KERNEL_CODES)) {
+    throw new TypeError(`kernel must be 'gaussian', 'cosine' or 'inverse', got ${JSON.stringify(opts.kernel)}`);
+  }
+  const o = opts as Record<string, unknown>;
+  if (name === 'gaussian') return { name, code: 0, param: checkPositive('bandwidth', o.bandwidth ?? 1) };
+  if (name === 'cosine') return { name, code: 1, param: checkPositive('kappa', o.kappa ?? 1) };
+  return { name, code: 2, param: checkPositive('delta', o.delta ?? 1e-3) };
+}
+
+function resolveBackend(requested: MemoryIndexOptions['backend']): 'cpu' {
+  const env = process.env.MEMQ_BACKEND;
+  const want = requested ?? 'auto';
+  if (!['auto', 'cpu', 'cuda'].includes(want)) {
+    throw new TypeError(`backend must be 'auto', 'cpu' or 'cuda', got ${JSON.stringify(want)}`);
+  }
+  const effective = want === 'auto' && env ? env : want;
+  if (!['auto', 'cpu', 'cuda'].includes(effective)) {
+    throw new TypeError(`MEMQ_BACKEND must be 'auto', 'cpu' or 'cuda', got ${JSON.stringify(env)}`);
+  }
+  if (effective === 'cuda') {
+    const info = backendInfo();
+    throw new Error(
+      `backend 'cuda' is not available: ${info.cudaCompiled ? 'no CUDA backend in this build yet' : 'this build has no CUDA kernels'} (backendInfo().reason: ${info.reason})`,
+    );
+  }
+  return 'cpu';
+}
+
+/**
+ * An episodic key store with kernel retrieval. Keys are float32 rows of length `dim`; each has
+ * a float32 value and a stable int32 id. Searches run on worker threads and see the index as it
+ * was when they were called (writes made meanwhile do not change their result).
+ */
+export class MemoryIndex {
+  readonly dim: number;
+  readonly backend: 'cpu';
+  private readonly native: NativeMemoryIndex;
+  private kernelName: KernelName;
+  private kernelParam: number;
+
+  constructor(options: MemoryIndexOptions) {
+    if (options === null || typeof options !== 'object') {
+      throw new TypeError(`options must be an object like { dim: 384, kernel: 'gaussian', bandwidth: 0.5 }`);
+    }
+    this.dim = checkInt('dim', options.dim, 1, 1 << 20);
+    const capacity = options.capacity === undefined ? 0 : checkInt('capacity', options.capacity, 0, 2147483647);
+    const k = kernelParams(options);
+    this.backend = resolveBackend(options.backend);
+    this.kernelName = k.name;
+    this.kernelParam = k.param;
+    this.native = new (loadNative().NativeMemoryIndex)(this.dim, k.code, k.param, capacity);
+  }
+
+  /** Number of live cases. */
+  get size(): number {
+    return this.native.stats().size;
+  }
+
+  get capacity(): number {
+    return this.native.stats().capacity;
+  }
+
+  get kernel(): { kernel: KernelName; bandwidth?: number; kappa?: number; delta?: number } {
+    const key = this.kernelName === 'gaussian' ? 'bandwidth' : this.kernelName === 'cosine' ? 'kappa' : 'delta';
+    return { kernel: this.kernelName, [key]: this.kernelParam };
+  }
+
+  /** Change the kernel or its parameter (e.g. a bandwidth rule of MATH §9). */
+  setKernel(options: KernelOptions): void {
+    const k = kernelParams(options);
+    this.native.setKernel(k.code, k.param);
+    this.kernelName = k.name;
+    this.kernelParam = k.param;
+  }
+
+  private rows(name: string, a: Float32Array): number {
+    if (a.length % this.dim !== 0) {
+      throw new RangeError(`${name}.length must be a multiple of dim (${this.dim}), got ${a.length}`);
+    }
+    return a.length / this.dim;
+  }
+
+  /** Appends n keys (n*dim floats) with n values; returns their new ids. */
+  add(keys: Float32Array, values: Float32Array): Int32Array {
+    checkFloat32('keys', keys);
+    checkFloat32('values', values);
+    const n = this.rows('keys', keys);
+    if (values.length !== n) {
+      throw new RangeError(`values.length must equal the number of keys (${n}), got ${values.length}`);
+    }
+    checkFinite('keys', keys, this.dim);
+    checkFinite('values', values);
+    return this.native.add(keys, values);
+  }
+
+  /** Appends with given ids (strictly increasing, above every id issued): restoring saved memory. */
+  addWithIds(ids: Int32Array | number[], keys: Float32Array, values: Float32Array): void {
+    const idArr = checkInt32('ids', ids);
+    checkFloat32('keys', keys);
+    checkFloat32('values', values);
+    const n = this.rows('keys', keys);
+    if (values.length !== n || idArr.length !== n) {
+      throw new RangeError(`ids.length and values.length must equal the number of keys (${n})`);
+    }
+    checkFinite('keys', keys, this.dim);
+    checkFinite('values', values);
+    this.native.addWithIds(idArr, keys, values);
+  }
+
+  updateValues(ids: Int32Array | number[], values: Float32Array): void {
+    const idArr = checkInt32('ids', ids);
+    checkFloat32('values', values);
+    if (values.length !== idArr.length) {
+      throw new RangeError(`values.length must equal ids.length (${idArr.length}), got ${values.length}`);
+    }
+    checkFinite('values', values);
+    this.native.updateValues(idArr, values);
+  }
+
+  remove(ids: Int32Array | number[]): void {
+    this.native.remove(checkInt32('ids', ids));
+  }
+
+  getKeys(ids: Int32Array | number[]): Float32Array {
+    return this.native.getKeys(checkInt32('ids', ids));
+  }
+
+  getValues(ids: Int32Array | number[]): Float32Array {
+    return this.native.getValues(checkInt32('ids', ids));
+  }
+
+  /** Live ids in insertion order. */
+  ids(): Int32Array {
+    return this.native.liveIds();
+  }
+
+  has(id: number): boolean {
+    return this.native.contains(Int32Array.of(checkInt('id', id, -2147483648, 2147483647)))[0] === 1;
+  }
+
+  /** Rewrites storage without tombstones (also happens automatically as removals accumulate). */
+  compact(): void {
+    this.native.compact();
+  }
+
+  clear(): void {
+    this.native.clear();
+  }
+
+  stats() {
+    return { ...this.native.stats(), kernel: this.kernel, backend: this.backend };
+  }
+
+  private checkQueries(queries: Float32Array, m: number): void {
+    checkFloat32('queries', queries);
+    this.rows('queries', queries);
+    checkInt('m', m, 1, 1 << 24);
+    checkFinite('queries', queries, this.dim);
+  }
+
+  /** Top-m cases per query by kernel value, descending (MATH §2). Runs on a worker thread. */
+  search(queries: Float32Array, m: number, opts?: SearchOptions): Promise<SearchResult> {
+    try {
+      this.checkQueries(queries, m);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.native.search(queries, m, opts?.out);
+  }
+
+  /** As search, on the calling thread: for small batches in a tight loop. */
+  searchSync(queries: Float32Array, m: number, opts?: SearchOptions): SearchResult {
+    this.checkQueries(queries, m);
+    return this.native.searchSync(queries, m, opts?.out);
+  }
+
+  private voidArgs(opts: EstimateOptions | undefined): [number, number] {
+    const voidWeight = opts?.voidWeight ?? 0;
+    const voidValue = opts?.voidValue ?? 0;
+    if (typeof voidWeight !== 'number' || !Number.isFinite(voidWeight) || voidWeight < 0) {
+      throw new RangeError(`voidWeight must be a finite number >= 0, got ${String(voidWeight)}`);
+    }
+    if (typeof voidValue !== 'number' || !Number.isFinite(voidValue)) {
+      throw new RangeError(`voidValue must be a finite number, got ${String(voidValue)}`);
+    }
+    return [voidWeight, voidValue];
+  }
+
+  /** Kernel-weighted value with the void case over the top-m (MATH §3), per query. */
+  estimate(queries: Float32Array, m: number, opts?: EstimateOptions): Promise<EstimateResult> {
+    let v: [number, number];
+    try {
+      this.checkQueries(queries, m);
+      v = this.voidArgs(opts);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.native.estimate(queries, m, v[0], v[1], opts?.out);
+  }
+
+  estimateSync(queries: Float32Array, m: number, opts?: EstimateOptions): EstimateResult {
+    this.checkQueries(queries, m);
+    const [w, q] = this.voidArgs(opts);
+    return this.native.estimateSync(queries, m, w, q, opts?.out);
+  }
+}
+
+export interface KlImproveInput {
+  /** rows*cols log μ (−Infinity allowed: μ = 0). */
+  logPrior: Float32Array;
+  /** rows*cols Q values. */
+  q: Float32Array;
+  rows: number;
+  cols: number;
+  /** Temperature α > 0 (α = 0: the greedy limit on the support of μ). */
+  alpha: number;
+  /** Ragged rows: the number of valid candidates per row (≤ cols). */
+  rowLengths?: Int32Array | number[];
+}
+
+function klArgs(input: KlImproveInput) {
+  if (input === null || typeof input !== 'object') {
+    throw new TypeError('klImprove expects { logPrior, q, rows, cols, alpha, rowLengths? }');
+  }
+  const logPrior = checkFloat32('logPrior', input.logPrior);
+  const q = checkFloat32('q', input.q);
+  const rows = checkInt('rows', input.rows, 0);
+  const cols = checkInt('cols', input.cols, 0);
+  if (typeof input.alpha !== 'number' || !Number.isFinite(input.alpha) || input.alpha < 0) {
+    throw new RangeError(`alpha must be a finite number >= 0, got ${String(input.alpha)}`);
+  }
+  if (logPrior.length !== rows * cols) {
+    throw new RangeError(`logPrior.length must be rows*cols (${rows * cols}), got ${logPrior.length}`);
+  }
+  if (q.length !== rows * cols) throw new RangeError(`q.length must be rows*cols (${rows * cols}), got ${q.length}`);
+  for (let i = 0; i < logPrior.length; i++) {
+    const x = logPrior[i];
+    if (Number.isNaN(x) || x === Infinity) throw new RangeError(`logPrior[${i}] must be finite or -Infinity, got ${x}`);
+    if (!Number.isFinite(q[i])) throw new RangeError(`q[${i}] must be finite, got ${q[i]}`);
+  }
+  let rowLengths: Int32Array | undefined;
+  if (input.rowLengths !== undefined) {
+    rowLengths = checkInt32('rowLengths', input.rowLengths);
+    if (rowLengths.length !== rows) {
+      throw new RangeError(`rowLengths.length must equal rows (${rows}), got ${rowLengths.length}`);
+    }
+    for (let i = 0; i < rows; i++) {
+      if (rowLengths[i] < 0 || rowLengths[i] > cols) {
+        throw new RangeError(`rowLengths[${i}] must be in [0, cols=${cols}], got ${rowLengths[i]}`);
+      }
+    }
+  }
+  return { logPrior, q, rows, cols, alpha: input.alpha, rowLengths };
+}
+
+/**
+ * KL-regularised policy improvement (MATH §5), row-wise and in log space:
+ * π ∝ μ·exp(Q/α), V = α·log Σ μ·exp(Q/α). Returns rows*cols policy and rows values.
+ */
+export function klImprove(input: KlImproveInput): { policy: Float32Array; value: Float32Array } {
+  const a = klArgs(input);
+  return loadNative().klImprove(a.logPrior, a.q, a.rows, a.cols, a.alpha, a.rowLengths);
+}
+
+/** As klImprove, on a worker thread (for large batches). */
+export function klImproveAsync(input: KlImproveInput): Promise<{ policy: Float32Array; value: Float32Array }> {
+  try {
+    const a = klArgs(input);
+    return loadNative().klImproveAsync(a.logPrior, a.q, a.rows, a.cols, a.alpha, a.rowLengths);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+export interface BackendInfo {
+  /** The backend a MemoryIndex with backend 'auto' uses. */
+  backend: 'cpu' | 'cuda';
+  /** Why that backend was chosen. */
+  reason: string;
+  threads: number;
+  simd: string;
+  blas: string;
+  cudaCompiled: boolean;
+  device?: string;
+  buildSystem: string;
+  addonPath?: string;
+}
+
+export function backendInfo(): BackendInfo {
+  const n = loadNative().backendInfo();
+  const reason = n.cudaCompiled
+    ? 'CUDA kernels are compiled in, but the CUDA backend is not enabled in this version; using the CPU'
+    : 'this build has no CUDA kernels (nvcc was not found or MEMQ_CUDA=OFF); using the CPU';
+  return { backend: 'cpu', reason, ...n, addonPath: nativePath() };
+}
+
+/** Sets the native thread pool's size (0 = default: MEMQ_THREADS or all cores). */
+export function setThreads(n: number): number {
+  return loadNative().setThreads(checkInt('threads', n, 0, 4096));
+}

@@ -1,0 +1,173 @@
+// Module entry of the memq N-API addon: MemoryIndex, klImprove, backendInfo.
+#include <napi.h>
+
+#include <string>
+#include <vector>
+
+#include "memq/ceilings.h"
+#include "memq/cpu_features.h"
+#include "memq/kernels.h"
+#include "memq/thread_pool.h"
+#include "util.h"
+
+#ifndef MEMQ_BUILD_SYSTEM
+#define MEMQ_BUILD_SYSTEM "node-gyp"
+#endif
+
+namespace memq_addon {
+
+Napi::Function InitMemoryIndex(Napi::Env env);
+
+namespace {
+
+struct KlJob {
+  const float* log_prior = nullptr;
+  const float* q = nullptr;
+  const int32_t* row_lengths = nullptr;
+  int64_t rows = 0, cols = 0;
+  float alpha = 1.f;
+  float* policy = nullptr;
+  float* value = nullptr;
+  memq::Status run() {
+    return memq::kl_improve(policy, value, log_prior, q, rows, cols, row_lengths, alpha);
+  }
+};
+
+// klImprove(logPrior, q, rows, cols, alpha, rowLengths | undefined) -> { policy, value }
+KlJob make_kl_job(const Napi::CallbackInfo& info, Napi::Object* result) {
+  Napi::Env env = info.Env();
+  auto lp = typed_array_arg<float>(info[0], "logPrior");
+  auto q = typed_array_arg<float>(info[1], "q");
+  KlJob job;
+  job.rows = int_arg(info[2], "rows", 0, int64_t{1} << 40);
+  job.cols = int_arg(info[3], "cols", 0, int64_t{1} << 40);
+  job.alpha = static_cast<float>(number_arg(info[4], "alpha"));
+  size_t expect = static_cast<size_t>(job.rows * job.cols);
+  if (lp.length != expect) {
+    throw Napi::RangeError::New(env, "logPrior.length must be rows*cols (" + std::to_string(expect) + "), got " +
+                                         std::to_string(lp.length));
+  }
+  if (q.length != expect) {
+    throw Napi::RangeError::New(env, "q.length must be rows*cols (" + std::to_string(expect) + "), got " +
+                                         std::to_string(q.length));
+  }
+  if (info.Length() > 5 && !info[5].IsUndefined() && !info[5].IsNull()) {
+    auto rl = typed_array_arg<int32_t>(info[5], "rowLengths");
+    if (rl.length != static_cast<size_t>(job.rows)) {
+      throw Napi::RangeError::New(env, "rowLengths.length must equal rows (" + std::to_string(job.rows) + ")");
+    }
+    job.row_lengths = rl.data;
+  }
+  job.log_prior = lp.data;
+  job.q = q.data;
+  auto policy = Napi::Float32Array::New(env, expect);
+  auto value = Napi::Float32Array::New(env, static_cast<size_t>(job.rows));
+  job.policy = policy.Data();
+  job.value = value.Data();
+  *result = Napi::Object::New(env);
+  result->Set("policy", policy);
+  result->Set("value", value);
+  return job;
+}
+
+Napi::Value KlImprove(const Napi::CallbackInfo& info) {
+  Napi::Object result;
+  KlJob job = make_kl_job(info, &result);
+  memq::Status st = job.run();
+  if (!st.ok()) throw status_error(info.Env(), st, "klImprove");
+  return result;
+}
+
+class KlWorker : public Napi::AsyncWorker {
+ public:
+  KlWorker(Napi::Env env, KlJob job, Napi::Object keep, Napi::Object result)
+      : Napi::AsyncWorker(env, "memq.klImprove"), job_(job), deferred_(Napi::Promise::Deferred::New(env)) {
+    keep_ = Napi::Persistent(keep);
+    result_ = Napi::Persistent(result);
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override { status_ = job_.run(); }
+  void OnOK() override {
+    Napi::HandleScope scope(Env());
+    if (status_.ok()) deferred_.Resolve(result_.Value());
+    else deferred_.Reject(status_error(Env(), status_, "klImproveAsync").Value());
+    keep_.Reset();
+    result_.Reset();
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  KlJob job_;
+  memq::Status status_;
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference keep_, result_;
+};
+
+Napi::Value KlImproveAsync(const Napi::CallbackInfo& info) {
+  Napi::Object result;
+  KlJob job = make_kl_job(info, &result);
+  Napi::Object keep = Napi::Object::New(info.Env());
+  for (size_t i = 0; i < info.Length(); ++i) keep.Set(static_cast<uint32_t>(i), info[i]);
+  auto* w = new KlWorker(info.Env(), job, keep, result);
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("threads", Napi::Number::New(env, memq::num_threads()));
+  o.Set("simd", Napi::String::New(env, memq::simd_name(memq::simd_level())));
+  o.Set("blas", Napi::String::New(env, memq::blas_name()));
+#ifdef MEMQ_HAVE_CUDA
+  o.Set("cudaCompiled", Napi::Boolean::New(env, true));
+#else
+  o.Set("cudaCompiled", Napi::Boolean::New(env, false));
+#endif
+  o.Set("buildSystem", Napi::String::New(env, MEMQ_BUILD_SYSTEM));
+  return o;
+}
+
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  int64_t n = int_arg(info[0], "threads", 0, 4096);
+  memq::set_num_threads(static_cast<int>(n));
+  return Napi::Number::New(info.Env(), memq::num_threads());
+}
+
+// measureCeilings(b, n, d, seconds, bandwidthBytes) -> { gemmGflops, bandwidthGBs, ... } (synchronous;
+// benchmarks only).
+Napi::Value MeasureCeilings(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t b = int_arg(info[0], "b", 1, 1 << 16);
+  int64_t n = int_arg(info[1], "n", 1, 1 << 24);
+  int64_t d = int_arg(info[2], "d", 1, 1 << 16);
+  double seconds = number_arg(info[3], "seconds");
+  int64_t bytes = int_arg(info[4], "bandwidthBytes", 1 << 20, int64_t{1} << 40);
+  memq::GemmCeiling g = memq::measure_gemm_ceiling(b, n, d, seconds);
+  memq::BandwidthCeiling bw = memq::measure_read_bandwidth(bytes, 5);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("gemmGflops", Napi::Number::New(env, g.gflops));
+  o.Set("gemmShape", Napi::String::New(env, std::to_string(b) + "x" + std::to_string(n) + "x" + std::to_string(d)));
+  o.Set("bandwidthGBs", Napi::Number::New(env, bw.gbytes_per_s));
+  o.Set("bandwidthBytes", Napi::Number::New(env, static_cast<double>(bw.bytes)));
+  o.Set("threads", Napi::Number::New(env, g.threads));
+  o.Set("blas", Napi::String::New(env, memq::blas_name()));
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("measureCeilings", Napi::Function::New(env, MeasureCeilings, "measureCeilings"));
+  exports.Set("NativeMemoryIndex", InitMemoryIndex(env));
+  exports.Set("klImprove", Napi::Function::New(env, KlImprove, "klImprove"));
+  exports.Set("klImproveAsync", Napi::Function::New(env, KlImproveAsync, "klImproveAsync"));
+  exports.Set("backendInfo", Napi::Function::New(env, BackendInfo, "backendInfo"));
+  exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
+  return exports;
+}
+
+}  // namespace
+}  // namespace memq_addon
+
+static Napi::Object InitMemq(Napi::Env env, Napi::Object exports) { return memq_addon::Init(env, exports); }
+NODE_API_MODULE(memq, InitMemq)

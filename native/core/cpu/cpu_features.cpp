@@ -1,0 +1,88 @@
+// Run-time CPU feature detection: the kernels dispatch on simd_level() at every call, so one
+// binary runs everywhere and tests can force each path (MEMQ_SIMD or set_simd_override).
+#include "memq/cpu_features.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "internal.h"
+
+#ifdef MEMQ_HAVE_CBLAS
+extern "C" char* openblas_get_config(void);
+#endif
+
+namespace memq {
+
+namespace {
+
+#if defined(__x86_64__) || defined(__i386__)
+#define MEMQ_X86 1
+#endif
+
+SimdLevel detect_hw() {
+#ifdef MEMQ_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("fma"))
+    return SimdLevel::kAVX512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return SimdLevel::kAVX2;
+#endif
+  return SimdLevel::kScalar;
+}
+
+// MEMQ_SIMD caps the level (read once; an unknown value is ignored).
+SimdLevel detect() {
+  SimdLevel hw = detect_hw();
+  const char* env = std::getenv("MEMQ_SIMD");
+  if (env && *env) {
+    SimdLevel cap = hw;
+    if (!std::strcmp(env, "scalar")) cap = SimdLevel::kScalar;
+    else if (!std::strcmp(env, "avx2")) cap = SimdLevel::kAVX2;
+    else if (!std::strcmp(env, "avx512")) cap = SimdLevel::kAVX512;
+    if (static_cast<int>(cap) < static_cast<int>(hw)) hw = cap;
+  }
+  return hw;
+}
+
+std::atomic<int> g_override{-1};
+
+}  // namespace
+
+SimdLevel simd_level() {
+  static const SimdLevel detected = detect();
+  int o = g_override.load(std::memory_order_relaxed);
+  if (o >= 0 && o < static_cast<int>(detected)) return static_cast<SimdLevel>(o);
+  return detected;
+}
+
+const char* simd_name(SimdLevel level) {
+  switch (level) {
+    case SimdLevel::kAVX512: return "avx512";
+    case SimdLevel::kAVX2: return "avx2";
+    default: return "scalar";
+  }
+}
+
+std::string blas_name() {
+#ifdef MEMQ_HAVE_CBLAS
+  // openblas_get_config() reads like "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY ...".
+  std::string cfg = openblas_get_config();
+  std::string version;
+  if (cfg.rfind("OpenBLAS ", 0) == 0) {
+    size_t end = cfg.find(' ', 9);
+    version = cfg.substr(9, end == std::string::npos ? std::string::npos : end - 9);
+  }
+  return version.empty() ? std::string("openblas") : "openblas " + version;
+#else
+  return "builtin";
+#endif
+}
+
+namespace cpu {
+void set_simd_override(int level) { g_override.store(level, std::memory_order_relaxed); }
+}  // namespace cpu
+
+}  // namespace memq

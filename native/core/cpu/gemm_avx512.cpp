@@ -1,0 +1,164 @@
+// AVX-512 kernels (this file alone is compiled with -mavx512f ...; called only after
+// simd_level() says the CPU has them): the C^T = K A^T micro-kernel, row norms, and the
+// threshold filter of search_topm.
+#if defined(__AVX512F__)
+// GCC 12 flags its own intrinsics (_mm512_undefined_ps) as maybe-uninitialized.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "internal.h"
+
+namespace memq {
+namespace cpu {
+
+namespace {
+
+// C^T block of MR keys x NV*16 queries: per key element one broadcast, NV FMAs. The queries'
+// panel (kc x 16*NV floats) stays in L1; the keys stream from L2 / memory in place.
+// Registers: MR*NV accumulators (<= 24) + NV query vectors + 1 broadcast.
+template <int MR, int NV>
+inline void micro_kernel(int64_t kc, const float* k, int64_t ldk, const float* ap, float* c,
+                         int64_t ldc, bool first) {
+  constexpr int PW = 16 * NV;
+  __m512 acc[MR][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v)
+      acc[r][v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(c + r * ldc + v * 16);
+  const float* kr[MR];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) kr[r] = k + r * ldk;
+  for (int64_t p = 0; p < kc; ++p) {
+    __m512 av[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) av[v] = _mm512_load_ps(ap + p * PW + v * 16);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      __m512 kb = _mm512_set1_ps(kr[r][p]);
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(kb, av[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(c + r * ldc + v * 16, acc[r][v]);
+}
+
+template <int NV>
+void gemm_kat_nv(float* ct, int64_t ldc, const float* packed, int64_t bp, const float* k,
+                 int64_t ldk, int64_t t, int64_t d) {
+  constexpr int PW = 16 * NV;
+  constexpr int MR = NV == 2 ? 12 : 8;
+  constexpr int64_t KC = 256;  // a 256 x 32 query panel is 32 KiB: it stays in L1
+  for (int64_t p0 = 0; p0 < d; p0 += KC) {
+    int64_t kc = std::min<int64_t>(KC, d - p0);
+    bool first = p0 == 0;
+    for (int64_t P = 0; P < bp / PW; ++P) {
+      const float* ap = packed + P * d * PW + p0 * PW;
+      float* c0 = ct + P * PW;
+      int64_t j = 0;
+      for (; j + MR <= t; j += MR)
+        micro_kernel<MR, NV>(kc, k + j * ldk + p0, ldk, ap, c0 + j * ldc, ldc, first);
+      const float* kj = k + j * ldk + p0;
+      float* cj = c0 + j * ldc;
+      switch (t - j) {
+        case 0: break;
+        case 1: micro_kernel<1, NV>(kc, kj, ldk, ap, cj, ldc, first); break;
+        case 2: micro_kernel<2, NV>(kc, kj, ldk, ap, cj, ldc, first); break;
+        case 3: micro_kernel<3, NV>(kc, kj, ldk, ap, cj, ldc, first); break;
+        case 4: micro_kernel<4, NV>(kc, kj, ldk, ap, cj, ldc, first); break;
+        case 5: micro_kernel<5, NV>(kc, kj, ldk, ap, cj, ldc, first); break;
+        case 6: micro_kernel<6, NV>(kc, kj, ldk, ap, cj, ldc, first); break;
+        case 7: micro_kernel<7, NV>(kc, kj, ldk, ap, cj, ldc, first); break;
+        case 8: micro_kernel<8, NV>(kc, kj, ldk, ap, cj, ldc, first); break;
+        case 9: micro_kernel<9, NV>(kc, kj, ldk, ap, cj, ldc, first); break;
+        case 10: micro_kernel<10, NV>(kc, kj, ldk, ap, cj, ldc, first); break;
+        default: micro_kernel<11, NV>(kc, kj, ldk, ap, cj, ldc, first); break;
+      }
+    }
+  }
+}
+
+inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+}  // namespace
+
+void gemm_kat_avx512(float* ct, int64_t ldc, const float* packed, int64_t bp, int64_t pw,
+                     const float* k, int64_t ldk, int64_t t, int64_t d) {
+  if (pw == 16) gemm_kat_nv<1>(ct, ldc, packed, bp, k, ldk, t, d);
+  else gemm_kat_nv<2>(ct, ldc, packed, bp, k, ldk, t, d);
+}
+
+void row_norms2_avx512(float* out, const float* x, int64_t n, int64_t d) {
+  __mmask16 tail = (__mmask16)((1u << (d % 16)) - 1);
+  for (int64_t i = 0; i < n; ++i) {
+    const float* r = x + i * d;
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int64_t p = 0;
+    for (; p + 32 <= d; p += 32) {
+      __m512 v0 = _mm512_loadu_ps(r + p), v1 = _mm512_loadu_ps(r + p + 16);
+      a0 = _mm512_fmadd_ps(v0, v0, a0);
+      a1 = _mm512_fmadd_ps(v1, v1, a1);
+    }
+    if (p + 16 <= d) {
+      __m512 v0 = _mm512_loadu_ps(r + p);
+      a0 = _mm512_fmadd_ps(v0, v0, a0);
+      p += 16;
+    }
+    if (tail) {
+      __m512 v1 = _mm512_maskz_loadu_ps(tail, r + p);
+      a1 = _mm512_fmadd_ps(v1, v1, a1);
+    }
+    out[i] = hsum(_mm512_add_ps(a0, a1));
+  }
+}
+
+// The exact expressions of internal.h's dist2_of / cos_of, 16 queries at a time.
+int64_t filter_tile_avx512(Hit* hits, const FilterArgs& a) {
+  int64_t nh = 0;
+  const __m512 zero = _mm512_setzero_ps(), inf = _mm512_set1_ps(kInf);
+  const __m512 m2 = _mm512_set1_ps(-2.0f), one = _mm512_set1_ps(1.0f), mone = _mm512_set1_ps(-1.0f);
+  alignas(64) float s_lanes[16];
+  for (int64_t j = 0; j < a.t; ++j) {
+    if (a.alive && !a.alive[j]) continue;
+    const float* row = a.ct + j * a.ldc;
+    const __m512 kn = _mm512_set1_ps(a.kn[j]);
+    const __m512 kinv = a.cosine ? _mm512_set1_ps(a.kinv[j]) : zero;
+    for (int64_t g = 0; g < a.bp; g += 16) {
+      __m512 dot = _mm512_loadu_ps(row + g);
+      __m512 s;
+      if (!a.cosine) {
+        __m512 e = _mm512_fmadd_ps(m2, dot, _mm512_add_ps(_mm512_loadu_ps(a.qn + g), kn));
+        s = _mm512_max_ps(e, zero);  // NaN -> 0 here, then -> +inf below
+        s = _mm512_mask_mov_ps(s, _mm512_cmp_ps_mask(e, e, _CMP_UNORD_Q), inf);
+      } else {
+        __m512 c = _mm512_mul_ps(_mm512_mul_ps(dot, _mm512_loadu_ps(a.qinv + g)), kinv);
+        c = _mm512_min_ps(one, _mm512_max_ps(mone, c));  // NaN passes through (2nd operand)
+        s = _mm512_xor_ps(c, _mm512_set1_ps(-0.0f));  // -c, as the scalar code
+        s = _mm512_mask_mov_ps(s, _mm512_cmp_ps_mask(c, c, _CMP_UNORD_Q), inf);
+      }
+      __mmask16 mk = _mm512_cmp_ps_mask(s, _mm512_loadu_ps(a.tau + g), _CMP_NGE_UQ);
+      if (!mk) continue;
+      _mm512_store_ps(s_lanes, s);
+      unsigned bits = mk;
+      while (bits) {
+        int l = __builtin_ctz(bits);
+        bits &= bits - 1;
+        Hit& h = hits[nh++];
+        h.q = (int32_t)(g + l);
+        h.j = (int32_t)j;
+        h.score = s_lanes[l];
+        h.aux = a.cosine ? dist2_of(a.qn[g + l], a.kn[j], row[g + l]) : 0.0f;
+      }
+    }
+  }
+  return nh;
+}
+
+}  // namespace cpu
+}  // namespace memq
+#endif  // __AVX512F__

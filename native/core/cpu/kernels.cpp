@@ -1,0 +1,556 @@
+// Retrieval kernels of MATH §2-§5 on the CPU: kernel values, dense similarity, fused
+// similarity + top-M search, kernel-weighted value with the void case, and log-sum-exp KL
+// policy improvement. Validation first, then compute: on error no output is written.
+#include "memq/kernels.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "internal.h"
+#include "memq/cpu_features.h"
+#include "memq/thread_pool.h"
+
+#ifdef MEMQ_HAVE_CBLAS
+#include <cblas.h>
+#endif
+
+namespace memq {
+
+using cpu::kInf;
+
+namespace {
+
+std::string at(const char* what, int64_t i) { return std::string(what) + "[" + std::to_string(i) + "]"; }
+
+bool finite(float x) { return std::isfinite(x); }
+
+// Key tile: ~256 KiB of keys, so the tile, the packed queries and the C^T tile share L2.
+// Depends on d only (never on threads or b): every element is computed by the same call
+// shape, which keeps results identical for any thread count even through OpenBLAS.
+int64_t tile_rows(int64_t d) {
+  int64_t t = (64 * 1024) / std::max<int64_t>(d, 1);
+  return std::max<int64_t>(48, std::min<int64_t>(1024, t)) / 24 * 24;
+}
+constexpr int64_t kQueryBlock = 256;
+
+// Queries validated, packed per block of kQueryBlock, with their norms.
+struct QueryBlocks {
+  int64_t b = 0, d = 0, nblocks = 0;
+  std::vector<int64_t> pw, bp;
+  std::vector<cpu::AlignedBuf> packed;  // bp*d each
+  std::vector<std::vector<float>> qn, qinv;  // bp each; 0 on padding lanes
+};
+
+Status check_finite(const float* x, int64_t rows, int64_t cols, const char* name) {
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j)
+      if (!finite(x[i * cols + j]))
+        return Status::Invalid(std::string(name) + " has a non-finite value at row " +
+                               std::to_string(i) + ", column " + std::to_string(j));
+  return Status::Ok();
+}
+
+Status prepare_queries(QueryBlocks& qb, SimdLevel lv, const float* queries, int64_t b, int64_t d) {
+  MEMQ_RETURN_IF_ERROR(check_finite(queries, b, d, "queries"));
+  qb.b = b;
+  qb.d = d;
+  qb.nblocks = (b + kQueryBlock - 1) / kQueryBlock;
+  qb.pw.resize(qb.nblocks);
+  qb.bp.resize(qb.nblocks);
+  qb.packed = std::vector<cpu::AlignedBuf>(qb.nblocks);
+  qb.qn.resize(qb.nblocks);
+  qb.qinv.resize(qb.nblocks);
+  for (int64_t B = 0; B < qb.nblocks; ++B) {
+    int64_t q0 = B * kQueryBlock, n = std::min(kQueryBlock, b - q0);
+    qb.pw[B] = cpu::panel_width(lv, n);
+    qb.bp[B] = cpu::round_up(n, qb.pw[B]);
+    qb.qn[B].assign(qb.bp[B], 0.0f);
+    qb.qinv[B].assign(qb.bp[B], 0.0f);
+    cpu::row_norms2_level(lv, qb.qn[B].data(), queries + q0 * d, n, d);
+    for (int64_t i = 0; i < n; ++i) {
+      if (!finite(qb.qn[B][i]))
+        return Status::Invalid("queries: the squared norm of row " + std::to_string(q0 + i) +
+                               " overflows float32");
+      qb.qinv[B][i] = cpu::inv_norm(qb.qn[B][i]);
+    }
+#ifndef MEMQ_HAVE_CBLAS
+    cpu::pack_queries(qb.packed[B].get(qb.bp[B] * d), queries + q0 * d, n, d, qb.pw[B]);
+#endif
+  }
+  return Status::Ok();
+}
+
+Status check_keys(const KeyView& keys) {
+  if (keys.n < 0) return Status::Invalid("keys.n must be >= 0");
+  if (keys.d < 1) return Status::Invalid("keys.d must be >= 1");
+  if (keys.n > 0 && !keys.keys) return Status::Invalid("keys.keys is null");
+  if (keys.norms2) {
+    for (int64_t i = 0; i < keys.n; ++i)
+      if ((!keys.alive || keys.alive[i]) && !(finite(keys.norms2[i]) && keys.norms2[i] >= 0.0f))
+        return Status::Invalid(at("keys.norms2", i) + " is not a finite squared norm");
+  }
+  return Status::Ok();
+}
+
+// One key tile: norms (cached or computed; a non-finite norm of an alive row is an error
+// reported as its row) and the dot products C^T = K_tile Q^T of one query block.
+struct TileScratch {
+  cpu::AlignedBuf ct, kn, kinv;
+  bool ct_zeroed = false;
+};
+
+bool tile_norms(TileScratch& s, SimdLevel lv, const KeyView& keys, int64_t j0, int64_t t,
+                bool cosine, const float** kn_out, int64_t* bad_row) {
+  const float* kn;
+  if (keys.norms2) {
+    kn = keys.norms2 + j0;
+  } else {
+    float* buf = s.kn.get(t);
+    cpu::row_norms2_level(lv, buf, keys.keys + j0 * keys.d, t, keys.d);
+    for (int64_t j = 0; j < t; ++j)
+      if (!finite(buf[j]) && (!keys.alive || keys.alive[j0 + j])) {
+        *bad_row = j0 + j;
+        return false;
+      }
+    kn = buf;
+  }
+  if (cosine) {
+    float* ki = s.kinv.get(t);
+    for (int64_t j = 0; j < t; ++j) ki[j] = cpu::inv_norm(kn[j]);
+  }
+  *kn_out = kn;
+  return true;
+}
+
+void tile_dots(TileScratch& s, SimdLevel lv, const QueryBlocks& qb, int64_t B, const float* queries,
+               const KeyView& keys, int64_t j0, int64_t t, int64_t tile) {
+  int64_t bp = qb.bp[B], d = keys.d;
+  float* ct = s.ct.get(tile * bp);
+#ifdef MEMQ_HAVE_CBLAS
+  cpu::blas_single_thread();
+  int64_t q0 = B * kQueryBlock, n = std::min(kQueryBlock, qb.b - q0);
+  if (!s.ct_zeroed) {  // padding lanes are never written by BLAS; keep them finite
+    std::fill(ct, ct + tile * bp, 0.0f);
+    s.ct_zeroed = true;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)t, (blasint)n, (blasint)d, 1.0f,
+              keys.keys + j0 * d, (blasint)d, queries + q0 * d, (blasint)d, 0.0f, ct, (blasint)bp);
+#else
+  (void)queries;
+  cpu::gemm_kat(lv, ct, bp, qb.packed[B].p, bp, qb.pw[B], keys.keys + j0 * d, d, t, d);
+#endif
+}
+
+int64_t filter_tile(SimdLevel lv, cpu::Hit* hits, const cpu::FilterArgs& a) {
+  switch (lv) {
+#if defined(__x86_64__) || defined(__i386__)
+    case SimdLevel::kAVX512: return cpu::filter_tile_avx512(hits, a);
+    case SimdLevel::kAVX2: return cpu::filter_tile_avx2(hits, a);
+#endif
+    default: return cpu::filter_tile_scalar(hits, a);
+  }
+}
+
+// ---- top-M candidates ---------------------------------------------------------------------------
+// Selection order: (score, row) ascending, a strict total order, so the exact top-M is unique
+// and the merge of per-range top-Ms is the same whatever the ranges (threads) were.
+struct Cand {
+  float score;
+  float aux;
+  int64_t row;
+};
+inline bool better(const Cand& x, const Cand& y) {
+  return x.score < y.score || (x.score == y.score && x.row < y.row);
+}
+
+// Candidates of one query over one key range. Everything that beats tau (the M-th best so far)
+// is appended; at 2M entries the buffer is cut back to the best M (amortised O(1) per hit).
+struct TopM {
+  std::vector<Cand> buf;
+  bool full = false;
+
+  // Returns the new threshold (NaN while fewer than m candidates were seen).
+  float push(const Cand& c, int64_t m) {
+    buf.push_back(c);
+    if (!full) {
+      if ((int64_t)buf.size() < m) return std::numeric_limits<float>::quiet_NaN();
+      full = true;  // exactly m: the threshold is the worst of them
+      threshold_ = std::max_element(buf.begin(), buf.end(), better)->score;
+      return threshold_;
+    }
+    if ((int64_t)buf.size() >= 2 * m) return cut(m);
+    return threshold_;
+  }
+  float cut(int64_t m) {
+    std::nth_element(buf.begin(), buf.begin() + (m - 1), buf.end(), better);
+    buf.resize(m);
+    threshold_ = buf[m - 1].score;
+    return threshold_;
+  }
+  float threshold_ = kInf;
+};
+
+}  // namespace
+
+namespace cpu {
+// Scalar reference filter: the same expressions as the vector filters (internal.h).
+int64_t filter_tile_scalar(Hit* hits, const FilterArgs& a) {
+  int64_t nh = 0;
+  for (int64_t j = 0; j < a.t; ++j) {
+    if (a.alive && !a.alive[j]) continue;
+    const float* row = a.ct + j * a.ldc;
+    for (int64_t q = 0; q < a.bp; ++q) {
+      float s;
+      if (!a.cosine) {
+        s = dist2_of(a.qn[q], a.kn[j], row[q]);
+      } else {
+        float c = cos_of(a.qinv[q], a.kinv[j], row[q]);
+        s = c == c ? -c : kInf;
+      }
+      if (!(s >= a.tau[q])) hits[nh++] = Hit{(int32_t)q, (int32_t)j, s,
+                                             a.cosine ? dist2_of(a.qn[q], a.kn[j], row[q]) : 0.0f};
+    }
+  }
+  return nh;
+}
+}  // namespace cpu
+
+// ---- kernel values (MATH §2) ---------------------------------------------------------------------
+
+Status validate_kernel(const KernelParams& p) {
+  auto positive = [](float x) { return std::isfinite(x) && x > 0.0f; };
+  switch (p.type) {
+    case KernelType::kGaussian:
+      if (!positive(p.bandwidth)) return Status::Invalid("kernel bandwidth must be finite and > 0");
+      return Status::Ok();
+    case KernelType::kCosine:
+      if (!positive(p.kappa)) return Status::Invalid("kernel kappa must be finite and > 0");
+      return Status::Ok();
+    case KernelType::kInverse:
+      if (!positive(p.delta)) return Status::Invalid("kernel delta must be finite and > 0");
+      return Status::Ok();
+  }
+  return Status::Invalid("kernel type must be gaussian (0), cosine (1) or inverse (2)");
+}
+
+// Evaluated in double and rounded once, so the only float32 error is the input's.
+float kernel_value(const KernelParams& p, float dist2, float cosine) {
+  switch (p.type) {
+    case KernelType::kGaussian: {
+      double h = p.bandwidth;
+      return (float)std::exp(-(double)dist2 / (2.0 * h * h));
+    }
+    case KernelType::kCosine: return (float)std::exp((double)p.kappa * (double)cosine);
+    case KernelType::kInverse: return (float)(1.0 / ((double)dist2 + (double)p.delta));
+  }
+  return 0.0f;
+}
+
+// ---- dense similarity -----------------------------------------------------------------------------
+
+Status similarity(float* kernel_out, float* dist2_out, const float* queries, int64_t b,
+                  const KeyView& keys, const KernelParams& p) {
+  MEMQ_RETURN_IF_ERROR(validate_kernel(p));
+  if (b < 0) return Status::Invalid("b must be >= 0");
+  MEMQ_RETURN_IF_ERROR(check_keys(keys));
+  if (b == 0 || keys.n == 0) return Status::Ok();
+  if (!queries) return Status::Invalid("queries is null");
+  if (!kernel_out) return Status::Invalid("kernel_out is null");
+  try {
+    const SimdLevel lv = simd_level();
+    const int64_t n = keys.n, d = keys.d, tile = tile_rows(d);
+    const bool cosine = p.type == KernelType::kCosine;
+    QueryBlocks qb;
+    MEMQ_RETURN_IF_ERROR(prepare_queries(qb, lv, queries, b, d));
+    const int64_t ntiles = (n + tile - 1) / tile, items = qb.nblocks * ntiles;
+    // Validate every alive key's norm before writing anything.
+    std::atomic<int64_t> bad{std::numeric_limits<int64_t>::max()};
+    if (!keys.norms2) {
+      parallel_for(0, ntiles, 1, [&](int64_t lo, int64_t hi) {
+        TileScratch s;
+        for (int64_t T = lo; T < hi; ++T) {
+          int64_t j0 = T * tile, t = std::min(tile, n - j0), row = 0;
+          const float* kn;
+          if (!tile_norms(s, lv, keys, j0, t, false, &kn, &row)) {
+            int64_t cur = bad.load();
+            while (row < cur && !bad.compare_exchange_weak(cur, row)) {}
+          }
+        }
+      });
+      if (bad.load() != std::numeric_limits<int64_t>::max())
+        return Status::Invalid("keys: row " + std::to_string(bad.load()) +
+                               " is not finite (or its squared norm overflows float32)");
+    }
+    parallel_for(0, items, 1, [&](int64_t lo, int64_t hi) {
+      TileScratch s;
+      for (int64_t it = lo; it < hi; ++it) {
+        int64_t B = it / ntiles, T = it % ntiles;
+        int64_t q0 = B * kQueryBlock, nq = std::min(kQueryBlock, b - q0);
+        int64_t j0 = T * tile, t = std::min(tile, n - j0), row = 0, bp = qb.bp[B];
+        const float* kn;
+        tile_norms(s, lv, keys, j0, t, cosine, &kn, &row);
+        tile_dots(s, lv, qb, B, queries, keys, j0, t, tile);
+        const float* ct = s.ct.p;
+        for (int64_t i = 0; i < nq; ++i) {
+          float* ko = kernel_out + (q0 + i) * n + j0;
+          float* d2o = dist2_out ? dist2_out + (q0 + i) * n + j0 : nullptr;
+          float qn = qb.qn[B][i], qinv = qb.qinv[B][i];
+          for (int64_t j = 0; j < t; ++j) {
+            if (keys.alive && !keys.alive[j0 + j]) {
+              ko[j] = 0.0f;
+              if (d2o) d2o[j] = kInf;
+              continue;
+            }
+            float dot = ct[j * bp + i];
+            float d2 = cpu::dist2_of(qn, kn[j], dot);
+            float c = cosine ? cpu::cos_of(qinv, s.kinv.p[j], dot) : 0.0f;
+            ko[j] = kernel_value(p, d2, c);
+            if (d2o) d2o[j] = d2;
+          }
+        }
+      }
+    });
+  } catch (const std::bad_alloc&) {
+    return Status::NoMemory("similarity: out of memory");
+  }
+  return Status::Ok();
+}
+
+// ---- fused similarity + top-M (MATH §2) ----------------------------------------------------------
+
+Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const float* queries,
+                   int64_t b, const KeyView& keys, int64_t m, const KernelParams& p) {
+  MEMQ_RETURN_IF_ERROR(validate_kernel(p));
+  if (b < 0) return Status::Invalid("b must be >= 0");
+  if (m < 1) return Status::Invalid("m must be >= 1");
+  MEMQ_RETURN_IF_ERROR(check_keys(keys));
+  if (b == 0) return Status::Ok();
+  if (!queries) return Status::Invalid("queries is null");
+  if (!rows_out) return Status::Invalid("rows_out is null");
+  if (b > std::numeric_limits<int64_t>::max() / m) return Status::Invalid("b * m overflows");
+  try {
+    const SimdLevel lv = simd_level();
+    const int64_t n = keys.n, d = keys.d, tile = tile_rows(d);
+    const bool cosine = p.type == KernelType::kCosine;
+    QueryBlocks qb;
+    MEMQ_RETURN_IF_ERROR(prepare_queries(qb, lv, queries, b, d));
+    const int64_t ntiles = (n + tile - 1) / tile;
+
+    // Work items: (query block, key range). Few query blocks -> split the keys into ranges
+    // (each keeps its own candidates; merged below) so that B = 1 still uses every core.
+    // Tiny problems run as one item on the calling thread.
+    int64_t ranges = 1;
+    const int64_t threads = num_threads();
+    if (ntiles > 1 && threads > 1 && (double)b * (double)n * (double)d > 4e6) {
+      ranges = std::min<int64_t>(ntiles, std::max<int64_t>(1, (2 * threads + qb.nblocks - 1) / qb.nblocks));
+      // Bound the kept candidates (b * ranges * m) to ~512 MiB.
+      while (ranges > 1 && (double)b * ranges * std::min(m, n) * sizeof(Cand) > 512.0 * (1 << 20)) --ranges;
+    }
+    const int64_t items = qb.nblocks * ranges;
+    std::vector<std::vector<TopM>> found(items);
+    std::atomic<int64_t> bad{std::numeric_limits<int64_t>::max()};
+
+    parallel_for(0, items, 1, [&](int64_t lo, int64_t hi) {
+      TileScratch s;
+      std::vector<cpu::Hit> hits;
+      std::vector<float> tau;
+      for (int64_t it = lo; it < hi; ++it) {
+        const int64_t B = it / ranges, r = it % ranges;
+        const int64_t q0 = B * kQueryBlock, nq = std::min(kQueryBlock, b - q0), bp = qb.bp[B];
+        const int64_t T0 = ntiles * r / ranges, T1 = ntiles * (r + 1) / ranges;
+        std::vector<TopM>& tops = found[it];
+        tops.resize(nq);
+        tau.assign(bp, -kInf);  // padding lanes never pass
+        for (int64_t i = 0; i < nq; ++i) tau[i] = std::numeric_limits<float>::quiet_NaN();
+        hits.resize(tile * bp);
+        for (int64_t T = T0; T < T1; ++T) {
+          const int64_t j0 = T * tile, t = std::min(tile, n - j0);
+          const float* kn;
+          int64_t row = 0;
+          if (!tile_norms(s, lv, keys, j0, t, cosine, &kn, &row)) {
+            int64_t cur = bad.load();
+            while (row < cur && !bad.compare_exchange_weak(cur, row)) {}
+            return;
+          }
+          tile_dots(s, lv, qb, B, queries, keys, j0, t, tile);
+          cpu::FilterArgs fa{s.ct.p, bp, t, bp, qb.qn[B].data(), qb.qinv[B].data(), kn,
+                             cosine ? s.kinv.p : nullptr, keys.alive ? keys.alive + j0 : nullptr,
+                             tau.data(), cosine};
+          const int64_t nh = filter_tile(lv, hits.data(), fa);
+          for (int64_t h = 0; h < nh; ++h) {
+            const cpu::Hit& x = hits[h];
+            if (x.score >= tau[x.q]) continue;  // tau moved since the tile was filtered
+            tau[x.q] = tops[x.q].push(Cand{x.score, x.aux, j0 + x.j}, m);
+          }
+        }
+        for (int64_t i = 0; i < nq; ++i)
+          if ((int64_t)tops[i].buf.size() > m) tops[i].cut(m);
+      }
+    });
+    if (bad.load() != std::numeric_limits<int64_t>::max())
+      return Status::Invalid("keys: row " + std::to_string(bad.load()) +
+                             " is not finite (or its squared norm overflows float32)");
+
+    // Merge the ranges per query, sort, write (the first output written is here).
+    parallel_for(0, b, 16, [&](int64_t lo, int64_t hi) {
+      std::vector<Cand> all;
+      for (int64_t i = lo; i < hi; ++i) {
+        const int64_t B = i / kQueryBlock, li = i % kQueryBlock;
+        all.clear();
+        for (int64_t r = 0; r < ranges; ++r) {
+          const auto& v = found[B * ranges + r][li].buf;
+          all.insert(all.end(), v.begin(), v.end());
+        }
+        if ((int64_t)all.size() > m) {
+          std::nth_element(all.begin(), all.begin() + (m - 1), all.end(), better);
+          all.resize(m);
+        }
+        std::sort(all.begin(), all.end(), better);
+        for (int64_t s = 0; s < m; ++s) {
+          const int64_t o = i * m + s;
+          if (s < (int64_t)all.size()) {
+            const Cand& c = all[s];
+            const float d2 = cosine ? c.aux : c.score;
+            rows_out[o] = c.row;
+            if (dist2_out) dist2_out[o] = d2;
+            if (kernel_out) kernel_out[o] = kernel_value(p, d2, cosine ? -c.score : 0.0f);
+          } else {
+            rows_out[o] = -1;
+            if (dist2_out) dist2_out[o] = kInf;
+            if (kernel_out) kernel_out[o] = 0.0f;
+          }
+        }
+      }
+    });
+  } catch (const std::bad_alloc&) {
+    return Status::NoMemory("search_topm: out of memory");
+  }
+  return Status::Ok();
+}
+
+// ---- kernel-weighted value with the void case (MATH §3) --------------------------------------
+
+Status kernel_weighted_value(float* value_out, float* confidence_out, const int64_t* rows,
+                             const float* kernel, const float* row_values, int64_t n_rows,
+                             int64_t b, int64_t m, float void_weight, float void_value) {
+  if (b < 0) return Status::Invalid("b must be >= 0");
+  if (m < 1) return Status::Invalid("m must be >= 1");
+  if (n_rows < 0) return Status::Invalid("n_rows must be >= 0");
+  if (!(std::isfinite(void_weight) && void_weight >= 0.0f))
+    return Status::Invalid("void_weight must be finite and >= 0");
+  if (!std::isfinite(void_value)) return Status::Invalid("void_value must be finite");
+  if (b == 0) return Status::Ok();
+  if (!value_out) return Status::Invalid("value_out is null");
+  if (!rows) return Status::Invalid("rows is null");
+  if (!kernel) return Status::Invalid("kernel is null");
+  if (n_rows > 0 && !row_values) return Status::Invalid("row_values is null");
+  for (int64_t e = 0; e < b * m; ++e) {
+    const int64_t r = rows[e];
+    if (r == -1) continue;
+    if (r < -1 || r >= n_rows)
+      return Status::OutOfRange(at("rows", e) + " = " + std::to_string(r) + " is outside [0, n_rows = " +
+                                std::to_string(n_rows) + ")");
+    if (!(std::isfinite(kernel[e]) && kernel[e] >= 0.0f))
+      return Status::Invalid(at("kernel", e) + " must be finite and >= 0");
+    if (!std::isfinite(row_values[r])) return Status::Invalid(at("row_values", r) + " is not finite");
+  }
+  parallel_for(0, b, 1024, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      double sk = 0.0, skq = 0.0;
+      for (int64_t s = 0; s < m; ++s) {
+        const int64_t e = i * m + s, r = rows[e];
+        if (r < 0) continue;
+        sk += (double)kernel[e];
+        skq += (double)kernel[e] * (double)row_values[r];
+      }
+      const double den = sk + (double)void_weight;
+      // An empty (or all-zero) sum with no void weight has no opinion: the void value.
+      const bool none = !(den > 0.0);
+      value_out[i] = none ? void_value : (float)((skq + (double)void_weight * void_value) / den);
+      if (confidence_out) confidence_out[i] = none ? 0.0f : (float)(sk / den);
+    }
+  });
+  return Status::Ok();
+}
+
+// ---- log-sum-exp KL policy improvement (MATH §5) ---------------------------------------------
+
+Status kl_improve(float* policy_out, float* value_out, const float* log_prior, const float* q,
+                  int64_t rows, int64_t cols, const int32_t* row_lengths, float alpha) {
+  if (rows < 0) return Status::Invalid("rows must be >= 0");
+  if (cols < 0) return Status::Invalid("cols must be >= 0");
+  if (std::isnan(alpha) || !(alpha >= 0.0f) || std::isinf(alpha))
+    return Status::Invalid("alpha must be finite and >= 0");
+  if (rows == 0) return Status::Ok();
+  if (!policy_out && cols > 0) return Status::Invalid("policy_out is null");
+  if (!value_out) return Status::Invalid("value_out is null");
+  if (cols > 0 && !log_prior) return Status::Invalid("log_prior is null");
+  if (cols > 0 && !q) return Status::Invalid("q is null");
+  for (int64_t i = 0; i < rows; ++i) {
+    int64_t len = cols;
+    if (row_lengths) {
+      len = row_lengths[i];
+      if (len < 0 || len > cols)
+        return Status::OutOfRange(at("row_lengths", i) + " = " + std::to_string(len) + " is outside [0, cols = " +
+                                  std::to_string(cols) + "]");
+    }
+    for (int64_t c = 0; c < len; ++c) {
+      const int64_t e = i * cols + c;
+      const float lp = log_prior[e];
+      if (std::isnan(lp) || lp == kInf)
+        return Status::Invalid(at("log_prior", e) + " is NaN or +inf (only -inf, mu = 0, is allowed)");
+      if (!std::isfinite(q[e])) return Status::Invalid(at("q", e) + " is not finite");
+    }
+  }
+  const double a = alpha;
+  parallel_for(0, rows, 256, [&](int64_t lo, int64_t hi) {
+    std::vector<double> l(cols);
+    for (int64_t i = lo; i < hi; ++i) {
+      const int64_t len = row_lengths ? row_lengths[i] : cols;
+      const float* lp = log_prior + i * cols;
+      const float* qi = q + i * cols;
+      float* pi = policy_out + i * cols;
+      for (int64_t c = len; c < cols; ++c) pi[c] = 0.0f;
+      if (a == 0.0) {
+        // Hard limit: uniform over argmax q on the support of mu; V = that max.
+        double best = -std::numeric_limits<double>::infinity();
+        int64_t count = 0;
+        for (int64_t c = 0; c < len; ++c)
+          if (lp[c] != -kInf) {
+            if (qi[c] > best) best = qi[c], count = 1;
+            else if (qi[c] == best) ++count;
+          }
+        for (int64_t c = 0; c < len; ++c)
+          pi[c] = (count > 0 && lp[c] != -kInf && qi[c] == best) ? (float)(1.0 / count) : 0.0f;
+        value_out[i] = count > 0 ? (float)best : -kInf;
+        continue;
+      }
+      // l_c = log mu_c + q_c / alpha;  V = alpha (m + log sum exp(l - m));  pi = exp(l - m) / sum.
+      double mx = -std::numeric_limits<double>::infinity();
+      for (int64_t c = 0; c < len; ++c) {
+        l[c] = lp[c] == -kInf ? -std::numeric_limits<double>::infinity() : (double)lp[c] + (double)qi[c] / a;
+        mx = std::max(mx, l[c]);
+      }
+      if (mx == -std::numeric_limits<double>::infinity()) {  // no support
+        for (int64_t c = 0; c < len; ++c) pi[c] = 0.0f;
+        value_out[i] = -kInf;
+        continue;
+      }
+      double sum = 0.0;
+      for (int64_t c = 0; c < len; ++c) {
+        l[c] = std::exp(l[c] - mx);  // exp(-inf) = 0 off the support
+        sum += l[c];
+      }
+      for (int64_t c = 0; c < len; ++c) pi[c] = (float)(l[c] / sum);
+      value_out[i] = (float)(a * (mx + std::log(sum)));
+    }
+  });
+  return Status::Ok();
+}
+
+}  // namespace memq

@@ -1,0 +1,16 @@
+// Run-time CPU feature detection for kernel dispatch and backendInfo().
+#pragma once
+#include <string>
+
+namespace memq {
+
+enum class SimdLevel : int { kScalar = 0, kAVX2 = 1, kAVX512 = 2 };
+
+// The best level this CPU supports AND this build compiled (MEMQ_SIMD=scalar|avx2|avx512 in the
+// environment caps it, for testing every path on one machine).
+SimdLevel simd_level();
+const char* simd_name(SimdLevel level);
+// "openblas <version>" when cblas_sgemm comes from OpenBLAS, else "builtin".
+std::string blas_name();
+
+}  // namespace memq

@@ -1,0 +1,104 @@
+// The key store (issue: retrieval core, item 5): contiguous N x d float32 keys with float32
+// values and stable int32 ids. Add (amortised growth), update values, remove (tombstone +
+// compaction), capacity limit.
+//
+// Concurrency model: one writer (the JS main thread) and any number of concurrent readers
+// (async searches on worker threads). A reader takes a Snapshot, an immutable view of the store
+// as it was when taken; later writes never change what a snapshot sees, so overlapping async
+// searches and adds give the same results as running them in sequence, and no reader blocks the
+// writer. How: keys, norms and ids are append-only inside a buffer (a writer only writes rows
+// past every snapshot's row count); growth and compaction build a new buffer and leave the old
+// one to the snapshots that hold it. Values and tombstones are mutable, so they live in a small
+// separate block that is copied on write while a snapshot shares it.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "memq/kernels.h"
+#include "memq/status.h"
+
+namespace memq {
+
+struct KeyBuffer;   // append-only keys, norms2, ids
+struct ValueBlock;  // mutable values and alive flags
+
+// An immutable view of the store at one instant.
+class Snapshot {
+ public:
+  int64_t rows() const { return rows_; }  // rows including tombstones
+  int64_t dim() const { return dim_; }
+  int64_t live() const { return live_; }
+  KeyView view() const;
+  const float* values() const;
+  const int32_t* ids() const;
+  const uint8_t* alive() const;
+  const float* keys() const;
+
+ private:
+  friend class KeyStore;
+  std::shared_ptr<const KeyBuffer> keys_;
+  std::shared_ptr<const ValueBlock> vals_;
+  int64_t rows_ = 0, dim_ = 0, live_ = 0;
+};
+
+struct KeyStoreOptions {
+  int64_t dim = 0;
+  int64_t capacity = 0;              // max live cases; 0 = unlimited (bounded by int32 ids)
+  int64_t initial_rows = 0;          // rows to reserve up front
+  double compact_fraction = 0.25;    // compact when tombstones exceed this fraction of rows
+  int64_t compact_min_rows = 1024;   // ... and at least this many
+};
+
+class KeyStore {
+ public:
+  static Status Create(const KeyStoreOptions& opts, std::unique_ptr<KeyStore>* out);
+
+  // Appends n keys (n x dim) with values; writes the new ids to ids_out (n). Validates first
+  // (finite keys and values, capacity); on error nothing changes.
+  Status add(int32_t* ids_out, const float* keys, const float* values, int64_t n);
+  // Appends with caller-chosen ids (restoring a saved memory): ids strictly increasing and
+  // greater than every id the store has issued.
+  Status add_with_ids(const int32_t* ids, const float* keys, const float* values, int64_t n);
+  // Sets values of existing ids; unknown or removed id -> NotFound, nothing changes.
+  Status update_values(const int32_t* ids, const float* values, int64_t n);
+  // Tombstones ids; unknown, removed or repeated id -> NotFound/Invalid, nothing changes.
+  // Compacts when tombstones pass the threshold.
+  Status remove(const int32_t* ids, int64_t n);
+  // Copies keys (n x dim) / values of existing ids.
+  Status get_keys(float* keys_out, const int32_t* ids, int64_t n) const;
+  Status get_values(float* values_out, const int32_t* ids, int64_t n) const;
+  // Live ids in insertion order (size() of them).
+  void live_ids(int32_t* ids_out) const;
+  // Whether each id is live (1) or not (0).
+  void contains(uint8_t* out, const int32_t* ids, int64_t n) const;
+  // Rewrites the buffers without tombstones (order preserved). Snapshots keep the old ones.
+  Status compact();
+  void clear();
+
+  Snapshot snapshot() const;
+  int64_t size() const { return live_; }
+  int64_t rows() const { return rows_; }
+  int64_t dim() const { return dim_; }
+  int64_t capacity() const { return capacity_; }
+  int32_t next_id() const { return next_id_; }
+  int64_t reserved_rows() const;
+  size_t memory_bytes() const;
+
+ private:
+  KeyStore() = default;
+  int64_t find_row(int32_t id) const;  // -1 when not present (or tombstoned)
+  Status ensure_room(int64_t extra);
+  ValueBlock* writable_values();
+  void append_rows(const int32_t* ids, const float* keys, const float* values, int64_t n);
+  Status validate_rows(const float* keys, const float* values, int64_t n, int64_t need_live) const;
+
+  std::shared_ptr<KeyBuffer> keys_;
+  std::shared_ptr<ValueBlock> vals_;
+  int64_t dim_ = 0, rows_ = 0, live_ = 0, capacity_ = 0;
+  int32_t next_id_ = 0;
+  double compact_fraction_ = 0.25;
+  int64_t compact_min_rows_ = 1024;
+};
+
+}  // namespace memq

@@ -1,0 +1,48 @@
+// Errors are values in the core (usearch style); the N-API layer turns them into
+// TypeError / RangeError / Error at the boundary. No exceptions cross the core's API.
+#pragma once
+#include <string>
+#include <utility>
+
+namespace memq {
+
+enum class StatusCode : int {
+  kOk = 0,
+  kInvalidArgument = 1,  // wrong type/shape/value of an argument -> TypeError/RangeError in JS
+  kOutOfRange = 2,       // an index or count outside its valid range -> RangeError
+  kNotFound = 3,         // an id that is not (or no longer) in the store -> RangeError
+  kCapacityExceeded = 4, // the store's capacity limit would be exceeded -> RangeError
+  kOutOfMemory = 5,      // allocation failed -> Error
+  kUnavailable = 6,      // e.g. CUDA requested but no device -> Error
+  kInternal = 7,         // a bug: an invariant did not hold -> Error
+};
+
+class Status {
+ public:
+  Status() = default;
+  Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
+  static Status Ok() { return Status(); }
+  static Status Invalid(std::string m) { return Status(StatusCode::kInvalidArgument, std::move(m)); }
+  static Status OutOfRange(std::string m) { return Status(StatusCode::kOutOfRange, std::move(m)); }
+  static Status NotFound(std::string m) { return Status(StatusCode::kNotFound, std::move(m)); }
+  static Status Capacity(std::string m) { return Status(StatusCode::kCapacityExceeded, std::move(m)); }
+  static Status NoMemory(std::string m) { return Status(StatusCode::kOutOfMemory, std::move(m)); }
+  static Status Unavailable(std::string m) { return Status(StatusCode::kUnavailable, std::move(m)); }
+  static Status Internal(std::string m) { return Status(StatusCode::kInternal, std::move(m)); }
+
+  bool ok() const { return code_ == StatusCode::kOk; }
+  StatusCode code() const { return code_; }
+  const std::string& message() const { return message_; }
+
+ private:
+  StatusCode code_ = StatusCode::kOk;
+  std::string message_;
+};
+
+#define MEMQ_RETURN_IF_ERROR(expr)          \
+  do {                                      \
+    ::memq::Status _memq_st = (expr);       \
+    if (!_memq_st.ok()) return _memq_st;    \
+  } while (0)
+
+}  // namespace memq

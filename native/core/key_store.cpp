@@ -1,0 +1,318 @@
+#include "memq/key_store.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <string>
+
+namespace memq {
+
+namespace {
+
+// 64-byte aligned float storage, so every row of a SIMD-friendly dim starts aligned.
+struct AlignedFloats {
+  float* p = nullptr;
+  explicit AlignedFloats(size_t n) {
+    size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
+    if (bytes == 0) bytes = 64;
+    p = static_cast<float*>(std::aligned_alloc(64, bytes));
+    if (!p) throw std::bad_alloc();
+  }
+  ~AlignedFloats() { std::free(p); }
+  AlignedFloats(const AlignedFloats&) = delete;
+  AlignedFloats& operator=(const AlignedFloats&) = delete;
+};
+
+std::string num(int64_t v) { return std::to_string(v); }
+
+}  // namespace
+
+struct KeyBuffer {
+  int64_t capacity;  // rows
+  int64_t dim;
+  AlignedFloats keys;
+  AlignedFloats norms2;
+  std::vector<int32_t> ids;
+  KeyBuffer(int64_t cap, int64_t d)
+      : capacity(cap), dim(d), keys(static_cast<size_t>(cap * d)), norms2(static_cast<size_t>(cap)),
+        ids(static_cast<size_t>(cap)) {}
+};
+
+struct ValueBlock {
+  std::vector<float> values;
+  std::vector<uint8_t> alive;
+};
+
+KeyView Snapshot::view() const {
+  KeyView v;
+  v.keys = keys_ ? keys_->keys.p : nullptr;
+  v.norms2 = keys_ ? keys_->norms2.p : nullptr;
+  v.alive = (vals_ && live_ < rows_) ? vals_->alive.data() : nullptr;  // all alive: no mask
+  v.n = rows_;
+  v.d = dim_;
+  return v;
+}
+const float* Snapshot::values() const { return vals_ ? vals_->values.data() : nullptr; }
+const int32_t* Snapshot::ids() const { return keys_ ? keys_->ids.data() : nullptr; }
+const uint8_t* Snapshot::alive() const { return vals_ ? vals_->alive.data() : nullptr; }
+const float* Snapshot::keys() const { return keys_ ? keys_->keys.p : nullptr; }
+
+Status KeyStore::Create(const KeyStoreOptions& opts, std::unique_ptr<KeyStore>* out) {
+  if (opts.dim < 1 || opts.dim > (1 << 20)) {
+    return Status::Invalid("dim must be an integer in [1, 1048576], got " + num(opts.dim));
+  }
+  if (opts.capacity < 0 || opts.capacity > std::numeric_limits<int32_t>::max()) {
+    return Status::Invalid("capacity must be 0 (unlimited) or a positive integer < 2^31, got " + num(opts.capacity));
+  }
+  if (!(opts.compact_fraction > 0.0 && opts.compact_fraction <= 1.0)) {
+    return Status::Invalid("compact_fraction must be in (0, 1]");
+  }
+  std::unique_ptr<KeyStore> s(new KeyStore());
+  s->dim_ = opts.dim;
+  s->capacity_ = opts.capacity;
+  s->compact_fraction_ = opts.compact_fraction;
+  s->compact_min_rows_ = std::max<int64_t>(0, opts.compact_min_rows);
+  s->vals_ = std::make_shared<ValueBlock>();
+  if (opts.initial_rows > 0) MEMQ_RETURN_IF_ERROR(s->ensure_room(opts.initial_rows));
+  *out = std::move(s);
+  return Status::Ok();
+}
+
+int64_t KeyStore::reserved_rows() const { return keys_ ? keys_->capacity : 0; }
+
+size_t KeyStore::memory_bytes() const {
+  size_t b = 0;
+  if (keys_) b += static_cast<size_t>(keys_->capacity) * (static_cast<size_t>(dim_) * 4 + 8);
+  if (vals_) b += vals_->values.capacity() * 4 + vals_->alive.capacity();
+  return b;
+}
+
+Snapshot KeyStore::snapshot() const {
+  Snapshot s;
+  s.keys_ = keys_;
+  s.vals_ = vals_;
+  s.rows_ = rows_;
+  s.dim_ = dim_;
+  s.live_ = live_;
+  return s;
+}
+
+int64_t KeyStore::find_row(int32_t id) const {
+  if (!keys_ || rows_ == 0) return -1;
+  const int32_t* begin = keys_->ids.data();
+  const int32_t* end = begin + rows_;
+  const int32_t* it = std::lower_bound(begin, end, id);  // ids ascend: insertion order
+  if (it == end || *it != id) return -1;
+  int64_t row = it - begin;
+  return vals_->alive[static_cast<size_t>(row)] ? row : -1;
+}
+
+// Make room for `extra` more rows. A snapshot may share the buffer; we never write below
+// rows_, and growth moves to a fresh buffer, so snapshots are undisturbed.
+Status KeyStore::ensure_room(int64_t extra) {
+  int64_t need = rows_ + extra;
+  int64_t cap = keys_ ? keys_->capacity : 0;
+  if (need <= cap) return Status::Ok();
+  int64_t new_cap = std::max<int64_t>({need, cap + cap / 2, 256});
+  std::shared_ptr<KeyBuffer> nb;
+  try {
+    nb = std::make_shared<KeyBuffer>(new_cap, dim_);
+  } catch (const std::bad_alloc&) {
+    return Status::NoMemory("cannot allocate " + num(new_cap) + " rows x " + num(dim_) + " floats for the key store");
+  }
+  if (keys_ && rows_ > 0) {
+    std::memcpy(nb->keys.p, keys_->keys.p, static_cast<size_t>(rows_ * dim_) * sizeof(float));
+    std::memcpy(nb->norms2.p, keys_->norms2.p, static_cast<size_t>(rows_) * sizeof(float));
+    std::memcpy(nb->ids.data(), keys_->ids.data(), static_cast<size_t>(rows_) * sizeof(int32_t));
+  }
+  keys_ = std::move(nb);
+  return Status::Ok();
+}
+
+// Values/tombstones: copy on write while a snapshot shares the block.
+ValueBlock* KeyStore::writable_values() {
+  if (vals_.use_count() > 1) vals_ = std::make_shared<ValueBlock>(*vals_);
+  return vals_.get();
+}
+
+Status KeyStore::validate_rows(const float* keys, const float* values, int64_t n, int64_t need_live) const {
+  if (n < 0) return Status::Invalid("n must be >= 0");
+  if (n > 0 && (!keys || !values)) return Status::Invalid("keys and values must not be null");
+  for (int64_t i = 0; i < n * dim_; ++i) {
+    if (!std::isfinite(keys[i])) {
+      return Status::Invalid("keys must be finite: keys[" + num(i) + "] (row " + num(i / dim_) + ", column " +
+                             num(i % dim_) + ") is " + (std::isnan(keys[i]) ? "NaN" : "infinite"));
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(values[i])) return Status::Invalid("values must be finite: values[" + num(i) + "] is not");
+  }
+  if (capacity_ > 0 && live_ + need_live > capacity_) {
+    return Status::Capacity("capacity exceeded: the store holds " + num(live_) + " of at most " + num(capacity_) +
+                            " cases and cannot take " + num(need_live) + " more");
+  }
+  return Status::Ok();
+}
+
+void KeyStore::append_rows(const int32_t* ids, const float* keys, const float* values, int64_t n) {
+  KeyBuffer* kb = keys_.get();
+  std::memcpy(kb->keys.p + rows_ * dim_, keys, static_cast<size_t>(n * dim_) * sizeof(float));
+  row_norms2(kb->norms2.p + rows_, keys, n, dim_);
+  std::memcpy(kb->ids.data() + rows_, ids, static_cast<size_t>(n) * sizeof(int32_t));
+  ValueBlock* vb = writable_values();
+  vb->values.insert(vb->values.end(), values, values + n);
+  vb->alive.insert(vb->alive.end(), static_cast<size_t>(n), uint8_t{1});
+  rows_ += n;
+  live_ += n;
+}
+
+Status KeyStore::add(int32_t* ids_out, const float* keys, const float* values, int64_t n) {
+  MEMQ_RETURN_IF_ERROR(validate_rows(keys, values, n, n));
+  if (n == 0) return Status::Ok();
+  if (static_cast<int64_t>(next_id_) + n > std::numeric_limits<int32_t>::max()) {
+    return Status::Capacity("id space exhausted: ids are int32 and " + num(next_id_) + " have been issued");
+  }
+  MEMQ_RETURN_IF_ERROR(ensure_room(n));
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) ids[static_cast<size_t>(i)] = next_id_ + static_cast<int32_t>(i);
+  try {
+    append_rows(ids.data(), keys, values, n);
+  } catch (const std::bad_alloc&) {
+    return Status::NoMemory("out of memory while adding " + num(n) + " cases");
+  }
+  next_id_ += static_cast<int32_t>(n);
+  if (ids_out) std::memcpy(ids_out, ids.data(), static_cast<size_t>(n) * sizeof(int32_t));
+  return Status::Ok();
+}
+
+Status KeyStore::add_with_ids(const int32_t* ids, const float* keys, const float* values, int64_t n) {
+  MEMQ_RETURN_IF_ERROR(validate_rows(keys, values, n, n));
+  if (n == 0) return Status::Ok();
+  if (!ids) return Status::Invalid("ids must not be null");
+  int32_t prev = next_id_ - 1;
+  for (int64_t i = 0; i < n; ++i) {
+    if (ids[i] < 0) return Status::Invalid("ids must be >= 0: ids[" + num(i) + "] is " + num(ids[i]));
+    if (ids[i] <= prev) {
+      return Status::Invalid("ids must be strictly increasing and greater than every id already issued (" +
+                             num(next_id_ - 1) + "): ids[" + num(i) + "] is " + num(ids[i]));
+    }
+    prev = ids[i];
+  }
+  if (prev == std::numeric_limits<int32_t>::max()) return Status::Invalid("id 2147483647 is reserved");
+  MEMQ_RETURN_IF_ERROR(ensure_room(n));
+  try {
+    append_rows(ids, keys, values, n);
+  } catch (const std::bad_alloc&) {
+    return Status::NoMemory("out of memory while adding " + num(n) + " cases");
+  }
+  next_id_ = prev + 1;
+  return Status::Ok();
+}
+
+Status KeyStore::update_values(const int32_t* ids, const float* values, int64_t n) {
+  std::vector<int64_t> rows(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(values[i])) return Status::Invalid("values must be finite: values[" + num(i) + "] is not");
+    rows[static_cast<size_t>(i)] = find_row(ids[i]);
+    if (rows[static_cast<size_t>(i)] < 0) return Status::NotFound("unknown id: ids[" + num(i) + "] = " + num(ids[i]));
+  }
+  if (n == 0) return Status::Ok();
+  ValueBlock* vb = writable_values();
+  for (int64_t i = 0; i < n; ++i) vb->values[static_cast<size_t>(rows[static_cast<size_t>(i)])] = values[i];
+  return Status::Ok();
+}
+
+Status KeyStore::remove(const int32_t* ids, int64_t n) {
+  std::vector<int64_t> rows(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    rows[static_cast<size_t>(i)] = find_row(ids[i]);
+    if (rows[static_cast<size_t>(i)] < 0) return Status::NotFound("unknown id: ids[" + num(i) + "] = " + num(ids[i]));
+  }
+  std::vector<int64_t> sorted = rows;
+  std::sort(sorted.begin(), sorted.end());
+  if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) {
+    return Status::Invalid("ids must not repeat within one remove call");
+  }
+  if (n == 0) return Status::Ok();
+  ValueBlock* vb = writable_values();
+  for (int64_t r : rows) vb->alive[static_cast<size_t>(r)] = 0;
+  live_ -= n;
+  int64_t dead = rows_ - live_;
+  if (dead >= compact_min_rows_ && static_cast<double>(dead) > compact_fraction_ * static_cast<double>(rows_)) {
+    return compact();
+  }
+  return Status::Ok();
+}
+
+Status KeyStore::get_keys(float* keys_out, const int32_t* ids, int64_t n) const {
+  std::vector<int64_t> rows(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    rows[static_cast<size_t>(i)] = find_row(ids[i]);
+    if (rows[static_cast<size_t>(i)] < 0) return Status::NotFound("unknown id: ids[" + num(i) + "] = " + num(ids[i]));
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    std::memcpy(keys_out + i * dim_, keys_->keys.p + rows[static_cast<size_t>(i)] * dim_,
+                static_cast<size_t>(dim_) * sizeof(float));
+  }
+  return Status::Ok();
+}
+
+Status KeyStore::get_values(float* values_out, const int32_t* ids, int64_t n) const {
+  std::vector<int64_t> rows(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    rows[static_cast<size_t>(i)] = find_row(ids[i]);
+    if (rows[static_cast<size_t>(i)] < 0) return Status::NotFound("unknown id: ids[" + num(i) + "] = " + num(ids[i]));
+  }
+  for (int64_t i = 0; i < n; ++i) values_out[i] = vals_->values[static_cast<size_t>(rows[static_cast<size_t>(i)])];
+  return Status::Ok();
+}
+
+void KeyStore::live_ids(int32_t* ids_out) const {
+  int64_t j = 0;
+  for (int64_t r = 0; r < rows_; ++r) {
+    if (vals_->alive[static_cast<size_t>(r)]) ids_out[j++] = keys_->ids[static_cast<size_t>(r)];
+  }
+}
+
+void KeyStore::contains(uint8_t* out, const int32_t* ids, int64_t n) const {
+  for (int64_t i = 0; i < n; ++i) out[i] = find_row(ids[i]) >= 0 ? 1 : 0;
+}
+
+Status KeyStore::compact() {
+  if (live_ == rows_) return Status::Ok();
+  int64_t cap = std::max<int64_t>(live_ + live_ / 4, 256);
+  std::shared_ptr<KeyBuffer> nb;
+  std::shared_ptr<ValueBlock> nv;
+  try {
+    nb = std::make_shared<KeyBuffer>(cap, dim_);
+    nv = std::make_shared<ValueBlock>();
+    nv->values.reserve(static_cast<size_t>(live_));
+    nv->alive.assign(static_cast<size_t>(live_), uint8_t{1});
+  } catch (const std::bad_alloc&) {
+    return Status::NoMemory("cannot allocate the compacted key store");
+  }
+  int64_t j = 0;
+  for (int64_t r = 0; r < rows_; ++r) {
+    if (!vals_->alive[static_cast<size_t>(r)]) continue;
+    std::memcpy(nb->keys.p + j * dim_, keys_->keys.p + r * dim_, static_cast<size_t>(dim_) * sizeof(float));
+    nb->norms2.p[j] = keys_->norms2.p[r];
+    nb->ids[static_cast<size_t>(j)] = keys_->ids[static_cast<size_t>(r)];
+    nv->values.push_back(vals_->values[static_cast<size_t>(r)]);
+    ++j;
+  }
+  keys_ = std::move(nb);
+  vals_ = std::move(nv);
+  rows_ = live_;
+  return Status::Ok();
+}
+
+void KeyStore::clear() {
+  keys_.reset();
+  vals_ = std::make_shared<ValueBlock>();
+  rows_ = live_ = 0;
+}
+
+}  // namespace memq

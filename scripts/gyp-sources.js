@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+'use strict';
+// Lists native sources for binding.gyp (gyp has no globbing): `node scripts/gyp-sources.js KIND`
+// with KIND = generic | avx2 | avx512 | addon. Paths are relative to the package root.
+const fs = require('fs');
+const path = require('path');
+
+const root = path.resolve(__dirname, '..');
+function walk(dir) {
+  const out = [];
+  for (const e of fs.readdirSync(path.join(root, dir), { withFileTypes: true })) {
+    const rel = `${dir}/${e.name}`;
+    if (e.isDirectory()) {
+      if (e.name !== 'cuda') out.push(...walk(rel));
+    } else if (e.name.endsWith('.cpp')) {
+      out.push(rel);
+    }
+  }
+  return out.sort();
+}
+const kind = process.argv[2];
+let files;
+if (kind === 'addon') files = walk('native/addon');
+else {
+  const core = walk('native/core');
+  if (kind === 'avx2') files = core.filter((f) => f.endsWith('_avx2.cpp'));
+  else if (kind === 'avx512') files = core.filter((f) => f.endsWith('_avx512.cpp'));
+  else if (kind === 'generic') files = core.filter((f) => !/_avx(2|512)\.cpp$/.test(f));
+  else {
+    process.stderr.write('usage: gyp-sources.js generic|avx2|avx512|addon\n');
+    process.exit(2);
+  }
+}
+process.stdout.write(files.join(' ') + '\n');
