@@ -3,8 +3,10 @@
  * registered here with one line.
  */
 import type { Command } from '../args';
+import { benchCommand } from './bench';
 import { infoCommand } from './info';
 
 export const commands: Command[] = [
+  benchCommand,
   infoCommand,
 ];

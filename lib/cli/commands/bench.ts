@@ -1,0 +1,64 @@
+import { parseArgs, formatHelp, CliError, type Command, type FlagSpec } from '../args';
+
+const spec: Record<string, FlagSpec> = {
+  n: { kind: 'string', help: 'memory sizes, comma-separated (retrieval)' },
+  d: { kind: 'string', help: 'key dimensions, comma-separated (retrieval)' },
+  b: { kind: 'string', help: 'query batch sizes, comma-separated (retrieval)' },
+  m: { kind: 'int', help: 'top-m (retrieval)', default: 32 },
+  peers: { kind: 'string', help: 'peers: usearch,hnswlib,js (retrieval)' },
+  quick: { kind: 'boolean', help: 'a small grid, for a smoke run' },
+  out: { kind: 'string', help: 'result JSON path (default bench/results/<name>-<date>.json)' },
+  json: { kind: 'boolean', help: 'print the result JSON instead of the table' },
+  help: { kind: 'boolean', help: 'show this help' },
+};
+
+function list(s: string | undefined, name: string): number[] | undefined {
+  if (s === undefined) return undefined;
+  const v = s.split(',').map((x) => Number(x.trim()));
+  if (v.some((x) => !Number.isInteger(x) || x < 1)) throw new CliError(`memq bench: --${name} expects positive integers separated by commas, got '${s}'`);
+  return v;
+}
+
+export const benchCommand: Command = {
+  name: 'bench',
+  summary: 'benchmarks: retrieval (CPU, vs usearch/hnswlib/JS), envs',
+  async run(argv, io) {
+    const { flags, positionals } = parseArgs(argv, spec, 'bench');
+    const what = positionals[0];
+    if (flags.help || !what) {
+      io.stdout(formatHelp('bench', 'retrieval|envs [flags]', spec));
+      return flags.help ? 0 : 2;
+    }
+    const log = flags.json ? () => undefined : (s: string) => io.stderr(s);
+    if (what === 'retrieval') {
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      const { benchRetrieval } = require('../../../bench/retrieval');
+      const quick = flags.quick as boolean;
+      const r = await benchRetrieval({
+        ns: list(flags.n, 'n') ?? (quick ? [10_000, 100_000] : undefined),
+        ds: list(flags.d, 'd') ?? (quick ? [128, 384] : undefined),
+        bs: list(flags.b, 'b') ?? (quick ? [1, 32, 256] : undefined),
+        m: flags.m,
+        peers: flags.peers ? String(flags.peers).split(',') : undefined,
+        out: flags.out,
+        log,
+      });
+      if (flags.json) io.stdout(JSON.stringify(r.result, null, 2) + '\n');
+      else io.stdout(r.text + `\nwritten: ${r.file}\n`);
+      return 0;
+    }
+    if (what === 'envs') {
+      let mod: any;
+      try {
+        // eslint-disable-next-line @typescript-eslint/no-var-requires
+        mod = require('../../../bench/envs');
+      } catch {
+        throw new CliError('memq bench: the envs benchmark is not available in this build');
+      }
+      const r = await mod.benchEnvs({ log });
+      io.stdout(JSON.stringify(r, null, 2) + '\n');
+      return 0;
+    }
+    throw new CliError(`memq bench: unknown benchmark '${what}' (known: retrieval, envs)`);
+  },
+};
