@@ -4,9 +4,15 @@
  */
 import type { Command } from '../args';
 import { benchCommand } from './bench';
+import { envsCommand } from './envs';
+import { envCheckCommand } from './env-check';
 import { infoCommand } from './info';
+import { playCommand } from './play';
 
 export const commands: Command[] = [
+  envsCommand,
+  envCheckCommand,
   benchCommand,
   infoCommand,
+  playCommand,
 ];
