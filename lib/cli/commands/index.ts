@@ -4,15 +4,23 @@
  */
 import type { Command } from '../args';
 import { benchCommand } from './bench';
+import { compareCommand } from './compare';
+import { evalCommand } from './eval';
+import { runCommand } from './run';
 import { envsCommand } from './envs';
 import { envCheckCommand } from './env-check';
 import { infoCommand } from './info';
 import { playCommand } from './play';
+import { solveCommand } from './solve';
 
 export const commands: Command[] = [
+  runCommand,
+  evalCommand,
+  compareCommand,
+  benchCommand,
   envsCommand,
   envCheckCommand,
-  benchCommand,
   infoCommand,
   playCommand,
+  solveCommand,
 ];

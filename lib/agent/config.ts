@@ -1,0 +1,230 @@
+/**
+ * Run configuration of `memq run`: defaults, validation (clear errors naming the field), and
+ * construction of the agent it describes.
+ */
+import { HashingEncoder, CachedEncoder } from '../encoders/hashing';
+import { PairEncoder } from '../encoders/pair';
+import type { Encoder } from '../encoders/types';
+import { UniformPrior, type Prior } from '../llm/prior';
+import { MemQAgent, MEMQ_DEFAULTS } from './memq';
+import { MemRLAgent, MEMRL_DEFAULTS, NecAgent, NEC_DEFAULTS, PriorAgent, QLearningAgent, QLEARN_DEFAULTS, RandomAgent } from './baselines';
+import type { Agent } from './types';
+
+export const AGENT_NAMES = ['memq', 'prior', 'nec', 'memrl', 'random', 'qlearn'] as const;
+export type AgentName = (typeof AGENT_NAMES)[number];
+
+export interface RunConfig {
+  env: string;
+  envOptions: Record<string, unknown>;
+  agent: AgentName;
+  episodes: number;
+  /** Greedy evaluation with memory frozen every K training episodes (0: only at the end). */
+  evalEvery: number;
+  /** Evaluation splits (default: the env's non-train splits). */
+  evalSplits?: string[];
+  /** Games per evaluation split (default: the whole fixed set, capped by evalGamesCap). */
+  evalGames?: number;
+  /** Expert demonstration episodes written to memory before learning. */
+  demos: number;
+  seed: number;
+  /** Agent-facing state: how many recent (action, observation) pairs follow the task. */
+  historyWindow: number;
+  /** Checkpoint every N episodes (and always on interrupt and at the end). */
+  checkpointEvery: number;
+  /** Keys: [state ; action] halves (pair, default) or the hashed joined text (hashing). */
+  encoder: { kind: 'pair' | 'hashing'; dim: number; actionWeight: number };
+  prior: { kind: 'uniform' };
+  memq: {
+    alpha: number;
+    m: number;
+    voidWeight: number;
+    voidValue: number;
+    gamma: number;
+    kernel: 'gaussian' | 'cosine' | 'inverse';
+    bandwidth: number;
+    kappa: number;
+    delta: number;
+    bandwidthRule: 'fixed' | 'silverman' | 'adaptive';
+    capacity: number;
+    mergeEpsilon: number;
+    mergeRate: number;
+    tdRate: number;
+    target: 'mc' | 'td' | 'mix';
+  };
+  nec: typeof NEC_DEFAULTS;
+  memrl: typeof MEMRL_DEFAULTS;
+  qlearn: typeof QLEARN_DEFAULTS;
+}
+
+export function defaultConfig(): RunConfig {
+  const k = MEMQ_DEFAULTS.kernel as { kernel: 'gaussian'; bandwidth?: number };
+  return {
+    env: 'household',
+    envOptions: {},
+    agent: 'memq',
+    episodes: 150,
+    evalEvery: 0,
+    demos: 10,
+    seed: 1,
+    historyWindow: 1,
+    checkpointEvery: 25,
+    encoder: { kind: 'pair', dim: 512, actionWeight: 0.5 },
+    prior: { kind: 'uniform' },
+    memq: {
+      alpha: MEMQ_DEFAULTS.alpha,
+      m: MEMQ_DEFAULTS.m,
+      voidWeight: MEMQ_DEFAULTS.voidWeight,
+      voidValue: MEMQ_DEFAULTS.voidValue,
+      gamma: MEMQ_DEFAULTS.gamma,
+      kernel: k.kernel,
+      bandwidth: k.bandwidth ?? 0.4,
+      kappa: 10,
+      delta: 1e-3,
+      bandwidthRule: 'fixed',
+      capacity: (MEMQ_DEFAULTS.policy as { capacity: number }).capacity,
+      mergeEpsilon: MEMQ_DEFAULTS.merge.epsilon,
+      mergeRate: MEMQ_DEFAULTS.merge.rate as number,
+      tdRate: MEMQ_DEFAULTS.tdRate,
+      target: MEMQ_DEFAULTS.target,
+    },
+    nec: { ...NEC_DEFAULTS },
+    memrl: { ...MEMRL_DEFAULTS },
+    qlearn: { ...QLEARN_DEFAULTS },
+  };
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Deep-merges a user config (from --config FILE or flags) into the defaults, refusing unknown keys. */
+export function mergeConfig(base: RunConfig, patch: unknown, where = 'config'): RunConfig {
+  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) {
+    throw new ConfigError(`${where} must be a JSON object, got ${Array.isArray(patch) ? 'an array' : typeof patch}`);
+  }
+  const out: any = structuredClone(base);
+  const walk = (dst: any, src: any, prefix: string) => {
+    for (const [k, v] of Object.entries(src)) {
+      const name = prefix ? `${prefix}.${k}` : k;
+      const open = prefix === 'envOptions';
+      if (!open && !(k in dst) && !['evalSplits', 'evalGames'].includes(k)) {
+        throw new ConfigError(`${where}: unknown field '${name}' (known: ${Object.keys(dst).join(', ')})`);
+      }
+      if (!open && dst[k] !== null && typeof dst[k] === 'object' && !Array.isArray(dst[k])) {
+        if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`${where}: '${name}' must be an object`);
+        walk(dst[k], v, name);
+      } else {
+        dst[k] = v;
+      }
+    }
+  };
+  walk(out, patch, '');
+  return out;
+}
+
+export function validateConfig(c: RunConfig, envNames: string[]): RunConfig {
+  const fail = (m: string) => {
+    throw new ConfigError(m);
+  };
+  const int = (name: string, v: unknown, lo: number, hi = Number.MAX_SAFE_INTEGER) => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) fail(`${name} must be an integer in [${lo}, ${hi}], got ${JSON.stringify(v)}`);
+  };
+  const num = (name: string, v: unknown, lo: number, hi = Infinity, openLo = false) => {
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi || (openLo && v === lo)) {
+      fail(`${name} must be a number in ${openLo ? '(' : '['}${lo}, ${hi}], got ${JSON.stringify(v)}`);
+    }
+  };
+  if (!envNames.includes(c.env)) fail(`env must be one of ${envNames.join(', ')}, got ${JSON.stringify(c.env)}`);
+  if (!(AGENT_NAMES as readonly string[]).includes(c.agent)) fail(`agent must be one of ${AGENT_NAMES.join(', ')}, got ${JSON.stringify(c.agent)}`);
+  int('episodes', c.episodes, 0, 1e7);
+  int('evalEvery', c.evalEvery, 0, 1e7);
+  int('demos', c.demos, 0, 1e6);
+  int('seed', c.seed, 0, 2 ** 31 - 1);
+  int('historyWindow', c.historyWindow, 1, 64);
+  int('checkpointEvery', c.checkpointEvery, 1, 1e7);
+  if (c.evalGames !== undefined) int('evalGames', c.evalGames, 1, 1e6);
+  if (c.evalSplits !== undefined && (!Array.isArray(c.evalSplits) || c.evalSplits.some((s) => typeof s !== 'string'))) fail('evalSplits must be an array of split names');
+  int('encoder.dim', c.encoder.dim, 8, 1 << 16);
+  if (!['pair', 'hashing'].includes(c.encoder.kind)) fail(`encoder.kind must be 'pair' or 'hashing', got ${JSON.stringify(c.encoder.kind)}`);
+  if (c.encoder.kind === 'pair' && c.encoder.dim % 2 !== 0) fail(`encoder.dim must be even for the pair encoder, got ${c.encoder.dim}`);
+  num('encoder.actionWeight', c.encoder.actionWeight, 0, 1, true);
+  if (c.encoder.actionWeight >= 1) fail(`encoder.actionWeight must be in (0, 1), got ${c.encoder.actionWeight}`);
+  if (c.prior.kind !== 'uniform') fail(`prior.kind must be 'uniform' (model priors come with the transformer engine), got ${JSON.stringify(c.prior.kind)}`);
+  const q = c.memq;
+  num('memq.alpha', q.alpha, 0);
+  int('memq.m', q.m, 1, 4096);
+  num('memq.voidWeight', q.voidWeight, 0);
+  num('memq.voidValue', q.voidValue, -Infinity);
+  num('memq.gamma', q.gamma, 0, 1);
+  if (q.gamma >= 1) fail(`memq.gamma must be in [0, 1), got ${q.gamma}`);
+  if (!['gaussian', 'cosine', 'inverse'].includes(q.kernel)) fail(`memq.kernel must be gaussian, cosine or inverse, got ${JSON.stringify(q.kernel)}`);
+  num('memq.bandwidth', q.bandwidth, 0, Infinity, true);
+  num('memq.kappa', q.kappa, 0, Infinity, true);
+  num('memq.delta', q.delta, 0, Infinity, true);
+  if (!['fixed', 'silverman', 'adaptive'].includes(q.bandwidthRule)) fail(`memq.bandwidthRule must be fixed, silverman or adaptive, got ${JSON.stringify(q.bandwidthRule)}`);
+  int('memq.capacity', q.capacity, 1, 2 ** 31 - 1);
+  num('memq.mergeEpsilon', q.mergeEpsilon, 0);
+  num('memq.mergeRate', q.mergeRate, 0, 1, true);
+  num('memq.tdRate', q.tdRate, 0, 1);
+  if (!['mc', 'td', 'mix'].includes(q.target)) fail(`memq.target must be mc, td or mix, got ${JSON.stringify(q.target)}`);
+  int('nec.k', c.nec.k, 1, 4096);
+  num('nec.epsilon', c.nec.epsilon, 0, 1);
+  num('memrl.epsilon', c.memrl.epsilon, 0, 1);
+  num('memrl.lambda', c.memrl.lambda, 0, 1);
+  num('qlearn.epsilon', c.qlearn.epsilon, 0, 1);
+  num('qlearn.lr', c.qlearn.lr, 0, 1, true);
+  return c;
+}
+
+export function makeEncoder(c: RunConfig): Encoder {
+  if (c.encoder.kind === 'hashing') return new CachedEncoder(new HashingEncoder({ dim: c.encoder.dim }));
+  const half = c.encoder.dim / 2;
+  return new CachedEncoder(new PairEncoder({
+    state: new CachedEncoder(new HashingEncoder({ dim: half })),
+    action: new CachedEncoder(new HashingEncoder({ dim: half, seed: 7 })),
+    actionWeight: c.encoder.actionWeight,
+  }));
+}
+
+export function makePrior(_c: RunConfig): Prior {
+  return new UniformPrior();
+}
+
+export function makeAgent(c: RunConfig): Agent {
+  const seed = (c.seed * 7919 + 17) >>> 0;
+  const encoder = makeEncoder(c);
+  const prior = makePrior(c);
+  switch (c.agent) {
+    case 'memq': {
+      const q = c.memq;
+      const kernel =
+        q.kernel === 'gaussian' ? { kernel: 'gaussian' as const, bandwidth: q.bandwidth }
+        : q.kernel === 'cosine' ? { kernel: 'cosine' as const, kappa: q.kappa }
+        : { kernel: 'inverse' as const, delta: q.delta };
+      const rule =
+        q.bandwidthRule === 'fixed' ? { rule: 'fixed' as const, h: q.bandwidth }
+        : q.bandwidthRule === 'silverman' ? { rule: 'silverman' as const }
+        : { rule: 'adaptive' as const, h0: q.bandwidth };
+      return new MemQAgent({
+        encoder, prior, alpha: q.alpha, m: q.m, voidWeight: q.voidWeight, voidValue: q.voidValue, gamma: q.gamma,
+        kernel, bandwidth: rule as any, policy: { kind: 'replay', capacity: q.capacity },
+        merge: q.mergeEpsilon > 0 ? { epsilon: q.mergeEpsilon, rate: q.mergeRate } : undefined,
+        tdRate: q.tdRate, target: q.target, seed,
+      });
+    }
+    case 'prior':
+      return new PriorAgent(prior, seed);
+    case 'random':
+      return new RandomAgent(seed);
+    case 'nec':
+      return new NecAgent({ encoder, ...c.nec, seed });
+    case 'memrl':
+      // MemRL keys cases by the state alone (its phase 1 is a state-similarity filter)
+      return new MemRLAgent({ encoder: new CachedEncoder(new HashingEncoder({ dim: c.encoder.dim })), ...c.memrl, seed });
+    case 'qlearn':
+      return new QLearningAgent({ ...c.qlearn, seed });
+  }
+}

@@ -1,0 +1,174 @@
+/**
+ * MemQAgent (MATH §10, with §3-§5 and §7-§8): Q̂(s, a) read from episodic memory at keys
+ * enc(s ⊕ a) with the void case, combined with the prior μ(a|s) by the native KL improvement
+ * π ∝ μ exp(Q̂/α); sample while training, argmax when evaluating. Fast clock: a soft-TD target
+ * per step, r + γ V(s') with V from §5 (computed when acting in s', so it costs nothing extra).
+ * Slow clock: at the end of each episode, write one case per step with the chosen target
+ * (Monte-Carlo return G_t, the TD target, or their mean) through the memory's write policy and
+ * near-duplicate merge rule (§8).
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { EpisodicMemory } from '../memory/episodic';
+import type { MergeRule, WritePolicy } from '../memory/types';
+import type { KernelSettings } from '../policy/kernels';
+import { stateActionText } from '../policy/memq';
+import { discountedReturns } from '../policy/returns';
+import type { BandwidthRule } from '../policy/bandwidth';
+import { klImprove } from '../retrieval';
+import { encodePairs, type Encoder } from '../encoders/types';
+import type { Prior } from '../llm/prior';
+import { AgentRng } from './rng';
+import type { Agent, EpisodeRecord, Mode, StepContext } from './types';
+
+export interface MemQAgentOptions {
+  encoder: Encoder;
+  prior: Prior;
+  /** KL temperature α (MATH §5). */
+  alpha: number;
+  /** Top-M cases per read. */
+  m: number;
+  /** κ∅, the void case's kernel score (MATH §3). */
+  voidWeight: number;
+  /** q∅, the void case's value. */
+  voidValue: number;
+  gamma: number;
+  kernel: KernelSettings;
+  /** Gaussian bandwidth rule re-applied after every episode's write (MATH §9); 'fixed' keeps kernel.bandwidth. */
+  bandwidth: BandwidthRule;
+  policy: WritePolicy;
+  merge?: MergeRule;
+  /** Fast-clock step size η of the TD target. */
+  tdRate: number;
+  /** What a step's case stores: the Monte-Carlo return, the soft-TD target, or their mean. */
+  target: 'mc' | 'td' | 'mix';
+  seed: number;
+}
+
+export const MEMQ_DEFAULTS = {
+  alpha: 0.1,
+  m: 16,
+  voidWeight: 0.02,
+  voidValue: 0,
+  gamma: 0.95,
+  kernel: { kernel: 'gaussian', bandwidth: 0.4 } as KernelSettings,
+  bandwidth: { rule: 'fixed' } as BandwidthRule,
+  policy: { kind: 'replay', capacity: 50_000 } as WritePolicy,
+  merge: { epsilon: 0.05, rate: 0.5 } as MergeRule,
+  tdRate: 0.5,
+  target: 'mc' as const,
+};
+
+interface Pending {
+  step: number;
+  q: number;
+  reward: number;
+}
+
+export class MemQAgent implements Agent {
+  readonly name = 'memq';
+  readonly memory: EpisodicMemory;
+  private rng: AgentRng;
+  private tdTargets = new Map<number, number>();
+  private tdErrors = new Map<number, number>();
+  private pending: Pending | null = null;
+  private lastChoice: { q: number; value: number; confidence: number } | null = null;
+  private confSum = 0;
+  private confCount = 0;
+
+  constructor(readonly opts: MemQAgentOptions) {
+    this.memory = new EpisodicMemory({ dim: opts.encoder.dim, kernel: opts.kernel, policy: opts.policy, merge: opts.merge });
+    this.rng = new AgentRng(opts.seed);
+  }
+
+  /** Q̂, λ and π over the admissible actions of a state (one encoder call, one batched read). */
+  async evaluate(state: string, actions: string[]) {
+    const keys = await encodePairs(this.opts.encoder, state, actions);
+    const est = this.memory.size
+      ? await this.memory.estimate(keys, this.opts.m, { voidWeight: this.opts.voidWeight, voidValue: this.opts.voidValue })
+      : { value: new Float32Array(actions.length).fill(this.opts.voidValue), confidence: new Float32Array(actions.length) };
+    const logPrior = Float32Array.from(await this.opts.prior.logPrior(state, actions));
+    const { policy, value } = klImprove({ logPrior, q: est.value, rows: 1, cols: actions.length, alpha: this.opts.alpha });
+    return { q: est.value, confidence: est.confidence, policy, value: value[0] };
+  }
+
+  async act(ctx: StepContext, mode: Mode): Promise<number> {
+    const e = await this.evaluate(ctx.state, ctx.admissible);
+    // The fast clock for the previous step: its TD target uses V(s') of this state (MATH §7).
+    if (mode === 'train' && this.pending) this.finishTd(this.pending, e.value);
+    const idx = mode === 'train' ? this.rng.categorical(e.policy) : this.rng.argmax(e.policy, 1e-7);
+    this.lastChoice = { q: e.q[idx], value: e.value, confidence: e.confidence[idx] };
+    this.confSum += e.confidence[idx];
+    this.confCount++;
+    return idx;
+  }
+
+  private finishTd(p: Pending, nextValue: number): void {
+    const target = p.reward + this.opts.gamma * nextValue;
+    const delta = target - p.q;
+    this.tdTargets.set(p.step, p.q + this.opts.tdRate * delta);
+    this.tdErrors.set(p.step, Math.abs(delta));
+    this.pending = null;
+  }
+
+  async observe(ctx: StepContext, _actionIndex: number, reward: number, next: StepContext | null): Promise<void> {
+    if (!this.lastChoice) return;
+    const p = { step: ctx.step, q: this.lastChoice.q, reward };
+    if (next === null) this.finishTd(p, 0); // terminal (or truncated: no bootstrap beyond the horizon)
+    else this.pending = p;
+  }
+
+  async endEpisode(ep: EpisodeRecord): Promise<void> {
+    this.pending = null;
+    if (ep.steps.length === 0) return;
+    const G = discountedReturns(ep.steps.map((s) => s.reward), this.opts.gamma);
+    const keys = await this.opts.encoder.encode(ep.steps.map((s) => stateActionText(s.state, s.action)));
+    const d = this.opts.encoder.dim;
+    const now = Date.now();
+    const cases = ep.steps.map((s, t) => {
+      const td = this.tdTargets.get(t);
+      const value = this.opts.target === 'mc' || td === undefined ? G[t] : this.opts.target === 'td' ? td : 0.5 * (G[t] + td);
+      return {
+        key: keys.subarray(t * d, (t + 1) * d),
+        value,
+        state: s.state,
+        action: s.action,
+        episode: ep.episode,
+        step: t,
+        source: ep.source,
+        time: now,
+        tdError: this.tdErrors.get(t) ?? Math.abs(G[t]),
+      };
+    });
+    this.tdTargets.clear();
+    this.tdErrors.clear();
+    await this.memory.write(cases);
+    if (this.opts.kernel.kernel === 'gaussian' && this.opts.bandwidth.rule !== 'fixed' && this.memory.size > 1) {
+      this.memory.setBandwidth(this.opts.bandwidth);
+    }
+  }
+
+  memorySize(): number {
+    return this.memory.size;
+  }
+
+  stats(): Record<string, number> {
+    const s = { meanConfidence: this.confCount ? this.confSum / this.confCount : 0, bandwidth: Number(this.memory.kernel.bandwidth ?? NaN) };
+    this.confSum = 0;
+    this.confCount = 0;
+    return s;
+  }
+
+  async save(dir: string): Promise<void> {
+    fs.mkdirSync(dir, { recursive: true });
+    this.memory.save(path.join(dir, 'memory'));
+    fs.writeFileSync(path.join(dir, 'agent.json'), JSON.stringify({ name: this.name, rng: this.rng.state }));
+  }
+
+  async load(dir: string): Promise<void> {
+    const loaded = EpisodicMemory.load(path.join(dir, 'memory'));
+    (this as { memory: EpisodicMemory }).memory = loaded;
+    const st = JSON.parse(fs.readFileSync(path.join(dir, 'agent.json'), 'utf8'));
+    this.rng.state = st.rng >>> 0;
+  }
+}

@@ -1,0 +1,54 @@
+/** Small durable-file helpers: write + fsync, directory fsync, little-endian byte views. */
+import * as fs from 'fs';
+import * as os from 'os';
+
+/** Write a whole file and fsync it before closing. */
+export function writeFileDurable(file: string, data: Uint8Array | string, fsync = true): void {
+  const fd = fs.openSync(file, 'w');
+  try {
+    const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    let off = 0;
+    while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off);
+    if (fsync) fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** fsync a directory so that renames and new entries in it are durable (no-op where unsupported). */
+export function fsyncDir(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(dir, 'r');
+    fs.fsyncSync(fd);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EISDIR' && code !== 'EPERM' && code !== 'EINVAL' && code !== 'EBADF') throw err;
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
+const LITTLE = os.endianness() === 'LE';
+
+/** The little-endian bytes of a 32-bit typed array (a view when the host is little-endian). */
+export function leBytes(a: Float32Array | Int32Array): Buffer {
+  const view = Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+  if (LITTLE) return view;
+  const copy = Buffer.from(view);
+  copy.swap32();
+  return copy;
+}
+
+/** Float32Array from little-endian bytes (always a fresh, aligned copy). */
+export function f32FromLE(b: Uint8Array): Float32Array {
+  const copy = Buffer.from(b);
+  if (!LITTLE) copy.swap32();
+  return new Float32Array(copy.buffer, copy.byteOffset, copy.byteLength / 4).slice();
+}
+
+export function i32FromLE(b: Uint8Array): Int32Array {
+  const copy = Buffer.from(b);
+  if (!LITTLE) copy.swap32();
+  return new Int32Array(copy.buffer, copy.byteOffset, copy.byteLength / 4).slice();
+}

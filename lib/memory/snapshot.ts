@@ -1,0 +1,317 @@
+/**
+ * Durable, versioned snapshots of episodic memory (format documented in docs/memory-format.md).
+ *
+ *   dir/CURRENT               "snap-00000007\n": the live generation (replaced atomically)
+ *   dir/snap-00000007/
+ *     header.json             {"header": {...}, "crc32": n}; crc32 of JSON.stringify(header)
+ *     ids.i32                 count int32, little-endian
+ *     keys.f32                count × dim float32, little-endian
+ *     values.f32              count float32, little-endian
+ *     meta.jsonl              count lines of JSON, one per case, in id order
+ *   dir/journal-00000007.wal  optional append-only journal of writes after generation 7
+ *
+ * A save writes a new generation aside (snap-<g>.tmp-<pid>-<n>/), fsyncs every file and the
+ * directory, renames it to snap-<g>/, fsyncs, then atomically replaces CURRENT (write
+ * CURRENT.tmp, fsync, rename, fsync the directory). Only then are older generations removed.
+ * At every instant CURRENT names a complete, fsynced generation.
+ * A load checks every part's byte length and CRC-32 before building anything.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import * as zlib from 'zlib';
+import { f32FromLE, fsyncDir, i32FromLE, leBytes, writeFileDurable } from './fsutil';
+
+export const SNAPSHOT_FORMAT = 'memq-episodic-memory';
+export const SNAPSHOT_VERSION = 1;
+export const PART_NAMES = ['ids', 'keys', 'values', 'meta'] as const;
+export type PartName = (typeof PART_NAMES)[number];
+const PART_FILES: Record<PartName, string> = { ids: 'ids.i32', keys: 'keys.f32', values: 'values.f32', meta: 'meta.jsonl' };
+
+export interface PartInfo {
+  file: string;
+  bytes: number;
+  crc32: number;
+}
+
+export interface SnapshotHeader {
+  format: string;
+  version: number;
+  generation: number;
+  dim: number;
+  count: number;
+  /** Kernel settings of the index ({ kernel, bandwidth | kappa | delta }). */
+  kernel: Record<string, unknown>;
+  /** Store options (write policy, merge rule) and counters: plain JSON. */
+  options: Record<string, unknown>;
+  counters: Record<string, number>;
+  endianness: 'little';
+  createdAt: string;
+  parts: Record<PartName, PartInfo>;
+}
+
+export interface SnapshotData {
+  dim: number;
+  kernel: Record<string, unknown>;
+  options: Record<string, unknown>;
+  counters: Record<string, number>;
+  ids: Int32Array;
+  keys: Float32Array;
+  values: Float32Array;
+  /** One JSON-serialisable object per case, in the order of ids. */
+  meta: unknown[];
+}
+
+export class SnapshotError extends Error {
+  constructor(
+    message: string,
+    readonly file?: string,
+    readonly part?: string,
+  ) {
+    super(message);
+    this.name = 'SnapshotError';
+  }
+}
+
+/** Steps of a save, in order; a test hook may throw at any of them to simulate a crash. */
+export type SaveStep =
+  | 'mkdir'
+  | 'part:ids'
+  | 'part:keys'
+  | 'part:values'
+  | 'part:meta'
+  | 'header'
+  | 'fsync-temp-dir'
+  | 'rename-generation'
+  | 'write-current-tmp'
+  | 'rename-current'
+  | 'cleanup';
+
+export interface SaveOptions {
+  /** fsync files and directories (default true; false only for tests that do not need it). */
+  fsync?: boolean;
+  /** Called before each step; throwing aborts the save there (crash injection). */
+  beforeStep?: (step: SaveStep) => void;
+}
+
+const GEN_RE = /^snap-(\d{8})$/;
+
+export function generationName(gen: number): string {
+  return `snap-${String(gen).padStart(8, '0')}`;
+}
+
+export function journalName(gen: number): string {
+  return `journal-${String(gen).padStart(8, '0')}.wal`;
+}
+
+function listGenerations(dir: string): number[] {
+  if (!fs.existsSync(dir)) return [];
+  const gens: number[] = [];
+  for (const name of fs.readdirSync(dir)) {
+    const m = GEN_RE.exec(name) ?? /^snap-(\d{8})\.tmp-/.exec(name);
+    if (m) gens.push(Number(m[1]));
+  }
+  return gens;
+}
+
+/** The generation CURRENT names, or undefined when there is no CURRENT. */
+export function currentGeneration(dir: string): number | undefined {
+  const file = path.join(dir, 'CURRENT');
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new SnapshotError(`cannot read ${file}: ${(err as Error).message}`, file, 'CURRENT');
+  }
+  const m = /^snap-(\d{8})\n$/.exec(text);
+  if (!m) throw new SnapshotError(`${file} is corrupted: expected "snap-<8 digits>\\n", got ${JSON.stringify(text.slice(0, 40))}`, file, 'CURRENT');
+  return Number(m[1]);
+}
+
+function crcHeader(header: SnapshotHeader): number {
+  return zlib.crc32(JSON.stringify(header));
+}
+
+/** Write `data` as a new generation in `dir` and make it current. Returns the generation. */
+export function writeSnapshot(dir: string, data: SnapshotData, opts: SaveOptions = {}): { generation: number; path: string } {
+  const sync = opts.fsync ?? true;
+  const step = (s: SaveStep) => opts.beforeStep?.(s);
+  const n = data.ids.length;
+  if (data.keys.length !== n * data.dim) throw new RangeError(`keys has ${data.keys.length} floats, expected count × dim = ${n * data.dim}`);
+  if (data.values.length !== n || data.meta.length !== n) throw new RangeError('values and meta must have one entry per id');
+
+  step('mkdir');
+  fs.mkdirSync(dir, { recursive: true });
+  const cur = currentGeneration(dir) ?? 0;
+  const gen = Math.max(cur, ...listGenerations(dir)) + 1;
+  const finalName = generationName(gen);
+  const tmpName = `${finalName}.tmp-${process.pid}-${Date.now()}`;
+  const tmp = path.join(dir, tmpName);
+  fs.mkdirSync(tmp);
+
+  const bodies: Record<PartName, Uint8Array> = {
+    ids: leBytes(data.ids),
+    keys: leBytes(data.keys),
+    values: leBytes(data.values),
+    meta: Buffer.from(data.meta.map((m) => JSON.stringify(m) + '\n').join(''), 'utf8'),
+  };
+  const parts = {} as Record<PartName, PartInfo>;
+  for (const p of PART_NAMES) {
+    step(`part:${p}` as SaveStep);
+    writeFileDurable(path.join(tmp, PART_FILES[p]), bodies[p], sync);
+    parts[p] = { file: PART_FILES[p], bytes: bodies[p].length, crc32: zlib.crc32(bodies[p]) };
+  }
+  const header: SnapshotHeader = {
+    format: SNAPSHOT_FORMAT,
+    version: SNAPSHOT_VERSION,
+    generation: gen,
+    dim: data.dim,
+    count: n,
+    kernel: data.kernel,
+    options: data.options,
+    counters: data.counters,
+    endianness: 'little',
+    createdAt: new Date().toISOString(),
+    parts,
+  };
+  step('header');
+  writeFileDurable(path.join(tmp, 'header.json'), JSON.stringify({ header, crc32: crcHeader(header) }) + '\n', sync);
+  step('fsync-temp-dir');
+  if (sync) fsyncDir(tmp);
+  step('rename-generation');
+  fs.renameSync(tmp, path.join(dir, finalName));
+  if (sync) fsyncDir(dir);
+  step('write-current-tmp');
+  const curTmp = path.join(dir, `CURRENT.tmp-${process.pid}`);
+  writeFileDurable(curTmp, `${finalName}\n`, sync);
+  step('rename-current');
+  fs.renameSync(curTmp, path.join(dir, 'CURRENT'));
+  if (sync) fsyncDir(dir);
+  step('cleanup');
+  removeStale(dir, gen);
+  return { generation: gen, path: path.join(dir, finalName) };
+}
+
+/** Remove generations other than `keep`, leftovers of interrupted saves, and old journals. */
+export function removeStale(dir: string, keep: number): void {
+  for (const name of fs.readdirSync(dir)) {
+    const full = path.join(dir, name);
+    const gm = GEN_RE.exec(name);
+    const jm = /^journal-(\d{8})\.wal$/.exec(name);
+    if ((gm && Number(gm[1]) !== keep) || /^snap-\d{8}\.tmp-/.test(name)) {
+      fs.rmSync(full, { recursive: true, force: true });
+    } else if ((jm && Number(jm[1]) < keep) || /^CURRENT\.tmp-/.test(name)) {
+      fs.rmSync(full, { force: true });
+    }
+  }
+}
+
+function readPart(genDir: string, p: PartName, info: PartInfo | undefined): Buffer {
+  const file = path.join(genDir, PART_FILES[p]);
+  if (!info || typeof info.bytes !== 'number' || typeof info.crc32 !== 'number' || info.file !== PART_FILES[p]) {
+    throw new SnapshotError(`${path.join(genDir, 'header.json')}: part '${p}' is missing or malformed in the header`, path.join(genDir, 'header.json'), p);
+  }
+  let buf: Buffer;
+  try {
+    buf = fs.readFileSync(file);
+  } catch (err) {
+    throw new SnapshotError(`${file} (part '${p}') cannot be read: ${(err as Error).message}`, file, p);
+  }
+  if (buf.length !== info.bytes) {
+    const how = buf.length < info.bytes ? 'truncated' : 'too long';
+    throw new SnapshotError(`${file} (part '${p}') is ${how}: ${buf.length} bytes, the header says ${info.bytes}`, file, p);
+  }
+  const crc = zlib.crc32(buf);
+  if (crc !== info.crc32) {
+    throw new SnapshotError(
+      `${file} (part '${p}') is corrupted: CRC-32 ${crc.toString(16).padStart(8, '0')}, the header says ${info.crc32.toString(16).padStart(8, '0')}`,
+      file,
+      p,
+    );
+  }
+  return buf;
+}
+
+/** Read and verify a generation directory; nothing is returned unless every part checks out. */
+export function readGeneration(genDir: string): { header: SnapshotHeader; data: SnapshotData } {
+  const hfile = path.join(genDir, 'header.json');
+  let raw: string;
+  try {
+    raw = fs.readFileSync(hfile, 'utf8');
+  } catch (err) {
+    throw new SnapshotError(`${hfile} (part 'header') cannot be read: ${(err as Error).message}`, hfile, 'header');
+  }
+  let parsed: { header: SnapshotHeader; crc32: number };
+  try {
+    parsed = JSON.parse(raw);
+  } catch (err) {
+    throw new SnapshotError(`${hfile} (part 'header') is corrupted or truncated: not valid JSON (${(err as Error).message})`, hfile, 'header');
+  }
+  if (!parsed || typeof parsed !== 'object' || !parsed.header || typeof parsed.crc32 !== 'number') {
+    throw new SnapshotError(`${hfile} (part 'header') is corrupted: expected {"header": {...}, "crc32": n}`, hfile, 'header');
+  }
+  // The writer's bytes are canonical: anything else (a cut newline, extra bytes) is damage.
+  if (raw !== JSON.stringify(parsed) + '\n') {
+    throw new SnapshotError(`${hfile} (part 'header') is corrupted or truncated: not the bytes the writer produced`, hfile, 'header');
+  }
+  const h = parsed.header;
+  if (crcHeader(h) !== parsed.crc32) throw new SnapshotError(`${hfile} (part 'header') is corrupted: CRC-32 mismatch`, hfile, 'header');
+  if (h.format !== SNAPSHOT_FORMAT) throw new SnapshotError(`${hfile}: not a memq episodic-memory snapshot (format ${JSON.stringify(h.format)})`, hfile, 'header');
+  if (h.version > SNAPSHOT_VERSION) {
+    throw new SnapshotError(`${hfile}: format version ${h.version} is newer than this memq reads (${SNAPSHOT_VERSION}); upgrade memq`, hfile, 'header');
+  }
+  if (!(Number.isInteger(h.dim) && h.dim >= 1 && Number.isInteger(h.count) && h.count >= 0)) {
+    throw new SnapshotError(`${hfile}: bad dim/count (${h.dim}, ${h.count})`, hfile, 'header');
+  }
+  const expect: Record<PartName, number | undefined> = { ids: h.count * 4, keys: h.count * h.dim * 4, values: h.count * 4, meta: undefined };
+  const bufs = {} as Record<PartName, Buffer>;
+  for (const p of PART_NAMES) {
+    const info = h.parts?.[p];
+    if (info && expect[p] !== undefined && info.bytes !== expect[p]) {
+      throw new SnapshotError(`${hfile}: part '${p}' has ${info.bytes} bytes, but count ${h.count} × dim ${h.dim} needs ${expect[p]}`, hfile, p);
+    }
+    bufs[p] = readPart(genDir, p, info);
+  }
+  const metaFile = path.join(genDir, PART_FILES.meta);
+  const lines = bufs.meta.toString('utf8').split('\n');
+  if (lines.pop() !== '' || lines.length !== h.count) {
+    throw new SnapshotError(`${metaFile} (part 'meta') has ${lines.length} lines, expected ${h.count}`, metaFile, 'meta');
+  }
+  const meta = lines.map((l, i) => {
+    try {
+      return JSON.parse(l);
+    } catch {
+      throw new SnapshotError(`${metaFile} (part 'meta') line ${i + 1} is not valid JSON`, metaFile, 'meta');
+    }
+  });
+  return {
+    header: h,
+    data: {
+      dim: h.dim,
+      kernel: h.kernel,
+      options: h.options,
+      counters: h.counters,
+      ids: i32FromLE(bufs.ids),
+      keys: f32FromLE(bufs.keys),
+      values: f32FromLE(bufs.values),
+      meta,
+    },
+  };
+}
+
+/** Read the current generation of a snapshot directory. */
+export function readSnapshot(dir: string): { generation: number; header: SnapshotHeader; data: SnapshotData } {
+  const gen = currentGeneration(dir);
+  if (gen === undefined) {
+    throw new SnapshotError(`${dir} holds no memq snapshot (${path.join(dir, 'CURRENT')} is missing)`, path.join(dir, 'CURRENT'), 'CURRENT');
+  }
+  const genDir = path.join(dir, generationName(gen));
+  if (!fs.existsSync(genDir)) {
+    throw new SnapshotError(`${path.join(dir, 'CURRENT')} names ${generationName(gen)}, which does not exist`, path.join(dir, 'CURRENT'), 'CURRENT');
+  }
+  const { header, data } = readGeneration(genDir);
+  if (header.generation !== gen) {
+    throw new SnapshotError(`${genDir}/header.json says generation ${header.generation}, CURRENT says ${gen}`, path.join(genDir, 'header.json'), 'header');
+  }
+  return { generation: gen, header, data };
+}

@@ -1,0 +1,87 @@
+/** Cases of episodic memory (MATH §1) and the options of the store. */
+import type { KernelSettings } from '../policy/kernels';
+
+/** Provenance and bookkeeping of a case; the key and value live in the index. */
+export interface CaseMeta {
+  /** State text s_c. */
+  state: string;
+  /** Action text a_c (the merge rule only merges cases of the same action). */
+  action: string;
+  /** Visit count n_c. */
+  visits: number;
+  /** Weight w_c (importance-weighted eviction). */
+  weight: number;
+  episode: number;
+  step: number;
+  source: string;
+  /** Wall-clock time of the first write (ms since the epoch). */
+  time: number;
+  /** Insertion order (replay-buffer age). */
+  seq: number;
+  /** Order of the last write, insert or merge (sliding-window recency). */
+  touched: number;
+}
+
+/** A case to write: a key, a return / value, and optional text and provenance. */
+export interface CaseInput {
+  key: Float32Array | number[];
+  value: number;
+  state?: string;
+  action?: string;
+  episode?: number;
+  step?: number;
+  source?: string;
+  time?: number;
+  /** Explicit weight (overrides the weightBy rule). */
+  weight?: number;
+  /** |TD error| of the case, for weightBy 'tdError'. */
+  tdError?: number;
+}
+
+/** MATH §8 write policies. */
+export type WritePolicy =
+  | { kind: 'unbounded' }
+  /** Append; when full, evict the oldest inserted case. */
+  | { kind: 'replay'; capacity: number }
+  /** Keep the W most recently written cases (a merge counts as a write). */
+  | { kind: 'window'; size: number }
+  /** When full, evict the lowest weight (ties: the oldest), or sample eviction ∝ 1/w. */
+  | { kind: 'importance'; capacity: number; weightBy: 'tdError' | 'visits' | 'return'; sample?: boolean; seed?: number };
+
+/** NEC's near-duplicate merge: same action within ε → q ← q + η (G − q), n ← n + 1. */
+export interface MergeRule {
+  /** Euclidean radius ε. */
+  epsilon: number;
+  /**
+   * η: a constant in (0, 1]; 'average' for η = 1/n (n = visits after the increment: a running
+   * mean); or { power: p } for η = 1/n^p, p ∈ (0, 1] (a decaying slow-clock step, MATH §7).
+   */
+  rate: number | 'average' | { power: number };
+  /**
+   * How many nearest stored cases to examine first per new key (default 8). When all of them
+   * lie within ε without a same-action match, the search widens (×4) until one is found or the
+   * candidates leave the ε-ball: exact for the distance kernels (gaussian, inverse); with the
+   * cosine kernel the candidates are ranked by cosine, not distance.
+   */
+  candidates?: number;
+}
+
+export interface EpisodicMemoryOptions {
+  dim: number;
+  kernel?: KernelSettings;
+  policy?: WritePolicy;
+  merge?: MergeRule;
+  /** 'native' (the addon), 'js' (ReferenceIndex), 'auto' (native when built). Default 'auto'. */
+  backend?: 'native' | 'js' | 'auto';
+}
+
+export interface WriteReport {
+  /** Ids of newly stored cases (in input order, for the inputs that were appended). */
+  added: Int32Array;
+  /** Ids of stored cases a new case was merged into (one per merged input). */
+  merged: Int32Array;
+  /** Ids evicted by the write policy. */
+  evicted: Int32Array;
+  /** Per input: the id it ended up in, or −1 if it was dropped at once (batch larger than capacity). */
+  caseIds: Int32Array;
+}

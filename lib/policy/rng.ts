@@ -1,0 +1,50 @@
+/**
+ * Small seeded pseudo-random generator (mulberry32 core, 32-bit state) with the few draws the
+ * policy code needs. Deterministic across platforms: the same seed gives the same stream.
+ */
+export class Rng {
+  private state: number;
+
+  constructor(seed = 1) {
+    // Mix the seed so that nearby seeds give unrelated streams.
+    this.state = (Math.imul((seed >>> 0) ^ 0x9e3779b9, 0x85ebca6b) ^ 0x6d2b79f5) >>> 0;
+  }
+
+  /** Uniform in [0, 1). */
+  next(): number {
+    let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+
+  /** Integer in [0, n). */
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+
+  /** Standard normal (Box–Muller). */
+  normal(): number {
+    let u = this.next();
+    while (u <= 0) u = this.next();
+    const v = this.next();
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  }
+
+  /** Index drawn from unnormalised non-negative weights w[off .. off+n). */
+  categorical(w: ArrayLike<number>, off = 0, n = w.length - off): number {
+    let total = 0;
+    for (let i = 0; i < n; i++) total += w[off + i];
+    if (!(total > 0)) throw new Error('Rng.categorical: weights sum to zero');
+    let u = this.next() * total;
+    let last = -1;
+    for (let i = 0; i < n; i++) {
+      const wi = w[off + i];
+      if (wi <= 0) continue;
+      last = i;
+      if (u < wi) return i;
+      u -= wi;
+    }
+    return last; // rounding: fall back to the last positive weight
+  }
+}
