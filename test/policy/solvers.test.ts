@@ -98,6 +98,7 @@ describe('exact solvers on random MDPs', () => {
         expect(maxAbsDiff(spi.policy, svi.policy)).toBeLessThan(1e-8);
         // The solver's residual, and an independent one from the naive §6 formula.
         for (const r of [spi, svi]) {
+          expect(r.converged).toBe(true);
           expect(r.residual).toBeLessThan(1e-9);
           expect(maxAbsDiff(naiveSoftBellman(mdp, r.Q, alpha, gamma), r.Q)).toBeLessThan(1e-9);
         }
