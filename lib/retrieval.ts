@@ -77,6 +77,10 @@ function checkInt32(name: string, v: unknown): Int32Array {
 }
 
 function checkFinite(name: string, a: Float32Array, dim?: number): void {
+  // x - x is 0 for finite x and NaN for NaN and ±Infinity: one subtraction per element.
+  let acc = 0;
+  for (let i = 0; i < a.length; i++) acc += a[i] - a[i];
+  if (acc === 0) return;
   for (let i = 0; i < a.length; i++) {
     const x = a[i];
     if (!Number.isFinite(x)) {

@@ -103,7 +103,7 @@ export class NecAgent implements Agent {
     if (mode === 'train' && this.rng.next() < this.opts.epsilon) return this.rng.int(n);
     if (this.memory.size === 0) return this.rng.int(n);
     const keys = await encodePairs(this.opts.encoder, ctx.state, ctx.admissible);
-    const est = await this.memory.estimate(keys, this.opts.k, { voidWeight: 0, voidValue: 0 });
+    const est = await this.memory.estimateAuto(keys, this.opts.k, { voidWeight: 0, voidValue: 0 });
     return this.rng.argmax(est.value, 1e-7);
   }
   async endEpisode(ep: EpisodeRecord): Promise<void> {
@@ -174,7 +174,7 @@ export class MemRLAgent implements Agent {
     if (mode === 'train' && this.rng.next() < this.opts.epsilon) return this.rng.int(n);
     if (this.memory.size === 0) return this.rng.int(n);
     const key = await this.opts.encoder.encode([ctx.state]);
-    const hits = await this.memory.search(key, this.opts.k1);
+    const hits = await this.memory.searchAuto(key, this.opts.k1);
     // Phase 1: similarity filter; only cases whose action is admissible here.
     const cand: { id: number; sim: number; q: number; action: number }[] = [];
     for (let j = 0; j < this.opts.k1; j++) {

@@ -85,7 +85,7 @@ export class MemQAgent implements Agent {
   async evaluate(state: string, actions: string[]) {
     const keys = await encodePairs(this.opts.encoder, state, actions);
     const est = this.memory.size
-      ? await this.memory.estimate(keys, this.opts.m, { voidWeight: this.opts.voidWeight, voidValue: this.opts.voidValue })
+      ? await this.memory.estimateAuto(keys, this.opts.m, { voidWeight: this.opts.voidWeight, voidValue: this.opts.voidValue })
       : { value: new Float32Array(actions.length).fill(this.opts.voidValue), confidence: new Float32Array(actions.length) };
     const logPrior = Float32Array.from(await this.opts.prior.logPrior(state, actions));
     const { policy, value } = klImprove({ logPrior, q: est.value, rows: 1, cols: actions.length, alpha: this.opts.alpha });

@@ -621,6 +621,21 @@ export class EpisodicMemory {
   }
 
   /**
+   * Q̂ and λ on the calling thread when the read is small (queries × cases × dim below
+   * `syncWork`), else on a worker thread: a per-step read of a few dozen keys costs less than
+   * the thread hop, and a large one must not block the event loop.
+   */
+  estimateAuto(queries: Float32Array, m: number, opts?: { voidWeight?: number; voidValue?: number }, syncWork = 2e8) {
+    const work = (queries.length / this.dim) * this.size * this.dim;
+    return work <= syncWork ? Promise.resolve(this.index.estimateSync(queries, m, opts)) : this.index.estimate(queries, m, opts);
+  }
+
+  searchAuto(queries: Float32Array, m: number, syncWork = 2e8) {
+    const work = (queries.length / this.dim) * this.size * this.dim;
+    return work <= syncWork ? Promise.resolve(this.index.searchSync(queries, m)) : this.index.search(queries, m);
+  }
+
+  /**
    * Parzen retrieval prior with the void case over the top-M (MATH §4), per query; with
    * reportDropped, the mass the full estimate puts outside the top-M (a second, full search).
    */
