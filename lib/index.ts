@@ -21,3 +21,38 @@ export type {
   BackendInfo,
 } from './retrieval';
 export type { TextEnv, ResetOptions, ResetResult, StepResult, EnvInfo, EnvOptions } from './envs/types';
+
+// Episodic memory, policy and exact solvers (MATH §3-§10).
+export * from './memory/index';
+export {
+  klImproveRow, klImproveRows, mdpFromJson, mdpToJson, loadMdpFile, MdpValidationError, softValueIteration,
+  softPolicyIteration, hardValueIteration, evaluatePolicy, softBellmanResidual, solveMdp, parzenPrior, parzenPriorBatch,
+  droppedMass, silvermanBandwidth, adaptiveBandwidth, crossValidatedBandwidth, chooseBandwidth, kernelWeightedValue,
+  MemQPolicy, memQPolicy, stateActionText, discountedReturns, SoftTdLearner, TwoTimeScaleLearner,
+} from './policy/index';
+export type {
+  MdpJson, FiniteMdp, SolveMethod, SolveOptions, SolveResult, ParzenPrior, BandwidthRule, KernelSettings, MemQOptions,
+  MemQChoice, ValueReader, Transition, SoftTdOptions, TwoTimeScaleOptions,
+} from './policy/index';
+
+// Environments.
+export { makeEnv, listEnvs, envNames, registerEnv, ProcessEnv } from './envs/index';
+export type { EnvDescription, Split, EnvFactory } from './envs/index';
+
+// Encoders, priors, agents and the run loop.
+export { HashingEncoder, CachedEncoder } from './encoders/hashing';
+export { PairEncoder, actionTemplate } from './encoders/pair';
+export type { Encoder } from './encoders/types';
+export { UniformPrior } from './llm/prior';
+export type { Prior } from './llm/prior';
+export { MemQAgent } from './agent/memq';
+export { RandomAgent, PriorAgent, NecAgent, MemRLAgent, QLearningAgent } from './agent/baselines';
+export { defaultConfig, mergeConfig, validateConfig, makeAgent } from './agent/config';
+export type { RunConfig, AgentName } from './agent/config';
+export { runTraining, evaluate } from './agent/runner';
+export type { RunSummary, EpisodeMetric, EvalMetric } from './agent/runner';
+export type { Agent, StepContext, EpisodeRecord as AgentEpisode, Mode } from './agent/types';
+
+// Plots.
+export { lineChartSvg, lineChartPng, gridSvg, gridPng } from './plot/index';
+export type { ChartSpec, Series } from './plot/index';
