@@ -50,6 +50,9 @@ export interface NativeBackendInfo {
   simd: string;
   blas: string;
   cudaCompiled: boolean;
+  autoBackend: string;
+  autoReason: string;
+  device?: string;
   buildSystem: string;
 }
 export interface NativeAddon {

@@ -127,9 +127,7 @@ function resolveBackend(requested: MemoryIndexOptions['backend']): 'cpu' {
   }
   if (effective === 'cuda') {
     const info = backendInfo();
-    throw new Error(
-      `backend 'cuda' is not available: ${info.cudaCompiled ? 'no CUDA backend in this build yet' : 'this build has no CUDA kernels'} (backendInfo().reason: ${info.reason})`,
-    );
+    throw new Error(`backend 'cuda' is not available: ${info.reason}`);
   }
   return 'cpu';
 }
@@ -395,10 +393,12 @@ export interface BackendInfo {
 }
 
 export function backendInfo(): BackendInfo {
-  const n = loadNative().backendInfo();
-  const reason = n.cudaCompiled
-    ? 'CUDA kernels are compiled in, but the CUDA backend is not enabled in this version; using the CPU'
-    : 'this build has no CUDA kernels (nvcc was not found or MEMQ_CUDA=OFF); using the CPU';
+  const { autoBackend, autoReason, ...n } = loadNative().backendInfo();
+  // MemoryIndex does not route to the CUDA key store yet (its kernels await a GPU run, see
+  // docs/cuda.md), so the CPU serves even where the native selection would pick CUDA.
+  const reason = autoBackend === 'cuda'
+    ? `the native selection would pick CUDA (${autoReason}), but MemoryIndex does not route to the CUDA store in this version; using the CPU`
+    : `${autoReason}; using the CPU`;
   return { backend: 'cpu', reason, ...n, addonPath: nativePath() };
 }
 

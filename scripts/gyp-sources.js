@@ -11,7 +11,7 @@ function walk(dir) {
   for (const e of fs.readdirSync(path.join(root, dir), { withFileTypes: true })) {
     const rel = `${dir}/${e.name}`;
     if (e.isDirectory()) {
-      if (e.name !== 'cuda') out.push(...walk(rel));
+      out.push(...walk(rel)); // native/core/cuda/*.cpp are host code that compiles to stubs without CUDA
     } else if (e.name.endsWith('.cpp')) {
       out.push(rel);
     }

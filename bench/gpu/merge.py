@@ -63,7 +63,7 @@ def main():
 
     out = dict(device=memq.get("device"), cc=memq.get("cc"), copy_gbps=copy_gbps, mm_peak_tflops=peak,
                torch_version=(torch or {}).get("torch_version"), torch_allow_tf32=(torch or {}).get("allow_tf32"),
-               torch_copy_gbps=(torch or {}).get("copy_gbps"), largest_rows=memq.get("largest_rows"),
+               torch_copy_gbps=(torch or {}).get("copy_gbps"), largest_rows=memq.get("largest_rows"), self_test=memq.get("self_test"),
                tests=args.tests, time=(torch or {}).get("time"), rows=joined)
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1)

@@ -78,23 +78,31 @@ fi
 
 # ---- benchmarks ----------------------------------------------------------------------------
 say "memq bench (bench_cuda)"
+memq_rc=0
 "$build/bench_cuda" --out "$work/memq.json" --n "$bn" --d "$bd" --b "$bb" --m "$bm" --dtype "$bt" \
-  --reps "$reps" $largest | tee "$work/memq.log"
+  --reps "$reps" $largest | tee "$work/memq.log" || memq_rc=$?
+[ "$memq_rc" = 0 ] || echo "bench_cuda exited with status $memq_rc (continuing with the PyTorch baseline)" >&2
 
 torch_arg=()
 if [ "${MEMQ_SKIP_TORCH:-0}" != 1 ]; then
   if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
     say "PyTorch baseline (torch.mm + torch.topk)"
     py_dtypes="$bt"
-    python3 "$here/torch_baseline.py" --out "$work/torch.json" --n "$bn" --d "$bd" --b "$bb" --m "$bm" \
-      --dtype "$py_dtypes" --reps "$reps" | tee "$work/torch.log"
-    torch_arg=(--torch "$work/torch.json")
+    if python3 "$here/torch_baseline.py" --out "$work/torch.json" --n "$bn" --d "$bd" --b "$bb" --m "$bm" \
+         --dtype "$py_dtypes" --reps "$reps" | tee "$work/torch.log"; then
+      torch_arg=(--torch "$work/torch.json")
+    else
+      echo "torch_baseline.py failed: the results will have memq rows only" >&2
+    fi
   else
     echo "PyTorch with CUDA not available: the results will have memq rows only" >&2
   fi
 fi
 
 say "results"
+[ -f "$work/memq.json" ] || die "bench_cuda wrote no results (status $memq_rc); see its output above"
 python3 "$here/merge.py" --memq "$work/memq.json" ${torch_arg[@]+"${torch_arg[@]}"} --tests "$tests" --out "$out"
 echo "results: $out"
 case "$tests" in FAILED*) die "tests failed (benchmarks ran anyway; see above)";; esac
+[ "$memq_rc" = 0 ] || die "bench_cuda failed with status $memq_rc"
+grep -q '"self_test": "passed"' "$work/memq.json" || die "the CUDA self-test failed (see $out)"

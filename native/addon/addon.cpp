@@ -6,6 +6,7 @@
 
 #include "memq/ceilings.h"
 #include "memq/cpu_features.h"
+#include "memq/cuda/cuda_backend.h"
 #include "memq/kernels.h"
 #include "memq/thread_pool.h"
 #include "util.h"
@@ -120,11 +121,18 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
   o.Set("threads", Napi::Number::New(env, memq::num_threads()));
   o.Set("simd", Napi::String::New(env, memq::simd_name(memq::simd_level())));
   o.Set("blas", Napi::String::New(env, memq::blas_name()));
-#ifdef MEMQ_HAVE_CUDA
-  o.Set("cudaCompiled", Napi::Boolean::New(env, true));
-#else
-  o.Set("cudaCompiled", Napi::Boolean::New(env, false));
-#endif
+  o.Set("cudaCompiled", Napi::Boolean::New(env, memq::cuda_compiled()));
+  // What 'auto' would choose, and why (device present + self-test against the CPU twin).
+  memq::BackendChoice choice;
+  memq::Status st = memq::select_backend("auto", &choice);
+  o.Set("autoBackend", Napi::String::New(env, st.ok() ? memq::backend_name(choice.backend) : "cpu"));
+  o.Set("autoReason", Napi::String::New(env, st.ok() ? choice.reason : st.message()));
+  memq::CudaDeviceInfo dev;
+  if (memq::cuda_device_info(&dev).ok() && dev.device >= 0) {
+    o.Set("device", Napi::String::New(env, dev.name + " (cc " + std::to_string(dev.cc_major) + "." +
+                                               std::to_string(dev.cc_minor) + ", " +
+                                               std::to_string(dev.total_bytes >> 20) + " MiB)"));
+  }
   o.Set("buildSystem", Napi::String::New(env, MEMQ_BUILD_SYSTEM));
   return o;
 }

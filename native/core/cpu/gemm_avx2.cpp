@@ -28,7 +28,7 @@ inline void micro_kernel(int64_t kc, const float* k, int64_t ldk, const float* a
   const float* kr[MR];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) kr[r] = k + r * ldk;
-  for (int64_t p = 0; p < kc; ++p) {
+  auto step = [&](int64_t p) {
     __m256 av[NV];
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v) av[v] = _mm256_load_ps(ap + p * PW + v * 8);
@@ -38,7 +38,18 @@ inline void micro_kernel(int64_t kc, const float* k, int64_t ldk, const float* a
 #pragma GCC unroll 2
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_ps(kb, av[v], acc[r][v]);
     }
+  };
+  // Every 16 steps, prefetch the same cache line of the next MR keys: with few queries the
+  // kernel streams keys from memory, and MR rows of a few lines each are too short for the
+  // hardware prefetcher to pick up.
+  int64_t p = 0;
+  for (; p + 16 <= kc; p += 16) {
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) _mm_prefetch(reinterpret_cast<const char*>(kr[r] + MR * ldk + p), _MM_HINT_T0);
+#pragma GCC unroll 16
+    for (int u = 0; u < 16; ++u) step(p + u);
   }
+  for (; p < kc; ++p) step(p);
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 2
@@ -131,29 +142,29 @@ int64_t filter_tile_avx2(Hit* hits, const FilterArgs& a) {
     const __m256 kinv = a.cosine ? _mm256_set1_ps(a.kinv[j]) : zero;
     for (int64_t g = 0; g < a.bp; g += 8) {
       __m256 dot = _mm256_loadu_ps(row + g);
-      __m256 s;
       if (!a.cosine) {
+        // Unclamped e < tau: a superset of the exact test (see gemm_avx512.cpp).
         __m256 e = _mm256_fmadd_ps(m2, dot, _mm256_add_ps(_mm256_loadu_ps(a.qn + g), kn));
-        s = _mm256_max_ps(e, zero);
-        s = _mm256_blendv_ps(s, inf, _mm256_cmp_ps(e, e, _CMP_UNORD_Q));
-      } else {
-        __m256 c = _mm256_mul_ps(_mm256_mul_ps(dot, _mm256_loadu_ps(a.qinv + g)), kinv);
-        c = _mm256_min_ps(one, _mm256_max_ps(mone, c));
-        s = _mm256_xor_ps(c, sign);
-        s = _mm256_blendv_ps(s, inf, _mm256_cmp_ps(c, c, _CMP_UNORD_Q));
+        int mk = _mm256_movemask_ps(_mm256_cmp_ps(e, _mm256_loadu_ps(a.tau + g), _CMP_NGE_UQ));
+        if (!mk) continue;
+        _mm256_store_ps(s_lanes, e);
+        for (unsigned bits = (unsigned)mk; bits; bits &= bits - 1) {
+          int l = __builtin_ctz(bits);
+          float x = s_lanes[l];
+          hits[nh++] = Hit{(int32_t)(g + l), (int32_t)j, x > 0.0f ? x : (x == x ? 0.0f : kInf), 0.0f};
+        }
+        continue;
       }
+      __m256 c = _mm256_mul_ps(_mm256_mul_ps(dot, _mm256_loadu_ps(a.qinv + g)), kinv);
+      c = _mm256_min_ps(one, _mm256_max_ps(mone, c));
+      __m256 s = _mm256_xor_ps(c, sign);
+      s = _mm256_blendv_ps(s, inf, _mm256_cmp_ps(c, c, _CMP_UNORD_Q));
       int mk = _mm256_movemask_ps(_mm256_cmp_ps(s, _mm256_loadu_ps(a.tau + g), _CMP_NGE_UQ));
       if (!mk) continue;
       _mm256_store_ps(s_lanes, s);
-      unsigned bits = (unsigned)mk;
-      while (bits) {
+      for (unsigned bits = (unsigned)mk; bits; bits &= bits - 1) {
         int l = __builtin_ctz(bits);
-        bits &= bits - 1;
-        Hit& h = hits[nh++];
-        h.q = (int32_t)(g + l);
-        h.j = (int32_t)j;
-        h.score = s_lanes[l];
-        h.aux = a.cosine ? dist2_of(a.qn[g + l], a.kn[j], row[g + l]) : 0.0f;
+        hits[nh++] = Hit{(int32_t)(g + l), (int32_t)j, s_lanes[l], dist2_of(a.qn[g + l], a.kn[j], row[g + l])};
       }
     }
   }

@@ -31,7 +31,7 @@ inline void micro_kernel(int64_t kc, const float* k, int64_t ldk, const float* a
   const float* kr[MR];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) kr[r] = k + r * ldk;
-  for (int64_t p = 0; p < kc; ++p) {
+  auto step = [&](int64_t p) {
     __m512 av[NV];
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v) av[v] = _mm512_load_ps(ap + p * PW + v * 16);
@@ -41,7 +41,18 @@ inline void micro_kernel(int64_t kc, const float* k, int64_t ldk, const float* a
 #pragma GCC unroll 2
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(kb, av[v], acc[r][v]);
     }
+  };
+  // Every 16 steps, prefetch the same cache line of the next MR keys: with few queries the
+  // kernel streams keys from memory, and MR rows of a few lines each are too short for the
+  // hardware prefetcher to pick up.
+  int64_t p = 0;
+  for (; p + 16 <= kc; p += 16) {
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) _mm_prefetch(reinterpret_cast<const char*>(kr[r] + MR * ldk + p), _MM_HINT_T0);
+#pragma GCC unroll 16
+    for (int u = 0; u < 16; ++u) step(p + u);
   }
+  for (; p < kc; ++p) step(p);
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 2
@@ -130,29 +141,30 @@ int64_t filter_tile_avx512(Hit* hits, const FilterArgs& a) {
     const __m512 kinv = a.cosine ? _mm512_set1_ps(a.kinv[j]) : zero;
     for (int64_t g = 0; g < a.bp; g += 16) {
       __m512 dot = _mm512_loadu_ps(row + g);
-      __m512 s;
       if (!a.cosine) {
+        // e = ||q||^2 + ||k||^2 - 2 q.k unclamped: e < tau is a superset of max(0, e) < tau,
+        // and a NaN passes; the exact score is made for the few hits only (and rechecked).
         __m512 e = _mm512_fmadd_ps(m2, dot, _mm512_add_ps(_mm512_loadu_ps(a.qn + g), kn));
-        s = _mm512_max_ps(e, zero);  // NaN -> 0 here, then -> +inf below
-        s = _mm512_mask_mov_ps(s, _mm512_cmp_ps_mask(e, e, _CMP_UNORD_Q), inf);
-      } else {
-        __m512 c = _mm512_mul_ps(_mm512_mul_ps(dot, _mm512_loadu_ps(a.qinv + g)), kinv);
-        c = _mm512_min_ps(one, _mm512_max_ps(mone, c));  // NaN passes through (2nd operand)
-        s = _mm512_xor_ps(c, _mm512_set1_ps(-0.0f));  // -c, as the scalar code
-        s = _mm512_mask_mov_ps(s, _mm512_cmp_ps_mask(c, c, _CMP_UNORD_Q), inf);
+        __mmask16 mk = _mm512_cmp_ps_mask(e, _mm512_loadu_ps(a.tau + g), _CMP_NGE_UQ);
+        if (!mk) continue;
+        _mm512_store_ps(s_lanes, e);
+        for (unsigned bits = mk; bits; bits &= bits - 1) {
+          int l = __builtin_ctz(bits);
+          float x = s_lanes[l];
+          hits[nh++] = Hit{(int32_t)(g + l), (int32_t)j, x > 0.0f ? x : (x == x ? 0.0f : kInf), 0.0f};
+        }
+        continue;
       }
+      __m512 c = _mm512_mul_ps(_mm512_mul_ps(dot, _mm512_loadu_ps(a.qinv + g)), kinv);
+      c = _mm512_min_ps(one, _mm512_max_ps(mone, c));  // NaN passes through (2nd operand)
+      __m512 s = _mm512_xor_ps(c, _mm512_set1_ps(-0.0f));  // -c, as the scalar code
+      s = _mm512_mask_mov_ps(s, _mm512_cmp_ps_mask(c, c, _CMP_UNORD_Q), inf);
       __mmask16 mk = _mm512_cmp_ps_mask(s, _mm512_loadu_ps(a.tau + g), _CMP_NGE_UQ);
       if (!mk) continue;
       _mm512_store_ps(s_lanes, s);
-      unsigned bits = mk;
-      while (bits) {
+      for (unsigned bits = mk; bits; bits &= bits - 1) {
         int l = __builtin_ctz(bits);
-        bits &= bits - 1;
-        Hit& h = hits[nh++];
-        h.q = (int32_t)(g + l);
-        h.j = (int32_t)j;
-        h.score = s_lanes[l];
-        h.aux = a.cosine ? dist2_of(a.qn[g + l], a.kn[j], row[g + l]) : 0.0f;
+        hits[nh++] = Hit{(int32_t)(g + l), (int32_t)j, s_lanes[l], dist2_of(a.qn[g + l], a.kn[j], row[g + l])};
       }
     }
   }

@@ -89,7 +89,9 @@ struct FilterArgs {
   const float* tau;     // bp
   bool cosine;
 };
-// Writes the hits (at most t*bp) in (key, query) order and returns how many.
+// Writes the hits (at most t*bp) in (key, query) order and returns how many. May return a
+// few more than pass (the vector filters test the unclamped dist2): the caller re-tests each
+// hit's exact score against its current tau.
 int64_t filter_tile_scalar(Hit* hits, const FilterArgs& a);
 int64_t filter_tile_avx2(Hit* hits, const FilterArgs& a);
 int64_t filter_tile_avx512(Hit* hits, const FilterArgs& a);

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -99,10 +100,23 @@ Status check_keys(const KeyView& keys) {
 
 // One key tile: norms (cached or computed; a non-finite norm of an alive row is an error
 // reported as its row) and the dot products C^T = K_tile Q^T of one query block.
+// Per-thread scratch, reused across calls (a thread runs one chunk at a time).
 struct TileScratch {
   cpu::AlignedBuf ct, kn, kinv;
-  bool ct_zeroed = false;
+  cpu::Hit* hits(size_t n) {
+    if (n > hits_cap) {
+      hits_buf.reset(new cpu::Hit[n]);  // not zeroed: only written entries are read
+      hits_cap = n;
+    }
+    return hits_buf.get();
+  }
+  std::unique_ptr<cpu::Hit[]> hits_buf;
+  size_t hits_cap = 0;
 };
+TileScratch& scratch() {
+  thread_local TileScratch s;
+  return s;
+}
 
 bool tile_norms(TileScratch& s, SimdLevel lv, const KeyView& keys, int64_t j0, int64_t t,
                 bool cosine, const float** kn_out, int64_t* bad_row) {
@@ -133,11 +147,9 @@ void tile_dots(TileScratch& s, SimdLevel lv, const QueryBlocks& qb, int64_t B, c
   float* ct = s.ct.get(tile * bp);
 #ifdef MEMQ_HAVE_CBLAS
   cpu::blas_single_thread();
+  // Padding lanes (>= n) are not written: whatever they hold, the filter's NaN -> +inf
+  // rule and their -inf threshold reject them.
   int64_t q0 = B * kQueryBlock, n = std::min(kQueryBlock, qb.b - q0);
-  if (!s.ct_zeroed) {  // padding lanes are never written by BLAS; keep them finite
-    std::fill(ct, ct + tile * bp, 0.0f);
-    s.ct_zeroed = true;
-  }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)t, (blasint)n, (blasint)d, 1.0f,
               keys.keys + j0 * d, (blasint)d, queries + q0 * d, (blasint)d, 0.0f, ct, (blasint)bp);
 #else
@@ -272,7 +284,7 @@ Status similarity(float* kernel_out, float* dist2_out, const float* queries, int
     std::atomic<int64_t> bad{std::numeric_limits<int64_t>::max()};
     if (!keys.norms2) {
       parallel_for(0, ntiles, 1, [&](int64_t lo, int64_t hi) {
-        TileScratch s;
+        TileScratch& s = scratch();
         for (int64_t T = lo; T < hi; ++T) {
           int64_t j0 = T * tile, t = std::min(tile, n - j0), row = 0;
           const float* kn;
@@ -287,7 +299,7 @@ Status similarity(float* kernel_out, float* dist2_out, const float* queries, int
                                " is not finite (or its squared norm overflows float32)");
     }
     parallel_for(0, items, 1, [&](int64_t lo, int64_t hi) {
-      TileScratch s;
+      TileScratch& s = scratch();
       for (int64_t it = lo; it < hi; ++it) {
         int64_t B = it / ntiles, T = it % ntiles;
         int64_t q0 = B * kQueryBlock, nq = std::min(kQueryBlock, b - q0);
@@ -356,8 +368,7 @@ Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const
     std::atomic<int64_t> bad{std::numeric_limits<int64_t>::max()};
 
     parallel_for(0, items, 1, [&](int64_t lo, int64_t hi) {
-      TileScratch s;
-      std::vector<cpu::Hit> hits;
+      TileScratch& s = scratch();
       std::vector<float> tau;
       for (int64_t it = lo; it < hi; ++it) {
         const int64_t B = it / ranges, r = it % ranges;
@@ -367,7 +378,7 @@ Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const
         tops.resize(nq);
         tau.assign(bp, -kInf);  // padding lanes never pass
         for (int64_t i = 0; i < nq; ++i) tau[i] = std::numeric_limits<float>::quiet_NaN();
-        hits.resize(tile * bp);
+        cpu::Hit* hits = s.hits(tile * bp);
         for (int64_t T = T0; T < T1; ++T) {
           const int64_t j0 = T * tile, t = std::min(tile, n - j0);
           const float* kn;
@@ -381,7 +392,7 @@ Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const
           cpu::FilterArgs fa{s.ct.p, bp, t, bp, qb.qn[B].data(), qb.qinv[B].data(), kn,
                              cosine ? s.kinv.p : nullptr, keys.alive ? keys.alive + j0 : nullptr,
                              tau.data(), cosine};
-          const int64_t nh = filter_tile(lv, hits.data(), fa);
+          const int64_t nh = filter_tile(lv, hits, fa);
           for (int64_t h = 0; h < nh; ++h) {
             const cpu::Hit& x = hits[h];
             if (x.score >= tau[x.q]) continue;  // tau moved since the tile was filtered
