@@ -267,17 +267,16 @@ void sweep(const std::vector<Shape>& shapes, bool integer, uint32_t seed) {
           else CHECK(same_bits(first, o));  // deterministic whatever the thread count
           if (threads == 2) CHECK(same_bits(first, run_search(x, p, sh.m, norms.data())));
         }
-#ifndef MEMQ_HAVE_CBLAS
-        // Built-in GEMM: a query's answer does not depend on the rest of its batch.
-        if (x.b > 1) {
-          Data one = x;
-          one.b = 1;
-          one.queries.assign(x.queries.begin() + (x.b - 1) * x.d, x.queries.end());
-          SearchOut o1 = run_search(one, p, sh.m);
-          CHECK(std::equal(o1.rows.begin(), o1.rows.end(), first.rows.begin() + (x.b - 1) * sh.m));
-          CHECK(std::memcmp(o1.dist2.data(), first.dist2.data() + (x.b - 1) * sh.m, sh.m * 4) == 0);
+        // A query's answer does not depend on the rest of its batch (for
+        // batches of 2 or more; b = 1 takes the GEMV path, another summation order).
+        if (x.b > 2) {
+          Data two = x;
+          two.b = 2;
+          two.queries.assign(x.queries.begin() + (x.b - 2) * x.d, x.queries.end());
+          SearchOut o2 = run_search(two, p, sh.m);
+          CHECK(std::equal(o2.rows.begin(), o2.rows.end(), first.rows.begin() + (x.b - 2) * sh.m));
+          CHECK(std::memcmp(o2.dist2.data(), first.dist2.data() + (x.b - 2) * sh.m, 2 * sh.m * 4) == 0);
         }
-#endif
       }
     }
   }
@@ -363,6 +362,7 @@ MEMQ_TEST(search_topm_random_shapes) {
          {7, 5, 2, 10, 0.3, 0.3},      // N < m, tombstones
          {1, 3, 1, 1, 0, 0},
          {130, 17, 1, 1, 0, 0.2},      // B = 1, m = 1, d not a multiple of 16
+         {70000, 67, 1, 40, 0.1, 0.05},  // B = 1 (GEMV path) over several key ranges
          {1000, 33, 4, 16, 0.2, 0.1},
          {3000, 64, 37, 100, 0.1, 0.05},
          {2500, 20, 300, 64, 0, 0.1},  // two query blocks
@@ -375,7 +375,9 @@ MEMQ_TEST(search_topm_random_shapes) {
 MEMQ_TEST(search_topm_exact_ties_integer_data) {
   // Small integers: every dot product and norm is exact in float32, duplicates are
   // common, and the result must equal the reference exactly (ties to the lower row).
-  sweep({{200, 5, 7, 20, 0, 0.3}, {3000, 3, 5, 300, 0.2, 0.5}, {12000, 4, 2, 40, 0.1, 0.5}}, true, 99);
+  sweep({{200, 5, 7, 20, 0, 0.3}, {3000, 3, 5, 300, 0.2, 0.5}, {12000, 4, 2, 40, 0.1, 0.5},
+         {5000, 6, 1, 50, 0.1, 0.4}},  // B = 1: the GEMV path
+        true, 99);
 }
 
 MEMQ_TEST(similarity_vs_double_and_search) {
@@ -402,7 +404,8 @@ MEMQ_TEST(similarity_vs_double_and_search) {
             if (t == KernelType::kCosine) CHECK_NEAR(k, ref_kernel(p, 0, ref_cos(q, kk, x.d)), 1e-5 + 2e-5 * p.kappa, 0);
             else CHECK_NEAR(k, ref_kernel(p, dd, 0), 1e-5, 0);
           }
-        // search_topm returns exactly similarity's numbers for its rows.
+        // search_topm refines its winners directly: its dist2 and kernel values are the exact
+        // ones (float64 reference, rounded), tighter than similarity's GEMM expansion.
         const int64_t m = 25;
         SearchOut o = run_search(x, p, m);
         for (int64_t i = 0; i < x.b; ++i)
@@ -410,8 +413,12 @@ MEMQ_TEST(similarity_vs_double_and_search) {
             int64_t row = o.rows[i * m + s];
             CHECK(row >= 0);
             if (row < 0) continue;
-            CHECK(o.dist2[i * m + s] == d2[i * x.n + row]);
-            CHECK(o.kernel[i * m + s] == kv[i * x.n + row]);
+            const float* q = &x.queries[i * x.d];
+            const float* kk = &x.keys[row * x.d];
+            const double rd = ref_dist2(q, kk, x.d);
+            CHECK_NEAR(o.dist2[i * m + s], rd, 1e-6, 1e-9);
+            const double rk = t == KernelType::kCosine ? ref_kernel(p, 0, ref_cos(q, kk, x.d)) : ref_kernel(p, rd, 0);
+            CHECK_NEAR(o.kernel[i * m + s], rk, 4e-6, 0);
           }
         // dist2_out may be null.
         std::vector<float> kv2(x.b * x.n, kNaN);
