@@ -103,6 +103,49 @@ void gemm_kat_avx2(float* ct, int64_t ldc, const float* packed, int64_t bp, int6
   else gemm_kat_nv<2>(ct, ldc, packed, bp, k, ldk, t, d);
 }
 
+// One query, dot-product form (see gemm_avx512.cpp): lane 0 of each C^T row, others zeroed.
+void gemv_kat_avx2(float* ct, int64_t ldc, const float* q, const float* k, int64_t ldk, int64_t t,
+                   int64_t d) {
+  alignas(32) int32_t mask_bits[8];
+  for (int w = 0; w < 8; ++w) mask_bits[w] = w < d % 8 ? -1 : 0;
+  const __m256i tail = _mm256_load_si256(reinterpret_cast<const __m256i*>(mask_bits));
+  const bool has_tail = d % 8 != 0;
+  const int64_t d8 = d / 8 * 8;
+  auto put = [&](int64_t j, float dot) {
+    _mm256_storeu_ps(ct + j * ldc, _mm256_setr_ps(dot, 0, 0, 0, 0, 0, 0, 0));
+  };
+  int64_t j = 0;
+  for (; j + 4 <= t; j += 4) {
+    const float* k0 = k + j * ldk;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t p = 0; p < d8; p += 8) {
+      __m256 qv = _mm256_loadu_ps(q + p);
+      a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + p), a0);
+      a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + ldk + p), a1);
+      a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 2 * ldk + p), a2);
+      a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 3 * ldk + p), a3);
+    }
+    if (has_tail) {
+      __m256 qv = _mm256_maskload_ps(q + d8, tail);
+      a0 = _mm256_fmadd_ps(qv, _mm256_maskload_ps(k0 + d8, tail), a0);
+      a1 = _mm256_fmadd_ps(qv, _mm256_maskload_ps(k0 + ldk + d8, tail), a1);
+      a2 = _mm256_fmadd_ps(qv, _mm256_maskload_ps(k0 + 2 * ldk + d8, tail), a2);
+      a3 = _mm256_fmadd_ps(qv, _mm256_maskload_ps(k0 + 3 * ldk + d8, tail), a3);
+    }
+    put(j, hsum(a0));
+    put(j + 1, hsum(a1));
+    put(j + 2, hsum(a2));
+    put(j + 3, hsum(a3));
+  }
+  for (; j < t; ++j) {
+    const float* k0 = k + j * ldk;
+    __m256 a0 = _mm256_setzero_ps();
+    for (int64_t p = 0; p < d8; p += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + p), _mm256_loadu_ps(k0 + p), a0);
+    if (has_tail) a0 = _mm256_fmadd_ps(_mm256_maskload_ps(q + d8, tail), _mm256_maskload_ps(k0 + d8, tail), a0);
+    put(j, hsum(a0));
+  }
+}
+
 void row_norms2_avx2(float* out, const float* x, int64_t n, int64_t d) {
   alignas(32) int32_t mask_bits[8];
   for (int w = 0; w < 8; ++w) mask_bits[w] = w < d % 8 ? -1 : 0;

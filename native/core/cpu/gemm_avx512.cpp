@@ -104,6 +104,50 @@ void gemm_kat_avx512(float* ct, int64_t ldc, const float* packed, int64_t bp, in
   else gemm_kat_nv<2>(ct, ldc, packed, bp, k, ldk, t, d);
 }
 
+// One query: the dot-product form. Each key row is read as whole vectors (16 floats a load,
+// a plain sequential stream the hardware prefetcher follows), then reduced; 4 keys at a time
+// for independent FMA chains. Writes lane 0 of each C^T row, zeroes the other pw - 1 lanes.
+void gemv_kat_avx512(float* ct, int64_t ldc, const float* q, const float* k, int64_t ldk,
+                     int64_t t, int64_t d) {
+  const __mmask16 tail = (__mmask16)((1u << (d % 16)) - 1);
+  const int64_t d16 = d / 16 * 16;
+  auto put = [&](int64_t j, float dot) {
+    _mm512_storeu_ps(ct + j * ldc, _mm512_maskz_mov_ps(1, _mm512_set1_ps(dot)));
+  };
+  int64_t j = 0;
+  for (; j + 4 <= t; j += 4) {
+    const float* k0 = k + j * ldk;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t p = 0; p < d16; p += 16) {
+      __m512 qv = _mm512_loadu_ps(q + p);
+      a0 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k0 + p), a0);
+      a1 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k0 + ldk + p), a1);
+      a2 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k0 + 2 * ldk + p), a2);
+      a3 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k0 + 3 * ldk + p), a3);
+    }
+    if (tail) {
+      __m512 qv = _mm512_maskz_loadu_ps(tail, q + d16);
+      a0 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(tail, k0 + d16), a0);
+      a1 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(tail, k0 + ldk + d16), a1);
+      a2 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(tail, k0 + 2 * ldk + d16), a2);
+      a3 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(tail, k0 + 3 * ldk + d16), a3);
+    }
+    put(j, hsum(a0));
+    put(j + 1, hsum(a1));
+    put(j + 2, hsum(a2));
+    put(j + 3, hsum(a3));
+  }
+  for (; j < t; ++j) {  // same arithmetic per key as above
+    const float* k0 = k + j * ldk;
+    __m512 a0 = _mm512_setzero_ps();
+    for (int64_t p = 0; p < d16; p += 16)
+      a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + p), _mm512_loadu_ps(k0 + p), a0);
+    if (tail)
+      a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, q + d16), _mm512_maskz_loadu_ps(tail, k0 + d16), a0);
+    put(j, hsum(a0));
+  }
+}
+
 void row_norms2_avx512(float* out, const float* x, int64_t n, int64_t d) {
   __mmask16 tail = (__mmask16)((1u << (d % 16)) - 1);
   for (int64_t i = 0; i < n; ++i) {

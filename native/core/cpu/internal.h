@@ -42,6 +42,12 @@ void gemm_kat_avx2(float* ct, int64_t ldc, const float* packed, int64_t bp, int6
 void gemm_kat_avx512(float* ct, int64_t ldc, const float* packed, int64_t bp, int64_t pw,
                      const float* k, int64_t ldk, int64_t t, int64_t d);
 
+// One query (b = 1): dot-product form, keys read as whole vectors. Writes lane 0 of each of
+// the t rows of ct (leading dimension ldc >= pw) and zeroes lanes 1..pw-1. Not bit-identical
+// to gemm_kat (a different summation order), but deterministic.
+void gemv_kat_avx2(float* ct, int64_t ldc, const float* q, const float* k, int64_t ldk, int64_t t, int64_t d);
+void gemv_kat_avx512(float* ct, int64_t ldc, const float* q, const float* k, int64_t ldk, int64_t t, int64_t d);
+
 void row_norms2_level(SimdLevel lv, float* out, const float* x, int64_t n, int64_t d);
 void row_norms2_scalar(float* out, const float* x, int64_t n, int64_t d);
 void row_norms2_avx2(float* out, const float* x, int64_t n, int64_t d);

@@ -140,7 +140,7 @@ void tile_dots(TileScratch& s, SimdLevel lv, const QueryBlocks& qb, int64_t B, c
   int64_t bp = qb.bp[B], d = keys.d;
   float* ct = s.ct.get(tile * bp);
   // The built-in kernels even when OpenBLAS is linked: on tile-shaped products (~72-504 keys
-  // x <= 256 queries) they measured 1.3-3x faster than OpenBLAS 0.3.21's sgemm (bench_kernels),
+  // x <= 256 queries) they measured 1.3-2.5x faster than OpenBLAS 0.3.21's sgemm single-threaded,
   // and every build then returns bit-identical results. gemm_abt still goes to OpenBLAS.
   // One query: stream whole key vectors (memory-bound; MATH §2's GEMM degenerates to a GEMV).
   if (qb.b == 1 && lv == SimdLevel::kAVX512) return cpu::gemv_kat_avx512(ct, bp, queries, keys.keys + j0 * d, d, t, d);

@@ -1,0 +1,121 @@
+// LoRA adapters (MATH §12): W' = W + (alpha / r) B A with A [r, in] (Kaiming-uniform init, as
+// PEFT), B [out, r] (zero init); only A and B are trained, with AdamW. Saved/loaded in the PEFT
+// layout: adapter_config.json + adapter_model.safetensors with keys
+//   base_model.model.model.layers.{i}.self_attn.{q,k,v,o}_proj.lora_{A,B}.weight
+//   base_model.model.model.layers.{i}.mlp.{gate,up,down}_proj.lora_{A,B}.weight
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "memq/llm/model.h"
+#include "memq/status.h"
+
+namespace memq {
+namespace llm {
+
+enum LoraTarget : int { kLoraQ = 0, kLoraK, kLoraV, kLoraO, kLoraGate, kLoraUp, kLoraDown, kLoraNumTargets };
+// "q_proj" ... "down_proj" (PEFT target_modules names).
+const char* lora_target_name(LoraTarget t);
+// Accepts "q_proj" or the short "q" (and so on).
+bool lora_target_from_name(const std::string& name, LoraTarget* out);
+
+struct LoraConfig {
+  int64_t r = 8;
+  double alpha = 16.0;
+  std::vector<std::string> target_modules = {"q_proj", "v_proj"};
+  bool use_rslora = false;  // scale alpha / sqrt(r) instead of alpha / r (PEFT's option)
+  std::string base_model_name_or_path;
+};
+
+struct LoraModule {
+  float* A = nullptr;  // [r, in]   (null when this module is not targeted)
+  float* B = nullptr;  // [out, r]
+  int64_t in = 0, out = 0;
+  int64_t a_offset = 0, b_offset = 0;  // into params() (and an adapter-sized gradient buffer)
+};
+
+class LoraAdapter {
+ public:
+  // A ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform with a = sqrt(5), as PEFT), B = 0.
+  static Status create(const ModelConfig& model, const LoraConfig& cfg, uint64_t seed,
+                       std::unique_ptr<LoraAdapter>* out);
+  // Reads adapter_config.json + adapter_model.safetensors; every expected key must be present
+  // with its shape, and no other key.
+  static Status load(const std::string& dir, const ModelConfig& model, std::unique_ptr<LoraAdapter>* out);
+  Status save(const std::string& dir) const;
+
+  const LoraConfig& config() const { return cfg_; }
+  double scale() const;
+  bool targets(LoraTarget t) const { return targeted_[t]; }
+  const LoraModule& module(int64_t layer, LoraTarget t) const { return modules_[size_t(layer * kLoraNumTargets + t)]; }
+  float* params() { return params_.data(); }
+  const float* params() const { return params_.data(); }
+  int64_t size() const { return int64_t(params_.size()); }
+  int64_t num_layers() const { return n_layers_; }
+  // PEFT key of a module's A (is_b = false) or B matrix.
+  static std::string peft_key(int64_t layer, LoraTarget t, bool is_b);
+
+ private:
+  Status init_storage(const ModelConfig& model, const LoraConfig& cfg);
+  LoraConfig cfg_;
+  int64_t n_layers_ = 0;
+  bool targeted_[kLoraNumTargets] = {};
+  std::vector<float> params_;
+  std::vector<LoraModule> modules_;
+};
+
+// W += scale * B A for every targeted module (the merged model then needs no adapter).
+Status merge_lora(Model* model, const LoraAdapter& lora);
+
+// AdamW (decoupled weight decay, bias-corrected), as torch.optim.AdamW:
+//   p -= lr * wd * p;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+//   p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
+struct AdamWOptions {
+  double lr = 1e-4;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+};
+void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, int64_t t, const AdamWOptions& o);
+// sqrt(sum g^2), accumulated in double.
+double global_norm(const float* g, int64_t n);
+
+struct TrainOptions {
+  AdamWOptions adamw;
+  double clip_norm = 1.0;  // global-norm clipping of the (averaged) gradient; <= 0 = off
+  LossNorm loss_norm = LossNorm::kWeightSum;
+};
+
+struct StepStats {
+  double loss = 0.0;       // mean over the accumulated micro-batches
+  double grad_norm = 0.0;  // before clipping
+  int64_t step = 0;        // optimizer steps taken so far
+  int64_t micro_batches = 0;
+};
+
+// LoRA trainer: accumulate() any number of micro-batches, then step() = average, clip, AdamW,
+// zero the gradient. Deterministic for a given seed and data (no dependence on thread count).
+class LoraTrainer {
+ public:
+  LoraTrainer(const Model* model, LoraAdapter* lora, const TrainOptions& opts);
+  Status accumulate(const TokenBatch& batch, double* loss_out = nullptr);
+  Status step(StepStats* out = nullptr);
+  const std::vector<float>& grad() const { return grad_; }
+  int64_t steps() const { return t_; }
+  TrainOptions& options() { return opts_; }
+
+ private:
+  const Model* model_;
+  LoraAdapter* lora_;
+  TrainOptions opts_;
+  std::vector<float> grad_, m_, v_;
+  int64_t t_ = 0;
+  int64_t micro_ = 0;
+  double loss_sum_ = 0.0;
+};
+
+}  // namespace llm
+}  // namespace memq

@@ -1,0 +1,326 @@
+// LoRA adapters, PEFT save/load, merging, AdamW and the trainer (MATH §11-§12).
+#include "memq/llm/lora.h"
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <filesystem>
+
+#include "memq/json.h"
+#include "memq/llm/safetensors.h"
+
+namespace memq {
+namespace llm {
+
+namespace {
+const char* kTargetNames[kLoraNumTargets] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+const char* kShortNames[kLoraNumTargets] = {"q", "k", "v", "o", "gate", "up", "down"};
+
+void target_dims(const ModelConfig& c, LoraTarget t, int64_t* in, int64_t* out) {
+  const int64_t C = c.hidden_size, I = c.intermediate_size, D = c.dim_head();
+  const int64_t QD = c.num_attention_heads * D, KD = c.num_key_value_heads * D;
+  switch (t) {
+    case kLoraQ: *in = C; *out = QD; break;
+    case kLoraK: case kLoraV: *in = C; *out = KD; break;
+    case kLoraO: *in = QD; *out = C; break;
+    case kLoraGate: case kLoraUp: *in = C; *out = I; break;
+    default: *in = I; *out = C; break;
+  }
+}
+
+float* base_weight(ParamViews& w, int64_t l, LoraTarget t) {
+  LayerParams& L = w.layers[size_t(l)];
+  switch (t) {
+    case kLoraQ: return L.q_w;
+    case kLoraK: return L.k_w;
+    case kLoraV: return L.v_w;
+    case kLoraO: return L.o_w;
+    case kLoraGate: return L.gate_w;
+    case kLoraUp: return L.up_w;
+    default: return L.down_w;
+  }
+}
+}  // namespace
+
+const char* lora_target_name(LoraTarget t) { return kTargetNames[t]; }
+
+bool lora_target_from_name(const std::string& name, LoraTarget* out) {
+  for (int t = 0; t < kLoraNumTargets; ++t)
+    if (name == kTargetNames[t] || name == kShortNames[t]) {
+      *out = LoraTarget(t);
+      return true;
+    }
+  return false;
+}
+
+double LoraAdapter::scale() const {
+  return cfg_.use_rslora ? cfg_.alpha / std::sqrt(double(cfg_.r)) : cfg_.alpha / double(cfg_.r);
+}
+
+std::string LoraAdapter::peft_key(int64_t layer, LoraTarget t, bool is_b) {
+  const bool attn = t <= kLoraO;
+  return "base_model.model.model.layers." + std::to_string(layer) + (attn ? ".self_attn." : ".mlp.") +
+         kTargetNames[t] + (is_b ? ".lora_B.weight" : ".lora_A.weight");
+}
+
+Status LoraAdapter::init_storage(const ModelConfig& model, const LoraConfig& cfg) {
+  MEMQ_RETURN_IF_ERROR(model.validate());
+  if (cfg.r <= 0) return Status::Invalid("lora: r must be positive");
+  if (!std::isfinite(cfg.alpha)) return Status::Invalid("lora: lora_alpha must be finite");
+  if (cfg.target_modules.empty()) return Status::Invalid("lora: target_modules is empty");
+  cfg_ = cfg;
+  cfg_.target_modules.clear();
+  for (int t = 0; t < kLoraNumTargets; ++t) targeted_[t] = false;
+  for (const auto& name : cfg.target_modules) {
+    LoraTarget t;
+    if (!lora_target_from_name(name, &t))
+      return Status::Invalid("lora: unknown target module \"" + name + "\" (q_proj k_proj v_proj o_proj gate_proj up_proj down_proj)");
+    if (targeted_[t]) return Status::Invalid("lora: target module \"" + name + "\" listed twice");
+    targeted_[t] = true;
+  }
+  for (int t = 0; t < kLoraNumTargets; ++t)
+    if (targeted_[t]) cfg_.target_modules.push_back(kTargetNames[t]);
+  n_layers_ = model.num_hidden_layers;
+  modules_.assign(size_t(n_layers_ * kLoraNumTargets), LoraModule());
+  int64_t off = 0;
+  for (int64_t l = 0; l < n_layers_; ++l)
+    for (int t = 0; t < kLoraNumTargets; ++t) {
+      LoraModule& m = modules_[size_t(l * kLoraNumTargets + t)];
+      target_dims(model, LoraTarget(t), &m.in, &m.out);
+      if (!targeted_[t]) continue;
+      m.a_offset = off;
+      off += cfg.r * m.in;
+      m.b_offset = off;
+      off += m.out * cfg.r;
+    }
+  params_.assign(size_t(off), 0.0f);
+  for (int64_t l = 0; l < n_layers_; ++l)
+    for (int t = 0; t < kLoraNumTargets; ++t) {
+      LoraModule& m = modules_[size_t(l * kLoraNumTargets + t)];
+      if (!targeted_[t]) continue;
+      m.A = params_.data() + m.a_offset;
+      m.B = params_.data() + m.b_offset;
+    }
+  return Status::Ok();
+}
+
+Status LoraAdapter::create(const ModelConfig& model, const LoraConfig& cfg, uint64_t seed,
+                           std::unique_ptr<LoraAdapter>* out) {
+  auto a = std::unique_ptr<LoraAdapter>(new LoraAdapter());
+  MEMQ_RETURN_IF_ERROR(a->init_storage(model, cfg));
+  Rng rng(seed);
+  for (int64_t l = 0; l < a->n_layers_; ++l)
+    for (int t = 0; t < kLoraNumTargets; ++t) {
+      if (!a->targeted_[t]) continue;
+      LoraModule& m = a->modules_[size_t(l * kLoraNumTargets + t)];
+      // kaiming_uniform_(a = sqrt(5)): bound = gain * sqrt(3 / fan_in), gain = sqrt(2 / (1 + 5))
+      const double bound = 1.0 / std::sqrt(double(m.in));
+      for (int64_t i = 0; i < cfg.r * m.in; ++i) m.A[i] = float((2.0 * rng.uniform() - 1.0) * bound);
+    }
+  *out = std::move(a);
+  return Status::Ok();
+}
+
+Status LoraAdapter::save(const std::string& dir) const {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);  // an error shows up when the files are written
+  Json j = Json::object();
+  j.set("alpha_pattern", Json::object());
+  j.set("base_model_name_or_path", cfg_.base_model_name_or_path.empty() ? Json::null() : Json::string(cfg_.base_model_name_or_path));
+  j.set("bias", Json::string("none"));
+  j.set("fan_in_fan_out", Json::boolean(false));
+  j.set("inference_mode", Json::boolean(true));
+  j.set("init_lora_weights", Json::boolean(true));
+  j.set("layers_to_transform", Json::null());
+  j.set("lora_alpha", std::floor(cfg_.alpha) == cfg_.alpha && std::fabs(cfg_.alpha) < 1e15 ? Json::integer(int64_t(cfg_.alpha))
+                                                                                          : Json::number(cfg_.alpha));
+  j.set("lora_dropout", Json::number(0.0));
+  j.set("modules_to_save", Json::null());
+  j.set("peft_type", Json::string("LORA"));
+  j.set("r", Json::integer(cfg_.r));
+  j.set("rank_pattern", Json::object());
+  j.set("revision", Json::null());
+  Json tm = Json::array();
+  for (const auto& t : cfg_.target_modules) tm.push(Json::string(t));
+  j.set("target_modules", std::move(tm));
+  j.set("task_type", Json::string("CAUSAL_LM"));
+  j.set("use_dora", Json::boolean(false));
+  j.set("use_rslora", Json::boolean(cfg_.use_rslora));
+  {
+    std::ofstream f(dir + "/adapter_config.json", std::ios::trunc);
+    if (!f) return Status::Invalid(dir + "/adapter_config.json: cannot write");
+    f << j.dump(2) << "\n";
+    if (!f) return Status::Invalid(dir + "/adapter_config.json: write failed");
+  }
+  std::vector<TensorToWrite> ts;
+  for (int64_t l = 0; l < n_layers_; ++l)
+    for (int t = 0; t < kLoraNumTargets; ++t) {
+      if (!targeted_[t]) continue;
+      const LoraModule& m = modules_[size_t(l * kLoraNumTargets + t)];
+      ts.push_back({peft_key(l, LoraTarget(t), false), {cfg_.r, m.in}, m.A});
+      ts.push_back({peft_key(l, LoraTarget(t), true), {m.out, cfg_.r}, m.B});
+    }
+  return write_safetensors(dir + "/adapter_model.safetensors", ts);
+}
+
+Status LoraAdapter::load(const std::string& dir, const ModelConfig& model, std::unique_ptr<LoraAdapter>* out) {
+  const std::string cpath = dir + "/adapter_config.json";
+  std::ifstream in(cpath, std::ios::binary);
+  if (!in) return Status::NotFound(cpath + ": cannot read");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  Json j;
+  Status st = Json::parse(ss.str(), &j);
+  if (!st.ok()) return Status::Invalid(cpath + ": " + st.message());
+  if (!j.is_object()) return Status::Invalid(cpath + ": not a JSON object");
+  std::string peft_type;
+  MEMQ_RETURN_IF_ERROR(json_get_string(j, "peft_type", cpath, &peft_type));
+  if (peft_type != "LORA") return Status::Invalid(cpath + ": peft_type \"" + peft_type + "\" is not LORA");
+  LoraConfig cfg;
+  MEMQ_RETURN_IF_ERROR(json_get_int(j, "r", cpath, &cfg.r));
+  MEMQ_RETURN_IF_ERROR(json_get_double(j, "lora_alpha", cpath, &cfg.alpha));
+  const Json* tm = j.find("target_modules");
+  cfg.target_modules.clear();
+  if (tm && tm->is_string() && tm->as_string() == "all-linear") {  // PEFT's shorthand
+    for (int t = 0; t < kLoraNumTargets; ++t) cfg.target_modules.push_back(kTargetNames[t]);
+  } else {
+    if (!tm || !tm->is_array())
+      return Status::Invalid(cpath + ": target_modules must be a list of module names (or \"all-linear\")");
+    for (const Json& t : tm->items()) {
+      if (!t.is_string()) return Status::Invalid(cpath + ": target_modules entries must be strings");
+      cfg.target_modules.push_back(t.as_string());
+    }
+  }
+  if (const Json* v = j.find("use_rslora"); v && v->is_bool()) cfg.use_rslora = v->as_bool();
+  if (const Json* v = j.find("use_dora"); v && v->is_bool() && v->as_bool()) return Status::Invalid(cpath + ": use_dora is not supported");
+  if (const Json* v = j.find("fan_in_fan_out"); v && v->is_bool() && v->as_bool())
+    return Status::Invalid(cpath + ": fan_in_fan_out is not supported");
+  if (const Json* v = j.find("bias"); v && v->is_string() && v->as_string() != "none")
+    return Status::Invalid(cpath + ": bias \"" + v->as_string() + "\" is not supported (none)");
+  for (const char* k : {"rank_pattern", "alpha_pattern"})
+    if (const Json* v = j.find(k); v && v->is_object() && v->size() > 0)
+      return Status::Invalid(cpath + ": " + k + " is not supported");
+  for (const char* k : {"layers_to_transform", "modules_to_save"})
+    if (const Json* v = j.find(k); v && !v->is_null()) return Status::Invalid(cpath + ": " + k + " is not supported");
+  if (const Json* v = j.find("base_model_name_or_path"); v && v->is_string()) cfg.base_model_name_or_path = v->as_string();
+  auto a = std::unique_ptr<LoraAdapter>(new LoraAdapter());
+  st = a->init_storage(model, cfg);
+  if (!st.ok()) return Status::Invalid(cpath + ": " + st.message());
+
+  std::unique_ptr<SafetensorsFile> f;
+  MEMQ_RETURN_IF_ERROR(SafetensorsFile::open(dir + "/adapter_model.safetensors", &f));
+  size_t expected = 0;
+  for (int64_t l = 0; l < a->n_layers_; ++l)
+    for (int t = 0; t < kLoraNumTargets; ++t) {
+      if (!a->targeted_[t]) continue;
+      LoraModule& m = a->modules_[size_t(l * kLoraNumTargets + t)];
+      MEMQ_RETURN_IF_ERROR(f->read_f32(peft_key(l, LoraTarget(t), false), {cfg.r, m.in}, m.A));
+      MEMQ_RETURN_IF_ERROR(f->read_f32(peft_key(l, LoraTarget(t), true), {m.out, cfg.r}, m.B));
+      expected += 2;
+    }
+  if (f->tensors().size() != expected) {
+    for (const auto& t : f->tensors()) {
+      bool known = false;
+      for (int64_t l = 0; l < a->n_layers_ && !known; ++l)
+        for (int tt = 0; tt < kLoraNumTargets && !known; ++tt)
+          known = a->targeted_[tt] && (t.name == peft_key(l, LoraTarget(tt), false) || t.name == peft_key(l, LoraTarget(tt), true));
+      if (!known) return Status::Invalid(f->path() + ": unexpected tensor \"" + t.name + "\" for this adapter config");
+    }
+  }
+  *out = std::move(a);
+  return Status::Ok();
+}
+
+Status merge_lora(Model* model, const LoraAdapter& lora) {
+  const ModelConfig& c = model->config();
+  if (lora.num_layers() != c.num_hidden_layers) return Status::Invalid("merge_lora: adapter layer count differs from the model's");
+  const double s = lora.scale();
+  const int64_t r = lora.config().r;
+  ParamViews& w = model->mutable_weights();
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+    for (int t = 0; t < kLoraNumTargets; ++t) {
+      if (!lora.targets(LoraTarget(t))) continue;
+      const LoraModule& m = lora.module(l, LoraTarget(t));
+      int64_t in = 0, out = 0;
+      target_dims(c, LoraTarget(t), &in, &out);
+      if (in != m.in || out != m.out) return Status::Invalid("merge_lora: adapter shapes do not match the model");
+      float* W = base_weight(w, l, LoraTarget(t));
+      for (int64_t o = 0; o < out; ++o)
+        for (int64_t i = 0; i < in; ++i) {
+          double acc = 0.0;
+          for (int64_t k = 0; k < r; ++k) acc += double(m.B[o * r + k]) * double(m.A[k * in + i]);
+          W[o * in + i] += float(s * acc);
+        }
+    }
+  return Status::Ok();
+}
+
+void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, int64_t t, const AdamWOptions& o) {
+  const double bc1 = 1.0 - std::pow(o.beta1, double(t));
+  const double bc2 = 1.0 - std::pow(o.beta2, double(t));
+  for (int64_t i = 0; i < n; ++i) {
+    double pi = p[i];
+    pi -= o.lr * o.weight_decay * pi;
+    const double mi = o.beta1 * m[i] + (1.0 - o.beta1) * g[i];
+    const double vi = o.beta2 * v[i] + (1.0 - o.beta2) * double(g[i]) * double(g[i]);
+    m[i] = float(mi);
+    v[i] = float(vi);
+    pi -= o.lr * (mi / bc1) / (std::sqrt(vi / bc2) + o.eps);
+    p[i] = float(pi);
+  }
+}
+
+double global_norm(const float* g, int64_t n) {
+  double s = 0.0;
+  for (int64_t i = 0; i < n; ++i) s += double(g[i]) * double(g[i]);
+  return std::sqrt(s);
+}
+
+LoraTrainer::LoraTrainer(const Model* model, LoraAdapter* lora, const TrainOptions& opts)
+    : model_(model), lora_(lora), opts_(opts) {
+  grad_.assign(size_t(lora->size()), 0.0f);
+  m_.assign(size_t(lora->size()), 0.0f);
+  v_.assign(size_t(lora->size()), 0.0f);
+}
+
+Status LoraTrainer::accumulate(const TokenBatch& batch, double* loss_out) {
+  double loss = 0.0;
+  MEMQ_RETURN_IF_ERROR(model_->forward_backward(batch, opts_.loss_norm, lora_, grad_.data(), nullptr, 1.0f, &loss));
+  loss_sum_ += loss;
+  ++micro_;
+  if (loss_out) *loss_out = loss;
+  return Status::Ok();
+}
+
+Status LoraTrainer::step(StepStats* out) {
+  if (micro_ == 0) return Status::Invalid("lora trainer: step() without accumulate()");
+  const int64_t n = int64_t(grad_.size());
+  const float inv = 1.0f / float(micro_);
+  for (auto& g : grad_) g *= inv;
+  const double norm = global_norm(grad_.data(), n);
+  if (!std::isfinite(norm)) {
+    std::fill(grad_.begin(), grad_.end(), 0.0f);
+    micro_ = 0;
+    loss_sum_ = 0.0;
+    return Status::Internal("lora trainer: non-finite gradient norm; step skipped");
+  }
+  if (opts_.clip_norm > 0 && norm > opts_.clip_norm) {
+    const float c = float(opts_.clip_norm / (norm + 1e-6));
+    for (auto& g : grad_) g *= c;
+  }
+  ++t_;
+  adamw_step(lora_->params(), grad_.data(), m_.data(), v_.data(), n, t_, opts_.adamw);
+  if (out) {
+    out->loss = loss_sum_ / double(micro_);
+    out->grad_norm = norm;
+    out->step = t_;
+    out->micro_batches = micro_;
+  }
+  std::fill(grad_.begin(), grad_.end(), 0.0f);
+  micro_ = 0;
+  loss_sum_ = 0.0;
+  return Status::Ok();
+}
+
+}  // namespace llm
+}  // namespace memq
