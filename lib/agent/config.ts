@@ -26,6 +26,12 @@ export interface RunConfig {
   evalGames?: number;
   /** Expert demonstration episodes written to memory before learning. */
   demos: number;
+  /**
+   * Which expert demonstrates: 'observing' uses an expert that acts only on what the agent can
+   * observe (household's searching expert: it looks in receptacles instead of walking to the
+   * hidden object, so its moves transfer to new games); 'env' the environment's default expert.
+   */
+  demoExpert: 'observing' | 'env';
   seed: number;
   /** Agent-facing state: how many recent (action, observation) pairs follow the task. */
   historyWindow: number;
@@ -64,7 +70,8 @@ export function defaultConfig(): RunConfig {
     agent: 'memq',
     episodes: 150,
     evalEvery: 0,
-    demos: 10,
+    demos: 30,
+    demoExpert: 'observing',
     seed: 1,
     historyWindow: 1,
     checkpointEvery: 25,
@@ -142,6 +149,7 @@ export function validateConfig(c: RunConfig, envNames: string[]): RunConfig {
   int('episodes', c.episodes, 0, 1e7);
   int('evalEvery', c.evalEvery, 0, 1e7);
   int('demos', c.demos, 0, 1e6);
+  if (!['observing', 'env'].includes(c.demoExpert)) fail(`demoExpert must be 'observing' or 'env', got ${JSON.stringify(c.demoExpert)}`);
   int('seed', c.seed, 0, 2 ** 31 - 1);
   int('historyWindow', c.historyWindow, 1, 64);
   int('checkpointEvery', c.checkpointEvery, 1, 1e7);

@@ -177,6 +177,12 @@ export function evalSplitsOf(config: RunConfig, env: TextEnv): string[] {
   return others.length ? others : [env.splits[0]];
 }
 
+/** Env options of the demonstrating env: environments with an observing expert get it asked for. */
+export function demoEnvOptions(config: RunConfig): Record<string, unknown> {
+  const observing: Record<string, Record<string, unknown>> = { household: { expert: 'search' } };
+  return config.demoExpert === 'observing' && observing[config.env] ? { ...config.envOptions, ...observing[config.env] } : config.envOptions;
+}
+
 const CKPT = 'checkpoint';
 
 async function saveCheckpoint(dir: string, agent: Agent, state: RunState): Promise<void> {
@@ -261,13 +267,15 @@ export async function runTraining(config: RunConfig, dir: string, hooks: RunHook
 
   // Demonstrations: expert episodes of the train split written to memory (limited task data).
   if (!state.demosDone) {
+    const demoEnv = config.demos > 0 && agent.endEpisode ? makeEnv(config.env, demoEnvOptions(config)) : env;
     for (let j = 0; j < config.demos && agent.endEpisode; j++) {
       const t0 = Date.now();
-      const ep = await runEpisode(env, agent, 'demo', j, { seed: demoSeed(config.seed, j), split: env.splits[0] }, config.historyWindow);
+      const ep = await runEpisode(demoEnv, agent, 'demo', j, { seed: demoSeed(config.seed, j), split: env.splits[0] }, config.historyWindow);
       await agent.endEpisode(ep);
       append({ kind: 'episode', episode: j, source: 'demo', won: ep.won, reward: ep.totalReward, steps: ep.steps.length, taskType: ep.taskType, memory: agent.memorySize(), seconds: (Date.now() - t0) / 1000 });
       hooks.onProgress?.({ phase: 'demos', episode: j + 1, episodes: config.demos, successRate: 1, memory: agent.memorySize(), episodesPerSecond: 0 });
     }
+    if (demoEnv !== env) await demoEnv.close();
     state.demosDone = true;
   }
 
