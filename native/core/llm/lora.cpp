@@ -292,34 +292,42 @@ Status LoraTrainer::accumulate(const TokenBatch& batch, double* loss_out) {
   return Status::Ok();
 }
 
-Status LoraTrainer::step(StepStats* out) {
-  if (micro_ == 0) return Status::Invalid("lora trainer: step() without accumulate()");
-  const int64_t n = int64_t(grad_.size());
-  const float inv = 1.0f / float(micro_);
-  for (auto& g : grad_) g *= inv;
-  const double norm = global_norm(grad_.data(), n);
+Status accumulated_adamw_step(const char* who, float* params, std::vector<float>& grad, std::vector<float>& m,
+                              std::vector<float>& v, int64_t& t, int64_t& micro, double& loss_sum,
+                              double clip_norm, const AdamWOptions& adamw, StepStats* out) {
+  if (micro == 0) return Status::Invalid(std::string(who) + ": step() without accumulate()");
+  const int64_t n = int64_t(grad.size());
+  const float inv = 1.0f / float(micro);
+  for (auto& g : grad) g *= inv;
+  const double norm = global_norm(grad.data(), n);
+  auto reset = [&] {
+    std::fill(grad.begin(), grad.end(), 0.0f);
+    micro = 0;
+    loss_sum = 0.0;
+  };
   if (!std::isfinite(norm)) {
-    std::fill(grad_.begin(), grad_.end(), 0.0f);
-    micro_ = 0;
-    loss_sum_ = 0.0;
-    return Status::Internal("lora trainer: non-finite gradient norm; step skipped");
+    reset();
+    return Status::Internal(std::string(who) + ": non-finite gradient norm; step skipped");
   }
-  if (opts_.clip_norm > 0 && norm > opts_.clip_norm) {
-    const float c = float(opts_.clip_norm / (norm + 1e-6));
-    for (auto& g : grad_) g *= c;
+  if (clip_norm > 0 && norm > clip_norm) {
+    const float c = float(clip_norm / (norm + 1e-6));
+    for (auto& g : grad) g *= c;
   }
-  ++t_;
-  adamw_step(lora_->params(), grad_.data(), m_.data(), v_.data(), n, t_, opts_.adamw);
+  ++t;
+  adamw_step(params, grad.data(), m.data(), v.data(), n, t, adamw);
   if (out) {
-    out->loss = loss_sum_ / double(micro_);
+    out->loss = loss_sum / double(micro);
     out->grad_norm = norm;
-    out->step = t_;
-    out->micro_batches = micro_;
+    out->step = t;
+    out->micro_batches = micro;
   }
-  std::fill(grad_.begin(), grad_.end(), 0.0f);
-  micro_ = 0;
-  loss_sum_ = 0.0;
+  reset();
   return Status::Ok();
+}
+
+Status LoraTrainer::step(StepStats* out) {
+  return accumulated_adamw_step("lora trainer", lora_->params(), grad_, m_, v_, t_, micro_, loss_sum_, opts_.clip_norm,
+                                opts_.adamw, out);
 }
 
 }  // namespace llm

@@ -23,33 +23,8 @@ Status ModelTrainer::accumulate(const TokenBatch& batch, double* loss_out) {
 }
 
 Status ModelTrainer::step(StepStats* out) {
-  if (micro_ == 0) return Status::Invalid("model trainer: step() without accumulate()");
-  const int64_t n = int64_t(grad_.size());
-  const float inv = 1.0f / float(micro_);
-  for (auto& g : grad_) g *= inv;
-  const double norm = global_norm(grad_.data(), n);
-  if (!std::isfinite(norm)) {
-    std::fill(grad_.begin(), grad_.end(), 0.0f);
-    micro_ = 0;
-    loss_sum_ = 0.0;
-    return Status::Internal("model trainer: non-finite gradient norm; step skipped");
-  }
-  if (opts_.clip_norm > 0 && norm > opts_.clip_norm) {
-    const float c = float(opts_.clip_norm / (norm + 1e-6));
-    for (auto& g : grad_) g *= c;
-  }
-  ++t_;
-  adamw_step(model_->param_data(), grad_.data(), m_.data(), v_.data(), n, t_, opts_.adamw);
-  if (out) {
-    out->loss = loss_sum_ / double(micro_);
-    out->grad_norm = norm;
-    out->step = t_;
-    out->micro_batches = micro_;
-  }
-  std::fill(grad_.begin(), grad_.end(), 0.0f);
-  micro_ = 0;
-  loss_sum_ = 0.0;
-  return Status::Ok();
+  return accumulated_adamw_step("model trainer", model_->param_data(), grad_, m_, v_, t_, micro_, loss_sum_,
+                                opts_.clip_norm, opts_.adamw, out);
 }
 
 }  // namespace llm

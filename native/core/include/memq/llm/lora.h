@@ -80,6 +80,15 @@ struct AdamWOptions {
   double weight_decay = 0.0;
 };
 void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, int64_t t, const AdamWOptions& o);
+
+struct StepStats;
+// The optimizer step shared by the LoRA and full-weight trainers: average the gradient
+// accumulated over `micro` micro-batches, clip it by global norm (clip_norm <= 0: off), apply
+// AdamW to params (t is incremented), fill `out`, and reset grad, micro and loss_sum. A
+// non-finite norm skips the step (state reset, Internal error naming `who`).
+Status accumulated_adamw_step(const char* who, float* params, std::vector<float>& grad, std::vector<float>& m,
+                              std::vector<float>& v, int64_t& t, int64_t& micro, double& loss_sum,
+                              double clip_norm, const AdamWOptions& adamw, StepStats* out);
 // sqrt(sum g^2), accumulated in double.
 double global_norm(const float* g, int64_t n);
 
