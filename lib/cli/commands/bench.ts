@@ -55,8 +55,12 @@ export const benchCommand: Command = {
       } catch {
         throw new CliError('memq bench: the envs benchmark is not available in this build');
       }
-      const r = await mod.benchEnvs({ log });
-      io.stdout(JSON.stringify(r, null, 2) + '\n');
+      const r = await mod.benchEnvs({ print: !flags.json });
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      const { machine, writeResult } = require('../../../bench/common');
+      const file = writeResult('envs', { benchmark: 'envs', machine: machine(), ...r }, flags.out);
+      if (flags.json) io.stdout(JSON.stringify(r, null, 2) + '\n');
+      else io.stdout(`written: ${file}\n`);
       return 0;
     }
     throw new CliError(`memq bench: unknown benchmark '${what}' (known: retrieval, envs)`);
