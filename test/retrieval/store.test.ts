@@ -151,3 +151,18 @@ describe('concurrency', () => {
     }
   });
 });
+
+describe('which addon the suite tests', () => {
+  it('MEMQ_ADDON (the node-gyp build in CI) is the addon under test when set', async () => {
+    const { backendInfo } = await import('../../lib/index');
+    const info = backendInfo();
+    const want = process.env.MEMQ_ADDON;
+    if (want) {
+      const path = await import('path');
+      expect(info.addonPath).toBe(path.resolve(want));
+      expect(info.buildSystem).toBe('node-gyp');
+    } else {
+      expect(info.buildSystem).toBe('cmake-js');
+    }
+  });
+});
