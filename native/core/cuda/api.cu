@@ -2,6 +2,7 @@
 // exactly as kernels.cpp does (on error nothing is written), upload, compute, download.
 // Keys are float32 here; norms come from the CPU's own row_norms2, so that only the dot
 // products differ from the twin (3xTF32 tensor-core products, float32 accumulation).
+#include "memq/validate.h"
 #include <cmath>
 #include <limits>
 #include <string>
@@ -68,15 +69,9 @@ Status check_queries(const float* queries, int64_t b, int64_t d, std::vector<flo
   return Status::Ok();
 }
 
+// The CPU twin's checks, plus the kernels' int32 row index limit.
 Status check_keys(const KeyView& keys) {
-  if (keys.n < 0) return Status::Invalid("keys.n must be >= 0");
-  if (keys.d < 1) return Status::Invalid("keys.d must be >= 1");
-  if (keys.n > 0 && !keys.keys) return Status::Invalid("keys.keys is null");
-  if (keys.norms2) {
-    for (int64_t i = 0; i < keys.n; ++i)
-      if ((!keys.alive || keys.alive[i]) && !(finite(keys.norms2[i]) && keys.norms2[i] >= 0.0f))
-        return Status::Invalid("keys.norms2[" + std::to_string(i) + "] is not a finite squared norm");
-  }
+  MEMQ_RETURN_IF_ERROR(validate_key_view(keys));
   if (keys.n >= std::numeric_limits<int32_t>::max())
     return Status::Invalid("the CUDA kernels support fewer than 2^31 - 1 rows");
   return Status::Ok();
@@ -206,7 +201,7 @@ Status cuda_search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, 
 Status cuda_kernel_weighted_value(float* value_out, float* confidence_out, const int64_t* rows, const float* kernel,
                                   const float* row_values, int64_t n_rows, int64_t b, int64_t m, float void_weight,
                                   float void_value) {
-  MEMQ_RETURN_IF_ERROR(validate_kwv(rows, kernel, row_values, n_rows, b, m, void_weight, void_value, value_out));
+  MEMQ_RETURN_IF_ERROR(validate_kernel_weighted_value_args(rows, kernel, row_values, n_rows, b, m, void_weight, void_value, value_out));
   if (b == 0) return Status::Ok();
   MEMQ_RETURN_IF_ERROR(ensure_device(0));
   DevBuf dr, dk, dv, vo, co;
@@ -228,7 +223,7 @@ Status cuda_kernel_weighted_value(float* value_out, float* confidence_out, const
 
 Status cuda_kl_improve(float* policy_out, float* value_out, const float* log_prior, const float* q, int64_t rows,
                        int64_t cols, const int32_t* row_lengths, float alpha) {
-  MEMQ_RETURN_IF_ERROR(validate_kl(log_prior, q, rows, cols, row_lengths, alpha, policy_out, value_out));
+  MEMQ_RETURN_IF_ERROR(validate_kl_improve_args(log_prior, q, rows, cols, row_lengths, alpha, policy_out, value_out));
   if (rows == 0) return Status::Ok();
   MEMQ_RETURN_IF_ERROR(ensure_device(0));
   DevBuf dlp, dq, dlen, po, vo;

@@ -121,11 +121,6 @@ Status kwv_device(float* value_out, float* confidence_out, const int64_t* rows, 
 Status kl_device(float* policy_out, float* value_out, const float* log_prior, const float* q,
                  int64_t rows, int64_t cols, const int32_t* row_lengths, float alpha, cudaStream_t stream);
 
-// Host-side validation shared by the free functions (api.cu), identical to the CPU twins'.
-Status validate_kwv(const int64_t* rows, const float* kernel, const float* row_values, int64_t n_rows,
-                    int64_t b, int64_t m, float void_weight, float void_value, const float* value_out);
-Status validate_kl(const float* log_prior, const float* q, int64_t rows, int64_t cols,
-                   const int32_t* row_lengths, float alpha, const float* policy_out, const float* value_out);
 
 // The device's own stream-less helpers.
 Status ensure_device(int device);  // cudaSetDevice after checking a usable device exists
