@@ -44,6 +44,8 @@ export { HashingEncoder, CachedEncoder } from './encoders/hashing';
 export { PairEncoder, actionTemplate } from './encoders/pair';
 export type { Encoder } from './encoders/types';
 export { UniformPrior } from './llm/prior';
+export { LlmModel } from './llm/model';
+export type { LlmConfig } from './llm/model';
 export type { Prior } from './llm/prior';
 export { MemQAgent } from './agent/memq';
 export { RandomAgent, PriorAgent, NecAgent, MemRLAgent, QLearningAgent } from './agent/baselines';

@@ -55,7 +55,20 @@ export interface NativeBackendInfo {
   device?: string;
   buildSystem: string;
 }
+export interface NativeLlmModel {
+  save(dir: string, bf16?: boolean): void;
+  config(): string;
+  numParams(): number;
+  score(
+    promptTokens: Int32Array, promptOffsets: Int32Array, candTokens: Int32Array, candOffsets: Int32Array,
+    candGroups: Int32Array, lengthNormalize: boolean,
+  ): Promise<Float32Array>;
+  tokenLogprobs(tokens: Int32Array, offsets: Int32Array): Promise<Float32Array>;
+  embedMean(tokens: Int32Array, offsets: Int32Array): Promise<Float32Array>;
+}
 export interface NativeAddon {
+  llmCreateRandom(configJson: string, seed: number, initStd: number): NativeLlmModel;
+  llmLoad(dir: string): Promise<NativeLlmModel>;
   NativeMemoryIndex: new (dim: number, kernelType: number, param: number, capacity: number) => NativeMemoryIndex;
   klImprove(
     logPrior: Float32Array, q: Float32Array, rows: number, cols: number, alpha: number, rowLengths?: Int32Array,

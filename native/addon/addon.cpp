@@ -18,6 +18,7 @@
 namespace memq_addon {
 
 Napi::Function InitMemoryIndex(Napi::Env env);
+void InitLlm(Napi::Env env, Napi::Object exports);
 
 namespace {
 
@@ -167,6 +168,7 @@ Napi::Value MeasureCeilings(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("measureCeilings", Napi::Function::New(env, MeasureCeilings, "measureCeilings"));
   exports.Set("NativeMemoryIndex", InitMemoryIndex(env));
+  InitLlm(env, exports);
   exports.Set("klImprove", Napi::Function::New(env, KlImprove, "klImprove"));
   exports.Set("klImproveAsync", Napi::Function::New(env, KlImproveAsync, "klImproveAsync"));
   exports.Set("backendInfo", Napi::Function::New(env, BackendInfo, "backendInfo"));

@@ -10,6 +10,7 @@ import { runCommand } from './run';
 import { envsCommand } from './envs';
 import { envCheckCommand } from './env-check';
 import { infoCommand } from './info';
+import { modelCommand } from './model';
 import { playCommand } from './play';
 import { solveCommand } from './solve';
 
@@ -21,6 +22,7 @@ export const commands: Command[] = [
   envsCommand,
   envCheckCommand,
   infoCommand,
+  modelCommand,
   playCommand,
   solveCommand,
 ];
