@@ -6,6 +6,9 @@ import { HashingEncoder, CachedEncoder } from '../encoders/hashing';
 import { PairEncoder } from '../encoders/pair';
 import type { Encoder } from '../encoders/types';
 import { UniformPrior, type Prior } from '../llm/prior';
+import { LlmModel } from '../llm/model';
+import { ModelPrior } from '../llm/modelPrior';
+import { loadTokenizer } from '../llm/tokenizer';
 import { MemQAgent, MEMQ_DEFAULTS } from './memq';
 import { MemRLAgent, MEMRL_DEFAULTS, NecAgent, NEC_DEFAULTS, PriorAgent, QLearningAgent, QLEARN_DEFAULTS, RandomAgent } from './baselines';
 import type { Agent } from './types';
@@ -39,7 +42,8 @@ export interface RunConfig {
   checkpointEvery: number;
   /** Keys: [state ; action] halves (pair, default) or the hashed joined text (hashing). */
   encoder: { kind: 'pair' | 'hashing'; dim: number; actionWeight: number };
-  prior: { kind: 'uniform' };
+  /** μ(a|s): uniform, or a language model directory (HF layout + tokenizer.json): 'model'. */
+  prior: { kind: 'uniform' } | { kind: 'model'; dir: string; lengthNormalize?: boolean };
   memq: {
     alpha: number;
     m: number;
@@ -117,6 +121,12 @@ export function mergeConfig(base: RunConfig, patch: unknown, where = 'config'): 
     for (const [k, v] of Object.entries(src)) {
       const name = prefix ? `${prefix}.${k}` : k;
       const open = prefix === 'envOptions';
+      if (!prefix && k === 'prior') {
+        // a prior is replaced whole (its fields depend on its kind); validateConfig checks it
+        if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`${where}: 'prior' must be an object`);
+        dst.prior = v;
+        continue;
+      }
       if (!open && !(k in dst) && !['evalSplits', 'evalGames'].includes(k)) {
         throw new ConfigError(`${where}: unknown field '${name}' (known: ${Object.keys(dst).join(', ')})`);
       }
@@ -160,7 +170,8 @@ export function validateConfig(c: RunConfig, envNames: string[]): RunConfig {
   if (c.encoder.kind === 'pair' && c.encoder.dim % 2 !== 0) fail(`encoder.dim must be even for the pair encoder, got ${c.encoder.dim}`);
   num('encoder.actionWeight', c.encoder.actionWeight, 0, 1, true);
   if (c.encoder.actionWeight >= 1) fail(`encoder.actionWeight must be in (0, 1), got ${c.encoder.actionWeight}`);
-  if (c.prior.kind !== 'uniform') fail(`prior.kind must be 'uniform' (model priors come with the transformer engine), got ${JSON.stringify(c.prior.kind)}`);
+  if (!['uniform', 'model'].includes(c.prior.kind)) fail(`prior.kind must be 'uniform' or 'model', got ${JSON.stringify(c.prior.kind)}`);
+  if (c.prior.kind === 'model' && (typeof c.prior.dir !== 'string' || !c.prior.dir)) fail('prior.dir must name a model directory when prior.kind is "model"');
   const q = c.memq;
   num('memq.alpha', q.alpha, 0);
   int('memq.m', q.m, 1, 4096);
@@ -197,14 +208,24 @@ export function makeEncoder(c: RunConfig): Encoder {
   }));
 }
 
-export function makePrior(_c: RunConfig): Prior {
-  return new UniformPrior();
+/** The prior a config names; a model prior loads its model and tokenizer (async). */
+export async function makePrior(c: RunConfig): Promise<Prior> {
+  if (c.prior.kind === 'uniform') return new UniformPrior();
+  const dir = c.prior.dir;
+  const [model, tokenizer] = await Promise.all([LlmModel.load(dir), Promise.resolve().then(() => loadTokenizer(dir))]);
+  return new ModelPrior(model, tokenizer, { lengthNormalize: c.prior.lengthNormalize ?? true });
 }
 
-export function makeAgent(c: RunConfig): Agent {
+/** makeAgent with the config's prior loaded first (the runner's entry). */
+export async function makeAgentAsync(c: RunConfig): Promise<Agent> {
+  return makeAgent(c, await makePrior(c));
+}
+
+export function makeAgent(c: RunConfig, priorIn?: Prior): Agent {
   const seed = (c.seed * 7919 + 17) >>> 0;
   const encoder = makeEncoder(c);
-  const prior = makePrior(c);
+  if (!priorIn && c.prior.kind !== 'uniform') throw new ConfigError('a model prior must be loaded first: use makeAgentAsync');
+  const prior = priorIn ?? new UniformPrior();
   switch (c.agent) {
     case 'memq': {
       const q = c.memq;

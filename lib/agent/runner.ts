@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { makeEnv } from '../envs/registry';
 import type { EnvInfo, TextEnv } from '../envs/types';
-import { makeAgent, type RunConfig } from './config';
+import { makeAgentAsync, type RunConfig } from './config';
 import { stateText, type Agent, type EpisodeRecord, type Mode, type StepContext, type StepRecord } from './types';
 
 export interface EpisodeMetric {
@@ -244,7 +244,7 @@ export function readMetrics(dir: string): (EpisodeMetric | EvalMetric)[] {
 export async function runTraining(config: RunConfig, dir: string, hooks: RunHooks = {}, resume = false): Promise<RunSummary> {
   fs.mkdirSync(dir, { recursive: true });
   const metricsFile = path.join(dir, 'metrics.jsonl');
-  const agent = makeAgent(config);
+  const agent = await makeAgentAsync(config);
   const env = makeEnv(config.env, config.envOptions);
   let state: RunState = { episodesDone: 0, demosDone: false, wins: 0, recentWins: [], wallSeconds: 0 };
   if (resume) {
@@ -346,7 +346,7 @@ export async function loadRunAgent(dir: string): Promise<{ config: RunConfig; ag
   const config = JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as RunConfig;
   const ck = latestCheckpoint(dir);
   if (!ck) throw new Error(`${dir} has no checkpoint to evaluate`);
-  const agent = makeAgent(config);
+  const agent = await makeAgentAsync(config);
   await agent.load(path.join(ck, 'agent'));
   const state = JSON.parse(fs.readFileSync(path.join(ck, 'state.json'), 'utf8')) as RunState;
   return { config, agent, episodes: state.episodesDone };

