@@ -80,40 +80,13 @@ Napi::Value KlImprove(const Napi::CallbackInfo& info) {
   return result;
 }
 
-class KlWorker : public Napi::AsyncWorker {
- public:
-  KlWorker(Napi::Env env, KlJob job, Napi::Object keep, Napi::Object result)
-      : Napi::AsyncWorker(env, "memq.klImprove"), job_(job), deferred_(Napi::Promise::Deferred::New(env)) {
-    keep_ = Napi::Persistent(keep);
-    result_ = Napi::Persistent(result);
-  }
-  Napi::Promise promise() { return deferred_.Promise(); }
-  void Execute() override { status_ = job_.run(); }
-  void OnOK() override {
-    Napi::HandleScope scope(Env());
-    if (status_.ok()) deferred_.Resolve(result_.Value());
-    else deferred_.Reject(status_error(Env(), status_, "klImproveAsync").Value());
-    keep_.Reset();
-    result_.Reset();
-  }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
-  KlJob job_;
-  memq::Status status_;
-  Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference keep_, result_;
-};
 
 Napi::Value KlImproveAsync(const Napi::CallbackInfo& info) {
   Napi::Object result;
   KlJob job = make_kl_job(info, &result);
-  Napi::Object keep = Napi::Object::New(info.Env());
-  for (size_t i = 0; i < info.Length(); ++i) keep.Set(static_cast<uint32_t>(i), info[i]);
-  auto* w = new KlWorker(info.Env(), job, keep, result);
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+  std::vector<Napi::Value> keep;
+  for (size_t i = 0; i < info.Length(); ++i) keep.push_back(info[i]);
+  return PromiseWorker::Start(info.Env(), "klImproveAsync", [job]() mutable { return job.run(); }, resolve_to(result), keep);
 }
 
 Napi::Value BackendInfo(const Napi::CallbackInfo& info) {

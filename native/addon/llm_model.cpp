@@ -40,35 +40,6 @@ std::vector<int64_t> offsets_arg(const Napi::Value& v, const char* name, size_t 
   return out;
 }
 
-class LlmWorker : public Napi::AsyncWorker {
- public:
-  LlmWorker(Napi::Env env, const char* where, std::function<Status()> body, std::function<Napi::Value(Napi::Env)> result,
-            std::vector<Napi::Value> keep)
-      : Napi::AsyncWorker(env, where), where_(where), body_(std::move(body)), result_(std::move(result)),
-        deferred_(Napi::Promise::Deferred::New(env)) {
-    Napi::Object holder = Napi::Object::New(env);
-    uint32_t i = 0;
-    for (auto& v : keep) holder.Set(i++, v);
-    keep_ = Napi::Persistent(holder);
-  }
-  Napi::Promise promise() { return deferred_.Promise(); }
-  void Execute() override { status_ = body_(); }
-  void OnOK() override {
-    Napi::HandleScope scope(Env());
-    if (status_.ok()) deferred_.Resolve(result_(Env()));
-    else deferred_.Reject(status_error(Env(), status_, where_).Value());
-    keep_.Reset();
-  }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
-  const char* where_;
-  std::function<Status()> body_;
-  std::function<Napi::Value(Napi::Env)> result_;
-  Status status_;
-  Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference keep_;
-};
 
 }  // namespace
 
@@ -155,16 +126,8 @@ class LlmModelWrap : public Napi::ObjectWrap<LlmModelWrap> {
       req.length_normalize = norm;
       return m->score(outp, nullptr, req, nullptr);
     };
-    Napi::ObjectReference outRef = Napi::Persistent(Napi::Object(env, out));
-    auto shared_out = std::make_shared<Napi::ObjectReference>(std::move(outRef));
-    auto* w = new LlmWorker(env, "LlmModel.score", body, [shared_out](Napi::Env) {
-      Napi::Value v = shared_out->Value();
-      shared_out->Reset();
-      return v;
-    }, {info[0], info[1], info[2], info[3], info[4], info.This()});
-    Napi::Promise p = w->promise();
-    w->Queue();
-    return p;
+    return PromiseWorker::Start(env, "LlmModel.score", body, resolve_to(out),
+                                {info[0], info[1], info[2], info[3], info[4], info.This()});
   }
 
   // Shared by tokenLogprobs and embedMean: (tokens, offsets) -> Float32Array of `per` floats.
@@ -186,17 +149,8 @@ class LlmModelWrap : public Napi::ObjectWrap<LlmModelWrap> {
       b.n_seqs = n_seqs;
       return embed ? m->embed_mean(outp, b, nullptr) : m->token_logprobs(outp, b, nullptr);
     };
-    auto shared_out = std::make_shared<Napi::ObjectReference>(Napi::Persistent(Napi::Object(env, out)));
-    auto* w = new LlmWorker(env, embed ? "LlmModel.embedMean" : "LlmModel.tokenLogprobs", body,
-                            [shared_out](Napi::Env) {
-                              Napi::Value v = shared_out->Value();
-                              shared_out->Reset();
-                              return v;
-                            },
-                            {info[0], info[1], info.This()});
-    Napi::Promise p = w->promise();
-    w->Queue();
-    return p;
+    return PromiseWorker::Start(env, embed ? "LlmModel.embedMean" : "LlmModel.tokenLogprobs", body, resolve_to(out),
+                                {info[0], info[1], info.This()});
   }
   Napi::Value TokenLogprobs(const Napi::CallbackInfo& info) { return BatchCall(info, false); }
   Napi::Value EmbedMean(const Napi::CallbackInfo& info) { return BatchCall(info, true); }
@@ -236,12 +190,8 @@ Napi::Value LlmLoad(const Napi::CallbackInfo& info) {
     if (st.ok()) *holder = std::shared_ptr<Model>(std::move(m));
     return st;
   };
-  auto* w = new LlmWorker(env, "LlmModel.load", body, [holder](Napi::Env e) -> Napi::Value {
-    return LlmModelWrap::Wrap(e, *holder);
-  }, {info[0]});
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+  return PromiseWorker::Start(env, "LlmModel.load", body,
+                              [holder](Napi::Env e) -> Napi::Value { return LlmModelWrap::Wrap(e, *holder); }, {info[0]});
 }
 
 void InitLlm(Napi::Env env, Napi::Object exports) {

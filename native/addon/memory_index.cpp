@@ -63,39 +63,6 @@ struct SearchJob {
   }
 };
 
-class SearchWorker : public Napi::AsyncWorker {
- public:
-  SearchWorker(Napi::Env env, SearchJob job, std::vector<Napi::Value> keep, Napi::Object result)
-      : Napi::AsyncWorker(env, "memq.search"), job_(std::move(job)), deferred_(Napi::Promise::Deferred::New(env)) {
-    Napi::Object holder = Napi::Object::New(env);
-    uint32_t i = 0;
-    for (auto& v : keep) holder.Set(i++, v);
-    keep_ = Napi::Persistent(holder);
-    result_ = Napi::Persistent(result);
-  }
-  Napi::Promise promise() { return deferred_.Promise(); }
-  void Execute() override { status_ = job_.run(); }
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    if (!status_.ok()) {
-      deferred_.Reject(status_error(env, status_, where_).Value());
-    } else {
-      deferred_.Resolve(result_.Value());
-    }
-    keep_.Reset();
-    result_.Reset();
-  }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-  const char* where_ = "MemoryIndex.search";
-
- private:
-  SearchJob job_;
-  Status status_;
-  Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference keep_;
-  Napi::ObjectReference result_;
-};
 
 }  // namespace
 
@@ -333,11 +300,9 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
   Napi::Value run_async(const Napi::CallbackInfo& info, bool estimate, const char* where) {
     Napi::Object result;
     SearchJob job = make_job(info, estimate, &result);
-    auto* w = new SearchWorker(info.Env(), std::move(job), {info[0], info.This()}, result);  // result holds the outputs
-    w->where_ = where;
-    Napi::Promise p = w->promise();
-    w->Queue();
-    return p;
+    auto shared_job = std::make_shared<SearchJob>(std::move(job));
+    return PromiseWorker::Start(info.Env(), where, [shared_job]() { return shared_job->run(); }, resolve_to(result),
+                                {info[0], info.This()});
   }
 
   Napi::Value Search(const Napi::CallbackInfo& info) { return run_async(info, false, "MemoryIndex.search"); }

@@ -4,7 +4,10 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "memq/status.h"
 
@@ -78,6 +81,58 @@ inline int64_t int_arg(const Napi::Value& v, const char* name, int64_t lo, int64
 inline double number_arg(const Napi::Value& v, const char* name) {
   if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string(name) + " must be a number");
   return v.As<Napi::Number>().DoubleValue();
+}
+
+// One AsyncWorker for every Promise-returning call: `body` runs on a libuv worker thread and
+// returns a Status; on success the Promise resolves to `result(env)` (built on the main
+// thread), else it rejects with status_error(). `keep` holds the caller's typed arrays (and
+// the wrapper object) referenced until the Promise settles, so their memory cannot go away
+// while the worker reads or writes it.
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  PromiseWorker(Napi::Env env, const char* where, std::function<memq::Status()> body,
+                std::function<Napi::Value(Napi::Env)> result, const std::vector<Napi::Value>& keep)
+      : Napi::AsyncWorker(env, where), where_(where), body_(std::move(body)), result_(std::move(result)),
+        deferred_(Napi::Promise::Deferred::New(env)) {
+    Napi::Object holder = Napi::Object::New(env);
+    uint32_t i = 0;
+    for (const auto& v : keep) holder.Set(i++, v);
+    keep_ = Napi::Persistent(holder);
+  }
+  // Queues the worker and returns its Promise (the worker deletes itself when done).
+  static Napi::Promise Start(Napi::Env env, const char* where, std::function<memq::Status()> body,
+                             std::function<Napi::Value(Napi::Env)> result, const std::vector<Napi::Value>& keep) {
+    auto* w = new PromiseWorker(env, where, std::move(body), std::move(result), keep);
+    Napi::Promise p = w->deferred_.Promise();
+    w->Queue();
+    return p;
+  }
+  void Execute() override { status_ = body_(); }
+  void OnOK() override {
+    Napi::HandleScope scope(Env());
+    if (status_.ok()) deferred_.Resolve(result_(Env()));
+    else deferred_.Reject(status_error(Env(), status_, where_).Value());
+    keep_.Reset();
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  const char* where_;
+  std::function<memq::Status()> body_;
+  std::function<Napi::Value(Napi::Env)> result_;
+  memq::Status status_;
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference keep_;
+};
+
+// A result that is an object made on the main thread before the work was queued.
+inline std::function<Napi::Value(Napi::Env)> resolve_to(Napi::Object obj) {
+  auto ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(obj));
+  return [ref](Napi::Env) -> Napi::Value {
+    Napi::Value v = ref->Value();
+    ref->Reset();
+    return v;
+  };
 }
 
 }  // namespace memq_addon
