@@ -702,20 +702,30 @@ void positions_for(std::vector<int32_t>* pos, const int64_t* offsets, int64_t B,
   *max_pos = mx;
 }
 
+// Positions, RoPE table and the forward pass of a packed batch: the shared prologue of
+// logits, token_logprobs, embed_mean and forward_backward (keep: activations for backward).
+struct BatchForward {
+  std::vector<int32_t> pos;
+  RopeTable rope;
+  Acts a;
+};
+Status forward_batch(ModelRunner& run, const ModelConfig& cfg, const TokenBatch& batch, bool keep, BatchForward* f) {
+  int64_t max_pos = 0;
+  positions_for(&f->pos, batch.offsets, batch.n_seqs, nullptr, &max_pos);
+  f->rope.build(max_pos, cfg.dim_head(), cfg.rope_theta);
+  return run.forward(f->a, batch.tokens, batch.offsets, batch.n_seqs, f->pos.data(), f->rope, nullptr, nullptr,
+                     nullptr, keep);
+}
+
 }  // namespace
 
 Status Model::logits(float* out, const TokenBatch& batch, const LoraAdapter* lora) const {
   MEMQ_RETURN_IF_ERROR(validate_batch(batch.tokens, batch.offsets, batch.n_seqs, cfg_.vocab_size, "logits"));
   ModelRunner run(*this, lora);
   MEMQ_RETURN_IF_ERROR(run.check_lora());
-  std::vector<int32_t> pos;
-  int64_t max_pos = 0;
-  positions_for(&pos, batch.offsets, batch.n_seqs, nullptr, &max_pos);
-  RopeTable rope;
-  rope.build(max_pos, cfg_.dim_head(), cfg_.rope_theta);
-  Acts a;
-  MEMQ_RETURN_IF_ERROR(run.forward(a, batch.tokens, batch.offsets, batch.n_seqs, pos.data(), rope, nullptr, nullptr,
-                                   nullptr, false));
+  BatchForward f;
+  MEMQ_RETURN_IF_ERROR(forward_batch(run, cfg_, batch, false, &f));
+  const Acts& a = f.a;
   matmul_forward<float>(out, a.lnf, w_.lm_head, nullptr, batch.offsets[batch.n_seqs], cfg_.hidden_size, cfg_.vocab_size);
   return Status::Ok();
 }
@@ -725,14 +735,9 @@ Status Model::token_logprobs(float* out, const TokenBatch& batch, const LoraAdap
   ModelRunner run(*this, lora);
   MEMQ_RETURN_IF_ERROR(run.check_lora());
   const int64_t N = batch.offsets[batch.n_seqs];
-  std::vector<int32_t> pos;
-  int64_t max_pos = 0;
-  positions_for(&pos, batch.offsets, batch.n_seqs, nullptr, &max_pos);
-  RopeTable rope;
-  rope.build(max_pos, cfg_.dim_head(), cfg_.rope_theta);
-  Acts a;
-  MEMQ_RETURN_IF_ERROR(run.forward(a, batch.tokens, batch.offsets, batch.n_seqs, pos.data(), rope, nullptr, nullptr,
-                                   nullptr, false));
+  BatchForward f;
+  MEMQ_RETURN_IF_ERROR(forward_batch(run, cfg_, batch, false, &f));
+  const Acts& a = f.a;
   std::vector<int64_t> rows;
   std::vector<int32_t> targets;
   std::vector<int64_t> where;
@@ -753,14 +758,9 @@ Status Model::embed_mean(float* out, const TokenBatch& batch, const LoraAdapter*
   MEMQ_RETURN_IF_ERROR(validate_batch(batch.tokens, batch.offsets, batch.n_seqs, cfg_.vocab_size, "embed_mean"));
   ModelRunner run(*this, lora);
   MEMQ_RETURN_IF_ERROR(run.check_lora());
-  std::vector<int32_t> pos;
-  int64_t max_pos = 0;
-  positions_for(&pos, batch.offsets, batch.n_seqs, nullptr, &max_pos);
-  RopeTable rope;
-  rope.build(max_pos, cfg_.dim_head(), cfg_.rope_theta);
-  Acts a;
-  MEMQ_RETURN_IF_ERROR(run.forward(a, batch.tokens, batch.offsets, batch.n_seqs, pos.data(), rope, nullptr, nullptr,
-                                   nullptr, false));
+  BatchForward f;
+  MEMQ_RETURN_IF_ERROR(forward_batch(run, cfg_, batch, false, &f));
+  const Acts& a = f.a;
   const int64_t C = cfg_.hidden_size;
   for (int64_t b = 0; b < batch.n_seqs; ++b) {
     const int64_t n = batch.offsets[b + 1] - batch.offsets[b];
@@ -873,14 +873,11 @@ Status Model::forward_backward(const TokenBatch& batch, LossNorm norm, const Lor
   }
   if (weight_sum_out) *weight_sum_out = wsum;
   const double denom = (norm == LossNorm::kWeightSum && wsum > 0) ? wsum : 1.0;
-  std::vector<int32_t> pos;
-  int64_t max_pos = 0;
-  positions_for(&pos, batch.offsets, batch.n_seqs, nullptr, &max_pos);
-  RopeTable rope;
-  rope.build(max_pos, cfg_.dim_head(), cfg_.rope_theta);
-  Acts a;
-  MEMQ_RETURN_IF_ERROR(run.forward(a, batch.tokens, batch.offsets, batch.n_seqs, pos.data(), rope, nullptr, nullptr,
-                                   nullptr, true));
+  BatchForward f;
+  MEMQ_RETURN_IF_ERROR(forward_batch(run, cfg_, batch, true, &f));
+  Acts& a = f.a;
+  const RopeTable& rope = f.rope;
+  const std::vector<int32_t>& pos = f.pos;
   const int64_t M = int64_t(rows.size());
   std::vector<float> nll(static_cast<size_t>(M)), dnll(static_cast<size_t>(M));
   for (int64_t i = 0; i < M; ++i) dnll[size_t(i)] = float(double(wts[size_t(i)]) / denom * double(grad_scale));
