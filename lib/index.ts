@@ -19,6 +19,9 @@ export type {
   EstimateResult,
   KlImproveInput,
   BackendInfo,
+  BackendName,
+  KeyType,
+  MemoryIndexStats,
 } from './retrieval';
 export type { TextEnv, ResetOptions, ResetResult, StepResult, EnvInfo, EnvOptions } from './envs/types';
 
@@ -45,7 +48,9 @@ export { PairEncoder, actionTemplate } from './encoders/pair';
 export type { Encoder } from './encoders/types';
 export { UniformPrior } from './llm/prior';
 export { LlmModel } from './llm/model';
-export type { LlmConfig } from './llm/model';
+export type { LlmConfig, LlmInferenceOptions } from './llm/model';
+export { LoraAdapter, LoraTrainer, ModelTrainer } from './llm/lora';
+export type { LoraOptions, LoraAdapterConfig, TrainOptions, TrainStats, TrainerState } from './llm/lora';
 export { ModelPrior } from './llm/modelPrior';
 export { loadTokenizer, qwen3TokenizerDir } from './llm/tokenizer';
 export type { TextTokenizer } from './llm/tokenizer';

@@ -21,7 +21,10 @@ export interface NativeIndexStats {
   dim: number;
   capacity: number;
   nextId: number;
+  /** Bytes the store holds: host memory (cpu) or device memory (cuda). */
   memoryBytes: number;
+  backend: 'cpu' | 'cuda';
+  keyType: 'float32' | 'bf16' | 'fp16';
 }
 export interface NativeMemoryIndex {
   add(keys: Float32Array, values: Float32Array): Int32Array;
@@ -55,21 +58,70 @@ export interface NativeBackendInfo {
   device?: string;
   buildSystem: string;
 }
+export interface NativeBackendChoice {
+  /** false when 'cuda' was requested and cannot be used (reason says why). */
+  ok: boolean;
+  backend: 'cpu' | 'cuda';
+  requested: string;
+  reason: string;
+  /** The CUDA self-test's report when it ran ('' otherwise). */
+  selfTestReport: string;
+}
 export interface NativeLlmModel {
   save(dir: string, bf16?: boolean): void;
   config(): string;
   numParams(): number;
   score(
     promptTokens: Int32Array, promptOffsets: Int32Array, candTokens: Int32Array, candOffsets: Int32Array,
-    candGroups: Int32Array, lengthNormalize: boolean,
+    candGroups: Int32Array, lengthNormalize: boolean, lora?: NativeLoraAdapter | null,
   ): Promise<Float32Array>;
-  tokenLogprobs(tokens: Int32Array, offsets: Int32Array): Promise<Float32Array>;
-  embedMean(tokens: Int32Array, offsets: Int32Array): Promise<Float32Array>;
+  tokenLogprobs(tokens: Int32Array, offsets: Int32Array, lora?: NativeLoraAdapter | null): Promise<Float32Array>;
+  embedMean(tokens: Int32Array, offsets: Int32Array, lora?: NativeLoraAdapter | null): Promise<Float32Array>;
+  clone(): Promise<NativeLlmModel>;
+  mergeLora(adapter: NativeLoraAdapter): Promise<NativeLlmModel>;
+}
+export interface NativeLoraAdapter {
+  save(dir: string): void;
+  /** JSON {r, lora_alpha, target_modules, use_rslora, scale, base_model_name_or_path}. */
+  config(): string;
+  numParams(): number;
+  getParams(): Float32Array;
+  setParams(params: Float32Array): Promise<void>;
+  clone(): NativeLoraAdapter;
+}
+export interface NativeTrainStats {
+  loss: number;
+  gradNorm: number;
+  step: number;
+  microBatches: number;
+}
+export interface NativeTrainerState {
+  m: Float32Array;
+  v: Float32Array;
+  t: number;
+}
+export interface NativeTrainer {
+  accumulate(tokens: Int32Array, offsets: Int32Array, weights: Float32Array): Promise<number>;
+  step(): Promise<NativeTrainStats>;
+  steps(): number;
+  getState(): Promise<NativeTrainerState>;
+  setState(state: NativeTrainerState): Promise<void>;
 }
 export interface NativeAddon {
   llmCreateRandom(configJson: string, seed: number, initStd: number): NativeLlmModel;
   llmLoad(dir: string): Promise<NativeLlmModel>;
-  NativeMemoryIndex: new (dim: number, kernelType: number, param: number, capacity: number) => NativeMemoryIndex;
+  NativeLoraAdapter: {
+    /** configJson: {r, lora_alpha, target_modules, use_rslora, base_model_name_or_path} (PEFT names). */
+    create(model: NativeLlmModel, configJson: string, seed: number): NativeLoraAdapter;
+    load(dir: string, model: NativeLlmModel): Promise<NativeLoraAdapter>;
+  };
+  /** optionsJson: {lr, beta1, beta2, eps, weightDecay, clipNorm, lossNorm: 'weightSum' | 'sum'}. */
+  NativeLoraTrainer: new (model: NativeLlmModel, adapter: NativeLoraAdapter, optionsJson: string) => NativeTrainer;
+  NativeModelTrainer: new (model: NativeLlmModel, optionsJson: string) => NativeTrainer;
+  NativeMemoryIndex: new (
+    dim: number, kernelType: number, param: number, capacity: number, backend?: 'cpu' | 'cuda',
+    keyType?: 'float32' | 'bf16' | 'fp16',
+  ) => NativeMemoryIndex;
   klImprove(
     logPrior: Float32Array, q: Float32Array, rows: number, cols: number, alpha: number, rowLengths?: Int32Array,
   ): { policy: Float32Array; value: Float32Array };
@@ -77,6 +129,7 @@ export interface NativeAddon {
     logPrior: Float32Array, q: Float32Array, rows: number, cols: number, alpha: number, rowLengths?: Int32Array,
   ): Promise<{ policy: Float32Array; value: Float32Array }>;
   backendInfo(): NativeBackendInfo;
+  selectBackend(requested: 'auto' | 'cpu' | 'cuda'): NativeBackendChoice;
   setThreads(n: number): number;
   measureCeilings(
     b: number, n: number, d: number, seconds: number, bandwidthBytes: number,

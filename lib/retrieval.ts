@@ -4,9 +4,13 @@
  * again in C++; errors are TypeError (wrong type or shape) or RangeError (value out of range),
  * naming the argument and the expected form. A failed call leaves the index unchanged.
  */
-import { loadNative, nativePath, type NativeMemoryIndex } from './native';
+import { loadNative, nativePath, type NativeIndexStats, type NativeMemoryIndex } from './native';
 
 export type KernelName = 'gaussian' | 'cosine' | 'inverse';
+/** Where a MemoryIndex keeps its keys and searches: host memory, or an NVIDIA GPU (docs/cuda.md). */
+export type BackendName = 'cpu' | 'cuda';
+/** How the CUDA backend stores keys: float32, or rounded to bfloat16 / float16 (half the memory). */
+export type KeyType = 'float32' | 'bf16' | 'fp16';
 
 export type KernelOptions =
   | { kernel?: 'gaussian'; bandwidth?: number }
@@ -18,9 +22,26 @@ export type MemoryIndexOptions = KernelOptions & {
   dim: number;
   /** Maximum number of live cases (0 or undefined: unlimited). */
   capacity?: number;
-  /** 'auto' | 'cpu' | 'cuda' (MEMQ_BACKEND in the environment overrides 'auto'). */
+  /**
+   * 'auto' (default) | 'cpu' | 'cuda'. When absent or 'auto', MEMQ_BACKEND in the environment
+   * ('auto' | 'cpu' | 'cuda') applies. 'auto' uses the GPU only when a usable device exists and
+   * the native self-test against the CPU kernels passed (see backendInfo()); 'cuda' throws an
+   * Error naming the reason when it cannot be used.
+   */
   backend?: 'auto' | 'cpu' | 'cuda';
+  /**
+   * Key storage of the CUDA backend (default 'float32'). 'bf16' / 'fp16' round keys (and, per
+   * search, queries) to 16 bits: results equal float32 search over the rounded keys and queries.
+   * Only with the CUDA backend: a TypeError where the index resolves to the CPU.
+   */
+  keyType?: KeyType;
 };
+
+export interface MemoryIndexStats extends NativeIndexStats {
+  kernel: { kernel: KernelName; bandwidth?: number; kappa?: number; delta?: number };
+  /** Why this backend (the native selection's reason). */
+  backendReason: string;
+}
 
 export interface SearchResult {
   /** b*m ids, -1 where fewer than m cases exist. */
@@ -115,21 +136,62 @@ function kernelParams(opts: KernelOptions): { name: KernelName; code: number; pa
   return { name, code: 2, param: checkPositive('delta', o.delta ?? 1e-3) };
 }
 
-function resolveBackend(requested: MemoryIndexOptions['backend']): 'cpu' {
-  const env = process.env.MEMQ_BACKEND;
-  const want = requested ?? 'auto';
-  if (!['auto', 'cpu', 'cuda'].includes(want)) {
-    throw new TypeError(`backend must be 'auto', 'cpu' or 'cuda', got ${JSON.stringify(want)}`);
+const BACKEND_NAMES = ['auto', 'cpu', 'cuda'] as const;
+type BackendRequest = (typeof BACKEND_NAMES)[number];
+const KEY_TYPES: readonly KeyType[] = ['float32', 'bf16', 'fp16'];
+
+/** The backend asked for: the option, else (absent or 'auto') MEMQ_BACKEND, else 'auto'. */
+function requestedBackend(requested: unknown): { want: BackendRequest; fromEnv: boolean } {
+  if (requested !== undefined && !BACKEND_NAMES.includes(requested as BackendRequest)) {
+    throw new TypeError(`backend must be 'auto', 'cpu' or 'cuda', got ${JSON.stringify(requested)}`);
   }
-  const effective = want === 'auto' && env ? env : want;
-  if (!['auto', 'cpu', 'cuda'].includes(effective)) {
+  const want = (requested ?? 'auto') as BackendRequest;
+  if (want !== 'auto') return { want, fromEnv: false };
+  const env = process.env.MEMQ_BACKEND;
+  if (env === undefined || env === '') return { want: 'auto', fromEnv: false };
+  if (!BACKEND_NAMES.includes(env as BackendRequest)) {
     throw new TypeError(`MEMQ_BACKEND must be 'auto', 'cpu' or 'cuda', got ${JSON.stringify(env)}`);
   }
-  if (effective === 'cuda') {
-    const info = backendInfo();
-    throw new Error(`backend 'cuda' is not available: ${info.reason}`);
+  return { want: env as BackendRequest, fromEnv: true };
+}
+
+interface BackendResolution {
+  backend: BackendName;
+  requested: BackendRequest;
+  reason: string;
+  selfTestReport: string;
+}
+
+/** Asks the native selection (memq::select_backend): 'auto' picks CUDA only with a device that passed the self-test. */
+function resolveBackend(requested: unknown): BackendResolution {
+  const { want, fromEnv } = requestedBackend(requested);
+  const native = loadNative();
+  const via = fromEnv ? ` (MEMQ_BACKEND=${want})` : '';
+  if (typeof native.selectBackend !== 'function') {
+    // An addon built before the CUDA routing: it has the CPU store only.
+    const why = 'this build of the native addon predates CUDA routing (rebuild it)';
+    if (want === 'cuda') throw new Error(`backend 'cuda'${via} is not available: ${why}`);
+    return { backend: 'cpu', requested: want, reason: `${want}${via}: ${why}`, selfTestReport: '' };
   }
-  return 'cpu';
+  const c = native.selectBackend(want);
+  if (!c.ok) {
+    const why = c.reason.replace(/^backend 'cuda' requested but unusable: /, '');
+    throw new Error(`backend 'cuda'${via} is not available: ${why}`);
+  }
+  return {
+    backend: c.backend === 'cuda' ? 'cuda' : 'cpu',
+    requested: want,
+    reason: `${c.reason}${via}`,
+    selfTestReport: c.selfTestReport,
+  };
+}
+
+function checkKeyType(v: unknown): KeyType {
+  if (v === undefined) return 'float32';
+  if (!KEY_TYPES.includes(v as KeyType)) {
+    throw new TypeError(`keyType must be 'float32', 'bf16' or 'fp16', got ${JSON.stringify(v)}`);
+  }
+  return v as KeyType;
 }
 
 /**
@@ -139,7 +201,12 @@ function resolveBackend(requested: MemoryIndexOptions['backend']): 'cpu' {
  */
 export class MemoryIndex {
   readonly dim: number;
-  readonly backend: 'cpu';
+  /** The backend in use (what 'auto' / MEMQ_BACKEND resolved to). */
+  readonly backend: BackendName;
+  /** Why this backend, e.g. "auto: CUDA not used: no CUDA driver (libcuda.so.1 not found)". */
+  readonly backendReason: string;
+  /** How keys are stored ('float32' on the CPU). */
+  readonly keyType: KeyType;
   private readonly native: NativeMemoryIndex;
   private kernelName: KernelName;
   private kernelParam: number;
@@ -151,10 +218,21 @@ export class MemoryIndex {
     this.dim = checkInt('dim', options.dim, 1, 1 << 20);
     const capacity = options.capacity === undefined ? 0 : checkInt('capacity', options.capacity, 0, 2147483647);
     const k = kernelParams(options);
-    this.backend = resolveBackend(options.backend);
+    const keyType = checkKeyType(options.keyType);
+    const chosen = resolveBackend(options.backend);
+    if (keyType !== 'float32' && chosen.backend !== 'cuda') {
+      throw new TypeError(
+        `keyType '${keyType}' needs the CUDA backend; the CPU backend stores float32 keys only ` +
+          `(backend resolved to 'cpu': ${chosen.reason})`,
+      );
+    }
+    this.backend = chosen.backend;
+    this.backendReason = chosen.reason;
+    this.keyType = keyType;
     this.kernelName = k.name;
     this.kernelParam = k.param;
-    this.native = new (loadNative().NativeMemoryIndex)(this.dim, k.code, k.param, capacity);
+    // Creating the device store can still fail (device memory): an Error with the reason.
+    this.native = new (loadNative().NativeMemoryIndex)(this.dim, k.code, k.param, capacity, this.backend, keyType);
   }
 
   /** Number of live cases. */
@@ -253,8 +331,15 @@ export class MemoryIndex {
     this.native.clear();
   }
 
-  stats() {
-    return { ...this.native.stats(), kernel: this.kernel, backend: this.backend };
+  /** Sizes and settings; memoryBytes is host memory on the CPU and device memory on CUDA. */
+  stats(): MemoryIndexStats {
+    return {
+      ...this.native.stats(),
+      kernel: this.kernel,
+      backend: this.backend,
+      keyType: this.keyType,
+      backendReason: this.backendReason,
+    };
   }
 
   private checkQueries(queries: Float32Array, m: number): void {
@@ -379,10 +464,20 @@ export function klImproveAsync(input: KlImproveInput): Promise<{ policy: Float32
 }
 
 export interface BackendInfo {
-  /** The backend a MemoryIndex with backend 'auto' uses. */
-  backend: 'cpu' | 'cuda';
-  /** Why that backend was chosen. */
+  /**
+   * The backend a MemoryIndex created without a `backend` option uses here: the native
+   * selection for 'auto', or MEMQ_BACKEND when set. When MEMQ_BACKEND asks for something that
+   * cannot be used, the backend 'auto' would pick, and `error` says why such an index throws.
+   */
+  backend: BackendName;
+  /** Why that backend was chosen (device and self-test, or why CUDA is not used). */
   reason: string;
+  /** What was asked: 'auto', or MEMQ_BACKEND's value. */
+  requested: string;
+  /** Set when MEMQ_BACKEND is invalid or names an unusable backend: the error `new MemoryIndex()` throws. */
+  error?: string;
+  /** The CUDA self-test's report, when it ran. */
+  selfTest?: string;
   threads: number;
   simd: string;
   blas: string;
@@ -394,12 +489,30 @@ export interface BackendInfo {
 
 export function backendInfo(): BackendInfo {
   const { autoBackend, autoReason, ...n } = loadNative().backendInfo();
-  // MemoryIndex does not route to the CUDA key store yet (its kernels await a GPU run, see
-  // docs/cuda.md), so the CPU serves even where the native selection would pick CUDA.
-  const reason = autoBackend === 'cuda'
-    ? `the native selection would pick CUDA (${autoReason}), but MemoryIndex does not route to the CUDA store in this version; using the CPU`
-    : `${autoReason}; using the CPU`;
-  return { backend: 'cpu', reason, ...n, addonPath: nativePath() };
+  let backend: BackendName = autoBackend === 'cuda' ? 'cuda' : 'cpu';
+  let reason = autoReason;
+  let requested = 'auto';
+  let error: string | undefined;
+  let selfTest: string | undefined;
+  try {
+    const r = resolveBackend(undefined);
+    backend = r.backend;
+    reason = r.reason;
+    requested = r.requested;
+    selfTest = r.selfTestReport || undefined;
+  } catch (err) {
+    requested = process.env.MEMQ_BACKEND ?? 'auto';
+    error = err instanceof Error ? err.message : String(err);
+  }
+  return {
+    backend,
+    reason,
+    requested,
+    ...(error !== undefined ? { error } : {}),
+    ...(selfTest !== undefined ? { selfTest } : {}),
+    ...n,
+    addonPath: nativePath(),
+  };
 }
 
 /** Sets the native thread pool's size (0 = default: MEMQ_THREADS or all cores). */

@@ -4,7 +4,8 @@
  * actions of B prompts (log p(action tokens | prompt), prompt K/V shared), token log-probs, and
  * mean-pooled embeddings. Token ids in, typed arrays out; the tokenizer is a separate step.
  */
-import { loadNative, type NativeLlmModel } from '../native';
+import { loadNative, type NativeLlmModel, type NativeLoraAdapter } from '../native';
+import type { LoraAdapter } from './lora';
 
 /** The fields of an HF config.json the engine reads (others are kept when saving). */
 export interface LlmConfig {
@@ -24,7 +25,8 @@ export interface LlmConfig {
   [k: string]: unknown;
 }
 
-function tokenArray(name: string, seqs: unknown): { tokens: Int32Array; offsets: Int32Array } {
+/** @internal Packs ragged token-id arrays into (tokens, offsets[n+1]) with checks naming `name`. */
+export function tokenArray(name: string, seqs: unknown): { tokens: Int32Array; offsets: Int32Array } {
   if (!Array.isArray(seqs)) throw new TypeError(`${name} must be an array of token-id arrays`);
   let total = 0;
   seqs.forEach((s, i) => {
@@ -45,8 +47,24 @@ function tokenArray(name: string, seqs: unknown): { tokens: Int32Array; offsets:
   return { tokens, offsets };
 }
 
+/** Options of the inference calls: an optional LoRA adapter made for this model's config. */
+export interface LlmInferenceOptions {
+  lora?: LoraAdapter | null;
+}
+
+function loraArg(opts: unknown): NativeLoraAdapter | undefined {
+  if (opts === undefined || opts === null) return undefined;
+  if (typeof opts !== 'object') throw new TypeError('opts must be an object');
+  const l = (opts as LlmInferenceOptions).lora;
+  if (l === undefined || l === null) return undefined;
+  const n = (l as { native?: NativeLoraAdapter }).native;
+  if (!n) throw new TypeError('opts.lora must be a LoraAdapter');
+  return n;
+}
+
 export class LlmModel {
-  private constructor(private readonly native: NativeLlmModel) {}
+  /** `native`: the addon object (@internal, read by lib/llm/lora.ts). */
+  private constructor(/** @internal */ readonly native: NativeLlmModel) {}
 
   /** A random-init model (normal(0, initStd) weights, unit norms) for tests and tiny priors. */
   static createRandom(config: LlmConfig, opts: { seed?: number; initStd?: number } = {}): LlmModel {
@@ -77,7 +95,10 @@ export class LlmModel {
    * log p(candidate | prompt) summed over each candidate's tokens (or averaged with
    * lengthNormalize), for every candidate of every prompt. Returns one Float32Array per prompt.
    */
-  async score(prompts: number[][], candidates: number[][][], opts: { lengthNormalize?: boolean } = {}): Promise<Float32Array[]> {
+  async score(
+    prompts: number[][], candidates: number[][][], opts: { lengthNormalize?: boolean } & LlmInferenceOptions = {},
+  ): Promise<Float32Array[]> {
+    const lora = loraArg(opts);
     if (!Array.isArray(candidates) || candidates.length !== prompts.length) {
       throw new RangeError(`candidates must hold one array of candidates per prompt (${Array.isArray(prompts) ? prompts.length : '?'})`);
     }
@@ -89,20 +110,37 @@ export class LlmModel {
     const c = tokenArray('candidates', flat);
     const groups = new Int32Array(prompts.length + 1);
     candidates.forEach((cs, i) => (groups[i + 1] = groups[i] + cs.length));
-    const scores = await this.native.score(p.tokens, p.offsets, c.tokens, c.offsets, groups, opts.lengthNormalize ?? false);
+    const scores = await this.native.score(p.tokens, p.offsets, c.tokens, c.offsets, groups, opts.lengthNormalize ?? false, lora);
     return candidates.map((_, i) => scores.slice(groups[i], groups[i + 1]));
   }
 
   /** log p(token_t | tokens_<t) per token of each sequence (the first token of a sequence: 0). */
-  async tokenLogprobs(seqs: number[][]): Promise<Float32Array[]> {
+  async tokenLogprobs(seqs: number[][], opts: LlmInferenceOptions = {}): Promise<Float32Array[]> {
+    const lora = loraArg(opts);
     const b = tokenArray('seqs', seqs);
-    const out = await this.native.tokenLogprobs(b.tokens, b.offsets);
+    const out = await this.native.tokenLogprobs(b.tokens, b.offsets, lora);
     return seqs.map((_, i) => out.slice(b.offsets[i], b.offsets[i + 1]));
   }
 
   /** Mean-pooled final hidden states (after the final norm): an n × hidden_size encoder output. */
-  async embedMean(seqs: number[][]): Promise<Float32Array> {
+  async embedMean(seqs: number[][], opts: LlmInferenceOptions = {}): Promise<Float32Array> {
+    const lora = loraArg(opts);
     const b = tokenArray('seqs', seqs);
-    return this.native.embedMean(b.tokens, b.offsets);
+    return this.native.embedMean(b.tokens, b.offsets, lora);
+  }
+
+  /** A deep copy of the weights (as they are when the copy runs, on a worker thread). */
+  async clone(): Promise<LlmModel> {
+    return new LlmModel(await this.native.clone());
+  }
+
+  /**
+   * A new model with the adapter folded into its weights (W += scale · B A); this model is
+   * unchanged. Its outputs equal this model's with `{ lora: adapter }` up to float rounding.
+   */
+  async mergeLora(adapter: LoraAdapter): Promise<LlmModel> {
+    const n = (adapter as { native?: NativeLoraAdapter } | null)?.native;
+    if (!n) throw new TypeError('adapter must be a LoraAdapter');
+    return new LlmModel(await this.native.mergeLora(n));
   }
 }

@@ -3,6 +3,7 @@
  * reads of §3–§4. Each write batch costs at most one search (merge candidates), one
  * updateValues, one remove and one add on the index: never a native call per case.
  */
+import { loadNative } from '../native';
 import { MemoryIndex } from '../retrieval';
 import { chooseBandwidth, type BandwidthRule } from '../policy/bandwidth';
 import type { KernelSettings } from '../policy/kernels';
@@ -43,13 +44,19 @@ export interface LoadReport {
 
 export function createIndex(dim: number, kernel: KernelSettings, backend: 'native' | 'js' | 'auto' = 'auto'): { index: IndexLike; backend: 'native' | 'js' } {
   if (backend === 'js') return { index: new ReferenceIndex({ dim, ...kernel }), backend: 'js' };
+  // 'auto' falls back to the JS index only when the addon itself cannot be loaded; any other
+  // error (bad arguments, MEMQ_BACKEND naming an unusable backend) reaches the caller.
+  let loadError: unknown;
   try {
-    const index = new MemoryIndex({ dim, ...(kernel as any) }) as unknown as IndexLike;
-    return { index, backend: 'native' };
+    loadNative();
   } catch (err) {
-    if (backend === 'native') throw err;
+    loadError = err;
+  }
+  if (loadError !== undefined) {
+    if (backend === 'native') throw loadError;
     return { index: new ReferenceIndex({ dim, ...kernel }), backend: 'js' };
   }
+  return { index: new MemoryIndex({ dim, ...(kernel as any) }) as unknown as IndexLike, backend: 'native' };
 }
 
 /** Whether the native addon loads here. */

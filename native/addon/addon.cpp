@@ -111,6 +111,26 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// selectBackend(requested: 'auto' | 'cpu' | 'cuda') -> { ok, backend, requested, reason, selfTestReport }:
+// memq::select_backend for MemoryIndex. ok is false (backend 'cpu', reason the Status text) when
+// 'cuda' is requested and cannot be used; anything but the three names is a TypeError.
+Napi::Value SelectBackend(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "selectBackend: requested must be a string");
+  const std::string requested = info[0].As<Napi::String>().Utf8Value();
+  if (requested.empty()) throw Napi::TypeError::New(env, "selectBackend: requested must be 'auto', 'cpu' or 'cuda'");
+  memq::BackendChoice choice;
+  memq::Status st = memq::select_backend(requested.c_str(), &choice);
+  if (st.code() == memq::StatusCode::kInvalidArgument) throw status_error(env, st, "selectBackend");
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("ok", Napi::Boolean::New(env, st.ok()));
+  o.Set("backend", Napi::String::New(env, st.ok() ? memq::backend_name(choice.backend) : "cpu"));
+  o.Set("requested", Napi::String::New(env, requested));
+  o.Set("reason", Napi::String::New(env, st.ok() ? choice.reason : st.message()));
+  o.Set("selfTestReport", Napi::String::New(env, choice.self_test_report));
+  return o;
+}
+
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   int64_t n = int_arg(info[0], "threads", 0, 4096);
   memq::set_num_threads(static_cast<int>(n));
@@ -145,6 +165,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("klImprove", Napi::Function::New(env, KlImprove, "klImprove"));
   exports.Set("klImproveAsync", Napi::Function::New(env, KlImproveAsync, "klImproveAsync"));
   exports.Set("backendInfo", Napi::Function::New(env, BackendInfo, "backendInfo"));
+  exports.Set("selectBackend", Napi::Function::New(env, SelectBackend, "selectBackend"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
   return exports;
 }

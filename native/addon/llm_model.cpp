@@ -1,45 +1,38 @@
-// N-API wrapper of the transformer engine (memq::llm::Model): create/load/save, and the
-// inference calls the model prior needs (score K candidates per prompt sharing the prompt's
-// K/V, token log-probs, mean-pooled embeddings). Heavy calls run in AsyncWorkers that hold a
-// shared reference to the model and to the caller's typed arrays.
+// N-API wrapper of the transformer engine (memq::llm::Model): create/load/save/clone, merging a
+// LoRA adapter into a copy, and the inference calls the model prior needs (score K candidates
+// per prompt sharing the prompt's K/V, token log-probs, mean-pooled embeddings), each with an
+// optional LoRA adapter. Heavy calls run in PromiseWorkers that hold the model's holder (and the
+// adapter's) by shared_ptr, take shared locks inside Execute (see llm_common.h), and keep the
+// caller's typed arrays referenced.
 #include <napi.h>
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
+#include "llm_common.h"
 #include "memq/json.h"
+#include "memq/llm/lora.h"
 #include "memq/llm/model.h"
 #include "util.h"
 
 namespace memq_addon {
 
 using memq::Status;
+using memq::llm::LoraAdapter;
 using memq::llm::Model;
 
 namespace {
 
-// Int32Array offsets from JS, widened to the engine's int64 offsets, checked to be a valid
-// partition of `total` tokens.
-std::vector<int64_t> offsets_arg(const Napi::Value& v, const char* name, size_t total) {
-  auto a = typed_array_arg<int32_t>(v, name);
-  Napi::Env env = v.Env();
-  if (a.length < 1) throw Napi::RangeError::New(env, std::string(name) + " must hold at least one entry (0)");
-  std::vector<int64_t> out(a.length);
-  for (size_t i = 0; i < a.length; ++i) {
-    out[i] = a.data[i];
-    if ((i == 0 && out[i] != 0) || (i > 0 && out[i] < out[i - 1])) {
-      throw Napi::RangeError::New(env, std::string(name) + " must start at 0 and never decrease; " + name + "[" +
-                                           std::to_string(i) + "] = " + std::to_string(out[i]));
-    }
+// Shared locks of a model and (when given) an adapter, in the global lock order.
+struct InferenceLocks {
+  InferenceLocks(ModelHolder& m, AdapterHolder* a) : ml(m.mu) {
+    if (a) al = std::shared_lock<RwLock>(a->mu);
   }
-  if (static_cast<size_t>(out.back()) != total) {
-    throw Napi::RangeError::New(env, std::string(name) + " must end at the number of tokens (" + std::to_string(total) +
-                                         "), got " + std::to_string(out.back()));
-  }
-  return out;
-}
-
+  std::shared_lock<RwLock> ml;
+  std::shared_lock<RwLock> al;
+};
 
 }  // namespace
 
@@ -56,6 +49,8 @@ class LlmModelWrap : public Napi::ObjectWrap<LlmModelWrap> {
                                        InstanceMethod("score", &LlmModelWrap::Score),
                                        InstanceMethod("tokenLogprobs", &LlmModelWrap::TokenLogprobs),
                                        InstanceMethod("embedMean", &LlmModelWrap::EmbedMean),
+                                       InstanceMethod("clone", &LlmModelWrap::Clone),
+                                       InstanceMethod("mergeLora", &LlmModelWrap::MergeLora),
                                    });
     ctor = new Napi::FunctionReference(Napi::Persistent(f));
     return f;
@@ -63,42 +58,54 @@ class LlmModelWrap : public Napi::ObjectWrap<LlmModelWrap> {
 
   explicit LlmModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<LlmModelWrap>(info) {}
 
-  static Napi::Object Wrap(Napi::Env env, std::shared_ptr<Model> m) {
+  static Napi::Object Wrap(Napi::Env env, std::shared_ptr<ModelHolder> h) {
     Napi::Object o = ctor->New({});
-    Unwrap(o)->model_ = std::move(m);
+    Unwrap(o)->h_ = std::move(h);
     return o;
   }
 
-  std::shared_ptr<Model> model_;
+  std::shared_ptr<ModelHolder> h_;
 
- private:
-  Model& model(Napi::Env env) {
-    if (!model_) throw Napi::Error::New(env, "LlmModel: not initialised (use LlmModel.load or LlmModel.createRandom)");
-    return *model_;
+  std::shared_ptr<ModelHolder> holder(Napi::Env env) {
+    if (!h_) throw Napi::Error::New(env, "LlmModel: not initialised (use LlmModel.load or LlmModel.createRandom)");
+    return h_;
   }
 
+ private:
   Napi::Value Save(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
+    auto h = holder(env);
     if (!info[0].IsString()) throw Napi::TypeError::New(env, "dir must be a string");
     bool bf16 = info.Length() > 1 && info[1].ToBoolean().Value();
-    Status st = model(env).save(info[0].As<Napi::String>().Utf8Value(), bf16);
+    Status st;
+    {
+      UrgentSharedLock lock(h->mu);  // waits at most for a trainer's AdamW update
+      st = h->model->save(info[0].As<Napi::String>().Utf8Value(), bf16);
+    }
     if (!st.ok()) throw status_error(env, st, "LlmModel.save");
     return env.Undefined();
   }
 
   Napi::Value Config(const Napi::CallbackInfo& info) {
-    return Napi::String::New(info.Env(), model(info.Env()).config().to_json().dump());
+    return Napi::String::New(info.Env(), holder(info.Env())->cfg.to_json().dump());
   }
 
   Napi::Value NumParams(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), static_cast<double>(model(info.Env()).num_params()));
+    return Napi::Number::New(info.Env(), static_cast<double>(holder(info.Env())->model->num_params()));
   }
 
-  // score(promptTokens, promptOffsets, candTokens, candOffsets, candGroups, lengthNormalize)
+  // The optional trailing adapter argument: undefined/null = none.
+  std::shared_ptr<AdapterHolder> lora_arg(const Napi::CallbackInfo& info, size_t i, const ModelHolder& h) {
+    if (info.Length() <= i) return nullptr;
+    auto a = adapter_arg(info[i], "lora", true);
+    if (a) check_adapter_fits(info.Env(), h.cfg, *a, "lora");
+    return a;
+  }
+
+  // score(promptTokens, promptOffsets, candTokens, candOffsets, candGroups, lengthNormalize, lora?)
   Napi::Value Score(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    auto m = model_;
-    model(env);
+    auto h = holder(env);
     auto pt = typed_array_arg<int32_t>(info[0], "promptTokens");
     auto po = std::make_shared<std::vector<int64_t>>(offsets_arg(info[1], "promptOffsets", pt.length));
     auto ct = typed_array_arg<int32_t>(info[2], "candTokens");
@@ -110,11 +117,12 @@ class LlmModelWrap : public Napi::ObjectWrap<LlmModelWrap> {
                                            std::to_string(n_prompts + 1) + ")");
     }
     const bool norm = info.Length() > 5 && info[5].ToBoolean().Value();
+    auto lora = lora_arg(info, 6, *h);
     auto out = Napi::Float32Array::New(env, n_cands);
     float* outp = out.Data();
     const int32_t* ptd = pt.data;
     const int32_t* ctd = ct.data;
-    auto body = [m, po, co, cg, ptd, ctd, n_prompts, n_cands, norm, outp]() {
+    auto body = [h, lora, po, co, cg, ptd, ctd, n_prompts, n_cands, norm, outp]() {
       memq::llm::ScoreRequest req;
       req.prompt_tokens = ptd;
       req.prompt_offsets = po->data();
@@ -124,39 +132,86 @@ class LlmModelWrap : public Napi::ObjectWrap<LlmModelWrap> {
       req.cand_groups = cg->data();
       req.n_cands = static_cast<int64_t>(n_cands);
       req.length_normalize = norm;
-      return m->score(outp, nullptr, req, nullptr);
+      InferenceLocks locks(*h, lora.get());
+      return h->model->score(outp, nullptr, req, lora ? lora->lora.get() : nullptr);
     };
     return PromiseWorker::Start(env, "LlmModel.score", body, resolve_to(out),
                                 {info[0], info[1], info[2], info[3], info[4], info.This()});
   }
 
-  // Shared by tokenLogprobs and embedMean: (tokens, offsets) -> Float32Array of `per` floats.
+  // Shared by tokenLogprobs and embedMean: (tokens, offsets, lora?) -> Float32Array of `per` floats.
   Napi::Value BatchCall(const Napi::CallbackInfo& info, bool embed) {
     Napi::Env env = info.Env();
-    auto m = model_;
-    model(env);
+    auto h = holder(env);
     auto tk = typed_array_arg<int32_t>(info[0], "tokens");
     auto off = std::make_shared<std::vector<int64_t>>(offsets_arg(info[1], "offsets", tk.length));
+    auto lora = lora_arg(info, 2, *h);
     const int64_t n_seqs = static_cast<int64_t>(off->size() - 1);
-    const size_t n_out = embed ? static_cast<size_t>(n_seqs * m->config().hidden_size) : tk.length;
+    const size_t n_out = embed ? static_cast<size_t>(n_seqs * h->cfg.hidden_size) : tk.length;
     auto out = Napi::Float32Array::New(env, n_out);
     float* outp = out.Data();
     const int32_t* tkd = tk.data;
-    auto body = [m, off, tkd, n_seqs, outp, embed]() {
+    auto body = [h, lora, off, tkd, n_seqs, outp, embed]() {
       memq::llm::TokenBatch b;
       b.tokens = tkd;
       b.offsets = off->data();
       b.n_seqs = n_seqs;
-      return embed ? m->embed_mean(outp, b, nullptr) : m->token_logprobs(outp, b, nullptr);
+      InferenceLocks locks(*h, lora.get());
+      const LoraAdapter* l = lora ? lora->lora.get() : nullptr;
+      return embed ? h->model->embed_mean(outp, b, l) : h->model->token_logprobs(outp, b, l);
     };
     return PromiseWorker::Start(env, embed ? "LlmModel.embedMean" : "LlmModel.tokenLogprobs", body, resolve_to(out),
                                 {info[0], info[1], info.This()});
   }
   Napi::Value TokenLogprobs(const Napi::CallbackInfo& info) { return BatchCall(info, false); }
   Napi::Value EmbedMean(const Napi::CallbackInfo& info) { return BatchCall(info, true); }
+
+  // clone() -> Promise<NativeLlmModel> (a deep copy of the weights as they are when the worker runs)
+  Napi::Value Clone(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto h = holder(env);
+    auto result = std::make_shared<std::unique_ptr<Model>>();
+    auto body = [h, result]() {
+      std::shared_lock<RwLock> lock(h->mu);
+      return h->model->clone(result.get());
+    };
+    return PromiseWorker::Start(
+        env, "LlmModel.clone", body,
+        [result](Napi::Env e) -> Napi::Value { return Wrap(e, std::make_shared<ModelHolder>(std::move(*result))); },
+        {info.This()});
+  }
+
+  // mergeLora(adapter) -> Promise<NativeLlmModel>: a copy with W += scale * B A folded in; this
+  // model is unchanged.
+  Napi::Value MergeLora(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto h = holder(env);
+    auto lora = adapter_arg(info[0], "adapter", false);
+    check_adapter_fits(env, h->cfg, *lora, "adapter");
+    auto result = std::make_shared<std::unique_ptr<Model>>();
+    auto body = [h, lora, result]() {
+      InferenceLocks locks(*h, lora.get());
+      MEMQ_RETURN_IF_ERROR(h->model->clone(result.get()));
+      return memq::llm::merge_lora(result->get(), *lora->lora);
+    };
+    return PromiseWorker::Start(
+        env, "LlmModel.mergeLora", body,
+        [result](Napi::Env e) -> Napi::Value { return Wrap(e, std::make_shared<ModelHolder>(std::move(*result))); },
+        {info[0], info.This()});
+  }
 };
 
 Napi::FunctionReference* LlmModelWrap::ctor = nullptr;
+
+std::shared_ptr<ModelHolder> model_arg(const Napi::Value& v, const char* name) {
+  Napi::Env env = v.Env();
+  if (!v.IsObject() || !LlmModelWrap::ctor || !v.As<Napi::Object>().InstanceOf(LlmModelWrap::ctor->Value())) {
+    throw Napi::TypeError::New(env, std::string(name) + " must be a NativeLlmModel (LlmModel)");
+  }
+  return LlmModelWrap::Unwrap(v.As<Napi::Object>())->holder(env);
+}
+
+Napi::Object wrap_model(Napi::Env env, std::shared_ptr<ModelHolder> h) { return LlmModelWrap::Wrap(env, std::move(h)); }
 
 // llmCreateRandom(configJson, seed, initStd) -> NativeLlmModel
 Napi::Value LlmCreateRandom(const Napi::CallbackInfo& info) {
@@ -175,7 +230,7 @@ Napi::Value LlmCreateRandom(const Napi::CallbackInfo& info) {
   std::unique_ptr<Model> m;
   st = Model::create_random(cfg, static_cast<uint64_t>(seed), static_cast<float>(stdv), &m);
   if (!st.ok()) throw status_error(env, st, "LlmModel.createRandom");
-  return LlmModelWrap::Wrap(env, std::shared_ptr<Model>(std::move(m)));
+  return LlmModelWrap::Wrap(env, std::make_shared<ModelHolder>(std::move(m)));
 }
 
 // llmLoad(dir) -> Promise<NativeLlmModel>
@@ -183,21 +238,21 @@ Napi::Value LlmLoad(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString()) throw Napi::TypeError::New(env, "dir must be a string");
   auto dir = std::make_shared<std::string>(info[0].As<Napi::String>().Utf8Value());
-  auto holder = std::make_shared<std::shared_ptr<Model>>();
-  auto body = [dir, holder]() {
-    std::unique_ptr<Model> m;
-    Status st = Model::load(*dir, &m);
-    if (st.ok()) *holder = std::shared_ptr<Model>(std::move(m));
-    return st;
-  };
-  return PromiseWorker::Start(env, "LlmModel.load", body,
-                              [holder](Napi::Env e) -> Napi::Value { return LlmModelWrap::Wrap(e, *holder); }, {info[0]});
+  auto result = std::make_shared<std::unique_ptr<Model>>();
+  auto body = [dir, result]() { return Model::load(*dir, result.get()); };
+  return PromiseWorker::Start(
+      env, "LlmModel.load", body,
+      [result](Napi::Env e) -> Napi::Value {
+        return LlmModelWrap::Wrap(e, std::make_shared<ModelHolder>(std::move(*result)));
+      },
+      {info[0]});
 }
 
 void InitLlm(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeLlmModel", LlmModelWrap::Init(env));
   exports.Set("llmCreateRandom", Napi::Function::New(env, LlmCreateRandom, "llmCreateRandom"));
   exports.Set("llmLoad", Napi::Function::New(env, LlmLoad, "llmLoad"));
+  InitLlmTrain(env, exports);
 }
 
 }  // namespace memq_addon

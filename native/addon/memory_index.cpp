@@ -1,14 +1,24 @@
-// N-API wrapper of memq::KeyStore + the retrieval kernels: the native half of MemoryIndex.
+// N-API wrapper of the key store + the retrieval kernels: the native half of MemoryIndex.
+// Two stores sit behind one internal interface (StoreBackend): the CPU memq::KeyStore
+// (snapshot-isolated) and the device-resident memq::CudaKeyStore (cuda_backend.h). The wrapper
+// validates arguments and lays out results once for both.
 // Inputs are borrowed typed arrays (no copies); long calls run in an AsyncWorker that keeps the
-// caller's buffers referenced until the Promise settles and reads a store Snapshot, so writes
-// made while it runs do not change its result.
+// caller's buffers referenced until the Promise settles. A search sees the index as it was when
+// it was called: the CPU store reads a Snapshot taken then; the CUDA store has no snapshots, so
+// a write waits until the async searches issued before it have finished (CudaKeyStore itself
+// serialises its operations).
 #include <napi.h>
 
+#include <atomic>
 #include <cmath>
+#include <condition_variable>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
+#include "memq/cuda/cuda_backend.h"
 #include "memq/kernels.h"
 #include "memq/key_store.h"
 #include "util.h"
@@ -22,26 +32,87 @@ using memq::Status;
 
 namespace {
 
-// Search (+ optional estimate) on a snapshot: the shared body of the sync and async paths.
-struct SearchJob {
-  Snapshot snap;
+// One search (+ optional estimate): the arguments shared by both stores. Outputs are
+// pre-allocated typed arrays (or null when not wanted); queries are b x dim.
+struct SearchArgs {
   KernelParams params;
   const float* queries = nullptr;
   int64_t b = 0, m = 0;
-  // outputs (pre-allocated typed arrays, or null when not wanted)
   int32_t* ids = nullptr;
   float* kernel = nullptr;
   float* dist2 = nullptr;
-  float* value = nullptr;
+  float* value = nullptr;  // estimate: value and confidence instead of ids/kernel/dist2
   float* confidence = nullptr;
   float void_weight = 0.f, void_value = 0.f;
+};
 
-  Status run() {
-    const int64_t bm = b * m;
+// What MemoryIndex needs from a store. Arguments are validated by the wrapper before they get
+// here (shapes, types) and by the store itself (values, ids, capacity).
+class StoreBackend {
+ public:
+  virtual ~StoreBackend() = default;
+  virtual const char* name() const = 0;      // "cpu" | "cuda"
+  virtual const char* key_type() const = 0;  // "float32" | "bf16" | "fp16"
+  virtual Status add(int32_t* ids_out, const float* keys, const float* values, int64_t n) = 0;
+  virtual Status add_with_ids(const int32_t* ids, const float* keys, const float* values, int64_t n) = 0;
+  virtual Status update_values(const int32_t* ids, const float* values, int64_t n) = 0;
+  virtual Status remove(const int32_t* ids, int64_t n) = 0;
+  virtual Status get_keys(float* keys_out, const int32_t* ids, int64_t n) const = 0;
+  virtual Status get_values(float* values_out, const int32_t* ids, int64_t n) const = 0;
+  virtual void live_ids(int32_t* ids_out) const = 0;
+  virtual void contains(uint8_t* out, const int32_t* ids, int64_t n) const = 0;
+  virtual Status compact() = 0;
+  virtual void clear() = 0;
+  virtual int64_t size() const = 0;
+  virtual int64_t rows() const = 0;
+  virtual int64_t reserved_rows() const = 0;
+  virtual int64_t dim() const = 0;
+  virtual int64_t capacity() const = 0;
+  virtual int32_t next_id() const = 0;
+  virtual int64_t memory_bytes() const = 0;  // host memory (cpu) or device memory (cuda) held
+  // Binds a search to the store as it is now; the returned body runs at once or later on a
+  // worker thread, and gives the result of running at this instant.
+  virtual std::function<Status()> bind_search(const SearchArgs& a) = 0;
+};
+
+// ---- CPU: memq::KeyStore, searches read a Snapshot ---------------------------------------------
+class CpuStore final : public StoreBackend {
+ public:
+  explicit CpuStore(std::unique_ptr<memq::KeyStore> s) : s_(std::move(s)) {}
+  const char* name() const override { return "cpu"; }
+  const char* key_type() const override { return "float32"; }
+  Status add(int32_t* ids_out, const float* k, const float* v, int64_t n) override { return s_->add(ids_out, k, v, n); }
+  Status add_with_ids(const int32_t* ids, const float* k, const float* v, int64_t n) override {
+    return s_->add_with_ids(ids, k, v, n);
+  }
+  Status update_values(const int32_t* ids, const float* v, int64_t n) override { return s_->update_values(ids, v, n); }
+  Status remove(const int32_t* ids, int64_t n) override { return s_->remove(ids, n); }
+  Status get_keys(float* out, const int32_t* ids, int64_t n) const override { return s_->get_keys(out, ids, n); }
+  Status get_values(float* out, const int32_t* ids, int64_t n) const override { return s_->get_values(out, ids, n); }
+  void live_ids(int32_t* out) const override { s_->live_ids(out); }
+  void contains(uint8_t* out, const int32_t* ids, int64_t n) const override { s_->contains(out, ids, n); }
+  Status compact() override { return s_->compact(); }
+  void clear() override { s_->clear(); }
+  int64_t size() const override { return s_->size(); }
+  int64_t rows() const override { return s_->rows(); }
+  int64_t reserved_rows() const override { return s_->reserved_rows(); }
+  int64_t dim() const override { return s_->dim(); }
+  int64_t capacity() const override { return s_->capacity(); }
+  int32_t next_id() const override { return s_->next_id(); }
+  int64_t memory_bytes() const override { return static_cast<int64_t>(s_->memory_bytes()); }
+
+  std::function<Status()> bind_search(const SearchArgs& a) override {
+    Snapshot snap = s_->snapshot();
+    return [snap, a]() { return run(snap, a); };
+  }
+
+ private:
+  static Status run(const Snapshot& snap, const SearchArgs& a) {
+    const int64_t bm = a.b * a.m;
     std::vector<int64_t> rows(static_cast<size_t>(bm));
     std::vector<float> kbuf, dbuf;
-    float* kout = kernel;
-    float* dout = dist2;
+    float* kout = a.kernel;
+    float* dout = a.dist2;
     if (!kout) {
       kbuf.resize(static_cast<size_t>(bm));
       kout = kbuf.data();
@@ -50,19 +121,125 @@ struct SearchJob {
       dbuf.resize(static_cast<size_t>(bm));
       dout = dbuf.data();
     }
-    MEMQ_RETURN_IF_ERROR(memq::search_topm(rows.data(), kout, dout, queries, b, snap.view(), m, params));
-    if (ids) {
+    MEMQ_RETURN_IF_ERROR(memq::search_topm(rows.data(), kout, dout, a.queries, a.b, snap.view(), a.m, a.params));
+    if (a.ids) {
       const int32_t* row_ids = snap.ids();
-      for (int64_t i = 0; i < bm; ++i) ids[i] = rows[static_cast<size_t>(i)] < 0 ? -1 : row_ids[rows[static_cast<size_t>(i)]];
+      for (int64_t i = 0; i < bm; ++i) {
+        const int64_t r = rows[static_cast<size_t>(i)];
+        a.ids[i] = r < 0 ? -1 : row_ids[r];
+      }
     }
-    if (value) {
-      MEMQ_RETURN_IF_ERROR(memq::kernel_weighted_value(value, confidence, rows.data(), kout, snap.values(),
-                                                       snap.rows(), b, m, void_weight, void_value));
+    if (a.value) {
+      MEMQ_RETURN_IF_ERROR(memq::kernel_weighted_value(a.value, a.confidence, rows.data(), kout, snap.values(),
+                                                       snap.rows(), a.b, a.m, a.void_weight, a.void_value));
     }
     return Status::Ok();
   }
+
+  std::unique_ptr<memq::KeyStore> s_;
 };
 
+// ---- CUDA: memq::CudaKeyStore -------------------------------------------------------------------
+// Counts the searches bound but not yet finished, so that a write can wait for them (the device
+// store has no snapshots). Searches never wait for the main thread, so the wait always ends.
+struct ReaderGate {
+  std::mutex mu;
+  std::condition_variable cv;
+  int64_t pending = 0;
+  void enter() {
+    std::lock_guard<std::mutex> l(mu);
+    ++pending;
+  }
+  void leave() {
+    {
+      std::lock_guard<std::mutex> l(mu);
+      --pending;
+    }
+    cv.notify_all();
+  }
+  void wait_idle() {
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait(l, [this] { return pending == 0; });
+  }
+};
+
+// One bound search's hold on the gate: released when the search has run (on its worker thread),
+// or when the job is dropped without running.
+struct ReaderToken {
+  explicit ReaderToken(std::shared_ptr<ReaderGate> g) : gate(std::move(g)) { gate->enter(); }
+  ~ReaderToken() { release(); }
+  void release() {
+    if (!done.exchange(true)) gate->leave();
+  }
+  std::shared_ptr<ReaderGate> gate;
+  std::atomic<bool> done{false};
+};
+
+class CudaStore final : public StoreBackend {
+ public:
+  explicit CudaStore(std::unique_ptr<memq::CudaKeyStore> s)
+      : s_(std::move(s)), gate_(std::make_shared<ReaderGate>()) {}
+  const char* name() const override { return "cuda"; }
+  const char* key_type() const override { return memq::cuda_key_type_name(s_->key_type()); }
+  Status add(int32_t* ids_out, const float* k, const float* v, int64_t n) override {
+    gate_->wait_idle();
+    return s_->add(ids_out, k, v, n);
+  }
+  Status add_with_ids(const int32_t* ids, const float* k, const float* v, int64_t n) override {
+    gate_->wait_idle();
+    return s_->add_with_ids(ids, k, v, n);
+  }
+  Status update_values(const int32_t* ids, const float* v, int64_t n) override {
+    gate_->wait_idle();
+    return s_->update_values(ids, v, n);
+  }
+  Status remove(const int32_t* ids, int64_t n) override {
+    gate_->wait_idle();
+    return s_->remove(ids, n);
+  }
+  Status get_keys(float* out, const int32_t* ids, int64_t n) const override { return s_->get_keys(out, ids, n); }
+  Status get_values(float* out, const int32_t* ids, int64_t n) const override { return s_->get_values(out, ids, n); }
+  void live_ids(int32_t* out) const override { s_->live_ids(out); }
+  void contains(uint8_t* out, const int32_t* ids, int64_t n) const override { s_->contains(out, ids, n); }
+  Status compact() override {
+    gate_->wait_idle();
+    return s_->compact();
+  }
+  void clear() override {
+    gate_->wait_idle();
+    s_->clear();
+  }
+  int64_t size() const override { return s_->size(); }
+  int64_t rows() const override { return s_->rows(); }
+  int64_t reserved_rows() const override { return s_->reserved_rows(); }
+  int64_t dim() const override { return s_->dim(); }
+  int64_t capacity() const override { return s_->capacity(); }
+  int32_t next_id() const override { return s_->next_id(); }
+  int64_t memory_bytes() const override { return s_->device_bytes(); }
+
+  std::function<Status()> bind_search(const SearchArgs& a) override {
+    auto token = std::make_shared<ReaderToken>(gate_);
+    std::shared_ptr<memq::CudaKeyStore> store = s_;
+    return [store, token, a]() {
+      Status st = run(*store, a);
+      token->release();
+      return st;
+    };
+  }
+
+ private:
+  static Status run(memq::CudaKeyStore& s, const SearchArgs& a) {
+    if (a.value) {
+      return s.search_value(a.value, a.confidence, a.queries, a.b, a.m, a.params, a.void_weight, a.void_value);
+    }
+    // search_topm writes ids (-1 in empty slots), kernel (0) and dist2 (+inf) like the CPU path.
+    std::vector<int64_t> rows(static_cast<size_t>(a.b * a.m));
+    return s.search_topm(rows.data(), a.ids, a.kernel, a.dist2, a.queries, a.b, a.m, a.params);
+  }
+
+  std::shared_ptr<memq::CudaKeyStore> s_;  // shared with in-flight searches
+  std::shared_ptr<ReaderGate> gate_;
+};
 
 }  // namespace
 
@@ -90,21 +267,60 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
                        });
   }
 
-  // new NativeMemoryIndex(dim, kernelType (0|1|2), param, capacity)
+  // new NativeMemoryIndex(dim, kernelType (0|1|2), param, capacity[, backend 'cpu'|'cuda'[, keyType]])
+  // backend is the resolved one (lib/retrieval.ts asks selectBackend for 'auto'); keyType
+  // 'float32' | 'bf16' | 'fp16', the last two with 'cuda' only.
   explicit MemoryIndexWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<MemoryIndexWrap>(info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 4) throw Napi::TypeError::New(env, "NativeMemoryIndex(dim, kernel, param, capacity)");
-    memq::KeyStoreOptions opts;
-    opts.dim = int_arg(info[0], "dim", 1, 1 << 20);
+    if (info.Length() < 4) {
+      throw Napi::TypeError::New(env, "NativeMemoryIndex(dim, kernel, param, capacity[, backend, keyType])");
+    }
+    const int64_t dim = int_arg(info[0], "dim", 1, 1 << 20);
     params_ = kernel_from_args(info[1], info[2]);
-    opts.capacity = int_arg(info[3], "capacity", 0, 2147483647);
-    std::unique_ptr<memq::KeyStore> store;
-    Status st = memq::KeyStore::Create(opts, &store);
-    if (!st.ok()) throw status_error(env, st, "MemoryIndex");
-    store_ = std::move(store);
+    const int64_t capacity = int_arg(info[3], "capacity", 0, 2147483647);
+    const std::string backend = string_option(info, 4, "backend", "cpu");
+    const std::string key_type = string_option(info, 5, "keyType", "float32");
+    if (backend != "cpu" && backend != "cuda") {
+      throw Napi::TypeError::New(env, "MemoryIndex: backend must be 'cpu' or 'cuda' (resolved), got '" + backend + "'");
+    }
+    memq::CudaKeyType ktype = memq::CudaKeyType::kFloat32;
+    if (key_type == "bf16") ktype = memq::CudaKeyType::kBFloat16;
+    else if (key_type == "fp16") ktype = memq::CudaKeyType::kFloat16;
+    else if (key_type != "float32") {
+      throw Napi::TypeError::New(env, "MemoryIndex: keyType must be 'float32', 'bf16' or 'fp16', got '" + key_type + "'");
+    }
+    if (backend == "cpu") {
+      if (ktype != memq::CudaKeyType::kFloat32) {
+        throw Napi::TypeError::New(env, "MemoryIndex: keyType '" + key_type +
+                                            "' needs backend 'cuda'; the CPU backend stores float32 keys only");
+      }
+      memq::KeyStoreOptions opts;
+      opts.dim = dim;
+      opts.capacity = capacity;
+      std::unique_ptr<memq::KeyStore> store;
+      Status st = memq::KeyStore::Create(opts, &store);
+      if (!st.ok()) throw status_error(env, st, "MemoryIndex");
+      store_ = std::make_unique<CpuStore>(std::move(store));
+    } else {
+      memq::CudaKeyStoreOptions opts;  // compaction thresholds as KeyStoreOptions' defaults
+      opts.dim = dim;
+      opts.capacity = capacity;
+      opts.key_type = ktype;
+      std::unique_ptr<memq::CudaKeyStore> store;
+      Status st = memq::CudaKeyStore::Create(opts, &store);
+      // No device, no driver, out of device memory: a plain Error with the reason.
+      if (!st.ok()) throw status_error(env, st, "MemoryIndex (backend 'cuda')");
+      store_ = std::make_unique<CudaStore>(std::move(store));
+    }
   }
 
  private:
+  static std::string string_option(const Napi::CallbackInfo& info, size_t i, const char* name, const char* dflt) {
+    if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return dflt;
+    if (!info[i].IsString()) throw Napi::TypeError::New(info.Env(), std::string("MemoryIndex: ") + name + " must be a string");
+    return info[i].As<Napi::String>().Utf8Value();
+  }
+
   static KernelParams kernel_from_args(const Napi::Value& type, const Napi::Value& param) {
     Napi::Env env = type.Env();
     KernelParams p;
@@ -223,14 +439,14 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
     return info.Env().Undefined();
   }
 
-  // Builds a job from (queries, m[, voidWeight, voidValue]) and allocates its outputs.
-  SearchJob make_job(const Napi::CallbackInfo& info, bool estimate, Napi::Object* result) {
+  // Builds a search from (queries, m[, voidWeight, voidValue][, out]), allocates its outputs and
+  // binds it to the store as it is now.
+  std::function<Status()> make_job(const Napi::CallbackInfo& info, bool estimate, Napi::Object* result) {
     Napi::Env env = info.Env();
     auto q = typed_array_arg<float>(info[0], "queries");
     int64_t b = rows_of(q.length, "queries", env);
     int64_t m = int_arg(info[1], "m", 1, 1 << 24);
-    SearchJob job;
-    job.snap = store_->snapshot();
+    SearchArgs job;
     job.params = params_;
     job.queries = q.data;
     job.b = b;
@@ -286,23 +502,21 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
       result->Set("kernel", kernel);
       result->Set("dist2", dist2);
     }
-    return job;
+    return store_->bind_search(job);  // last: nothing may throw after the search is bound
   }
 
   Napi::Value run_sync(const Napi::CallbackInfo& info, bool estimate, const char* where) {
     Napi::Object result;
-    SearchJob job = make_job(info, estimate, &result);
-    Status st = job.run();
+    std::function<Status()> job = make_job(info, estimate, &result);
+    Status st = job();
     if (!st.ok()) throw status_error(info.Env(), st, where);
     return result;
   }
 
   Napi::Value run_async(const Napi::CallbackInfo& info, bool estimate, const char* where) {
     Napi::Object result;
-    SearchJob job = make_job(info, estimate, &result);
-    auto shared_job = std::make_shared<SearchJob>(std::move(job));
-    return PromiseWorker::Start(info.Env(), where, [shared_job]() { return shared_job->run(); }, resolve_to(result),
-                                {info[0], info.This()});
+    std::function<Status()> job = make_job(info, estimate, &result);
+    return PromiseWorker::Start(info.Env(), where, std::move(job), resolve_to(result), {info[0], info.This()});
   }
 
   Napi::Value Search(const Napi::CallbackInfo& info) { return run_async(info, false, "MemoryIndex.search"); }
@@ -320,10 +534,12 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
     o.Set("capacity", Napi::Number::New(env, static_cast<double>(store_->capacity())));
     o.Set("nextId", Napi::Number::New(env, static_cast<double>(store_->next_id())));
     o.Set("memoryBytes", Napi::Number::New(env, static_cast<double>(store_->memory_bytes())));
+    o.Set("backend", Napi::String::New(env, store_->name()));
+    o.Set("keyType", Napi::String::New(env, store_->key_type()));
     return o;
   }
 
-  std::unique_ptr<memq::KeyStore> store_;
+  std::unique_ptr<StoreBackend> store_;
   KernelParams params_;
 };
 
