@@ -10,6 +10,7 @@ import { LlmModel } from '../llm/model';
 import { ModelPrior } from '../llm/modelPrior';
 import { loadTokenizer } from '../llm/tokenizer';
 import { MemQAgent, MEMQ_DEFAULTS } from './memq';
+import { MemEm, MEM_EM_DEFAULTS, validateMemEm, type MemEmConfig } from '../train/memEm';
 import { MemRLAgent, MEMRL_DEFAULTS, NecAgent, NEC_DEFAULTS, PriorAgent, QLearningAgent, QLEARN_DEFAULTS, RandomAgent } from './baselines';
 import type { Agent } from './types';
 
@@ -43,7 +44,9 @@ export interface RunConfig {
   /** Keys: [state ; action] halves (pair, default) or the hashed joined text (hashing). */
   encoder: { kind: 'pair' | 'hashing'; dim: number; actionWeight: number };
   /** μ(a|s): uniform, or a language model directory (HF layout + tokenizer.json): 'model'. */
-  prior: { kind: 'uniform' } | { kind: 'model'; dir: string; lengthNormalize?: boolean };
+  prior: { kind: 'uniform' } | { kind: 'model'; dir: string; lengthNormalize?: boolean; endToken?: boolean };
+  /** Mem-EM (MATH §11): every em.every training episodes, LoRA steps on the model prior (needs prior.kind 'model'). */
+  em: MemEmConfig;
   memq: {
     alpha: number;
     m: number;
@@ -81,6 +84,7 @@ export function defaultConfig(): RunConfig {
     checkpointEvery: 25,
     encoder: { kind: 'pair', dim: 512, actionWeight: 0.5 },
     prior: { kind: 'uniform' },
+    em: { ...MEM_EM_DEFAULTS, targets: [...MEM_EM_DEFAULTS.targets] },
     memq: {
       alpha: MEMQ_DEFAULTS.alpha,
       m: MEMQ_DEFAULTS.m,
@@ -142,6 +146,11 @@ export function mergeConfig(base: RunConfig, patch: unknown, where = 'config'): 
   return out;
 }
 
+/** A saved config.json (possibly from an older version, without newer fields) over the defaults. */
+export function configFromDisk(saved: unknown, where = 'config.json'): RunConfig {
+  return mergeConfig(defaultConfig(), saved, where);
+}
+
 export function validateConfig(c: RunConfig, envNames: string[]): RunConfig {
   const fail = (m: string) => {
     throw new ConfigError(m);
@@ -172,6 +181,13 @@ export function validateConfig(c: RunConfig, envNames: string[]): RunConfig {
   if (c.encoder.actionWeight >= 1) fail(`encoder.actionWeight must be in (0, 1), got ${c.encoder.actionWeight}`);
   if (!['uniform', 'model'].includes(c.prior.kind)) fail(`prior.kind must be 'uniform' or 'model', got ${JSON.stringify(c.prior.kind)}`);
   if (c.prior.kind === 'model' && (typeof c.prior.dir !== 'string' || !c.prior.dir)) fail('prior.dir must name a model directory when prior.kind is "model"');
+  if (c.em.every > 0 && c.prior.kind !== 'model') fail('em.every > 0 (Mem-EM) needs a model prior: --prior model:DIR');
+  // Mem-EM applies to the memq agent (its memory gives the E-step's Q̂); other agents ignore c.em.
+  try {
+    validateMemEm(c.em);
+  } catch (e) {
+    fail((e as Error).message);
+  }
   const q = c.memq;
   num('memq.alpha', q.alpha, 0);
   int('memq.m', q.m, 1, 4096);
@@ -213,7 +229,9 @@ export async function makePrior(c: RunConfig): Promise<Prior> {
   if (c.prior.kind === 'uniform') return new UniformPrior();
   const dir = c.prior.dir;
   const [model, tokenizer] = await Promise.all([LlmModel.load(dir), Promise.resolve().then(() => loadTokenizer(dir))]);
-  return new ModelPrior(model, tokenizer, { lengthNormalize: c.prior.lengthNormalize ?? true });
+  // Append the tokenizer's end-of-text token to each action unless told not to (see ModelPrior).
+  const endToken = c.prior.endToken !== false && tokenizer.eosToken !== undefined ? tokenizer.tokenToId(tokenizer.eosToken) : undefined;
+  return new ModelPrior(model, tokenizer, { lengthNormalize: c.prior.lengthNormalize ?? true, endToken });
 }
 
 /** makeAgent with the config's prior loaded first (the runner's entry). */
@@ -237,12 +255,17 @@ export function makeAgent(c: RunConfig, priorIn?: Prior): Agent {
         q.bandwidthRule === 'fixed' ? { rule: 'fixed' as const, h: q.bandwidth }
         : q.bandwidthRule === 'silverman' ? { rule: 'silverman' as const }
         : { rule: 'adaptive' as const, h0: q.bandwidth };
-      return new MemQAgent({
+      const agent = new MemQAgent({
         encoder, prior, alpha: q.alpha, m: q.m, voidWeight: q.voidWeight, voidValue: q.voidValue, gamma: q.gamma,
         kernel, bandwidth: rule as any, policy: { kind: 'replay', capacity: q.capacity },
         merge: q.mergeEpsilon > 0 ? { epsilon: q.mergeEpsilon, rate: q.mergeRate } : undefined,
         tdRate: q.tdRate, target: q.target, seed,
       });
+      if (c.em.every > 0) {
+        if (!(prior instanceof ModelPrior)) throw new ConfigError('Mem-EM (em.every > 0) needs a model prior');
+        agent.em = new MemEm(c.em, prior, seed);
+      }
+      return agent;
     }
     case 'prior':
       return new PriorAgent(prior, seed);

@@ -18,6 +18,7 @@ import type { BandwidthRule } from '../policy/bandwidth';
 import { klImprove } from '../retrieval';
 import { encodePairs, type Encoder } from '../encoders/types';
 import type { Prior } from '../llm/prior';
+import type { MemEm } from '../train/memEm';
 import { AgentRng } from './rng';
 import type { Agent, EpisodeRecord, Mode, StepContext } from './types';
 
@@ -75,18 +76,34 @@ export class MemQAgent implements Agent {
   private lastChoice: { q: number; value: number; confidence: number } | null = null;
   private confSum = 0;
   private confCount = 0;
+  /** Mem-EM (MATH §11), when the prior is a model and it is switched on: refines the prior's LoRA. */
+  em: MemEm | null = null;
 
   constructor(readonly opts: MemQAgentOptions) {
     this.memory = new EpisodicMemory({ dim: opts.encoder.dim, kernel: opts.kernel, policy: opts.policy, merge: opts.merge });
     this.rng = new AgentRng(opts.seed);
   }
 
-  /** Q̂, λ and π over the admissible actions of a state (one encoder call, one batched read). */
-  async evaluate(state: string, actions: string[]) {
+  get alpha(): number {
+    return this.opts.alpha;
+  }
+
+  /** Q̂(s, a) and its confidence λ over the admissible actions (one encoder call, one batched read). */
+  async estimate(state: string, actions: string[]): Promise<{ value: Float32Array; confidence: Float32Array }> {
     const keys = await encodePairs(this.opts.encoder, state, actions);
-    const est = this.memory.size
-      ? await this.memory.estimateAuto(keys, this.opts.m, { voidWeight: this.opts.voidWeight, voidValue: this.opts.voidValue })
+    return this.memory.size
+      ? this.memory.estimateAuto(keys, this.opts.m, { voidWeight: this.opts.voidWeight, voidValue: this.opts.voidValue })
       : { value: new Float32Array(actions.length).fill(this.opts.voidValue), confidence: new Float32Array(actions.length) };
+  }
+
+  /** Q̂ alone (the E-step of Mem-EM reads it). */
+  async estimateQ(state: string, actions: string[]): Promise<Float32Array> {
+    return (await this.estimate(state, actions)).value;
+  }
+
+  /** Q̂, λ and π over the admissible actions of a state. */
+  async evaluate(state: string, actions: string[]) {
+    const est = await this.estimate(state, actions);
     const logPrior = Float32Array.from(await this.opts.prior.logPrior(state, actions));
     const { policy, value } = klImprove({ logPrior, q: est.value, rows: 1, cols: actions.length, alpha: this.opts.alpha });
     return { q: est.value, confidence: est.confidence, policy, value: value[0] };
@@ -146,6 +163,12 @@ export class MemQAgent implements Agent {
     if (this.opts.kernel.kernel === 'gaussian' && this.opts.bandwidth.rule !== 'fixed' && this.memory.size > 1) {
       this.memory.setBandwidth(this.opts.bandwidth);
     }
+    // Mem-EM on the slow clock: memory (just written) drives the prior every K training episodes.
+    if (this.em?.observe(ep)) await this.em.run(this, ep.episode + 1);
+  }
+
+  events(): Record<string, unknown>[] {
+    return this.em ? (this.em.drainEvents() as unknown as Record<string, unknown>[]) : [];
   }
 
   memorySize(): number {
@@ -163,6 +186,7 @@ export class MemQAgent implements Agent {
     fs.mkdirSync(dir, { recursive: true });
     this.memory.save(path.join(dir, 'memory'));
     fs.writeFileSync(path.join(dir, 'agent.json'), JSON.stringify({ name: this.name, rng: this.rng.state }));
+    if (this.em) await this.em.save(path.join(dir, 'em'));
   }
 
   async load(dir: string): Promise<void> {
@@ -170,5 +194,10 @@ export class MemQAgent implements Agent {
     (this as { memory: EpisodicMemory }).memory = loaded;
     const st = JSON.parse(fs.readFileSync(path.join(dir, 'agent.json'), 'utf8'));
     this.rng.state = st.rng >>> 0;
+    if (this.em) {
+      const emDir = path.join(dir, 'em');
+      if (!fs.existsSync(path.join(emDir, 'em.json'))) throw new Error(`${dir}: the checkpoint has no Mem-EM state (em/em.json) but the run uses Mem-EM`);
+      await this.em.load(emDir);
+    }
   }
 }

@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { makeEnv } from '../envs/registry';
 import type { EnvInfo, TextEnv } from '../envs/types';
-import { makeAgentAsync, type RunConfig } from './config';
+import { configFromDisk, makeAgentAsync, type RunConfig } from './config';
 import { stateText, type Agent, type EpisodeRecord, type Mode, type StepContext, type StepRecord } from './types';
 
 export interface EpisodeMetric {
@@ -103,9 +103,9 @@ function writeJsonAtomic(file: string, data: unknown): void {
   fs.renameSync(tmp, file);
 }
 
-/** Runs one episode; learning hooks only in train mode. */
-async function runEpisode(
-  env: TextEnv, agent: Agent, mode: Mode | 'demo', episode: number, reset: Parameters<TextEnv['reset']>[0], historyWindow: number,
+/** Runs one episode; learning hooks only in train mode; 'demo' follows the env's expert (agent unused, may be null). */
+export async function runEpisode(
+  env: TextEnv, agent: Agent | null, mode: Mode | 'demo', episode: number, reset: Parameters<TextEnv['reset']>[0], historyWindow: number,
 ): Promise<EpisodeRecord> {
   const r = await env.reset(reset);
   let info: EnvInfo = r.info;
@@ -126,6 +126,7 @@ async function runEpisode(
       a = ctx.admissible.indexOf(action);
       if (a < 0) throw new Error(`the expert's action '${action}' is not admissible`);
     } else {
+      if (!agent) throw new TypeError('runEpisode: an agent is required outside demo mode');
       a = await agent.act(ctx, mode);
     }
     const action = ctx.admissible[a];
@@ -137,7 +138,7 @@ async function runEpisode(
     info = s.info;
     const done = s.terminated || s.truncated;
     const next = done ? null : ctxOf(s.observation, info, t + 1);
-    if (mode === 'train') await agent.observe?.(ctx, a, s.reward, next);
+    if (mode === 'train') await agent?.observe?.(ctx, a, s.reward, next);
     if (done || !next) break;
     ctx = next;
   }
@@ -217,6 +218,7 @@ function truncateMetrics(file: string, episodesDone: number, demosDone: boolean)
       const m = JSON.parse(line);
       if (m.kind === 'episode') return m.source === 'demo' ? demosDone : m.episode < episodesDone;
       if (m.kind === 'eval') return m.episode <= episodesDone && m.episode >= 0;
+      if (m.kind === 'em') return m.episode <= episodesDone;
       return false;
     } catch {
       return false; // a torn last line from a crash
@@ -258,7 +260,7 @@ export async function runTraining(config: RunConfig, dir: string, hooks: RunHook
     fs.rmSync(metricsFile, { force: true });
     writeJsonAtomic(path.join(dir, 'config.json'), config);
   }
-  const append = (m: EpisodeMetric | EvalMetric) => fs.appendFileSync(metricsFile, JSON.stringify(m) + '\n');
+  const append = (m: EpisodeMetric | EvalMetric | Record<string, unknown>) => fs.appendFileSync(metricsFile, JSON.stringify(m) + '\n');
   const splits = evalSplitsOf(config, env);
   const started = Date.now();
   const priorWall = state.wallSeconds; // wall time of earlier sessions of this run (resume)
@@ -292,6 +294,7 @@ export async function runTraining(config: RunConfig, dir: string, hooks: RunHook
     state.recentWins.push(ep.won ? 1 : 0);
     if (state.recentWins.length > 50) state.recentWins.shift();
     append({ kind: 'episode', episode: i, source: 'train', won: ep.won, reward: ep.totalReward, steps: ep.steps.length, taskType: ep.taskType, memory: agent.memorySize(), seconds: (Date.now() - t0) / 1000, ...(agent.stats?.() ?? {}) });
+    for (const ev of agent.events?.() ?? []) append(ev);
     hooks.onProgress?.({ phase: 'train', episode: state.episodesDone, episodes: config.episodes, successRate: state.wins / state.episodesDone, memory: agent.memorySize(), episodesPerSecond: epsThisSession / ((Date.now() - started) / 1000) });
     const evalNow = config.evalEvery > 0 && state.episodesDone % config.evalEvery === 0 && state.episodesDone < config.episodes;
     if (evalNow) {
@@ -343,7 +346,7 @@ export async function runTraining(config: RunConfig, dir: string, hooks: RunHook
 export async function loadRunAgent(dir: string): Promise<{ config: RunConfig; agent: Agent; episodes: number }> {
   const cfgFile = path.join(dir, 'config.json');
   if (!fs.existsSync(cfgFile)) throw new Error(`${dir} is not a memq run directory (no config.json)`);
-  const config = JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as RunConfig;
+  const config = configFromDisk(JSON.parse(fs.readFileSync(cfgFile, 'utf8')), cfgFile);
   const ck = latestCheckpoint(dir);
   if (!ck) throw new Error(`${dir} has no checkpoint to evaluate`);
   const agent = await makeAgentAsync(config);

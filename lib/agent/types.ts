@@ -49,6 +49,8 @@ export interface Agent {
   load(dir: string): Promise<void>;
   /** A few numbers for metrics (e.g. mean confidence). */
   stats?(): Record<string, number>;
+  /** Metric lines produced since the last call (e.g. Mem-EM rounds, kind 'em'). */
+  events?(): Record<string, unknown>[];
 }
 
 /** The state text an agent keys its memory on: task, then the last `window` (action, observation) pairs. */

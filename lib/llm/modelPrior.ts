@@ -4,6 +4,7 @@
  * normalised over the admissible set: log μ(a_j | s) = score_j − logsumexp_k score_k.
  */
 import type { LlmModel } from './model';
+import type { LoraAdapter } from './lora';
 import type { Prior } from './prior';
 import type { TextTokenizer } from './tokenizer';
 
@@ -14,35 +15,85 @@ export interface ModelPriorOptions {
   prompt?: (state: string) => string;
   /** Temperature τ on the scores before normalising (default 1). */
   temperature?: number;
+  /**
+   * A token id appended to every action (the tokenizer's end-of-text token), so that an action
+   * which is a prefix of another ("go to cabinet 1" / "go to cabinet 10") is not favoured for
+   * being shorter: the model must also predict that the action ends. Priors trained by
+   * `memq model pretrain` are trained this way.
+   */
+  endToken?: number;
+  /** A LoRA adapter applied while scoring (Mem-EM updates it in place between episodes). */
+  lora?: LoraAdapter;
 }
 
 export class ModelPrior implements Prior {
   readonly name = 'model';
+  /** The adapter scoring uses (null: the base model). */
+  lora: LoraAdapter | null;
   constructor(
-    private readonly model: LlmModel,
-    private readonly tokenizer: TextTokenizer,
+    readonly model: LlmModel,
+    readonly tokenizer: TextTokenizer,
     private readonly opts: ModelPriorOptions = {},
   ) {
     const t = opts.temperature ?? 1;
     if (!(t > 0 && Number.isFinite(t))) throw new RangeError(`temperature must be a finite number > 0, got ${t}`);
+    const e = opts.endToken;
+    if (e !== undefined && !(Number.isInteger(e) && e >= 0 && e < tokenizer.vocabSize)) {
+      throw new RangeError(`endToken must be a token id in [0, ${tokenizer.vocabSize}), got ${e}`);
+    }
+    this.lora = opts.lora ?? null;
+  }
+
+  /** Whether scores are mean (true) or summed (false) token log-probabilities. */
+  get lengthNormalize(): boolean {
+    return this.opts.lengthNormalize ?? true;
+  }
+
+  /** τ: log μ = score/τ − logsumexp. */
+  get temperature(): number {
+    return this.opts.temperature ?? 1;
+  }
+
+  /** The prompt's token ids for a state. */
+  promptTokens(state: string): number[] {
+    const prompt = this.tokenizer.encode((this.opts.prompt ?? ((s: string) => `${s}\n> `))(state));
+    if (prompt.length === 0) throw new RangeError('the prompt of a state must not tokenize to nothing');
+    return prompt;
+  }
+
+  /** An action's token ids (with the end token when the prior has one). */
+  actionTokens(action: string): number[] {
+    const ids = this.tokenizer.encode(action);
+    if (ids.length === 0) throw new RangeError(`action '${action}' tokenizes to nothing`);
+    if (this.opts.endToken !== undefined) ids.push(this.opts.endToken);
+    return ids;
   }
 
   async logPrior(state: string, actions: string[]): Promise<Float32Array> {
-    if (actions.length === 0) return new Float32Array(0);
-    const prompt = this.tokenizer.encode((this.opts.prompt ?? ((s: string) => `${s}\n> `))(state));
-    if (prompt.length === 0) throw new RangeError('the prompt of a state must not tokenize to nothing');
-    const cands = actions.map((a) => {
-      const ids = this.tokenizer.encode(a);
-      if (ids.length === 0) throw new RangeError(`action '${a}' tokenizes to nothing`);
-      return ids;
-    });
-    const [scores] = await this.model.score([prompt], [cands], { lengthNormalize: this.opts.lengthNormalize ?? true });
+    return (await this.logPriorMany([{ state, actions }]))[0];
+  }
+
+  /** log μ(· | s) for many states in one batched engine call (the E-step of Mem-EM). */
+  async logPriorMany(items: { state: string; actions: string[] }[]): Promise<Float32Array[]> {
+    const live = items.filter((it) => it.actions.length > 0);
+    const scores = live.length
+      ? await this.model.score(
+        live.map((it) => this.promptTokens(it.state)),
+        live.map((it) => it.actions.map((a) => this.actionTokens(a))),
+        { lengthNormalize: this.opts.lengthNormalize ?? true, lora: this.lora ?? undefined },
+      )
+      : [];
     const tau = this.opts.temperature ?? 1;
-    let m = -Infinity;
-    for (const s of scores) m = Math.max(m, s / tau);
-    let z = 0;
-    for (const s of scores) z += Math.exp(s / tau - m);
-    const lse = m + Math.log(z);
-    return Float32Array.from(scores, (s) => s / tau - lse);
+    let k = 0;
+    return items.map((it) => {
+      if (it.actions.length === 0) return new Float32Array(0);
+      const sc = scores[k++];
+      let m = -Infinity;
+      for (const s of sc) m = Math.max(m, s / tau);
+      let z = 0;
+      for (const s of sc) z += Math.exp(s / tau - m);
+      const lse = m + Math.log(z);
+      return Float32Array.from(sc, (s) => s / tau - lse);
+    });
   }
 }

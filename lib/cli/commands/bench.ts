@@ -21,12 +21,12 @@ function list(s: string | undefined, name: string): number[] | undefined {
 
 export const benchCommand: Command = {
   name: 'bench',
-  summary: 'benchmarks: retrieval (CPU, vs usearch/hnswlib/JS), envs',
+  summary: 'benchmarks: retrieval (CPU, vs usearch/hnswlib/JS), envs, llm (engine tokens/s vs the C++ bench)',
   async run(argv, io) {
     const { flags, positionals } = parseArgs(argv, spec, 'bench');
     const what = positionals[0];
     if (flags.help || !what) {
-      io.stdout(formatHelp('bench', 'retrieval|envs [flags]', spec));
+      io.stdout(formatHelp('bench', 'retrieval|envs|llm [flags]', spec));
       return flags.help ? 0 : 2;
     }
     const log = flags.json ? () => undefined : (s: string) => io.stderr(s);
@@ -63,6 +63,14 @@ export const benchCommand: Command = {
       else io.stdout(`written: ${file}\n`);
       return 0;
     }
-    throw new CliError(`memq bench: unknown benchmark '${what}' (known: retrieval, envs)`);
+    if (what === 'llm') {
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      const { benchLlm } = require('../../../bench/llm');
+      const r = await benchLlm({ quick: flags.quick, out: flags.out, log });
+      if (flags.json) io.stdout(JSON.stringify(r.result, null, 2) + '\n');
+      else io.stdout(r.text + `\nwritten: ${r.file}\n`);
+      return 0;
+    }
+    throw new CliError(`memq bench: unknown benchmark '${what}' (known: retrieval, envs, llm)`);
   },
 };

@@ -1,9 +1,106 @@
-/** memq model init: a random-init Llama/Qwen2/Qwen3 model in the Hugging Face layout. */
+/**
+ * memq model init: a random-init Llama/Qwen2/Qwen3 model in the Hugging Face layout.
+ * memq model pretrain: a tiny domain prior trained on an environment's expert transcripts.
+ */
 import * as fs from 'fs';
 import * as path from 'path';
-import { CliError, formatHelp, parseArgs, type Command, type FlagSpec } from '../args';
+import { CliError, formatHelp, parseArgs, type CliIO, type Command, type FlagSpec } from '../args';
 import { LlmModel, type LlmConfig } from '../../llm/model';
 import { loadTokenizer, qwen3TokenizerDir } from '../../llm/tokenizer';
+import { defaultPretrainConfig, pretrainPrior, type PretrainConfig, type PretrainProgress } from '../../train/pretrain';
+import { envNames } from '../../envs/registry';
+
+const pd = defaultPretrainConfig();
+const pretrainSpec: Record<string, FlagSpec> = {
+  env: { kind: 'string', help: 'environment whose expert transcripts (train split) are the corpus', default: pd.env },
+  games: { kind: 'int', help: 'expert games in the corpus', default: pd.games },
+  'eval-games': { kind: 'int', help: 'held-out expert games per evaluation split for the report', default: pd.evalGames },
+  expert: { kind: 'string', help: "observing | env (household: the searching expert, whose moves transfer)", default: pd.expert },
+  arch: { kind: 'string', help: 'qwen2 | llama | qwen3', default: pd.model.arch },
+  layers: { kind: 'int', help: 'num_hidden_layers', default: pd.model.layers },
+  hidden: { kind: 'int', help: 'hidden_size', default: pd.model.hidden },
+  heads: { kind: 'int', help: 'num_attention_heads', default: pd.model.heads },
+  'kv-heads': { kind: 'int', help: 'num_key_value_heads', default: pd.model.kvHeads },
+  intermediate: { kind: 'int', help: 'intermediate_size', default: pd.model.intermediate },
+  steps: { kind: 'int', help: 'optimizer steps', default: pd.steps },
+  batch: { kind: 'int', help: '(state, action) sequences per step', default: pd.batch },
+  lr: { kind: 'number', help: 'AdamW learning rate', default: pd.lr },
+  'history-window': { kind: 'int', help: "state = task + this many recent (action, observation) pairs (match memq run's)", default: pd.historyWindow },
+  seed: { kind: 'int', help: 'random seed', default: pd.seed },
+  out: { kind: 'string', help: 'output directory (new or empty)' },
+  json: { kind: 'boolean', help: 'print the report as JSON' },
+  help: { kind: 'boolean', help: 'show this help' },
+};
+
+function pretrainProgress(io: CliIO, mode: 'tty' | 'plain' | 'off'): { update: (p: PretrainProgress) => void; done: () => void } {
+  let last = 0;
+  let drawn = false;
+  return {
+    update(p) {
+      if (mode === 'off') return;
+      const now = Date.now();
+      const final = p.done === p.total;
+      if (now - last < (mode === 'tty' ? 100 : 3000) && !final) return;
+      last = now;
+      const text = `pretrain ${p.phase} ${p.done}/${p.total}${p.loss !== undefined ? `  loss ${p.loss.toFixed(3)}` : ''}`;
+      if (mode === 'tty') {
+        io.stderr(`\r\x1b[2K${text}`);
+        drawn = true;
+      } else io.stderr(text + '\n');
+    },
+    done() {
+      if (drawn) io.stderr('\n');
+    },
+  };
+}
+
+async function runPretrain(argv: string[], io: CliIO): Promise<number> {
+  const { flags } = parseArgs(argv, pretrainSpec, 'model pretrain');
+  if (flags.help) {
+    io.stdout(formatHelp('model', 'pretrain --out DIR [flags]', pretrainSpec));
+    return 0;
+  }
+  if (!flags.out) throw new CliError('memq model pretrain: --out DIR is required');
+  if (!envNames().includes(flags.env)) throw new CliError(`memq model pretrain: --env must be one of ${envNames().join(', ')}, got '${flags.env}'`);
+  const config: PretrainConfig = {
+    ...pd,
+    env: flags.env,
+    games: flags.games,
+    evalGames: flags['eval-games'],
+    expert: flags.expert,
+    historyWindow: flags['history-window'],
+    seed: flags.seed,
+    steps: flags.steps,
+    batch: flags.batch,
+    lr: flags.lr,
+    model: { ...pd.model, arch: flags.arch, layers: flags.layers, hidden: flags.hidden, heads: flags.heads, kvHeads: flags['kv-heads'], intermediate: flags.intermediate },
+  };
+  const progress = pretrainProgress(io, flags.json ? 'off' : io.isTTY ? 'tty' : 'plain');
+  let report;
+  try {
+    report = await pretrainPrior(config, flags.out, { signal: io.signal, onProgress: (p) => progress.update(p) });
+  } catch (e) {
+    progress.done();
+    if (e instanceof RangeError || /already|not an empty directory|produced no steps/.test((e as Error).message)) throw new CliError(`memq model pretrain: ${(e as Error).message}`);
+    throw e;
+  }
+  progress.done();
+  if (flags.json) {
+    io.stdout(JSON.stringify(report, null, 2) + '\n');
+  } else {
+    const first = report.lossCurve[0]?.[1];
+    const lastLoss = report.lossCurve[report.lossCurve.length - 1]?.[1];
+    io.stdout(`wrote ${path.resolve(flags.out)} (${report.status}; ${report.params.toLocaleString('en-US')} parameters, vocab ${report.corpus.vocab}, ` +
+      `${report.corpus.pairs} (state, action) pairs from ${report.corpus.games} expert games)\n`);
+    io.stdout(`loss ${first?.toFixed(3)} -> ${lastLoss?.toFixed(3)} over ${report.steps} steps, ${Math.round(report.trainTokensPerSecond)} training tokens/s\n`);
+    io.stdout('agreement with the expert (top-1; mean log-likelihood), model prior vs uniform:\n');
+    for (const a of report.agreement) {
+      io.stdout(`  ${a.split.padEnd(20)} ${(100 * a.top1).toFixed(1).padStart(5)}% vs ${(100 * a.uniformTop1).toFixed(1).padStart(5)}%   ${a.meanLogLik.toFixed(2)} vs ${a.uniformMeanLogLik.toFixed(2)}  (${a.states} states)\n`);
+    }
+    io.stdout(`use it:  memq run --prior model:${flags.out}\n`);
+  }
+  return report.status === 'complete' ? 0 : 130;
+}
 
 const spec: Record<string, FlagSpec> = {
   arch: { kind: 'string', help: 'qwen2 | llama | qwen3', default: 'qwen2' },
@@ -26,15 +123,16 @@ const spec: Record<string, FlagSpec> = {
 
 export const modelCommand: Command = {
   name: 'model',
-  summary: 'transformer models: init (random HF-layout model)',
+  summary: 'transformer models: init (random HF-layout model), pretrain (tiny domain prior from expert transcripts)',
   async run(argv, io) {
+    if (argv[0] === 'pretrain') return runPretrain(argv.slice(1), io);
     const { flags, positionals } = parseArgs(argv, spec, 'model');
     const sub = positionals[0];
     if (flags.help || !sub) {
-      io.stdout(formatHelp('model', 'init --out DIR [flags]', spec));
+      io.stdout(formatHelp('model', 'init --out DIR [flags]   |   pretrain --out DIR [flags] (memq model pretrain --help)', spec));
       return flags.help ? 0 : 2;
     }
-    if (sub !== 'init') throw new CliError(`memq model: unknown subcommand '${sub}' (known: init)`);
+    if (sub !== 'init') throw new CliError(`memq model: unknown subcommand '${sub}' (known: init, pretrain)`);
     if (!flags.out) throw new CliError('memq model init: --out DIR is required');
     if (!['qwen2', 'llama', 'qwen3'].includes(flags.arch)) throw new CliError(`memq model init: --arch must be qwen2, llama or qwen3, got '${flags.arch}'`);
     for (const k of ['layers', 'hidden', 'heads', 'kv-heads', 'intermediate', 'vocab']) {

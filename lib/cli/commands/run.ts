@@ -6,7 +6,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { CliError, formatHelp, parseArgs, type CliIO, type Command, type FlagSpec } from '../args';
-import { AGENT_NAMES, ConfigError, defaultConfig, mergeConfig, validateConfig, type AgentName, type RunConfig } from '../../agent/config';
+import { AGENT_NAMES, ConfigError, configFromDisk, defaultConfig, mergeConfig, validateConfig, type AgentName, type RunConfig } from '../../agent/config';
 import { runTraining, type RunSummary } from '../../agent/runner';
 import { writeRunPlots } from '../../agent/plots';
 import { envNames } from '../../envs/registry';
@@ -22,6 +22,12 @@ const spec: Record<string, FlagSpec> = {
   demos: { kind: 'int', help: 'expert demonstrations written to memory before learning' },
   seed: { kind: 'int', help: 'random seed' },
   prior: { kind: 'string', help: "the prior μ(a|s): 'uniform' or 'model:DIR' (an HF model dir with tokenizer.json)" },
+  'em-every': { kind: 'int', help: 'Mem-EM: E-step + LoRA M-step every K training episodes (memq agent, model prior; 0: off)' },
+  'em-steps': { kind: 'int', help: 'Mem-EM: LoRA steps per M-step (default 4)' },
+  'em-states': { kind: 'int', help: 'Mem-EM: states per LoRA step (default 16)' },
+  'em-lr': { kind: 'number', help: 'Mem-EM: LoRA learning rate (default 2e-3)' },
+  'em-weight': { kind: 'string', help: "Mem-EM: target weight q | expq | adv (MATH §11; default q)" },
+  'em-loss': { kind: 'string', help: "Mem-EM: M-step loss kl (KL(q‖μ_θ) over the admissible actions, default) | mle (weighted MLE of §11)" },
   seeds: { kind: 'int', help: 'run this many seeds (seed, seed+1, ...)', default: 1 },
   config: { kind: 'string', help: 'JSON config file (fields of config.json; flags override it)' },
   out: { kind: 'string', help: 'output directory (default runs/<date-time>)' },
@@ -70,6 +76,14 @@ export function buildConfigs(flags: Record<string, any>): { configs: RunConfig[]
       else if (p.startsWith('model:') && p.length > 6) patch.prior = { kind: 'model', dir: path.resolve(p.slice(6)) };
       else throw new CliError(`memq run: --prior must be 'uniform' or 'model:DIR', got '${p}'`);
     }
+    const em: Record<string, unknown> = {};
+    if (flags['em-every'] !== undefined) em.every = flags['em-every'];
+    if (flags['em-steps'] !== undefined) em.steps = flags['em-steps'];
+    if (flags['em-states'] !== undefined) em.states = flags['em-states'];
+    if (flags['em-lr'] !== undefined) em.lr = flags['em-lr'];
+    if (flags['em-weight'] !== undefined) em.weight = flags['em-weight'];
+    if (flags['em-loss'] !== undefined) em.loss = flags['em-loss'];
+    if (Object.keys(em).length) patch.em = em;
     base = mergeConfig(base, patch, 'flags');
   } catch (e) {
     if (e instanceof ConfigError) throw new CliError(`memq run: ${e.message}`);
@@ -105,7 +119,7 @@ export async function executeRuns(
     if (resume) {
       const cfg = path.join(dir, 'config.json');
       if (!fs.existsSync(cfg)) throw new CliError(`memq run: --resume ${root}: ${r.dir} has no config.json`);
-      config = JSON.parse(fs.readFileSync(cfg, 'utf8'));
+      config = configFromDisk(JSON.parse(fs.readFileSync(cfg, 'utf8')), cfg);
       const sfile = path.join(dir, 'summary.json');
       if (fs.existsSync(sfile)) {
         const prev = JSON.parse(fs.readFileSync(sfile, 'utf8')) as RunSummary;
@@ -146,7 +160,7 @@ export const runCommand: Command = {
     let configs: RunConfig[] | undefined;
     const resume = flags.resume !== undefined;
     if (resume) {
-      const conflicting = ['env', 'episodes', 'eval-every', 'eval-games', 'demos', 'seed', 'config', 'out', 'prior'].filter((k) => flags[k] !== undefined);
+      const conflicting = ['env', 'episodes', 'eval-every', 'eval-games', 'demos', 'seed', 'config', 'out', 'prior', 'em-every', 'em-steps', 'em-states', 'em-lr', 'em-weight', 'em-loss'].filter((k) => flags[k] !== undefined);
       if (conflicting.length || flags.agent.length) throw new CliError(`memq run: --resume continues a run with its saved config; drop --${conflicting[0] ?? 'agent'}`);
       root = path.resolve(flags.resume);
       const mf = path.join(root, 'run.json');

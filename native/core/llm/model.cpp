@@ -859,8 +859,12 @@ Status Model::forward_backward(const TokenBatch& batch, LossNorm norm, const Lor
   for (int64_t b = 0; b < batch.n_seqs; ++b) {
     for (int64_t t = batch.offsets[b]; t < batch.offsets[b + 1]; ++t) {
       const float wt = batch.weights[t];
-      if (!std::isfinite(wt) || wt < 0.0f)
-        return Status::Invalid("train batch: weight " + std::to_string(t) + " must be finite and >= 0");
+      // Signed weights are allowed with LossNorm::kSum (the loss is then any linear functional of
+      // the token NLLs, e.g. the listwise KL gradient of Mem-EM); kWeightSum divides by sum w and
+      // needs w >= 0.
+      if (!std::isfinite(wt) || (wt < 0.0f && norm != LossNorm::kSum))
+        return Status::Invalid("train batch: weight " + std::to_string(t) + " must be finite" +
+                               (norm == LossNorm::kSum ? "" : " and >= 0 (negative weights need LossNorm::kSum)"));
       if (wt == 0.0f) continue;
       if (t == batch.offsets[b])
         return Status::Invalid("train batch: the first token of sequence " + std::to_string(b) +
