@@ -2,9 +2,8 @@
 //   NativeLoraAdapter  create/load (PEFT layout)/save/config/params/clone
 //   NativeLoraTrainer  accumulate(tokens, offsets, weights) / step() over the adapter's A, B
 //   NativeModelTrainer the same over every weight of the model (pretraining a tiny prior)
-// The trainers are built from the engine's public pieces (Model::forward_backward and
-// accumulated_adamw_step, exactly what memq::llm::LoraTrainer / ModelTrainer run), so the
-// optimizer state {m, v, t} can be read and restored for bit-exact resumption. Locking: see
+// The trainers wrap the core's memq::llm::LoraTrainer / ModelTrainer; their optimizer state
+// {m, v, t} is read and restored (get_state / set_state) for bit-exact resumption. Locking: see
 // llm_common.h; each trainer also serialises its own calls with its own mutex.
 #include <napi.h>
 
@@ -15,6 +14,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "llm_common.h"
@@ -333,30 +334,29 @@ std::shared_ptr<AdapterHolder> adapter_arg(const Napi::Value& v, const char* nam
 
 namespace {
 
-// Optimizer state and accumulated gradient of one trainer; `mu` serialises its calls.
-struct TrainerCore {
+// One core trainer and what it points into: the holders own the Model and LoraAdapter the
+// trainer holds raw pointers to, so a worker that captures the box keeps them alive. `mu`
+// serialises the trainer's calls (taken before any holder lock).
+template <class Trainer>
+struct TrainerBox {
   std::mutex mu;
-  memq::llm::TrainOptions opts;
-  std::vector<float> grad, m, v;
-  int64_t t = 0, micro = 0;
-  double loss_sum = 0.0;
-  std::atomic<int64_t> steps{0};  // mirror of t for the JS thread
-};
-
-struct TrainerState {
-  std::vector<float> m, v;
-  int64_t t = 0;
+  std::shared_ptr<ModelHolder> model;
+  std::shared_ptr<AdapterHolder> adapter;  // null for the full-weight trainer
+  std::unique_ptr<Trainer> trainer;
+  std::atomic<int64_t> steps{0};  // mirror of trainer->steps() for the JS thread
 };
 
 }  // namespace
 
-// kLora: NativeLoraTrainer(model, adapter, optionsJson) trains the adapter's A, B (base frozen);
-// else NativeModelTrainer(model, optionsJson) trains every weight of the model.
+// kLora: NativeLoraTrainer(model, adapter, optionsJson) trains the adapter's A, B (base frozen)
+// with memq::llm::LoraTrainer; else NativeModelTrainer(model, optionsJson) trains every weight
+// of the model with memq::llm::ModelTrainer.
 template <bool kLora>
 class TrainerWrap : public Napi::ObjectWrap<TrainerWrap<kLora>> {
   using Base = Napi::ObjectWrap<TrainerWrap<kLora>>;
+  using Trainer = std::conditional_t<kLora, memq::llm::LoraTrainer, memq::llm::ModelTrainer>;
+  using Box = TrainerBox<Trainer>;
   static constexpr const char* kName = kLora ? "LoraTrainer" : "ModelTrainer";
-  static constexpr const char* kWho = kLora ? "lora trainer" : "model trainer";
 
  public:
   static Napi::Function Init(Napi::Env env) {
@@ -373,23 +373,26 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap<kLora>> {
   explicit TrainerWrap(const Napi::CallbackInfo& info) : Base(info) {
     Napi::Env env = info.Env();
     if (!info.IsConstructCall()) throw Napi::TypeError::New(env, std::string(kName) + " must be called with new");
-    model_ = model_arg(info[0], "model");
-    if (kLora) {
-      adapter_ = adapter_arg(info[1], "adapter", false);
-      check_adapter_fits(env, model_->cfg, *adapter_, "adapter");
+    auto box = std::make_shared<Box>();
+    box->model = model_arg(info[0], "model");
+    if constexpr (kLora) {
+      box->adapter = adapter_arg(info[1], "adapter", false);
+      check_adapter_fits(env, box->model->cfg, *box->adapter, "adapter");
     }
-    core_ = std::make_shared<TrainerCore>();
-    core_->opts = train_options_arg(info[kLora ? 2 : 1]);
-    size_ = kLora ? adapter_->size : model_->model->num_params();
-    core_->grad.assign(static_cast<size_t>(size_), 0.0f);
-    core_->m.assign(static_cast<size_t>(size_), 0.0f);
-    core_->v.assign(static_cast<size_t>(size_), 0.0f);
+    const memq::llm::TrainOptions opts = train_options_arg(info[kLora ? 2 : 1]);
+    // The constructors only size the gradient and moments from the parameter count, which is
+    // fixed at creation (read without the holders' locks, as before).
+    if constexpr (kLora) {
+      box->trainer = std::make_unique<Trainer>(box->model->model.get(), box->adapter->lora.get(), opts);
+    } else {
+      box->trainer = std::make_unique<Trainer>(box->model->model.get(), opts);
+    }
+    size_ = box->trainer->num_params();
+    box_ = std::move(box);
   }
 
  private:
-  std::shared_ptr<ModelHolder> model_;
-  std::shared_ptr<AdapterHolder> adapter_;
-  std::shared_ptr<TrainerCore> core_;
+  std::shared_ptr<Box> box_;
   int64_t size_ = 0;
 
   // accumulate(tokens Int32Array, offsets Int32Array [B+1], weights Float32Array [N]) -> Promise<loss>
@@ -406,28 +409,20 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap<kLora>> {
     const int32_t* tkd = tk.data;
     const float* wd = w.data;
     const int64_t n_seqs = static_cast<int64_t>(off->size() - 1);
-    auto core = core_;
-    auto mh = model_;
-    auto ah = adapter_;
-    auto body = [core, mh, ah, off, tkd, wd, n_seqs, loss]() {
-      std::lock_guard<std::mutex> tl(core->mu);
-      std::shared_lock<RwLock> ml(mh->mu);
+    auto box = box_;
+    auto body = [box, off, tkd, wd, n_seqs, loss]() {
+      // Shared locks: the forward/backward reads the model (and adapter) and writes only the
+      // trainer's gradient. Validation (batch, weights, shapes) precedes any write to it.
+      std::lock_guard<std::mutex> tl(box->mu);
+      std::shared_lock<RwLock> ml(box->model->mu);
       std::shared_lock<RwLock> al;
-      if (ah) al = std::shared_lock<RwLock>(ah->mu);
+      if (box->adapter) al = std::shared_lock<RwLock>(box->adapter->mu);
       memq::llm::TokenBatch b;
       b.tokens = tkd;
       b.offsets = off->data();
       b.n_seqs = n_seqs;
       b.weights = wd;
-      double l = 0.0;
-      float* g = core->grad.data();
-      // Validation (batch, weights, adapter shapes) precedes any write to the gradient.
-      MEMQ_RETURN_IF_ERROR(mh->model->forward_backward(b, core->opts.loss_norm, ah ? ah->lora.get() : nullptr,
-                                                       ah ? g : nullptr, ah ? nullptr : g, 1.0f, &l));
-      core->loss_sum += l;
-      ++core->micro;
-      *loss = l;
-      return Status::Ok();
+      return box->trainer->accumulate(b, loss.get());
     };
     static const std::string where = std::string(kName) + ".accumulate";
     return PromiseWorker::Start(
@@ -439,24 +434,16 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap<kLora>> {
   Napi::Value Step(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto stats = std::make_shared<memq::llm::StepStats>();
-    auto core = core_;
-    auto mh = model_;
-    auto ah = adapter_;
-    auto body = [core, mh, ah, stats]() {
-      std::lock_guard<std::mutex> tl(core->mu);
+    auto box = box_;
+    auto body = [box, stats]() {
+      std::lock_guard<std::mutex> tl(box->mu);
       Status st;
-      if (ah) {
-        std::unique_lock<RwLock> al(ah->mu);
-        st = memq::llm::accumulated_adamw_step(kWho, ah->lora->params(), core->grad, core->m, core->v, core->t,
-                                               core->micro, core->loss_sum, core->opts.clip_norm, core->opts.adamw,
-                                               stats.get());
-      } else {
-        std::unique_lock<RwLock> ml(mh->mu);
-        st = memq::llm::accumulated_adamw_step(kWho, mh->model->param_data(), core->grad, core->m, core->v, core->t,
-                                               core->micro, core->loss_sum, core->opts.clip_norm, core->opts.adamw,
-                                               stats.get());
+      {
+        // The exclusive lock on what the step updates: the adapter's A, B, or the model's weights.
+        std::unique_lock<RwLock> xl(box->adapter ? box->adapter->mu : box->model->mu);
+        st = box->trainer->step(stats.get());
       }
-      core->steps.store(core->t);
+      box->steps.store(box->trainer->steps());
       return st;
     };
     static const std::string where = std::string(kName) + ".step";
@@ -475,20 +462,17 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap<kLora>> {
 
   // steps() -> optimizer steps taken so far (as of the last finished step/setState)
   Napi::Value Steps(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), static_cast<double>(core_->steps.load()));
+    return Napi::Number::New(info.Env(), static_cast<double>(box_->steps.load()));
   }
 
   // getState() -> Promise<{m: Float32Array, v: Float32Array, t}> (copies; AdamW moments and step count)
   Napi::Value GetState(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    auto core = core_;
-    auto s = std::make_shared<TrainerState>();
-    auto body = [core, s]() {
-      std::lock_guard<std::mutex> tl(core->mu);
-      s->m = core->m;
-      s->v = core->v;
-      s->t = core->t;
-      return Status::Ok();
+    auto box = box_;
+    auto s = std::make_shared<memq::llm::TrainerState>();
+    auto body = [box, s]() {
+      std::lock_guard<std::mutex> tl(box->mu);
+      return box->trainer->get_state(s.get());
     };
     static const std::string where = std::string(kName) + ".getState";
     return PromiseWorker::Start(
@@ -522,17 +506,15 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap<kLora>> {
       }
     }
     const int64_t t = int_arg(o.Get("t"), "state.t", 0, int64_t{1} << 52);
-    auto s = std::make_shared<TrainerState>();
+    auto s = std::make_shared<memq::llm::TrainerState>();
     s->m.assign(m.data, m.data + m.length);
     s->v.assign(v.data, v.data + v.length);
     s->t = t;
-    auto core = core_;
-    auto body = [core, s]() {
-      std::lock_guard<std::mutex> tl(core->mu);
-      core->m.swap(s->m);
-      core->v.swap(s->v);
-      core->t = s->t;
-      core->steps.store(core->t);
+    auto box = box_;
+    auto body = [box, s]() {
+      std::lock_guard<std::mutex> tl(box->mu);
+      MEMQ_RETURN_IF_ERROR(box->trainer->set_state(std::move(*s)));  // checked above; validated again
+      box->steps.store(box->trainer->steps());
       return Status::Ok();
     };
     static const std::string where = std::string(kName) + ".setState";

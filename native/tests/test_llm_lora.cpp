@@ -1,7 +1,8 @@
 // LoRA (MATH §12) and the weighted-loss trainer (MATH §11) on tiny random models:
 // A/B gradients through the whole network vs finite differences (float32 engine, tolerances
 // below), zero-weight tokens, AdamW reducing the loss, gradient accumulation, determinism,
-// PEFT save/load with exact keys and shapes, merge == unmerged.
+// PEFT save/load with exact keys and shapes, merge == unmerged, optimizer-state export/import
+// (bit-exact resumption of both trainers).
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -475,6 +476,149 @@ MEMQ_TEST(full_weight_training_reduces_loss) {
   }
   std::printf("  loss %.4f -> %.4f\n", first, last);
   CHECK(last < 0.5 * first);
+}
+
+MEMQ_TEST(trainer_state_round_trip_resumes_lora_training_bit_exactly) {
+  auto c = llm_test::tiny_config();
+  auto m = make_model(c);
+  std::vector<Data> data;
+  for (int s = 0; s < 5; ++s) data.push_back(make_data({{3 + s, 2}, {2, 4 - s % 2}}, 100 + uint64_t(s)));
+  TrainOptions o;
+  o.adamw.lr = 1e-2;
+  o.adamw.weight_decay = 0.01;
+  auto run_steps = [&](LoraTrainer& tr, int from, int to) {
+    for (int s = from; s < to; ++s) {
+      CHECK(tr.accumulate(data[size_t(s)].batch()).ok());
+      if (s % 2 == 1) CHECK(tr.accumulate(data[size_t(s - 1)].batch()).ok());  // some 2-micro-batch steps
+      StepStats st;
+      CHECK(tr.step(&st).ok());
+      CHECK(st.step == s + 1);
+    }
+  };
+  auto a = make_lora(c, {"q_proj", "v_proj", "down_proj"}, 4, false, 7);
+  LoraTrainer tr(m.get(), a.get(), o);
+  CHECK(tr.num_params() == a->size());
+  run_steps(tr, 0, 3);
+  TrainerState s3;
+  CHECK(tr.get_state(&s3).ok());
+  CHECK(s3.t == 3 && tr.steps() == 3);
+  CHECK(int64_t(s3.m.size()) == a->size() && int64_t(s3.v.size()) == a->size());
+  const std::vector<float> p3(a->params(), a->params() + a->size());
+  run_steps(tr, 3, 5);
+  const std::vector<float> p5(a->params(), a->params() + a->size());
+  CHECK(p5 != p3);
+
+  // A fresh adapter (other init) given the step-3 params, and a fresh trainer given the state.
+  auto b = make_lora(c, {"q_proj", "v_proj", "down_proj"}, 4, true, 99);
+  std::copy(p3.begin(), p3.end(), b->params());
+  LoraTrainer tr2(m.get(), b.get(), o);
+  CHECK(tr2.steps() == 0);
+  CHECK(tr2.set_state(s3).ok());
+  CHECK(tr2.steps() == 3);
+  run_steps(tr2, 3, 5);
+  CHECK(std::vector<float>(b->params(), b->params() + b->size()) == p5);
+  TrainerState s5, s5b;
+  CHECK(tr.get_state(&s5).ok() && tr2.get_state(&s5b).ok());
+  CHECK(s5.m == s5b.m && s5.v == s5b.v && s5.t == 5 && s5b.t == 5);
+
+  // Without the state (fresh moments, t = 0) the same steps give other params.
+  auto c2 = make_lora(c, {"q_proj", "v_proj", "down_proj"}, 4, false, 7);
+  std::copy(p3.begin(), p3.end(), c2->params());
+  LoraTrainer tr3(m.get(), c2.get(), o);
+  for (int s = 3; s < 5; ++s) {
+    CHECK(tr3.accumulate(data[size_t(s)].batch()).ok());
+    if (s % 2 == 1) CHECK(tr3.accumulate(data[size_t(s - 1)].batch()).ok());
+    CHECK(tr3.step().ok());
+  }
+  CHECK(std::vector<float>(c2->params(), c2->params() + c2->size()) != p5);
+
+  // The rvalue overload moves the same state in.
+  LoraTrainer tr4(m.get(), c2.get(), o);
+  std::copy(p3.begin(), p3.end(), c2->params());
+  TrainerState moved = s3;
+  CHECK(tr4.set_state(std::move(moved)).ok());
+  run_steps(tr4, 3, 5);
+  CHECK(std::vector<float>(c2->params(), c2->params() + c2->size()) == p5);
+
+  // set_state keeps the accumulated gradient (and the micro-batch count).
+  CHECK(tr4.accumulate(data[0].batch()).ok());
+  const std::vector<float> g = tr4.grad();
+  CHECK(tr4.micro_batches() == 1);
+  CHECK(tr4.set_state(s3).ok());
+  CHECK(tr4.grad() == g && tr4.micro_batches() == 1 && tr4.steps() == 3);
+}
+
+MEMQ_TEST(trainer_state_round_trip_resumes_full_weight_training_bit_exactly) {
+  auto c = llm_test::tiny_config("qwen2", 2, true);
+  auto m = make_model(c, 6);
+  std::vector<Data> data;
+  for (int s = 0; s < 5; ++s) data.push_back(make_data({{2 + s, 3}, {4, 2}}, 200 + uint64_t(s)));
+  TrainOptions o;
+  o.adamw.lr = 3e-3;
+  o.adamw.weight_decay = 0.01;
+  auto run_steps = [&](ModelTrainer& tr, int from, int to) {
+    for (int s = from; s < to; ++s) {
+      CHECK(tr.accumulate(data[size_t(s)].batch()).ok());
+      CHECK(tr.micro_batches() == 1);
+      StepStats st;
+      CHECK(tr.step(&st).ok());
+      CHECK(st.step == s + 1 && tr.micro_batches() == 0);
+    }
+  };
+  ModelTrainer tr(m.get(), o);
+  CHECK(tr.num_params() == m->num_params());
+  run_steps(tr, 0, 3);
+  TrainerState s3;
+  CHECK(tr.get_state(&s3).ok());
+  CHECK(s3.t == 3 && int64_t(s3.m.size()) == m->num_params());
+  std::unique_ptr<Model> at3;
+  CHECK(m->clone(&at3).ok());
+  run_steps(tr, 3, 5);
+  const std::vector<float> p5(m->param_data(), m->param_data() + m->num_params());
+
+  ModelTrainer tr2(at3.get(), o);
+  CHECK(tr2.set_state(s3).ok());
+  run_steps(tr2, 3, 5);
+  CHECK(std::vector<float>(at3->param_data(), at3->param_data() + at3->num_params()) == p5);
+  CHECK(tr2.steps() == 5);
+}
+
+MEMQ_TEST(trainer_set_state_refuses_a_wrong_state_and_changes_nothing) {
+  auto c = llm_test::tiny_config();
+  auto m = make_model(c);
+  Data d = make_data({{3, 4}, {2, 3}}, 31);
+  auto a = make_lora(c, {"q_proj", "up_proj"});
+  TrainOptions o;
+  LoraTrainer lt(m.get(), a.get(), o);
+  ModelTrainer mt(m.get(), o);
+  CHECK(lt.accumulate(d.batch()).ok() && lt.step().ok());
+  CHECK(lt.accumulate(d.batch()).ok());
+  CHECK(mt.accumulate(d.batch()).ok() && mt.step().ok());
+  auto check_refused = [](auto& tr, int64_t n) {
+    TrainerState before;
+    CHECK(tr.get_state(&before).ok());
+    const std::vector<float> g = tr.grad();
+    const int64_t micro = tr.micro_batches();
+    TrainerState bad[4];
+    bad[0].m.assign(size_t(n - 1), 1.0f), bad[0].v.assign(size_t(n), 1.0f), bad[0].t = 7;
+    bad[1].m.assign(size_t(n), 1.0f), bad[1].v.assign(size_t(n + 1), 1.0f), bad[1].t = 7;
+    bad[2].t = 7;  // empty m and v
+    bad[3].m.assign(size_t(n), 1.0f), bad[3].v.assign(size_t(n), 1.0f), bad[3].t = -1;
+    for (auto& s : bad) {
+      Status st = tr.set_state(s);
+      CHECK(!st.ok() && st.code() == StatusCode::kInvalidArgument);
+      CHECK(!tr.set_state(TrainerState(s)).ok());
+      TrainerState after;
+      CHECK(tr.get_state(&after).ok());
+      CHECK(after.m == before.m && after.v == before.v && after.t == before.t);
+      CHECK(tr.steps() == before.t && tr.grad() == g && tr.micro_batches() == micro);
+    }
+    Status st = tr.set_state(bad[0]);
+    CHECK(st.message().find("must hold " + std::to_string(n)) != std::string::npos);
+    CHECK(tr.set_state(before).ok());  // a state of the right size is taken
+  };
+  check_refused(lt, a->size());
+  check_refused(mt, m->num_params());
 }
 
 MEMQ_TEST_MAIN()

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <fstream>
 #include <sstream>
+#include <utility>
 #include <filesystem>
 
 #include "memq/json.h"
@@ -328,6 +329,39 @@ Status accumulated_adamw_step(const char* who, float* params, std::vector<float>
 Status LoraTrainer::step(StepStats* out) {
   return accumulated_adamw_step("lora trainer", lora_->params(), grad_, m_, v_, t_, micro_, loss_sum_, opts_.clip_norm,
                                 opts_.adamw, out);
+}
+
+Status check_trainer_state(const char* who, const TrainerState& s, int64_t n) {
+  if (int64_t(s.m.size()) != n || int64_t(s.v.size()) != n) {
+    return Status::Invalid(std::string(who) + ": state m and v must hold " + std::to_string(n) + " values, got " +
+                           std::to_string(s.m.size()) + " and " + std::to_string(s.v.size()));
+  }
+  if (s.t < 0) return Status::Invalid(std::string(who) + ": state t must be >= 0, got " + std::to_string(s.t));
+  return Status::Ok();
+}
+
+Status LoraTrainer::get_state(TrainerState* out) const {
+  if (!out) return Status::Invalid("lora trainer: get_state(nullptr)");
+  out->m = m_;
+  out->v = v_;
+  out->t = t_;
+  return Status::Ok();
+}
+
+Status LoraTrainer::set_state(const TrainerState& s) {
+  MEMQ_RETURN_IF_ERROR(check_trainer_state("lora trainer", s, num_params()));
+  m_ = s.m;
+  v_ = s.v;
+  t_ = s.t;
+  return Status::Ok();
+}
+
+Status LoraTrainer::set_state(TrainerState&& s) {
+  MEMQ_RETURN_IF_ERROR(check_trainer_state("lora trainer", s, num_params()));
+  m_ = std::move(s.m);
+  v_ = std::move(s.v);
+  t_ = s.t;
+  return Status::Ok();
 }
 
 }  // namespace llm

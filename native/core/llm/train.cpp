@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 namespace memq {
 namespace llm {
@@ -25,6 +26,30 @@ Status ModelTrainer::accumulate(const TokenBatch& batch, double* loss_out) {
 Status ModelTrainer::step(StepStats* out) {
   return accumulated_adamw_step("model trainer", model_->param_data(), grad_, m_, v_, t_, micro_, loss_sum_,
                                 opts_.clip_norm, opts_.adamw, out);
+}
+
+Status ModelTrainer::get_state(TrainerState* out) const {
+  if (!out) return Status::Invalid("model trainer: get_state(nullptr)");
+  out->m = m_;
+  out->v = v_;
+  out->t = t_;
+  return Status::Ok();
+}
+
+Status ModelTrainer::set_state(const TrainerState& s) {
+  MEMQ_RETURN_IF_ERROR(check_trainer_state("model trainer", s, num_params()));
+  m_ = s.m;
+  v_ = s.v;
+  t_ = s.t;
+  return Status::Ok();
+}
+
+Status ModelTrainer::set_state(TrainerState&& s) {
+  MEMQ_RETURN_IF_ERROR(check_trainer_state("model trainer", s, num_params()));
+  m_ = std::move(s.m);
+  v_ = std::move(s.v);
+  t_ = s.t;
+  return Status::Ok();
 }
 
 }  // namespace llm

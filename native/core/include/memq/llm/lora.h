@@ -105,6 +105,16 @@ struct StepStats {
   int64_t micro_batches = 0;
 };
 
+// A trainer's AdamW state (first and second moments, one entry per trained parameter, and the
+// number of optimizer steps taken): get_state() then set_state() on a trainer over the same
+// parameter values resumes training bit-exactly. The accumulated gradient is not part of it.
+struct TrainerState {
+  std::vector<float> m, v;
+  int64_t t = 0;
+};
+// Ok when `s` fits a trainer of `n` parameters (m and v of size n, t >= 0); else Invalid naming `who`.
+Status check_trainer_state(const char* who, const TrainerState& s, int64_t n);
+
 // LoRA trainer: accumulate() any number of micro-batches, then step() = average, clip, AdamW,
 // zero the gradient. Deterministic for a given seed and data (no dependence on thread count).
 class LoraTrainer {
@@ -114,7 +124,15 @@ class LoraTrainer {
   Status step(StepStats* out = nullptr);
   const std::vector<float>& grad() const { return grad_; }
   int64_t steps() const { return t_; }
+  int64_t micro_batches() const { return micro_; }  // accumulated since the last step
+  int64_t num_params() const { return int64_t(grad_.size()); }
   TrainOptions& options() { return opts_; }
+  const TrainOptions& options() const { return opts_; }
+  // Copies / restores {m, v, t}. set_state() refuses a state of another size or t < 0 (Invalid,
+  // nothing changed); the accumulated gradient is kept.
+  Status get_state(TrainerState* out) const;
+  Status set_state(const TrainerState& s);
+  Status set_state(TrainerState&& s);  // moves m and v in (on success)
 
  private:
   const Model* model_;

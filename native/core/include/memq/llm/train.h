@@ -18,7 +18,15 @@ class ModelTrainer {
   Status accumulate(const TokenBatch& batch, double* loss_out = nullptr);
   Status step(StepStats* out = nullptr);  // average, clip, AdamW on all weights, zero
   int64_t steps() const { return t_; }
+  int64_t micro_batches() const { return micro_; }  // accumulated since the last step
+  int64_t num_params() const { return int64_t(grad_.size()); }
+  const std::vector<float>& grad() const { return grad_; }
   TrainOptions& options() { return opts_; }
+  const TrainOptions& options() const { return opts_; }
+  // As LoraTrainer's: copies / restores {m, v, t} (validated; the accumulated gradient is kept).
+  Status get_state(TrainerState* out) const;
+  Status set_state(const TrainerState& s);
+  Status set_state(TrainerState&& s);
 
  private:
   Model* model_;
