@@ -340,28 +340,30 @@ Status check_trainer_state(const char* who, const TrainerState& s, int64_t n) {
   return Status::Ok();
 }
 
-Status LoraTrainer::get_state(TrainerState* out) const {
-  if (!out) return Status::Invalid("lora trainer: get_state(nullptr)");
-  out->m = m_;
-  out->v = v_;
-  out->t = t_;
+Status export_trainer_state(const char* who, const std::vector<float>& m, const std::vector<float>& v, int64_t t,
+                            TrainerState* out) {
+  if (!out) return Status::Invalid(std::string(who) + ": get_state(nullptr)");
+  out->m = m;
+  out->v = v;
+  out->t = t;
   return Status::Ok();
 }
 
-Status LoraTrainer::set_state(const TrainerState& s) {
-  MEMQ_RETURN_IF_ERROR(check_trainer_state("lora trainer", s, num_params()));
-  m_ = s.m;
-  v_ = s.v;
-  t_ = s.t;
+Status import_trainer_state(const char* who, TrainerState&& s, int64_t n, std::vector<float>& m, std::vector<float>& v,
+                            int64_t& t) {
+  MEMQ_RETURN_IF_ERROR(check_trainer_state(who, s, n));
+  m = std::move(s.m);
+  v = std::move(s.v);
+  t = s.t;
   return Status::Ok();
 }
+
+Status LoraTrainer::get_state(TrainerState* out) const { return export_trainer_state("lora trainer", m_, v_, t_, out); }
+
+Status LoraTrainer::set_state(const TrainerState& s) { return set_state(TrainerState(s)); }
 
 Status LoraTrainer::set_state(TrainerState&& s) {
-  MEMQ_RETURN_IF_ERROR(check_trainer_state("lora trainer", s, num_params()));
-  m_ = std::move(s.m);
-  v_ = std::move(s.v);
-  t_ = s.t;
-  return Status::Ok();
+  return import_trainer_state("lora trainer", std::move(s), num_params(), m_, v_, t_);
 }
 
 }  // namespace llm

@@ -28,28 +28,12 @@ Status ModelTrainer::step(StepStats* out) {
                                 opts_.clip_norm, opts_.adamw, out);
 }
 
-Status ModelTrainer::get_state(TrainerState* out) const {
-  if (!out) return Status::Invalid("model trainer: get_state(nullptr)");
-  out->m = m_;
-  out->v = v_;
-  out->t = t_;
-  return Status::Ok();
-}
+Status ModelTrainer::get_state(TrainerState* out) const { return export_trainer_state("model trainer", m_, v_, t_, out); }
 
-Status ModelTrainer::set_state(const TrainerState& s) {
-  MEMQ_RETURN_IF_ERROR(check_trainer_state("model trainer", s, num_params()));
-  m_ = s.m;
-  v_ = s.v;
-  t_ = s.t;
-  return Status::Ok();
-}
+Status ModelTrainer::set_state(const TrainerState& s) { return set_state(TrainerState(s)); }
 
 Status ModelTrainer::set_state(TrainerState&& s) {
-  MEMQ_RETURN_IF_ERROR(check_trainer_state("model trainer", s, num_params()));
-  m_ = std::move(s.m);
-  v_ = std::move(s.v);
-  t_ = s.t;
-  return Status::Ok();
+  return import_trainer_state("model trainer", std::move(s), num_params(), m_, v_, t_);
 }
 
 }  // namespace llm

@@ -114,6 +114,12 @@ struct TrainerState {
 };
 // Ok when `s` fits a trainer of `n` parameters (m and v of size n, t >= 0); else Invalid naming `who`.
 Status check_trainer_state(const char* who, const TrainerState& s, int64_t n);
+// The state accessors shared by the LoRA and full-weight trainers: copy m, v, t out; or check s
+// against n parameters and move it in (nothing changes on error).
+Status export_trainer_state(const char* who, const std::vector<float>& m, const std::vector<float>& v, int64_t t,
+                            TrainerState* out);
+Status import_trainer_state(const char* who, TrainerState&& s, int64_t n, std::vector<float>& m, std::vector<float>& v,
+                            int64_t& t);
 
 // LoRA trainer: accumulate() any number of micro-batches, then step() = average, clip, AdamW,
 // zero the gradient. Deterministic for a given seed and data (no dependence on thread count).
