@@ -64,7 +64,7 @@ export const MEM_EM_DEFAULTS: MemEmConfig = {
   r: 8,
   loraAlpha: 16,
   targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
-  lr: 2e-3,
+  lr: 5e-4,
   weightDecay: 0,
   clipNorm: 1,
 };

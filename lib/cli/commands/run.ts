@@ -25,7 +25,7 @@ const spec: Record<string, FlagSpec> = {
   'em-every': { kind: 'int', help: 'Mem-EM: E-step + LoRA M-step every K training episodes (memq agent, model prior; 0: off)' },
   'em-steps': { kind: 'int', help: 'Mem-EM: LoRA steps per M-step (default 4)' },
   'em-states': { kind: 'int', help: 'Mem-EM: states per LoRA step (default 16)' },
-  'em-lr': { kind: 'number', help: 'Mem-EM: LoRA learning rate (default 2e-3)' },
+  'em-lr': { kind: 'number', help: 'Mem-EM: LoRA learning rate (default 5e-4)' },
   'em-weight': { kind: 'string', help: "Mem-EM: target weight q | expq | adv (MATH §11; default q)" },
   'em-loss': { kind: 'string', help: "Mem-EM: M-step loss kl (KL(q‖μ_θ) over the admissible actions, default) | mle (weighted MLE of §11)" },
   seeds: { kind: 'int', help: 'run this many seeds (seed, seed+1, ...)', default: 1 },
