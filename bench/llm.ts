@@ -12,7 +12,7 @@ import { spawnSync } from 'child_process';
 import { LlmModel, type LlmConfig } from '../lib/llm/model';
 import { LoraAdapter, LoraTrainer, ModelTrainer } from '../lib/llm/lora';
 import { packageRoot } from '../lib/native';
-import { machine, nowMs, table, writeResult } from './common';
+import { machine, table, timeIt, writeResult } from './common';
 
 interface Spec {
   name: string;
@@ -44,17 +44,9 @@ function randTokens(n: number, V: number, seed: number): number[] {
   return out;
 }
 
-async function timeAsync(fn: () => Promise<unknown>, minMs: number): Promise<number> {
-  await fn(); // warm-up
-  const times: number[] = [];
-  const start = nowMs();
-  while (times.length < 3 || nowMs() - start < minMs) {
-    const t0 = nowMs();
-    await fn();
-    times.push(nowMs() - t0);
-  }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)] / 1000;
+/** Median seconds per call (after a warm-up), for at least minMs. */
+async function secondsPerCall(fn: () => Promise<unknown>, minMs: number): Promise<number> {
+  return (await timeIt(fn, minMs, 3, 1e6)).ms / 1000;
 }
 
 export interface LlmBenchRow {
@@ -91,7 +83,7 @@ export async function benchLlm(opts: { quick?: boolean; out?: string; log?: (s: 
       const pt = randTokens(B * P, V, 2), ct = randTokens(B * K * A, V, 3);
       const prompts = Array.from({ length: B }, (_, b) => pt.slice(b * P, (b + 1) * P));
       const cands = Array.from({ length: B }, (_, b) => Array.from({ length: K }, (_, k) => ct.slice((b * K + k) * A, (b * K + k + 1) * A)));
-      const t = await timeAsync(() => model.score(prompts, cands), minMs);
+      const t = await secondsPerCall(() => model.score(prompts, cands), minMs);
       const ntok = B * P + B * K * A;
       const fl = (B * P * (forwardFlopsPerToken(s.config, P / 2) - head) + B * K * A * (forwardFlopsPerToken(s.config, P + A / 2) - head) + B * K * A * head) / ntok;
       add('score 8 prompts x64 + 8x8 cands x8', ntok, t, fl);
@@ -100,31 +92,24 @@ export async function benchLlm(opts: { quick?: boolean; out?: string; log?: (s: 
     const B = 8, T = 128;
     const seqs = Array.from({ length: B }, (_, b) => randTokens(T, V, 4 + b));
     {
-      const t = await timeAsync(() => model.tokenLogprobs(seqs), minMs);
+      const t = await secondsPerCall(() => model.tokenLogprobs(seqs), minMs);
       add('forward 8 x 128 (token logprobs)', B * T, t, forwardFlopsPerToken(s.config, T / 2));
     }
-    // LoRA training: loss on the last 16 tokens of each sequence, r = 8 on all seven projections
+    // training: loss on the last 16 tokens of each sequence; one accumulate + AdamW step per batch
     const weights = seqs.map(() => Array.from({ length: T }, (_, t) => (t >= T - 16 ? 1 : 0)));
+    const trainStep = (tr: LoraTrainer | ModelTrainer) => secondsPerCall(async () => {
+      await tr.accumulate(seqs, weights);
+      await tr.step();
+    }, minMs);
+    const fwd = forwardFlopsPerToken(s.config, T / 2) - head;
     {
+      // LoRA: r = 8 on all seven projections; frozen base: forward + input-gradient backward ≈ 2× forward
       const lora = LoraAdapter.create(model, { r: 8, alpha: 16, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] }, 1);
-      const tr = new LoraTrainer(model, lora, { lr: 1e-4 });
-      const t = await timeAsync(async () => {
-        await tr.accumulate(seqs, weights);
-        await tr.step();
-      }, minMs);
-      const fwd = forwardFlopsPerToken(s.config, T / 2) - head;
-      add('LoRA train 8 x 128 (r=8, all 7)', B * T, t, 2 * fwd + (2 * head * 16) / T);
+      add('LoRA train 8 x 128 (r=8, all 7)', B * T, await trainStep(new LoraTrainer(model, lora, { lr: 1e-4 })), 2 * fwd + (2 * head * 16) / T);
     }
-    // full-weight training (pretraining a tiny prior): forward + input and weight gradients ≈ 3× forward
     if (s.name === 'tiny') {
-      const copy = await model.clone();
-      const tr = new ModelTrainer(copy, { lr: 1e-4 });
-      const t = await timeAsync(async () => {
-        await tr.accumulate(seqs, weights);
-        await tr.step();
-      }, minMs);
-      const fwd = forwardFlopsPerToken(s.config, T / 2) - head;
-      add('full-weight train 8 x 128', B * T, t, 3 * fwd + (3 * head * 16) / T);
+      // full-weight training (pretraining a tiny prior): forward + input and weight gradients ≈ 3× forward
+      add('full-weight train 8 x 128', B * T, await trainStep(new ModelTrainer(await model.clone(), { lr: 1e-4 })), 3 * fwd + (3 * head * 16) / T);
     }
   }
 

@@ -88,17 +88,32 @@ export class MemQAgent implements Agent {
     return this.opts.alpha;
   }
 
-  /** Q̂(s, a) and its confidence λ over the admissible actions (one encoder call, one batched read). */
-  async estimate(state: string, actions: string[]): Promise<{ value: Float32Array; confidence: Float32Array }> {
-    const keys = await encodePairs(this.opts.encoder, state, actions);
+  /** Q̂ and its confidence λ for keys of (state, action) pairs: one batched read with the void case. */
+  private async estimateKeys(keys: Float32Array, n: number): Promise<{ value: Float32Array; confidence: Float32Array }> {
     return this.memory.size
       ? this.memory.estimateAuto(keys, this.opts.m, { voidWeight: this.opts.voidWeight, voidValue: this.opts.voidValue })
-      : { value: new Float32Array(actions.length).fill(this.opts.voidValue), confidence: new Float32Array(actions.length) };
+      : { value: new Float32Array(n).fill(this.opts.voidValue), confidence: new Float32Array(n) };
   }
 
-  /** Q̂ alone (the E-step of Mem-EM reads it). */
-  async estimateQ(state: string, actions: string[]): Promise<Float32Array> {
-    return (await this.estimate(state, actions)).value;
+  /** Q̂(s, a) and its confidence λ over the admissible actions (one encoder call, one batched read). */
+  async estimate(state: string, actions: string[]): Promise<{ value: Float32Array; confidence: Float32Array }> {
+    return this.estimateKeys(await encodePairs(this.opts.encoder, state, actions), actions.length);
+  }
+
+  /** Q̂ over the admissible actions of many states in one batched read (the E-step of Mem-EM). */
+  async estimateQMany(items: { state: string; actions: string[] }[]): Promise<Float32Array[]> {
+    const d = this.opts.encoder.dim;
+    const parts = await Promise.all(items.map((it) => encodePairs(this.opts.encoder, it.state, it.actions)));
+    const n = items.reduce((k, it) => k + it.actions.length, 0);
+    const keys = new Float32Array(n * d);
+    let o = 0;
+    for (const p of parts) {
+      keys.set(p, o * d);
+      o += p.length / d;
+    }
+    const { value } = await this.estimateKeys(keys, n);
+    let k = 0;
+    return items.map((it) => value.slice(k, (k += it.actions.length)));
   }
 
   /** Q̂, λ and π over the admissible actions of a state. */

@@ -1,20 +1,12 @@
-/** A seeded PRNG whose whole state is one uint32, so runs can be saved and resumed exactly. */
-export class AgentRng {
-  state: number;
-  constructor(seed: number) {
-    this.state = (Math.imul((seed >>> 0) ^ 0x9e3779b9, 0x85ebca6b) ^ 0x6d2b79f5) >>> 0;
-  }
-  next(): number {
-    let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  /** Index from non-negative weights (uniform when they sum to 0). */
-  categorical(w: ArrayLike<number>): number {
+/**
+ * The policy code's seeded PRNG (lib/policy/rng.ts: mulberry32, the whole state one uint32, so
+ * runs can be saved and resumed exactly) with the two draws agents make.
+ */
+import { Rng } from '../policy/rng';
+
+export class AgentRng extends Rng {
+  /** Index from weights, negative ones ignored (uniform when none is positive, where the base class throws). */
+  override categorical(w: ArrayLike<number>): number {
     let total = 0;
     for (let i = 0; i < w.length; i++) total += w[i] > 0 ? w[i] : 0;
     if (!(total > 0)) return this.int(w.length);

@@ -69,6 +69,29 @@ export class ModelPrior implements Prior {
     return ids;
   }
 
+  /**
+   * Training sequences in the prior's format for actions of one state: prompt(s) (tokenized once)
+   * then each action's tokens (and end token), with per-token loss weights: `actionWeight(k, n)`
+   * on the n tokens of action k (a zero weight drops the action), `promptWeight` on the prompt's
+   * tokens (its first token, which has no prediction, always 0).
+   */
+  trainingSequences(
+    state: string, actions: string[], actionWeight: (k: number, nTokens: number) => number, promptWeight = 0,
+  ): { seqs: number[][]; weights: number[][] } {
+    const p = this.promptTokens(state);
+    const pw = p.map((_, i) => (i === 0 ? 0 : promptWeight));
+    const seqs: number[][] = [];
+    const weights: number[][] = [];
+    actions.forEach((action, k) => {
+      const a = this.actionTokens(action);
+      const w = actionWeight(k, a.length);
+      if (w === 0 || Number.isNaN(w)) return;
+      seqs.push([...p, ...a]);
+      weights.push([...pw, ...a.map(() => w)]);
+    });
+    return { seqs, weights };
+  }
+
   async logPrior(state: string, actions: string[]): Promise<Float32Array> {
     return (await this.logPriorMany([{ state, actions }]))[0];
   }

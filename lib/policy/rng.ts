@@ -3,7 +3,8 @@
  * policy code needs. Deterministic across platforms: the same seed gives the same stream.
  */
 export class Rng {
-  private state: number;
+  /** The whole generator state (one uint32): save it and assign it back to resume the stream. */
+  state: number;
 
   constructor(seed = 1) {
     // Mix the seed so that nearby seeds give unrelated streams.

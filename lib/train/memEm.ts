@@ -69,9 +69,9 @@ export const MEM_EM_DEFAULTS: MemEmConfig = {
   clipNorm: 1,
 };
 
-/** What an agent gives the E-step: Q̂(s, ·) over the admissible actions (§3) and its α (§5). */
+/** What an agent gives the E-step: Q̂(s, ·) over the admissible actions of many states (§3, one batched read) and its α (§5). */
 export interface EStepSource {
-  estimateQ(state: string, actions: string[]): Promise<Float32Array>;
+  estimateQMany(items: { state: string; actions: string[] }[]): Promise<Float32Array[]>;
   readonly alpha: number;
 }
 
@@ -98,6 +98,15 @@ export interface EStepTarget {
   weights: Float64Array;
   /** The E-step posterior q(a | s) (for the KL diagnostics). */
   q: Float64Array;
+  /** log μ_θ(a | s) at the E-step's θ. */
+  logPrior: Float32Array;
+}
+
+/** Mean over targets of KL(q ‖ μ) with log μ given per target. */
+function meanKl(targets: EStepTarget[], logPriors: ArrayLike<number>[]): number {
+  let s = 0;
+  targets.forEach((t, i) => (s += klDivergence(t.q, logPriors[i])));
+  return targets.length ? s / targets.length : 0;
 }
 
 /** KL(q ‖ p) with log p given (terms with q = 0 contribute 0). */
@@ -119,6 +128,8 @@ export function emWeights(qhat: ArrayLike<number>, logPrior: ArrayLike<number>, 
   for (let i = 0; i < n; i++) logits[i] = alpha > 0 ? logPrior[i] + qhat[i] / alpha : logPrior[i] > -Infinity ? qhat[i] : -Infinity;
   let m = -Infinity;
   for (let i = 0; i < n; i++) m = Math.max(m, logits[i]);
+  // soft value V = α log Σ_a p(a) exp(Q̂/α) = α (m + log z) for α > 0; the max on the support for α = 0
+  let v = m;
   if (alpha === 0) {
     // hard limit: uniform over the maximisers on the prior's support
     let k = 0;
@@ -128,6 +139,7 @@ export function emWeights(qhat: ArrayLike<number>, logPrior: ArrayLike<number>, 
     let z = 0;
     for (let i = 0; i < n; i++) z += Math.exp(logits[i] - m);
     for (let i = 0; i < n; i++) q[i] = Math.exp(logits[i] - m) / z;
+    v = alpha * (m + Math.log(z));
   }
   if (kind === 'q') return { weights: Float64Array.from(q), q };
   if (kind === 'expq') {
@@ -139,15 +151,6 @@ export function emWeights(qhat: ArrayLike<number>, logPrior: ArrayLike<number>, 
     for (let i = 0; i < n; i++) z += (w[i] = Math.exp(qhat[i] / a - mm));
     for (let i = 0; i < n; i++) w[i] /= z;
     return { weights: w, q };
-  }
-  // soft value V = α log Σ_a p(a) exp(Q̂/α) = α (m + log z) for α > 0
-  let v: number;
-  if (alpha > 0) {
-    let z = 0;
-    for (let i = 0; i < n; i++) z += Math.exp(logits[i] - m);
-    v = alpha * (m + Math.log(z));
-  } else {
-    v = m;
   }
   const w = new Float64Array(n);
   for (let i = 0; i < n; i++) w[i] = Math.max(0, qhat[i] - v);
@@ -204,68 +207,54 @@ export class MemEm {
     return out;
   }
 
-  /** E-step targets for given states from the agent's memory and the current prior. */
+  /** E-step targets for given states from the agent's memory and the current prior (one batched call each). */
   async eStep(source: EStepSource, states: { state: string; actions: string[] }[]): Promise<EStepTarget[]> {
-    const logPriors = await this.prior.logPriorMany(states);
-    const out: EStepTarget[] = [];
-    for (let i = 0; i < states.length; i++) {
-      const { state, actions } = states[i];
-      const qhat = await source.estimateQ(state, actions);
-      const { weights, q } = emWeights(qhat, logPriors[i], source.alpha, this.config.weight);
+    const [logPriors, qhats] = await Promise.all([this.prior.logPriorMany(states), source.estimateQMany(states)]);
+    return states.map(({ state, actions }, i) => {
+      const { weights, q } = emWeights(qhats[i], logPriors[i], source.alpha, this.config.weight);
       for (let a = 0; a < weights.length; a++) if (weights[a] < this.config.minWeight) weights[a] = 0;
-      out.push({ state, actions, weights, q });
-    }
-    return out;
+      return { state, actions, weights, q, logPrior: logPriors[i] };
+    });
   }
 
-  /** Packed training sequences: prompt (weight 0) + action tokens (weight w(s, a)). */
+  /** The 'mle' loss's sequences: prompt (weight 0) + action tokens (weight w(s, a)), w = 0 dropped. */
   sequences(targets: EStepTarget[]): { seqs: number[][]; weights: number[][] } {
-    const seqs: number[][] = [];
-    const weights: number[][] = [];
-    for (const t of targets) {
-      const prompt = this.prior.promptTokens(t.state);
-      t.actions.forEach((a, k) => {
-        const w = t.weights[k];
-        if (!(w > 0)) return;
-        const at = this.prior.actionTokens(a);
-        seqs.push([...prompt, ...at]);
-        weights.push([...prompt.map(() => 0), ...at.map(() => w)]);
-      });
-    }
-    return { seqs, weights };
+    return this.packed(targets, (t, k) => t.weights[k]);
   }
 
   /**
-   * The 'kl' loss's sequences for the current μ_θ: every admissible action, per-token weight
-   * (q_a − μ_a)/(τ L_a) (or (q_a − μ_a)/τ without length normalisation), over the number of states.
-   * Returns the mean KL(q ‖ μ_θ) at the current θ too.
+   * The 'kl' loss's sequences for μ_θ given as log μ per target (default: re-scored now): every
+   * admissible action, per-token weight (q_a − μ_a)/(τ L_a) (or (q_a − μ_a)/τ without length
+   * normalisation), over the number of states. Returns the mean KL(q ‖ μ_θ) at that θ too.
    */
-  async klSequences(targets: EStepTarget[]): Promise<{ seqs: number[][]; weights: number[][]; kl: number }> {
-    const lp = await this.prior.logPriorMany(targets.map((t) => ({ state: t.state, actions: t.actions })));
-    const seqs: number[][] = [];
-    const weights: number[][] = [];
-    const tau = this.prior.temperature;
-    let kl = 0;
-    targets.forEach((t, i) => {
-      kl += klDivergence(t.q, lp[i]);
-      const prompt = this.prior.promptTokens(t.state);
-      t.actions.forEach((a, k) => {
-        const at = this.prior.actionTokens(a);
-        const g = (t.q[k] - Math.exp(lp[i][k])) / (tau * (this.prior.lengthNormalize ? at.length : 1) * targets.length);
-        if (!(Math.abs(g) > 1e-7)) return;
-        seqs.push([...prompt, ...at]);
-        weights.push([...prompt.map(() => 0), ...at.map(() => g)]);
-      });
+  async klSequences(targets: EStepTarget[], logPriors?: Float32Array[]): Promise<{ seqs: number[][]; weights: number[][]; kl: number }> {
+    const lp = logPriors ?? (await this.scoreTargets(targets));
+    const scale = this.prior.temperature * targets.length;
+    const { seqs, weights } = this.packed(targets, (t, k, n, i) => {
+      const g = (t.q[k] - Math.exp(lp[i][k])) / (scale * (this.prior.lengthNormalize ? n : 1));
+      return Math.abs(g) > 1e-7 ? g : 0;
     });
-    return { seqs, weights, kl: targets.length ? kl / targets.length : 0 };
+    return { seqs, weights, kl: meanKl(targets, lp) };
   }
 
+  private packed(targets: EStepTarget[], weight: (t: EStepTarget, k: number, nTokens: number, i: number) => number): { seqs: number[][]; weights: number[][] } {
+    const seqs: number[][] = [];
+    const weights: number[][] = [];
+    targets.forEach((t, i) => {
+      const one = this.prior.trainingSequences(t.state, t.actions, (k, n) => weight(t, k, n, i));
+      seqs.push(...one.seqs);
+      weights.push(...one.weights);
+    });
+    return { seqs, weights };
+  }
+
+  private scoreTargets(targets: EStepTarget[]): Promise<Float32Array[]> {
+    return this.prior.logPriorMany(targets.map((t) => ({ state: t.state, actions: t.actions })));
+  }
+
+  /** Mean KL(q ‖ μ_θ) over targets at the current θ. */
   async meanKl(targets: EStepTarget[]): Promise<number> {
-    if (!targets.length) return 0;
-    const lp = await this.prior.logPriorMany(targets.map((t) => ({ state: t.state, actions: t.actions })));
-    let s = 0;
-    targets.forEach((t, i) => (s += klDivergence(t.q, lp[i])));
-    return s / targets.length;
+    return meanKl(targets, await this.scoreTargets(targets));
   }
 
   /** One E/M round: targets for steps × states sampled states, then `steps` LoRA steps. */
@@ -274,13 +263,14 @@ export class MemEm {
     const states = this.sampleStates(this.config.steps * this.config.states);
     if (!states.length) return null;
     const targets = await this.eStep(source, states);
-    const klBefore = await this.meanKl(targets);
+    // θ has not moved since the E-step scored these states: its log μ serve until the first step
+    const klBefore = meanKl(targets, targets.map((t) => t.logPrior));
     let pairs = 0, tokens = 0, loss = 0, gradNorm = 0, taken = 0;
     for (let s = 0; s < this.config.steps; s++) {
       const part = targets.slice(s * this.config.states, (s + 1) * this.config.states);
       if (!part.length) continue;
       let seqs: number[][], weights: number[][], objective = NaN;
-      if (this.config.loss === 'kl') ({ seqs, weights, kl: objective } = await this.klSequences(part));
+      if (this.config.loss === 'kl') ({ seqs, weights, kl: objective } = await this.klSequences(part, taken === 0 ? part.map((t) => t.logPrior) : undefined));
       else ({ seqs, weights } = this.sequences(part));
       if (!seqs.length) continue;
       pairs += seqs.length;
@@ -292,7 +282,7 @@ export class MemEm {
       gradNorm += st.gradNorm;
       taken++;
     }
-    const klAfter = await this.meanKl(targets);
+    const klAfter = taken ? await this.meanKl(targets) : klBefore;
     const ev: MemEmEvent = {
       kind: 'em', episode, round: ++this.round, states: targets.length, pairs, tokens, klBefore, klAfter,
       loss: taken ? loss / taken : 0, gradNorm: taken ? gradNorm / taken : 0, seconds: (Date.now() - t0) / 1000,

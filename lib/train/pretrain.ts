@@ -194,19 +194,6 @@ function validate(c: PretrainConfig): void {
   if (!['observing', 'env'].includes(c.expert)) throw new RangeError(`expert must be 'observing' or 'env', got '${c.expert}'`);
 }
 
-/** Tokenized training pairs: prompt + action + end token, with per-token loss weights. */
-function encodePairs(prior: ModelPrior, steps: ExpertStep[], promptWeight: number): { seqs: number[][]; weights: number[][] } {
-  const seqs: number[][] = [];
-  const weights: number[][] = [];
-  for (const s of steps) {
-    const p = prior.promptTokens(s.state);
-    const a = prior.actionTokens(s.action);
-    seqs.push([...p, ...a]);
-    weights.push([...p.map((_, i) => (i === 0 ? 0 : promptWeight)), ...a.map(() => 1)]);
-  }
-  return { seqs, weights };
-}
-
 /**
  * Collects the corpus, builds the tokenizer and the model, trains, evaluates, and writes `out`.
  * `out` must not hold a model yet.
@@ -247,6 +234,7 @@ export async function pretrainPrior(
 
     // 3. Model.
     const m = config.model;
+    const endToken = tokenizer.eosToken !== undefined ? tokenizer.tokenToId(tokenizer.eosToken) : undefined;
     const llmConfig: LlmConfig = {
       architectures: [m.arch === 'llama' ? 'LlamaForCausalLM' : m.arch === 'qwen3' ? 'Qwen3ForCausalLM' : 'Qwen2ForCausalLM'],
       model_type: m.arch,
@@ -260,12 +248,17 @@ export async function pretrainPrior(
       rms_norm_eps: 1e-6,
       tie_word_embeddings: true,
       max_position_embeddings: 4096,
-      eos_token_id: tokenizer.tokenToId(tokenizer.eosToken ?? ''),
+      eos_token_id: endToken,
     };
     const model = LlmModel.createRandom(llmConfig, { seed: config.seed, initStd: m.initStd });
-    const endToken = tokenizer.eosToken !== undefined ? tokenizer.tokenToId(tokenizer.eosToken) : undefined;
     const prior = new ModelPrior(model, tokenizer, { endToken });
-    const { seqs, weights } = encodePairs(prior, corpus.steps, config.promptWeight);
+    const seqs: number[][] = [];
+    const weights: number[][] = [];
+    for (const st of corpus.steps) {
+      const one = prior.trainingSequences(st.state, [st.action], () => 1, config.promptWeight);
+      seqs.push(...one.seqs);
+      weights.push(...one.weights);
+    }
     const tokens = seqs.reduce((n, s) => n + s.length, 0);
     const tCollect = (Date.now() - t0) / 1000;
 

@@ -75,30 +75,58 @@ class StoreBackend {
   virtual std::function<Status()> bind_search(const SearchArgs& a) = 0;
 };
 
-// ---- CPU: memq::KeyStore, searches read a Snapshot ---------------------------------------------
-class CpuStore final : public StoreBackend {
+// The store calls both backends forward unchanged; before_write() runs before every write (the
+// CUDA store waits there for its searches in flight). memory_bytes and searching differ.
+template <class S>
+class ForwardingStore : public StoreBackend {
  public:
-  explicit CpuStore(std::unique_ptr<memq::KeyStore> s) : s_(std::move(s)) {}
-  const char* name() const override { return "cpu"; }
-  const char* key_type() const override { return "float32"; }
-  Status add(int32_t* ids_out, const float* k, const float* v, int64_t n) override { return s_->add(ids_out, k, v, n); }
+  explicit ForwardingStore(std::shared_ptr<S> s) : s_(std::move(s)) {}
+  Status add(int32_t* ids_out, const float* k, const float* v, int64_t n) override {
+    before_write();
+    return s_->add(ids_out, k, v, n);
+  }
   Status add_with_ids(const int32_t* ids, const float* k, const float* v, int64_t n) override {
+    before_write();
     return s_->add_with_ids(ids, k, v, n);
   }
-  Status update_values(const int32_t* ids, const float* v, int64_t n) override { return s_->update_values(ids, v, n); }
-  Status remove(const int32_t* ids, int64_t n) override { return s_->remove(ids, n); }
+  Status update_values(const int32_t* ids, const float* v, int64_t n) override {
+    before_write();
+    return s_->update_values(ids, v, n);
+  }
+  Status remove(const int32_t* ids, int64_t n) override {
+    before_write();
+    return s_->remove(ids, n);
+  }
+  Status compact() override {
+    before_write();
+    return s_->compact();
+  }
+  void clear() override {
+    before_write();
+    s_->clear();
+  }
   Status get_keys(float* out, const int32_t* ids, int64_t n) const override { return s_->get_keys(out, ids, n); }
   Status get_values(float* out, const int32_t* ids, int64_t n) const override { return s_->get_values(out, ids, n); }
   void live_ids(int32_t* out) const override { s_->live_ids(out); }
   void contains(uint8_t* out, const int32_t* ids, int64_t n) const override { s_->contains(out, ids, n); }
-  Status compact() override { return s_->compact(); }
-  void clear() override { s_->clear(); }
   int64_t size() const override { return s_->size(); }
   int64_t rows() const override { return s_->rows(); }
   int64_t reserved_rows() const override { return s_->reserved_rows(); }
   int64_t dim() const override { return s_->dim(); }
   int64_t capacity() const override { return s_->capacity(); }
   int32_t next_id() const override { return s_->next_id(); }
+
+ protected:
+  virtual void before_write() {}
+  std::shared_ptr<S> s_;  // shared with in-flight searches where the store needs that
+};
+
+// ---- CPU: memq::KeyStore, searches read a Snapshot ---------------------------------------------
+class CpuStore final : public ForwardingStore<memq::KeyStore> {
+ public:
+  explicit CpuStore(std::unique_ptr<memq::KeyStore> s) : ForwardingStore(std::shared_ptr<memq::KeyStore>(std::move(s))) {}
+  const char* name() const override { return "cpu"; }
+  const char* key_type() const override { return "float32"; }
   int64_t memory_bytes() const override { return static_cast<int64_t>(s_->memory_bytes()); }
 
   std::function<Status()> bind_search(const SearchArgs& a) override {
@@ -135,8 +163,6 @@ class CpuStore final : public StoreBackend {
     }
     return Status::Ok();
   }
-
-  std::unique_ptr<memq::KeyStore> s_;
 };
 
 // ---- CUDA: memq::CudaKeyStore -------------------------------------------------------------------
@@ -175,46 +201,12 @@ struct ReaderToken {
   std::atomic<bool> done{false};
 };
 
-class CudaStore final : public StoreBackend {
+class CudaStore final : public ForwardingStore<memq::CudaKeyStore> {
  public:
   explicit CudaStore(std::unique_ptr<memq::CudaKeyStore> s)
-      : s_(std::move(s)), gate_(std::make_shared<ReaderGate>()) {}
+      : ForwardingStore(std::shared_ptr<memq::CudaKeyStore>(std::move(s))), gate_(std::make_shared<ReaderGate>()) {}
   const char* name() const override { return "cuda"; }
   const char* key_type() const override { return memq::cuda_key_type_name(s_->key_type()); }
-  Status add(int32_t* ids_out, const float* k, const float* v, int64_t n) override {
-    gate_->wait_idle();
-    return s_->add(ids_out, k, v, n);
-  }
-  Status add_with_ids(const int32_t* ids, const float* k, const float* v, int64_t n) override {
-    gate_->wait_idle();
-    return s_->add_with_ids(ids, k, v, n);
-  }
-  Status update_values(const int32_t* ids, const float* v, int64_t n) override {
-    gate_->wait_idle();
-    return s_->update_values(ids, v, n);
-  }
-  Status remove(const int32_t* ids, int64_t n) override {
-    gate_->wait_idle();
-    return s_->remove(ids, n);
-  }
-  Status get_keys(float* out, const int32_t* ids, int64_t n) const override { return s_->get_keys(out, ids, n); }
-  Status get_values(float* out, const int32_t* ids, int64_t n) const override { return s_->get_values(out, ids, n); }
-  void live_ids(int32_t* out) const override { s_->live_ids(out); }
-  void contains(uint8_t* out, const int32_t* ids, int64_t n) const override { s_->contains(out, ids, n); }
-  Status compact() override {
-    gate_->wait_idle();
-    return s_->compact();
-  }
-  void clear() override {
-    gate_->wait_idle();
-    s_->clear();
-  }
-  int64_t size() const override { return s_->size(); }
-  int64_t rows() const override { return s_->rows(); }
-  int64_t reserved_rows() const override { return s_->reserved_rows(); }
-  int64_t dim() const override { return s_->dim(); }
-  int64_t capacity() const override { return s_->capacity(); }
-  int32_t next_id() const override { return s_->next_id(); }
   int64_t memory_bytes() const override { return s_->device_bytes(); }
 
   std::function<Status()> bind_search(const SearchArgs& a) override {
@@ -237,7 +229,7 @@ class CudaStore final : public StoreBackend {
     return s.search_topm(rows.data(), a.ids, a.kernel, a.dist2, a.queries, a.b, a.m, a.params);
   }
 
-  std::shared_ptr<memq::CudaKeyStore> s_;  // shared with in-flight searches
+  void before_write() override { gate_->wait_idle(); }
   std::shared_ptr<ReaderGate> gate_;
 };
 

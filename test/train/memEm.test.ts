@@ -8,7 +8,8 @@ import { LlmModel } from '../../lib/llm/model';
 import { ModelPrior } from '../../lib/llm/modelPrior';
 import { loadTokenizer } from '../../lib/llm/tokenizer';
 import { buildWordPieceTokenizer, wordPieceTokenizerConfig } from '../../lib/llm/wordTokenizer';
-import { defaultConfig, mergeConfig, validateConfig, type RunConfig } from '../../lib/agent/config';
+import { defaultConfig, makeAgent, mergeConfig, validateConfig, type RunConfig } from '../../lib/agent/config';
+import type { MemQAgent } from '../../lib/agent/memq';
 import { readMetrics, runTraining } from '../../lib/agent/runner';
 import { envNames } from '../../lib/envs/registry';
 import type { EpisodeRecord } from '../../lib/agent/types';
@@ -99,15 +100,19 @@ describe('Mem-EM M-step (LoRA on the model prior)', () => {
   const good = new Map([[STATES[0].state, 'take cup 1'], [STATES[1].state, 'put cup 1 in fridge 1']]);
   const source = {
     alpha: 0.2,
-    async estimateQ(state: string, actions: string[]) {
-      return Float32Array.from(actions, (a) => (a === good.get(state) ? 1 : 0));
+    async estimateQMany(items: { state: string; actions: string[] }[]) {
+      return items.map(({ state, actions }) => Float32Array.from(actions, (a) => (a === good.get(state) ? 1 : 0)));
     },
   };
 
   it("'mle' sequences: prompt tokens weight 0, action (+ end) tokens weight w(s, a), small weights dropped", async () => {
     const { prior } = tinyPrior();
     const em = new MemEm(cfg({ minWeight: 0.05, loss: 'mle' }), prior, 1);
-    const graded = { alpha: 1, estimateQ: async (state: string, actions: string[]) => Float32Array.from(actions, (a) => (a === good.get(state) ? 1 : a === 'look' ? -3 : 0)) };
+    const graded = {
+      alpha: 1,
+      estimateQMany: async (items: { state: string; actions: string[] }[]) =>
+        items.map(({ state, actions }) => Float32Array.from(actions, (a) => (a === good.get(state) ? 1 : a === 'look' ? -3 : 0))),
+    };
     const targets = await em.eStep(graded, STATES);
     const { seqs, weights } = em.sequences(targets);
     let k = 0, dropped = 0;
@@ -201,6 +206,22 @@ describe('Mem-EM M-step (LoRA on the model prior)', () => {
     const { seconds: _b, ...rb } = evB!;
     expect(rb).toEqual(ra);
     expect(Array.from(emB.lora.getParams())).toEqual(Array.from(emA.lora.getParams()));
+  });
+
+  it("the agent's batched Q̂ for the E-step equals its per-state estimates", async () => {
+    const agent = makeAgent(mergeConfig(defaultConfig(), { env: 'household', agent: 'memq' })) as MemQAgent;
+    const empty = await agent.estimateQMany(STATES);
+    STATES.forEach((st, i) => expect(Array.from(empty[i])).toEqual(Array(st.actions.length).fill(0)));
+    const ep = episodeOf(STATES);
+    ep.steps[1].reward = 1;
+    await agent.endEpisode(ep);
+    expect(agent.memorySize()).toBeGreaterThan(0);
+    const many = await agent.estimateQMany(STATES);
+    for (let i = 0; i < STATES.length; i++) {
+      const one = (await agent.estimate(STATES[i].state, STATES[i].actions)).value;
+      expect(Array.from(many[i])).toEqual(Array.from(one));
+    }
+    expect(many.flatMap((v) => Array.from(v)).some((x) => x > 0)).toBe(true);
   });
 
   it('config validation names the field', () => {
