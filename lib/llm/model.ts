@@ -26,6 +26,37 @@ export interface LlmConfig {
 }
 
 /** @internal Packs ragged token-id arrays into (tokens, offsets[n+1]) with checks naming `name`. */
+/** The shape of a decoder, in memq's words (for makeLlmConfig). */
+export interface LlmShape {
+  arch: 'qwen2' | 'llama' | 'qwen3';
+  vocab: number;
+  hidden: number;
+  intermediate: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  ropeTheta?: number;
+  tied?: boolean;
+}
+
+/** An HF config.json for a shape (architectures, rms_norm_eps 1e-6, 4096 positions). */
+export function makeLlmConfig(s: LlmShape): LlmConfig {
+  return {
+    architectures: [s.arch === 'llama' ? 'LlamaForCausalLM' : s.arch === 'qwen3' ? 'Qwen3ForCausalLM' : 'Qwen2ForCausalLM'],
+    model_type: s.arch,
+    vocab_size: s.vocab,
+    hidden_size: s.hidden,
+    intermediate_size: s.intermediate,
+    num_hidden_layers: s.layers,
+    num_attention_heads: s.heads,
+    num_key_value_heads: s.kvHeads,
+    rope_theta: s.ropeTheta ?? 10000,
+    rms_norm_eps: 1e-6,
+    tie_word_embeddings: s.tied ?? false,
+    max_position_embeddings: 4096,
+  };
+}
+
 export function tokenArray(name: string, seqs: unknown): { tokens: Int32Array; offsets: Int32Array } {
   if (!Array.isArray(seqs)) throw new TypeError(`${name} must be an array of token-id arrays`);
   let total = 0;

@@ -18,7 +18,7 @@ import { makeEnv } from '../envs/registry';
 import type { TextEnv } from '../envs/types';
 import { runEpisode, demoEnvOptions } from '../agent/runner';
 import { defaultConfig } from '../agent/config';
-import { LlmModel, type LlmConfig } from '../llm/model';
+import { LlmModel, makeLlmConfig, type LlmConfig } from '../llm/model';
 import { ModelTrainer } from '../llm/lora';
 import { ModelPrior } from '../llm/modelPrior';
 import { loadTokenizer, type TextTokenizer } from '../llm/tokenizer';
@@ -236,18 +236,7 @@ export async function pretrainPrior(
     const m = config.model;
     const endToken = tokenizer.eosToken !== undefined ? tokenizer.tokenToId(tokenizer.eosToken) : undefined;
     const llmConfig: LlmConfig = {
-      architectures: [m.arch === 'llama' ? 'LlamaForCausalLM' : m.arch === 'qwen3' ? 'Qwen3ForCausalLM' : 'Qwen2ForCausalLM'],
-      model_type: m.arch,
-      vocab_size: tokenizer.vocabSize,
-      hidden_size: m.hidden,
-      intermediate_size: m.intermediate,
-      num_hidden_layers: m.layers,
-      num_attention_heads: m.heads,
-      num_key_value_heads: m.kvHeads,
-      rope_theta: 10000,
-      rms_norm_eps: 1e-6,
-      tie_word_embeddings: true,
-      max_position_embeddings: 4096,
+      ...makeLlmConfig({ arch: m.arch, vocab: tokenizer.vocabSize, hidden: m.hidden, intermediate: m.intermediate, layers: m.layers, heads: m.heads, kvHeads: m.kvHeads, tied: true }),
       eos_token_id: endToken,
     };
     const model = LlmModel.createRandom(llmConfig, { seed: config.seed, initStd: m.initStd });

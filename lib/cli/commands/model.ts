@@ -5,7 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { CliError, formatHelp, parseArgs, type CliIO, type Command, type FlagSpec } from '../args';
-import { LlmModel, type LlmConfig } from '../../llm/model';
+import { LlmModel, makeLlmConfig, type LlmConfig } from '../../llm/model';
 import { loadTokenizer, qwen3TokenizerDir } from '../../llm/tokenizer';
 import { defaultPretrainConfig, pretrainPrior, type PretrainConfig, type PretrainProgress } from '../../train/pretrain';
 import { envNames } from '../../envs/registry';
@@ -148,20 +148,10 @@ export const modelCommand: Command = {
       }
       flags.vocab = loadTokenizer(tokDir).vocabSize;
     }
-    const config: LlmConfig = {
-      architectures: [flags.arch === 'llama' ? 'LlamaForCausalLM' : flags.arch === 'qwen3' ? 'Qwen3ForCausalLM' : 'Qwen2ForCausalLM'],
-      model_type: flags.arch,
-      vocab_size: flags.vocab,
-      hidden_size: flags.hidden,
-      intermediate_size: flags.intermediate,
-      num_hidden_layers: flags.layers,
-      num_attention_heads: flags.heads,
-      num_key_value_heads: flags['kv-heads'],
-      rope_theta: flags['rope-theta'],
-      rms_norm_eps: 1e-6,
-      tie_word_embeddings: flags.tied,
-      max_position_embeddings: 4096,
-    };
+    const config: LlmConfig = makeLlmConfig({
+      arch: flags.arch, vocab: flags.vocab, hidden: flags.hidden, intermediate: flags.intermediate, layers: flags.layers,
+      heads: flags.heads, kvHeads: flags['kv-heads'], ropeTheta: flags['rope-theta'], tied: flags.tied,
+    });
     const out = path.resolve(flags.out);
     if (fs.existsSync(path.join(out, 'config.json'))) throw new CliError(`memq model init: ${out} already holds a model`);
     fs.mkdirSync(out, { recursive: true });
