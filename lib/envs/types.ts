@@ -1,5 +1,5 @@
 /**
- * Gymnasium-shaped, asynchronous text-environment interface (ARCHITECTURE.md: Gymnasium).
+ * Gymnasium-shaped, asynchronous text-environment interface (shaped after Gymnasium: reset/step, terminated/truncated, info).
  * Text environments put the admissible actions in `info`, as TextWorld/ALFWorld do.
  */
 

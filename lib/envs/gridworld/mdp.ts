@@ -5,7 +5,7 @@
  *   { "states": S, "actions": A,
  *     "P": [S][A][S]   P[s][a][s'] = probability of s' after taking a in s (rows sum to 1),
  *     "R": [S][A]      expected immediate reward of taking a in s,
- *     "prior"?: [S][A] a reference policy mu(a|s) (rows sum to 1; MATH.md §6),
+ *     "prior"?: [S][A] a reference policy mu(a|s) (rows sum to 1; docs/math.md §6),
  *     "terminal"?: [indices] states that absorb with zero reward (P[t][a][t] = 1, R[t][a] = 0) }
  */
 

@@ -1,7 +1,7 @@
 /**
  * A finite MDP with text observations and text actions: the common shape of the gridworld
  * and the random tabular MDPs. The environment samples from exactly the model it exports
- * (`toMdp()`), so learning can be checked against exact solvers (MATH.md §6).
+ * (`toMdp()`), so learning can be checked against exact solvers (docs/math.md §6).
  */
 import type { Rng } from '../rng';
 import type { MdpJson } from './mdp';

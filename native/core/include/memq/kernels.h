@@ -1,4 +1,4 @@
-// Retrieval kernels of MATH.md §2-§5 on the CPU. Every CUDA kernel in native/core/cuda has
+// Retrieval kernels of docs/math.md §2-§5 on the CPU. Every CUDA kernel in native/core/cuda has
 // the same signature with a `cuda_` prefix and uses these as its oracle.
 //
 // Conventions (llm.c style): outputs first, inputs const, dimensions last. Matrices are
