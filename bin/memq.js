@@ -21,6 +21,15 @@ process.on('SIGINT', () => {
     process.exit(130);
   }
 });
+// Started by `memq sweep` (an IPC channel to the sweep): stop cleanly, as on Ctrl-C, when the
+// sweep process goes away, so a killed sweep leaves no cell running on its own. The channel
+// must not keep this process alive.
+if (process.channel) {
+  process.channel.unref();
+  process.on('disconnect', () => {
+    if (!controller.signal.aborted) controller.abort();
+  });
+}
 main(process.argv.slice(2), { signal: controller.signal }).then(
   (code) => {
     process.exitCode = code;

@@ -13,6 +13,7 @@ import { infoCommand } from './info';
 import { modelCommand } from './model';
 import { playCommand } from './play';
 import { solveCommand } from './solve';
+import { sweepCommand } from './sweep';
 
 export const commands: Command[] = [
   runCommand,
@@ -25,4 +26,5 @@ export const commands: Command[] = [
   modelCommand,
   playCommand,
   solveCommand,
+  sweepCommand,
 ];
