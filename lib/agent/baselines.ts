@@ -40,6 +40,12 @@ export class RandomAgent implements Agent {
   memorySize() {
     return 0;
   }
+  rngState() {
+    return this.rng.state;
+  }
+  setRngState(state: number) {
+    this.rng.state = state >>> 0;
+  }
   async save(dir: string) {
     writeJson(dir, 'agent.json', { name: this.name, rng: this.rng.state });
   }
@@ -62,6 +68,12 @@ export class PriorAgent implements Agent {
   }
   memorySize() {
     return 0;
+  }
+  rngState() {
+    return this.rng.state;
+  }
+  setRngState(state: number) {
+    this.rng.state = state >>> 0;
   }
   async save(dir: string) {
     writeJson(dir, 'agent.json', { name: this.name, rng: this.rng.state });
@@ -117,6 +129,12 @@ export class NecAgent implements Agent {
   }
   memorySize() {
     return this.memory.size;
+  }
+  rngState() {
+    return this.rng.state;
+  }
+  setRngState(state: number) {
+    this.rng.state = state >>> 0;
   }
   async save(dir: string) {
     this.memory.save(path.join(dir, 'memory'));
@@ -222,6 +240,12 @@ export class MemRLAgent implements Agent {
   memorySize() {
     return this.memory.size;
   }
+  rngState() {
+    return this.rng.state;
+  }
+  setRngState(state: number) {
+    this.rng.state = state >>> 0;
+  }
   async save(dir: string) {
     this.memory.save(path.join(dir, 'memory'));
     writeJson(dir, 'agent.json', { name: this.name, rng: this.rng.state, utility: [...this.utility.entries()] });
@@ -265,6 +289,12 @@ export class QLearningAgent implements Agent {
   }
   memorySize() {
     return this.q.size;
+  }
+  rngState() {
+    return this.rng.state;
+  }
+  setRngState(state: number) {
+    this.rng.state = state >>> 0;
   }
   async save(dir: string) {
     writeJson(dir, 'agent.json', { name: this.name, rng: this.rng.state, q: [...this.q.entries()] });

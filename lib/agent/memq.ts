@@ -130,8 +130,12 @@ export class MemQAgent implements Agent {
     if (mode === 'train' && this.pending) this.finishTd(this.pending, e.value);
     const idx = mode === 'train' ? this.rng.categorical(e.policy) : this.rng.argmax(e.policy, 1e-7);
     this.lastChoice = { q: e.q[idx], value: e.value, confidence: e.confidence[idx] };
-    this.confSum += e.confidence[idx];
-    this.confCount++;
+    if (mode === 'train') {
+      // meanConfidence is a training statistic: evaluation games leave it alone (and an
+      // evaluation resumed from its per-game records, not replayed, cannot shift it)
+      this.confSum += e.confidence[idx];
+      this.confCount++;
+    }
     return idx;
   }
 
@@ -188,6 +192,14 @@ export class MemQAgent implements Agent {
 
   memorySize(): number {
     return this.memory.size;
+  }
+
+  rngState(): number {
+    return this.rng.state;
+  }
+
+  setRngState(state: number): void {
+    this.rng.state = state >>> 0;
   }
 
   stats(): Record<string, number> {

@@ -85,9 +85,13 @@ interface RunState {
   /** Training episodes done. */
   episodesDone: number;
   demosDone: boolean;
+  /** Demonstrations written so far (while demosDone is false). */
+  demoEpisodes?: number;
   wins: number;
   recentWins: number[];
   wallSeconds: number;
+  /** Training episodes done when the last evaluation finished every split (-1 or absent: none yet). */
+  evaluatedAt?: number;
   lastEval?: Record<string, { success: number; games: number; meanReward: number }>;
 }
 
@@ -145,30 +149,163 @@ export async function runEpisode(
   return { episode, task: info.task, taskType: info.taskType, steps, won, totalReward: total, source: mode === 'demo' ? 'demo' : 'train' };
 }
 
-/** Greedy evaluation with memory frozen on a split's fixed games. */
+/** One finished evaluation game, as recorded (and checkpointed) game by game. */
+export interface EvalGame {
+  game: number;
+  won: boolean;
+  reward: number;
+  steps: number;
+  taskType?: string;
+}
+
+/** Number of games an evaluation of `split` plays: evalGames, else the whole fixed set (100 games where the set is unbounded). */
+export function evalGamesOf(config: RunConfig, env: TextEnv, split: string): number {
+  const size = env.evalSetSize(split);
+  const n = config.evalGames ?? (Number.isFinite(size) ? size : 100);
+  return Number.isFinite(size) ? Math.min(n, size) : n;
+}
+
+function hashString(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+/** The agent's random state for evaluation game g of a split: fixed by (run seed, split, game), not by play order. */
+export function evalGameRngState(seed: number, split: string, g: number): number {
+  let h = (Math.imul(seed + 1, 0x9e3779b1) ^ hashString(split)) >>> 0;
+  h = Math.imul(h ^ (g + 0x632be5ab), 0x85ebca6b) >>> 0;
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35) >>> 0;
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** The aggregate of an evaluation's games, summed in game order (so a resumed evaluation adds up to the same numbers). */
+export function evalMetricOf(episode: number, split: string, games: EvalGame[], seconds: number): EvalMetric {
+  let wins = 0, reward = 0, steps = 0;
+  const byType: Record<string, { games: number; success: number }> = {};
+  for (const g of games) {
+    wins += g.won ? 1 : 0;
+    reward += g.reward;
+    steps += g.steps;
+    const tt = g.taskType ?? 'all';
+    byType[tt] ??= { games: 0, success: 0 };
+    byType[tt].games++;
+    byType[tt].success += g.won ? 1 : 0;
+  }
+  for (const v of Object.values(byType)) v.success /= v.games;
+  const n = games.length;
+  return { kind: 'eval', episode, split, games: n, success: n ? wins / n : 0, meanReward: n ? reward / n : 0, meanSteps: n ? steps / n : 0, byTaskType: byType, seconds };
+}
+
+/** Lets the event loop run (signal handlers, timers) between games of agents that never wait on I/O. */
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * Append-only record of an evaluation's finished games (one JSON line each, fsynced), so an
+ * interrupted or killed evaluation continues where it stopped. The first line names the
+ * evaluation; a torn last line (a crash mid-write) is dropped when the file is reopened.
+ */
+class EvalRecord {
+  private fd: number;
+  readonly games: EvalGame[] = [];
+
+  constructor(readonly file: string, header: { episode: number; split: string; games: number }) {
+    const head = JSON.stringify({ kind: 'eval-games', ...header });
+    let lines: string[] = [];
+    if (fs.existsSync(file)) lines = fs.readFileSync(file, 'utf8').split('\n');
+    if (lines[0] === head) {
+      for (const line of lines.slice(1)) {
+        let g: EvalGame;
+        try {
+          g = JSON.parse(line);
+        } catch {
+          break;
+        }
+        if (!g || g.game !== this.games.length || this.games.length >= header.games) break;
+        this.games.push(g);
+      }
+    }
+    // Rewrite the valid prefix (drops a torn line or a record of another evaluation), then append.
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    const text = [head, ...this.games.map((g) => JSON.stringify(g))].join('\n') + '\n';
+    const tmp = `${file}.tmp-${process.pid}`;
+    const fd = fs.openSync(tmp, 'w');
+    try {
+      fs.writeSync(fd, text);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, file);
+    this.fd = fs.openSync(file, 'a');
+  }
+
+  add(g: EvalGame): void {
+    fs.writeSync(this.fd, JSON.stringify(g) + '\n');
+    fs.fsyncSync(this.fd);
+    this.games.push(g);
+  }
+
+  close(): void {
+    fs.closeSync(this.fd);
+  }
+}
+
+/** Where an evaluation's per-game record lives in a run directory. */
+export function evalRecordFile(dir: string, episode: number, split: string): string {
+  return path.join(dir, EVAL_GAMES, `ep${episode}-${encodeURIComponent(split)}.jsonl`);
+}
+const EVAL_GAMES = 'eval-games';
+
+export interface EvalOutcome {
+  metric: EvalMetric;
+  /** False when hooks.signal stopped it between games (metric covers the games played). */
+  complete: boolean;
+}
+
+/**
+ * Greedy evaluation with memory frozen on a split's fixed games. Each game's agent stream is
+ * seeded from (run seed, split, game), and the training stream is restored afterwards. Checks
+ * hooks.signal between games (the current game finishes). With `recordFile`, finished games
+ * are appended there and games already recorded are not played again.
+ */
+export async function evaluateGames(
+  config: RunConfig, agent: Agent, split: string, episode: number, hooks: RunHooks = {}, envIn?: TextEnv, recordFile?: string,
+): Promise<EvalOutcome> {
+  const env = envIn ?? makeEnv(config.env, config.envOptions);
+  const t0 = Date.now();
+  const total = evalGamesOf(config, env, split);
+  const record = recordFile ? new EvalRecord(recordFile, { episode, split, games: total }) : undefined;
+  const games: EvalGame[] = record ? record.games : [];
+  const saved = agent.rngState?.();
+  let wins = games.reduce((k, g) => k + (g.won ? 1 : 0), 0);
+  try {
+    for (let g = games.length; g < total; g++) {
+      if (hooks.signal?.aborted) break;
+      agent.setRngState?.(evalGameRngState(config.seed, split, g));
+      const ep = await runEpisode(env, agent, 'eval', -1, { split, gameIndex: g, seed: g }, config.historyWindow);
+      const rec: EvalGame = { game: g, won: ep.won, reward: ep.totalReward, steps: ep.steps.length };
+      if (ep.taskType !== undefined) rec.taskType = ep.taskType;
+      if (record) record.add(rec);
+      else games.push(rec);
+      wins += ep.won ? 1 : 0;
+      hooks.onProgress?.({ phase: 'eval', episode, episodes: config.episodes, successRate: wins / (g + 1), memory: agent.memorySize(), episodesPerSecond: 0, split, game: g + 1, games: total });
+      await yieldToEventLoop();
+    }
+  } finally {
+    if (saved !== undefined) agent.setRngState?.(saved);
+    record?.close();
+    if (!envIn) await env.close();
+  }
+  return { metric: evalMetricOf(episode, split, games, (Date.now() - t0) / 1000), complete: games.length === total };
+}
+
+/** Greedy evaluation with memory frozen on a split's fixed games (evaluateGames without a record). */
 export async function evaluate(
   config: RunConfig, agent: Agent, split: string, episode: number, hooks: RunHooks = {}, envIn?: TextEnv,
 ): Promise<EvalMetric> {
-  const env = envIn ?? makeEnv(config.env, config.envOptions);
-  const t0 = Date.now();
-  const size = env.evalSetSize(split);
-  const games = Math.min(config.evalGames ?? 1000, Number.isFinite(size) ? size : 100);
-  let wins = 0, reward = 0, steps = 0;
-  const byType: Record<string, { games: number; success: number }> = {};
-  for (let g = 0; g < games; g++) {
-    const ep = await runEpisode(env, agent, 'eval', -1, { split, gameIndex: g, seed: g }, config.historyWindow);
-    wins += ep.won ? 1 : 0;
-    reward += ep.totalReward;
-    steps += ep.steps.length;
-    const tt = ep.taskType ?? 'all';
-    byType[tt] ??= { games: 0, success: 0 };
-    byType[tt].games++;
-    byType[tt].success += ep.won ? 1 : 0;
-    hooks.onProgress?.({ phase: 'eval', episode, episodes: config.episodes, successRate: wins / (g + 1), memory: agent.memorySize(), episodesPerSecond: 0, split, game: g + 1, games });
-  }
-  for (const v of Object.values(byType)) v.success /= v.games;
-  if (!envIn) await env.close();
-  return { kind: 'eval', episode, split, games, success: wins / games, meanReward: reward / games, meanSteps: steps / games, byTaskType: byType, seconds: (Date.now() - t0) / 1000 };
+  return (await evaluateGames(config, agent, split, episode, hooks, envIn)).metric;
 }
 
 /** The evaluation splits: the config's, else every split but the training one, else the training split's own games. */
@@ -209,15 +346,23 @@ function latestCheckpoint(dir: string): string | undefined {
   return undefined;
 }
 
+/** Rewrites only the run state of the current checkpoint (the agent is unchanged since it was saved). */
+function saveCheckpointState(dir: string, state: RunState): void {
+  writeJsonAtomic(path.join(dir, CKPT, 'state.json'), state);
+}
+
 /** Keeps only metrics lines that belong to the checkpointed prefix of the run. */
-function truncateMetrics(file: string, episodesDone: number, demosDone: boolean): void {
+function truncateMetrics(file: string, state: RunState): void {
   if (!fs.existsSync(file)) return;
+  const { episodesDone, demosDone } = state;
+  const evaluatedAt = state.evaluatedAt ?? -1;
   const keep = fs.readFileSync(file, 'utf8').split('\n').filter((line) => {
     if (!line.trim()) return false;
     try {
       const m = JSON.parse(line);
-      if (m.kind === 'episode') return m.source === 'demo' ? demosDone : m.episode < episodesDone;
-      if (m.kind === 'eval') return m.episode <= episodesDone && m.episode >= 0;
+      if (m.kind === 'episode') return m.source === 'demo' ? demosDone || m.episode < (state.demoEpisodes ?? 0) : m.episode < episodesDone;
+      // an evaluation at the checkpoint itself counts only once all its splits finished
+      if (m.kind === 'eval') return m.episode >= 0 && (m.episode < episodesDone || m.episode <= evaluatedAt);
       if (m.kind === 'em') return m.episode <= episodesDone;
       return false;
     } catch {
@@ -225,6 +370,16 @@ function truncateMetrics(file: string, episodesDone: number, demosDone: boolean)
     }
   });
   fs.writeFileSync(file, keep.map((l) => l + '\n').join(''));
+}
+
+/** Drops per-game evaluation records past the checkpoint (they belong to a later, lost part of the run). */
+function pruneEvalRecords(dir: string, episodesDone: number): void {
+  const d = path.join(dir, EVAL_GAMES);
+  if (!fs.existsSync(d)) return;
+  for (const f of fs.readdirSync(d)) {
+    const m = /^ep(\d+)-/.exec(f);
+    if (!m || Number(m[1]) > episodesDone || f.includes('.tmp-')) fs.rmSync(path.join(d, f), { force: true });
+  }
 }
 
 export function readMetrics(dir: string): (EpisodeMetric | EvalMetric)[] {
@@ -248,16 +403,25 @@ export async function runTraining(config: RunConfig, dir: string, hooks: RunHook
   const metricsFile = path.join(dir, 'metrics.jsonl');
   const agent = await makeAgentAsync(config);
   const env = makeEnv(config.env, config.envOptions);
-  let state: RunState = { episodesDone: 0, demosDone: false, wins: 0, recentWins: [], wallSeconds: 0 };
+  // Evaluations fall after every evalEvery-th training episode and at the end of training.
+  const evalDue = (n: number) => n >= config.episodes || (config.evalEvery > 0 && n > 0 && n % config.evalEvery === 0);
+  let state: RunState = { episodesDone: 0, demosDone: false, wins: 0, recentWins: [], wallSeconds: 0, evaluatedAt: -1 };
+  /** True while dir/checkpoint holds exactly the current agent and progress (nothing learnt since). */
+  let saved = false;
   if (resume) {
     const ck = latestCheckpoint(dir);
     if (ck) {
       state = JSON.parse(fs.readFileSync(path.join(ck, 'state.json'), 'utf8'));
       await agent.load(path.join(ck, 'agent'));
+      saved = ck === path.join(dir, CKPT);
+      // checkpoints written before evaluatedAt existed were saved after any evaluation due at them
+      state.evaluatedAt ??= evalDue(state.episodesDone) && (state.episodesDone < config.episodes || state.lastEval) ? state.episodesDone : -1;
     }
-    truncateMetrics(metricsFile, state.episodesDone, state.demosDone);
+    truncateMetrics(metricsFile, state);
+    pruneEvalRecords(dir, state.episodesDone);
   } else {
     fs.rmSync(metricsFile, { force: true });
+    fs.rmSync(path.join(dir, EVAL_GAMES), { recursive: true, force: true });
     writeJsonAtomic(path.join(dir, 'config.json'), config);
   }
   const append = (m: EpisodeMetric | EvalMetric | Record<string, unknown>) => fs.appendFileSync(metricsFile, JSON.stringify(m) + '\n');
@@ -266,29 +430,68 @@ export async function runTraining(config: RunConfig, dir: string, hooks: RunHook
   const priorWall = state.wallSeconds; // wall time of earlier sessions of this run (resume)
   const wall = () => priorWall + (Date.now() - started) / 1000;
   const aborted = () => hooks.signal?.aborted ?? false;
+  let sinceCkpt = 0;
+  const checkpoint = async () => {
+    state.wallSeconds = wall();
+    await saveCheckpoint(dir, agent, state);
+    saved = true;
+    sinceCkpt = 0;
+  };
 
   // Demonstrations: expert episodes of the train split written to memory (limited task data).
   if (!state.demosDone) {
     const demoEnv = config.demos > 0 && agent.endEpisode ? makeEnv(config.env, demoEnvOptions(config)) : env;
-    for (let j = 0; j < config.demos && agent.endEpisode; j++) {
+    for (let j = state.demoEpisodes ?? 0; j < config.demos && agent.endEpisode && !aborted(); j++) {
       const t0 = Date.now();
       const ep = await runEpisode(demoEnv, agent, 'demo', j, { seed: demoSeed(config.seed, j), split: env.splits[0] }, config.historyWindow);
       await agent.endEpisode(ep);
       append({ kind: 'episode', episode: j, source: 'demo', won: ep.won, reward: ep.totalReward, steps: ep.steps.length, taskType: ep.taskType, memory: agent.memorySize(), seconds: (Date.now() - t0) / 1000 });
+      state.demoEpisodes = j + 1;
+      saved = false;
       hooks.onProgress?.({ phase: 'demos', episode: j + 1, episodes: config.demos, successRate: 1, memory: agent.memorySize(), episodesPerSecond: 0 });
+      if (++sinceCkpt >= config.checkpointEvery && j + 1 < config.demos) await checkpoint();
+      await yieldToEventLoop();
     }
     if (demoEnv !== env) await demoEnv.close();
-    state.demosDone = true;
+    if (!aborted() || (state.demoEpisodes ?? 0) >= config.demos || !agent.endEpisode) {
+      state.demosDone = true;
+      delete state.demoEpisodes;
+    }
+    sinceCkpt = 0; // training checkpoints keep their cadence (every checkpointEvery training episodes)
   }
 
-  let sinceCkpt = 0;
   let epsThisSession = 0;
-  while (state.episodesDone < config.episodes && !aborted()) {
+  for (;;) {
+    const n = state.episodesDone;
+    if (state.demosDone && evalDue(n) && (state.evaluatedAt ?? -1) < n) {
+      // Checkpoint first: a crash or an interrupt during the evaluation resumes right here, and
+      // the games already recorded in eval-games/ are not played again.
+      if (!saved) await checkpoint();
+      const evals: RunSummary['evals'] = {};
+      let finished = true;
+      for (const split of splits) {
+        const r = await evaluateGames(config, agent, split, n, hooks, env, evalRecordFile(dir, n, split));
+        if (!r.complete) {
+          finished = false;
+          break;
+        }
+        append(r.metric);
+        evals[split] = { success: r.metric.success, games: r.metric.games, meanReward: r.metric.meanReward };
+      }
+      if (!finished) break;
+      state.evaluatedAt = n;
+      if (n >= config.episodes) state.lastEval = evals;
+      state.wallSeconds = wall();
+      saveCheckpointState(dir, state);
+      if (n < config.episodes) hooks.onMetrics?.(dir);
+    }
+    if (n >= config.episodes || aborted() || !state.demosDone) break;
     const i = state.episodesDone;
     const t0 = Date.now();
     const ep = await runEpisode(env, agent, 'train', i, { seed: trainSeed(config.seed, i), split: env.splits[0] }, config.historyWindow);
     await agent.endEpisode?.(ep);
     state.episodesDone++;
+    saved = false;
     epsThisSession++;
     state.wins += ep.won ? 1 : 0;
     state.recentWins.push(ep.won ? 1 : 0);
@@ -296,32 +499,17 @@ export async function runTraining(config: RunConfig, dir: string, hooks: RunHook
     append({ kind: 'episode', episode: i, source: 'train', won: ep.won, reward: ep.totalReward, steps: ep.steps.length, taskType: ep.taskType, memory: agent.memorySize(), seconds: (Date.now() - t0) / 1000, ...(agent.stats?.() ?? {}) });
     for (const ev of agent.events?.() ?? []) append(ev);
     hooks.onProgress?.({ phase: 'train', episode: state.episodesDone, episodes: config.episodes, successRate: state.wins / state.episodesDone, memory: agent.memorySize(), episodesPerSecond: epsThisSession / ((Date.now() - started) / 1000) });
-    const evalNow = config.evalEvery > 0 && state.episodesDone % config.evalEvery === 0 && state.episodesDone < config.episodes;
-    if (evalNow) {
-      for (const split of splits) append(await evaluate(config, agent, split, state.episodesDone, hooks, env));
-      hooks.onMetrics?.(dir);
-    }
-    if (++sinceCkpt >= config.checkpointEvery || evalNow) {
-      state.wallSeconds = wall();
-      await saveCheckpoint(dir, agent, state);
-      sinceCkpt = 0;
-    }
+    if (++sinceCkpt >= config.checkpointEvery) await checkpoint();
+    await yieldToEventLoop();
   }
 
-  const complete = state.episodesDone >= config.episodes;
-  if (complete) {
-    const evals: RunSummary['evals'] = {};
-    for (const split of splits) {
-      if (aborted()) break;
-      const e = await evaluate(config, agent, split, state.episodesDone, hooks, env);
-      append(e);
-      evals[split] = { success: e.success, games: e.games, meanReward: e.meanReward };
-    }
-    if (Object.keys(evals).length === splits.length) state.lastEval = evals;
+  const finished = state.episodesDone >= config.episodes && state.lastEval !== undefined && (state.evaluatedAt ?? -1) >= state.episodesDone;
+  if (saved) {
+    state.wallSeconds = wall();
+    saveCheckpointState(dir, state);
+  } else {
+    await checkpoint();
   }
-  const finished = complete && state.lastEval !== undefined;
-  state.wallSeconds = wall();
-  await saveCheckpoint(dir, agent, state);
   await env.close();
   const summary: RunSummary = {
     agent: config.agent,
@@ -332,7 +520,7 @@ export async function runTraining(config: RunConfig, dir: string, hooks: RunHook
     demos: config.demos,
     trainSuccess: state.episodesDone ? state.wins / state.episodesDone : 0,
     trainSuccessLast: state.recentWins.length ? state.recentWins.reduce((a, b) => a + b, 0) / state.recentWins.length : 0,
-    evals: state.lastEval ?? {},
+    evals: finished ? state.lastEval! : {},
     memory: agent.memorySize(),
     wallSeconds: state.wallSeconds,
     episodesPerSecond: state.wallSeconds > 0 ? (state.episodesDone + (state.demosDone ? config.demos : 0)) / state.wallSeconds : 0,

@@ -44,6 +44,14 @@ export interface Agent {
   endEpisode?(episode: EpisodeRecord): Promise<void>;
   /** Number of cases in memory (0 for memoryless agents). */
   memorySize(): number;
+  /**
+   * The agent's random stream (its whole state, one uint32) and its setter. Evaluation seeds
+   * each game's stream from (run seed, split, game) and restores the training stream after, so
+   * greedy evaluation is reproducible game by game (an interrupted evaluation resumes exactly)
+   * and does not perturb training. Agents without them evaluate on their shared stream.
+   */
+  rngState?(): number;
+  setRngState?(state: number): void;
   /** Persist everything needed to continue exactly (memory, RNG state, counters). */
   save(dir: string): Promise<void>;
   load(dir: string): Promise<void>;
