@@ -20,6 +20,14 @@ list; otherwise the seed picks one. taskType filters by ALFWorld's task names
 pick_heat_then_place_in_recep, pick_cool_then_place_in_recep, pick_two_obj_and_place);
 a prefix such as "pick_heat" is enough.
 
+Grammar versions: ALFWorld 0.3.x places objects with "put O in/on R", ALFWorld >= 0.4 with
+"move O to R" (most published ALFWorld numbers use 0.3.x). The bridge states which one the
+installed engine speaks in every answer (info.grammar, info.alfworldVersion), taken from the
+installed package's version, or else from the engine's own admissible commands. With
+--grammar 0.3|0.4 it checks that the engine speaks that version and answers every request with
+an error naming both when it does not. Commands in the other spelling are translated to the
+engine's (so a policy trained on memq's household with either grammar can play).
+
 Anything ALFWorld or TextWorld print goes to stderr: stdout carries the protocol only.
 """
 
@@ -27,6 +35,7 @@ import argparse
 import json
 import os
 import random
+import re
 import sys
 import traceback
 
@@ -50,6 +59,54 @@ TASK_TYPES = [
 ]
 
 WELCOME = "-= Welcome to TextWorld, ALFRED! =-"
+
+PUT = re.compile(r"^put (.+) in/on (.+)$")
+MOVE = re.compile(r"^move (.+) to (.+)$")
+
+
+def installed_alfworld_version():
+    """The installed alfworld package's version string, or None when it cannot be told."""
+    try:
+        from importlib.metadata import version
+
+        return version("alfworld")
+    except Exception:
+        pass
+    try:
+        import alfworld
+
+        return getattr(alfworld, "__version__", None)
+    except Exception:
+        return None
+
+
+def grammar_of_version(text):
+    """'0.4' for ALFWorld >= 0.4, '0.3' below, None when the version is unknown or unparsable."""
+    m = re.match(r"^(\d+)\.(\d+)", text or "")
+    if not m:
+        return None
+    return "0.4" if (int(m.group(1)), int(m.group(2))) >= (0, 4) else "0.3"
+
+
+def grammar_of_commands(commands):
+    """The grammar the engine's admissible commands are written in, None when no placing command shows it."""
+    for c in commands:
+        if PUT.match(c):
+            return "0.3"
+        if MOVE.match(c):
+            return "0.4"
+    return None
+
+
+def translate(action, grammar):
+    """A placing command in the engine's grammar (other commands are the same in both)."""
+    if grammar == "0.3":
+        m = MOVE.match(action)
+        return "put %s in/on %s" % (m.group(1), m.group(2)) if m else action
+    if grammar == "0.4":
+        m = PUT.match(action)
+        return "move %s to %s" % (m.group(1), m.group(2)) if m else action
+    return action
 
 
 def default_config(data_dir):
@@ -104,9 +161,12 @@ def extract_task(observation):
 
 
 class AlfworldBridge:
-    def __init__(self, config, max_steps):
+    def __init__(self, config, max_steps, want_grammar=None):
         self.config = config
         self.max_steps = max_steps
+        self.want_grammar = want_grammar  # --grammar, checked against the engine
+        self.version = installed_alfworld_version()
+        self.grammar = grammar_of_version(self.version)
         self.game_files = {}  # split -> sorted list
         self.env = None
         self.state = None
@@ -151,10 +211,20 @@ class AlfworldBridge:
                                    wrappers=[AlfredDemangler(shuffle=False), AlfredInfos])
         self.gamefile = gamefile
 
+    def check_grammar(self, commands):
+        """Settles the engine's grammar (version, else its commands) and checks --grammar against it."""
+        if self.grammar is None:
+            self.grammar = grammar_of_commands(commands)
+        if self.want_grammar and self.grammar and self.grammar != self.want_grammar:
+            spelling = {"0.3": "put O in/on R", "0.4": "move O to R"}
+            raise ValueError("the installed ALFWorld (version %s) speaks grammar %s ('%s'), but --grammar %s was asked"
+                             % (self.version or "unknown", self.grammar, spelling[self.grammar], self.want_grammar))
+
     def answer(self, observation, reward, terminated, truncated):
         state = self.state
         plan = state.get("expert_plan") or []
         actions = [a for a in (state.get("admissible_commands") or []) if a != "help"]
+        self.check_grammar(actions)
         won = bool(state.get("won"))
         return {
             "observation": observation,
@@ -169,6 +239,8 @@ class AlfworldBridge:
                 "gamefile": self.gamefile,
                 "steps": self.steps,
                 "expertAction": plan[0] if plan and not (terminated or truncated) else None,
+                "grammar": self.grammar,
+                "alfworldVersion": self.version,
             },
         }
 
@@ -190,7 +262,7 @@ class AlfworldBridge:
         action = request.get("action")
         if not isinstance(action, str):
             raise ValueError("a step request needs a string 'action'")
-        self.state, score, done = self.env.step(action)
+        self.state, score, done = self.env.step(translate(action, self.grammar))
         self.steps += 1
         reward = float(score) - self.score  # TextWorld reports the cumulative score
         self.score = float(score)
@@ -214,8 +286,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", help="ALFWorld YAML config (default: built-in, reading $ALFWORLD_DATA)")
     parser.add_argument("--max-steps", type=int, default=50, help="truncate episodes after this many steps")
+    parser.add_argument("--grammar", choices=["0.3", "0.4"],
+                        help="require this ALFWorld command grammar (0.3: 'put O in/on R', 0.4: 'move O to R')")
     args = parser.parse_args()
-    bridge = AlfworldBridge(load_config(args.config), args.max_steps)
+    bridge = AlfworldBridge(load_config(args.config), args.max_steps, args.grammar)
     for line in sys.stdin:
         line = line.strip()
         if not line:

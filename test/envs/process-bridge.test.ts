@@ -12,7 +12,7 @@ import { ProcessEnv } from '../../lib/envs/process';
 const BRIDGE = path.join(__dirname, '..', '..', 'examples', 'alfworld_bridge.py');
 const hasPython = spawnSync('python3', ['--version']).status === 0;
 
-// Stand-ins: two games whose expert plan is "go to desk 1" then "put book in desk 1".
+// Stand-ins: two games whose expert plan is "go to desk 1" then "put book 1 in/on desk 1".
 const STUBS: Record<string, string> = {
   'textworld/__init__.py': `
 import json
@@ -27,15 +27,15 @@ class _Env:
         self.t = 0
         self.closed = False
     def _state(self, feedback):
-        plan = ["go to desk 1", "put book in desk 1"][self.t:]
-        return GameState(feedback=feedback, admissible_commands=["look", "help", "go to desk 1", "put book in desk 1"],
+        plan = ["go to desk 1", "put book 1 in/on desk 1"][self.t:]
+        return GameState(feedback=feedback, admissible_commands=["look", "help", "go to desk 1", "put book 1 in/on desk 1"],
                          won=self.t >= 2, expert_plan=plan, score=1 if self.t >= 2 else 0)
     def reset(self):
         self.t = 0
         print("noise from textworld on stdout")  # must not reach the protocol
         return self._state("-= Welcome to TextWorld, ALFRED! =-\\n\\nYou are in the middle of a room.\\n\\nYour task is to: put a book in desk.")
     def step(self, cmd):
-        if self.t < 2 and cmd == ["go to desk 1", "put book in desk 1"][self.t]:
+        if self.t < 2 and cmd == ["go to desk 1", "put book 1 in/on desk 1"][self.t]:
             self.t += 1
         s = self._state("You did " + cmd + ".")
         return s, s["score"], self.t >= 2
@@ -102,9 +102,11 @@ describe('examples/alfworld_bridge.py', () => {
 
       const r1 = await env.step('look');
       expect(r1.reward).toBe(0);
+      expect(r0.info.grammar).toBe('0.3');
       const r2 = await env.step(env.expertAction()!);
       expect(r2.terminated).toBe(false);
-      const r3 = await env.step(env.expertAction()!);
+      // The 0.4 spelling is translated to the engine's 0.3 command.
+      const r3 = await env.step('move book 1 to desk 1');
       expect(r3).toMatchObject({ reward: 1, terminated: true, truncated: false });
       expect(r3.info.won).toBe(true);
       expect(r3.info.admissibleActions).toEqual([]);
@@ -120,6 +122,20 @@ describe('examples/alfworld_bridge.py', () => {
       await expect(env.reset({ split: 'test' })).rejects.toThrow(/unknown split 'test'/);
       await expect(env.reset({ gameIndex: 9 })).rejects.toThrow(/gameIndex 9 outside the 2 games/);
       expect((await env.reset({ seed: 1 })).info.task).toBe('put a book in desk');
+    } finally {
+      await env.close();
+    }
+  });
+
+  it.skipIf(!hasPython)('--grammar 0.4 against a 0.3 engine is an error naming both', async () => {
+    const env = new ProcessEnv({
+      command: 'python3',
+      args: [BRIDGE, '--grammar', '0.4'],
+      env: { ...process.env, PYTHONPATH: stubDir, PYTHONDONTWRITEBYTECODE: '1' },
+      timeoutMs: 15_000,
+    });
+    try {
+      await expect(env.reset({ split: 'valid_seen', gameIndex: 0 })).rejects.toThrow(/speaks grammar 0.3 \('put O in\/on R'\), but --grammar 0.4 was asked/);
     } finally {
       await env.close();
     }

@@ -13,7 +13,7 @@ import { ExpertMode, expertAction as expertFor } from './expert';
 import { admissibleActions, isGoalMet, stepWorld } from './simulator';
 import { EVAL_SET_SIZE, SPLITS, isSplit, placementSeed, resolveGameSpec } from './splits';
 import { ALFWORLD_TASK_NAMES, TASK_TYPES, TaskType, parseTaskType } from './tasks';
-import { introText, taskText } from './text';
+import { commandIn, feedbackIn, GRAMMARS, introText, taskText, type Grammar } from './text';
 import { GameSpec, World, buildWorld } from './world';
 
 export { expertAction as expertActionFor } from './expert';
@@ -24,7 +24,8 @@ export { TASK_TYPES, ALFWORLD_TASK_NAMES, goalSentence, isUnseenGoalPair, parseT
 export type { TaskType, Goal } from './tasks';
 export type { GameSpec, World } from './world';
 export { allRooms } from './rooms';
-export { NOTHING_HAPPENS } from './text';
+export { NOTHING_HAPPENS, GRAMMARS, commandIn, feedbackIn } from './text';
+export type { Grammar } from './text';
 
 export const DEFAULT_MAX_STEPS = 50;
 
@@ -43,6 +44,12 @@ export interface HouseholdOptions extends EnvOptions {
    * 'search' (only what the agent has seen; searches receptacles like ALFWorld's handcoded expert).
    */
   expert?: ExpertMode;
+  /**
+   * The command grammar shown to the agent: '0.4' (default; "move O to R", ALFWorld >= 0.4) or
+   * '0.3' ("put O in/on R", ALFWorld 0.3.x, which most published ALFWorld numbers use). Either
+   * spelling is accepted as a command in both.
+   */
+  grammar?: Grammar;
 }
 
 export class HouseholdEnv implements TextEnv {
@@ -59,6 +66,8 @@ export class HouseholdEnv implements TextEnv {
   private admissibleVersion = -1;
   private task = '';
   private readonly expertMode: ExpertMode;
+  /** The command grammar shown to the agent (HouseholdOptions.grammar). */
+  readonly grammar: Grammar;
 
   constructor(options: HouseholdOptions = {}) {
     const m = options.maxSteps ?? DEFAULT_MAX_STEPS;
@@ -70,6 +79,9 @@ export class HouseholdEnv implements TextEnv {
     const mode = options.expert ?? 'oracle';
     if (mode !== 'oracle' && mode !== 'search') throw new TypeError(`household: expert must be 'oracle' or 'search', got '${mode}'`);
     this.expertMode = mode;
+    const g = options.grammar ?? '0.4';
+    if (!GRAMMARS.includes(g)) throw new TypeError(`household: grammar must be '0.3' or '0.4', got ${JSON.stringify(g)}`);
+    this.grammar = g;
   }
 
   evalSetSize(split: Split): number {
@@ -129,12 +141,12 @@ export class HouseholdEnv implements TextEnv {
     this.won = won;
     const truncated = !won && this.steps >= this.maxSteps;
     this.done = won || truncated;
-    return { observation: feedback, reward: won ? 1 : 0, terminated: won, truncated, info: this.info() };
+    return { observation: feedbackIn(this.grammar, feedback), reward: won ? 1 : 0, terminated: won, truncated, info: this.info() };
   }
 
   expertAction(): string | undefined {
     if (!this.world || this.done) return undefined;
-    return expertFor(this.world, this.expertMode);
+    return commandIn(this.grammar, expertFor(this.world, this.expertMode));
   }
 
   async close(): Promise<void> {
@@ -145,6 +157,10 @@ export class HouseholdEnv implements TextEnv {
     const w = this.world!;
     if (this.admissibleVersion !== w.version) {
       this.admissible = admissibleActions(w);
+      if (this.grammar !== '0.4') {
+        // The list is sorted; the placing command's new spelling moves it within that order.
+        this.admissible = this.admissible.map((c) => commandIn(this.grammar, c)).sort();
+      }
       this.admissibleVersion = w.version;
     }
     return {

@@ -94,3 +94,33 @@ export const HELP_TEXT =
   '  clean (object) with (receptacle): clean an object using a receptacle\n' +
   '  cool (object) with (receptacle):  cool an object using a receptacle\n' +
   '  slice (object) with (object):     slice an object using a sharp object\n';
+
+/**
+ * The command grammar a household world speaks. ALFWorld 0.4 places an object with
+ * "move O to R" ("You move the O to the R."); ALFWorld 0.3.x, which most published ALFWorld
+ * numbers use (ReAct, Reflexion, ...), with "put O in/on R" ("You put the O in/on the R.").
+ * Everything else is the same. The world and its parser speak 0.4 (and accept both spellings);
+ * the environment translates what it shows the agent.
+ */
+export type Grammar = '0.3' | '0.4';
+export const GRAMMARS: readonly Grammar[] = ['0.3', '0.4'];
+
+const MOVE_CMD = /^move (.+) to (.+)$/;
+const MOVE_FEEDBACK = /^You move the (.+) to the (.+)\.$/;
+const HELP_MOVE = '  move (object) to (receptacle):    place an object in or on a receptacle\n';
+const HELP_PUT = '  put (object) in/on (receptacle):  put an object in or on a receptacle\n';
+
+/** A command of the 0.4 grammar in `grammar` (only the placing command differs). */
+export function commandIn(grammar: Grammar, cmd: string): string {
+  if (grammar === '0.4') return cmd;
+  const m = MOVE_CMD.exec(cmd);
+  return m ? `put ${m[1]} in/on ${m[2]}` : cmd;
+}
+
+/** Feedback of the 0.4 grammar in `grammar` (the placing feedback and the help text differ). */
+export function feedbackIn(grammar: Grammar, text: string): string {
+  if (grammar === '0.4') return text;
+  if (text === HELP_TEXT) return HELP_TEXT.replace(HELP_MOVE, HELP_PUT);
+  const m = MOVE_FEEDBACK.exec(text);
+  return m ? `You put the ${m[1]} in/on the ${m[2]}.` : text;
+}
