@@ -11,15 +11,18 @@
  *   dir/journal-00000007.wal  optional append-only journal of writes after generation 7
  *
  * A save writes a new generation aside (snap-<g>.tmp-<pid>-<n>/), fsyncs every file and the
- * directory, renames it to snap-<g>/, fsyncs, then atomically replaces CURRENT (write
- * CURRENT.tmp, fsync, rename, fsync the directory). Only then are older generations removed.
- * At every instant CURRENT names a complete, fsynced generation.
- * A load checks every part's byte length and CRC-32 before building anything.
+ * directory, reads it back and verifies it as a load would, renames it to snap-<g>/, fsyncs,
+ * then atomically replaces CURRENT (write CURRENT.tmp, fsync, rename, fsync the directory).
+ * Only then are older generations removed. At every instant CURRENT names a complete, fsynced,
+ * verified generation.
+ * A load checks every part's byte length and CRC-32, then every row (ids increasing, keys finite
+ * with a squared norm finite in float32, values finite), before building anything.
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import * as zlib from 'zlib';
 import { f32FromLE, fsyncDir, i32FromLE, leBytes, writeFileDurable } from './fsutil';
+import { snapshotRowProblem } from './validate';
 
 export const SNAPSHOT_FORMAT = 'memq-episodic-memory';
 export const SNAPSHOT_VERSION = 1;
@@ -66,6 +69,8 @@ export class SnapshotError extends Error {
     message: string,
     readonly file?: string,
     readonly part?: string,
+    /** The bad row (case) of a part, when one is to blame. */
+    readonly row?: number,
   ) {
     super(message);
     this.name = 'SnapshotError';
@@ -81,6 +86,7 @@ export type SaveStep =
   | 'part:meta'
   | 'header'
   | 'fsync-temp-dir'
+  | 'verify'
   | 'rename-generation'
   | 'write-current-tmp'
   | 'rename-current'
@@ -91,6 +97,11 @@ export interface SaveOptions {
   fsync?: boolean;
   /** Called before each step; throwing aborts the save there (crash injection). */
   beforeStep?: (step: SaveStep) => void;
+  /**
+   * Extra check of the data as read back from the new generation (before it becomes current);
+   * throw to refuse the save. genDir is the temporary directory holding it.
+   */
+  verify?: (data: SnapshotData, genDir: string) => void;
 }
 
 const GEN_RE = /^snap-(\d{8})$/;
@@ -139,6 +150,9 @@ export function writeSnapshot(dir: string, data: SnapshotData, opts: SaveOptions
   const n = data.ids.length;
   if (data.keys.length !== n * data.dim) throw new RangeError(`keys has ${data.keys.length} floats, expected count × dim = ${n * data.dim}`);
   if (data.values.length !== n || data.meta.length !== n) throw new RangeError('values and meta must have one entry per id');
+  // Refuse at once what a load would refuse: no doomed generation is written.
+  const bad = snapshotRowProblem(data.ids, data.keys, data.values, data.dim);
+  if (bad) throw new RangeError(`save: ${bad.part} ${bad.message}; the snapshot would not load, nothing was written`);
 
   step('mkdir');
   fs.mkdirSync(dir, { recursive: true });
@@ -178,6 +192,8 @@ export function writeSnapshot(dir: string, data: SnapshotData, opts: SaveOptions
   writeFileDurable(path.join(tmp, 'header.json'), JSON.stringify({ header, crc32: crcHeader(header) }) + '\n', sync);
   step('fsync-temp-dir');
   if (sync) fsyncDir(tmp);
+  step('verify');
+  verifyWritten(dir, tmp, gen, data, opts.verify);
   step('rename-generation');
   fs.renameSync(tmp, path.join(dir, finalName));
   if (sync) fsyncDir(dir);
@@ -190,6 +206,37 @@ export function writeSnapshot(dir: string, data: SnapshotData, opts: SaveOptions
   step('cleanup');
   removeStale(dir, gen);
   return { generation: gen, path: path.join(dir, finalName) };
+}
+
+/**
+ * Read a freshly written generation back from disk and check it as a load would (header, every
+ * part's length and CRC-32, every row), plus that it holds what was meant to be written; on any
+ * failure the temporary directory is removed and a SnapshotError says that CURRENT was left alone.
+ */
+function verifyWritten(dir: string, tmp: string, gen: number, data: SnapshotData, extra: SaveOptions['verify']): void {
+  try {
+    const back = readGeneration(tmp);
+    const h = back.header;
+    const hfile = path.join(tmp, 'header.json');
+    if (h.generation !== gen || h.count !== data.ids.length || h.dim !== data.dim) {
+      throw new SnapshotError(`${hfile}: reads back as generation ${h.generation}, ${h.count} × ${h.dim}; wrote generation ${gen}, ${data.ids.length} × ${data.dim}`, hfile, 'header');
+    }
+    extra?.(back.data, tmp);
+  } catch (err) {
+    try {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    } catch {
+      // Left for the next save's cleanup.
+    }
+    const cur = path.join(dir, 'CURRENT');
+    const why = err instanceof Error ? err.message : String(err);
+    throw new SnapshotError(
+      `save: the new generation ${generationName(gen)} failed verification after writing, so ${cur} was left as it was: ${why}`,
+      err instanceof SnapshotError ? err.file : tmp,
+      err instanceof SnapshotError ? err.part : 'verify',
+      err instanceof SnapshotError ? err.row : undefined,
+    );
+  }
 }
 
 /** Remove generations other than `keep`, leftovers of interrupted saves, and old journals. */
@@ -284,18 +331,17 @@ export function readGeneration(genDir: string): { header: SnapshotHeader; data: 
       throw new SnapshotError(`${metaFile} (part 'meta') line ${i + 1} is not valid JSON`, metaFile, 'meta');
     }
   });
+  const ids = i32FromLE(bufs.ids);
+  const keys = f32FromLE(bufs.keys);
+  const values = f32FromLE(bufs.values);
+  const bad = snapshotRowProblem(ids, keys, values, h.dim);
+  if (bad) {
+    const file = path.join(genDir, PART_FILES[bad.part]);
+    throw new SnapshotError(`${file} (part '${bad.part}') ${bad.message}`, file, bad.part, bad.row);
+  }
   return {
     header: h,
-    data: {
-      dim: h.dim,
-      kernel: h.kernel,
-      options: h.options,
-      counters: h.counters,
-      ids: i32FromLE(bufs.ids),
-      keys: f32FromLE(bufs.keys),
-      values: f32FromLE(bufs.values),
-      meta,
-    },
+    data: { dim: h.dim, kernel: h.kernel, options: h.options, counters: h.counters, ids, keys, values, meta },
   };
 }
 
