@@ -192,8 +192,8 @@ export class ReflectAgent implements Agent {
   async retrieve(state: string): Promise<RetrievalChoice> {
     const xs = await this.opts.stateEncoder.encode([state]);
     const m = this.opts.m;
-    let ids = new Int32Array(0);
-    let kern = new Float32Array(0);
+    let ids: Int32Array = new Int32Array(0);
+    let kern: Float32Array = new Float32Array(0);
     let nearest = Infinity;
     if (this.cases.size > 0) {
       const hits = await this.cases.searchAuto(xs, m);
