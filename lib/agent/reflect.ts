@@ -347,7 +347,7 @@ export class ReflectAgent implements Agent {
   }
 
   /** One pass of logistic regression: did reflecting on a case beat acting from the prior? */
-  private trainGate(trace: StepTrace[], G: number[]): void {
+  private trainGate(trace: StepTrace[], G: ArrayLike<number>): void {
     trace.forEach((t, k) => {
       const acc = t.usedMemory ? this.meanMem : this.meanVoid;
       acc.sum += G[k] ?? 0;
