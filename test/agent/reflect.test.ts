@@ -164,3 +164,33 @@ describe('ReflectAgent: learned retrieval policy vs the exact soft-optimal polic
     console.log(`reflect tabular check: max TV(π, π*) = ${worstTv.toFixed(4)}, max |Q − Q*| = ${worstQ.toFixed(4)} (π* vs μ differ by up to ${far.toFixed(3)})`);
   }, 300_000);
 });
+
+describe('ReflectAgent: reflection consistency (docs/math.md §13)', () => {
+  it("as expert cases cover the state space (ε(M) → 0), greedy success approaches the expert's", async () => {
+    const { makeEnv } = await import('../../lib/envs/registry');
+    const { runEpisode } = await import('../../lib/agent/runner');
+    const env = makeEnv('gridworld', { randomStart: true, maxSteps: 40 });
+    const agent = agentWith({ writeCases: true, voidWeight: 0.01, priorMix: 0, seed: 3 });
+    const curve: { demos: number; radius: number; success: number }[] = [];
+    let demos = 0;
+    for (const target of [0, 2, 8, 32, 128]) {
+      for (; demos < target; demos++) await agent.endEpisode(await runEpisode(env, null, 'demo', demos, { seed: 1000 + demos }, 1));
+      let wins = 0;
+      const games = 40;
+      for (let g = 0; g < games; g++) {
+        agent.setRngState(g + 1);
+        wins += (await runEpisode(env, agent, 'eval', -1, { seed: g }, 1)).won ? 1 : 0;
+      }
+      const st = agent.evalStats();
+      curve.push({ demos, radius: st.coverageRadius, success: wins / games });
+    }
+    console.log('coverage curve (demos, ε(M), success):', curve.map((c) => `${c.demos}: ${Number.isFinite(c.radius) ? c.radius.toFixed(3) : 'inf'} ${(100 * c.success).toFixed(0)}%`).join(' | '));
+    // ε(M) over the evaluation states never grows as memory grows, and shrinks overall
+    const radii = curve.slice(1).map((c) => c.radius);
+    for (let i = 1; i < radii.length; i++) expect(radii[i]).toBeLessThanOrEqual(radii[i - 1] + 1e-9);
+    expect(radii[radii.length - 1]).toBeLessThan(radii[0]);
+    // the expert solves every game; with the most cases the reflect agent comes within 10 points
+    expect(curve[curve.length - 1].success).toBeGreaterThanOrEqual(0.9);
+    expect(curve[curve.length - 1].success).toBeGreaterThan(curve[0].success);
+  }, 120_000);
+});
