@@ -32,6 +32,8 @@ async function child(argv) {
     verbose: argv.includes('--verbose'),
   });
   fs.writeFileSync(path.join(dir, 'result.json'), JSON.stringify(result));
+  // After a hang a native worker thread may still be stuck, and a normal exit waits for it.
+  if (result.hung) process.kill(process.pid, 'SIGKILL');
   return 0;
 }
 

@@ -48,7 +48,7 @@ function usage(): string {
   return [
     'usage: node scripts/fuzz.js [--calls N] [--seed S] [--time-limit SEC] [--jobs J] [--batch-size K]',
     '                            [--only NAME,...] [--batch B] [--verbose] [--report FILE] [--mem-limit-mb M] [--quiet]',
-    '  --calls N        calls in all (default 2000), in batches of --batch-size (default 250), one child process each',
+    '  --calls N        calls in all (default 2000), in batches of --batch-size (default 500), one child process each',
     '  --seed S         run seed (default: from the clock; printed); batch B of seed S is always the same calls',
     '  --time-limit SEC start no batch after SEC seconds (default: none)',
     '  --jobs J         child processes at a time (default: the number of CPU cores)',
@@ -65,7 +65,7 @@ export function parseOptions(argv: string[]): HarnessOptions {
     seed: (Date.now() ^ (process.pid << 10)) >>> 0,
     timeLimit: Infinity,
     jobs: Math.max(1, os.cpus().length),
-    batchSize: 250,
+    batchSize: 500,
     verbose: false,
     memLimitMb: 4096,
     quiet: false,
@@ -184,8 +184,14 @@ function runChild(o: HarnessOptions, p: BatchPlan, root: string): Promise<{ resu
     child.on('exit', (code, signal) => {
       clearInterval(watch);
       const resultFile = path.join(dir, 'result.json');
-      if (code === 0 && !hung && fs.existsSync(resultFile)) {
-        const result = JSON.parse(fs.readFileSync(resultFile, 'utf8')) as BatchResult;
+      let result: BatchResult | undefined;
+      try {
+        result = JSON.parse(fs.readFileSync(resultFile, 'utf8')) as BatchResult;
+      } catch {
+        // no result: the child crashed
+      }
+      // Exit code 0, or killed by itself after a hang it reported (result.hung).
+      if (result && ((code === 0 && !hung) || result.hung)) {
         fs.rmSync(dir, { recursive: true, force: true });
         resolve({ result, calls: result.calls });
         return;

@@ -33,6 +33,7 @@ export function copyDir(src: string, dst: string): void {
 /** Raw damage to one file: truncate, flip bytes, append, empty, delete, replace by a directory. */
 export function damageFile(rng: FuzzRng, file: string): string {
   const rel = path.basename(file);
+  if (!fs.existsSync(file) || !fs.statSync(file).isFile()) return `${rel} is not a file (unchanged)`;
   const buf = fs.readFileSync(file);
   switch (rng.int(7)) {
     case 0: {

@@ -22,6 +22,8 @@ export interface BatchOptions {
 
 export interface BatchResult {
   calls: number;
+  /** The batch ended early at a hung call (a worker thread may still be stuck). */
+  hung?: boolean;
   findings: Finding[];
   perEntry: Record<string, number>;
   /** CPU milliseconds (user + system, all threads) per entry: making, running and judging its calls. */
@@ -100,7 +102,7 @@ export async function runBatch(o: BatchOptions): Promise<BatchResult> {
       // A worker thread may be stuck for good: end the batch here, the process is not trustworthy.
       fs.closeSync(progress);
       fs.closeSync(found);
-      return { calls: i + 1, findings, perEntry, msPerEntry, seconds: (Date.now() - t0) / 1000 };
+      return { calls: i + 1, hung: true, findings, perEntry, msPerEntry, seconds: (Date.now() - t0) / 1000 };
     }
     const verdicts = await judge(call, out);
     if (o.verbose) process.stderr.write(`  -> ${out.threw ? errText(out.error) : 'ok'}${verdicts.length ? ` FINDING ${verdicts.map((f) => f.detail).join(' | ')}` : ''}\n`);

@@ -205,7 +205,7 @@ interface RunPool {
 /** A finished tiny run directory (made once per batch and agent). */
 async function runDir(ctx: Ctx): Promise<string | undefined> {
   const p = ((ctx.pools.cli as RunPool | undefined) ??= { dirs: [] });
-  if (p.dirs.length < 2) {
+  if (p.dirs.length < 1) {
     const rng = ctx.rng;
     const cfg = ctx.fresh('base-config') + '.json';
     const c = validConfig(rng);

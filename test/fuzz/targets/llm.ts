@@ -14,7 +14,7 @@ import * as path from 'path';
 import { LlmModel, makeLlmConfig, type LlmConfig } from '../../../lib/llm/model';
 import { LoraAdapter } from '../../../lib/llm/lora';
 import type { Call, Ctx, Entry } from '../core';
-import { copyDir, damageFile, forgeJsonFile, forgeSafetensors, listFiles } from '../mutate';
+import { copyDir, damageFile, forgeJsonFile, forgeSafetensors, listFiles, readSafetensors } from '../mutate';
 import type { FuzzRng } from '../rng';
 import { Expect, lit, notNumber } from '../values';
 
@@ -64,7 +64,7 @@ const CONFIG_FIELDS: Record<string, [unknown, Verdict][]> = {
   rope_theta: [[0, 'range'], [-1, 'range'], [1e300, 'ok'], ['x', 'type']],
   tie_word_embeddings: [['yes', 'type'], [1, 'type'], [null, 'type']],
   attention_bias: [['no', 'type'], [true, 'ok'], [false, 'ok']],
-  max_position_embeddings: [[0, 'range'], [-1, 'range'], [2 ** 53, 'size'], ['4096', 'type'], [1, 'ok']],
+  max_position_embeddings: [[0, 'range'], [-1, 'range'], [2 ** 53, 'ok'], ['4096', 'type'], [1, 'ok']],
   hidden_act: [['gelu', 'range'], [5, 'type'], ['silu', 'ok']],
   rope_scaling: [[{ type: 'linear', factor: 2 }, 'range'], [null, 'ok'], [5, 'type']],
   unknown_field: [[{ deep: [1, 2] }, 'ok'], [null, 'ok']],
@@ -109,7 +109,7 @@ const createRandomEntry: Entry = {
     const opts: Record<string, unknown> = {};
     if (rng.chance(0.1)) {
       const [k, v, verdict] = rng.pick<[string, unknown, Verdict]>([
-        ['seed', -1, 'range'], ['seed', 1.5, 'shape'], ['seed', 'x', 'type'], ['initStd', -1, 'range'], ['initStd', NaN, 'range'], ['initStd', 'x', 'type'], ['seed', 2 ** 40, 'range'],
+        ['seed', -1, 'range'], ['seed', 1.5, 'shape'], ['seed', 'x', 'type'], ['initStd', -1, 'range'], ['initStd', NaN, 'range'], ['initStd', 'x', 'type'],
       ]);
       opts[k] = v;
       expectFor(e, k, v, verdict);
@@ -148,11 +148,11 @@ function mutateModelDir(rng: FuzzRng, dir: string): string[] {
     } else if (kind === 'tensors' && fs.existsSync(st) && fs.statSync(st).isFile()) {
       done.push(forgeSafetensors(rng, st));
     } else if (kind === 'shard' && fs.existsSync(st) && fs.statSync(st).isFile()) {
+      const parsed = readSafetensors(st);
+      if (!parsed) continue;
       const shard = 'model-00001-of-00001.safetensors';
       fs.renameSync(st, path.join(dir, shard));
-      const text = fs.readFileSync(path.join(dir, shard));
-      const hn = Number(text.readBigUInt64LE(0));
-      const names = Object.keys(JSON.parse(text.subarray(8, 8 + hn).toString())).filter((k) => k !== '__metadata__');
+      const names = Object.keys(parsed.header).filter((k) => k !== '__metadata__');
       const map: Record<string, unknown> = Object.fromEntries(names.map((k) => [k, shard]));
       let index: unknown = { metadata: {}, weight_map: map };
       const f = rng.int(6);
@@ -289,7 +289,7 @@ const loraCreateEntry: Entry = {
     }
     let seed: unknown = rng.range(0, 9);
     if (rng.chance(0.1)) {
-      seed = rng.pick([-1, 1.5, NaN, 2 ** 40]);
+      seed = rng.pick([-1, 1.5, NaN]);
       e.bad(['RangeError', 'TypeError'], `seed ${seed}`);
     }
     return {

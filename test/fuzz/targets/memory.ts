@@ -301,9 +301,11 @@ const readEntry: Entry = {
       e.errors.clear();
       e.why.length = 0;
       e.ok = true;
-      if (!(q instanceof Float32Array)) e.bad('TypeError', 'queries is an Array');
-      if (qdata.some((x) => !Number.isFinite(x))) e.bad('RangeError', 'queries not finite');
-      if (qdata.some((_, i) => i % s.dim === 0 && qdata.slice(i, i + s.dim).reduce((a, x) => a + Math.fround(x) ** 2, 0) > 3.4e38)) e.bad('RangeError', 'query norm overflows');
+      // With an empty memory nothing is searched: bad queries may pass unnoticed.
+      const flag = (cls: 'TypeError' | 'RangeError', why: string) => (s.mem.size > 0 && b > 0 ? e.bad(cls, why) : e.maybe(cls, why));
+      if (!(q instanceof Float32Array)) flag('TypeError', 'queries is an Array');
+      if (qdata.some((x) => !Number.isFinite(x))) flag('RangeError', 'queries not finite');
+      if (qdata.some((_, i) => i % s.dim === 0 && qdata.slice(i, i + s.dim).reduce((a, x) => a + Math.fround(x) ** 2, 0) > 3.4e38)) flag('RangeError', 'query norm overflows');
     }
     return {
       desc: `await ${desc}`,
@@ -363,7 +365,10 @@ const editEntry: Entry = {
       if (live.length > 1 && rng.chance(0.3)) ids.push(rng.pick(live));
       const unknown = ids.some((id) => !live.includes(id));
       if (unknown) e.bad('RangeError', 'unknown id');
-      if (which === 'remove' && new Set(ids).size !== ids.length) e.bad('RangeError', 'repeated id');
+      if (new Set(ids).size !== ids.length) {
+        if (which === 'remove') e.bad('RangeError', 'repeated id');
+        else e.maybe('RangeError', 'repeated id');
+      }
       arg = Int32Array.from(ids);
       if (which === 'setWeights') {
         arg2 = ids.map(() => rng.pick([0.5, 2, 0]));
