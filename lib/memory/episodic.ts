@@ -28,6 +28,7 @@ import {
   caseMetaProblem,
   finiteFloat32,
   keyRowProblem,
+  MAX_ID,
   snapshotRowProblem,
   validateBatch,
   type ValidBatch,
@@ -127,7 +128,13 @@ export class EpisodicMemory {
   private inconsistent?: Error;
 
   constructor(options: EpisodicMemoryOptions) {
+    if (typeof options !== 'object' || options === null) throw new TypeError('EpisodicMemory: options must be an object { dim, ... }');
+    if (typeof options.dim !== 'number') throw new TypeError(`dim must be an integer >= 1, got ${options.dim === null ? 'null' : typeof options.dim}`);
     if (!(Number.isInteger(options.dim) && options.dim >= 1)) throw new RangeError(`dim must be an integer >= 1, got ${options.dim}`);
+    const be = options.backend;
+    if (be !== undefined && be !== 'native' && be !== 'js' && be !== 'auto') {
+      throw new TypeError(`backend must be 'native', 'js' or 'auto', got ${typeof be === 'string' ? JSON.stringify(be) : typeof be}`);
+    }
     this.dim = options.dim;
     this.policy = checkPolicy(options.policy ?? { kind: 'unbounded' });
     this.merge = checkMerge(options.merge);
@@ -700,6 +707,9 @@ export class EpisodicMemory {
       const p = caseMetaProblem(data.meta[i]);
       if (p) fail('meta', 'meta.jsonl', `line ${i + 1} (id ${data.ids[i]}): ${p}`, i);
     }
+    if (typeof data.options !== 'object' || data.options === null || Array.isArray(data.options)) {
+      fail('header', 'header.json', `options must be an object { policy, merge }, got ${JSON.stringify(data.options)}`);
+    }
     const c = data.counters ?? {};
     for (const k of ['seq', 'clock'] as const) {
       const v = c[k];
@@ -713,14 +723,23 @@ export class EpisodicMemory {
   /** Rebuild a memory from snapshot data (one addWithIds call), after checkSnapshotData. */
   static fromSnapshotData(data: SnapshotData, backend: 'native' | 'js' | 'auto' = 'auto', genDir?: string): EpisodicMemory {
     EpisodicMemory.checkSnapshotData(data, genDir);
-    const opts = data.options as { policy?: WritePolicy; merge?: MergeRule | null };
-    const mem = new EpisodicMemory({
-      dim: data.dim,
-      kernel: data.kernel as unknown as KernelSettings,
-      policy: opts.policy,
-      merge: opts.merge ?? undefined,
-      backend,
-    });
+    const opts = (data.options ?? {}) as { policy?: WritePolicy; merge?: MergeRule | null };
+    let mem: EpisodicMemory;
+    try {
+      mem = new EpisodicMemory({
+        dim: data.dim,
+        kernel: data.kernel as unknown as KernelSettings,
+        policy: opts.policy,
+        merge: opts.merge ?? undefined,
+        backend,
+      });
+    } catch (err) {
+      // Stored options the store refuses (a forged or damaged header): an error of the file.
+      // Anything else (the addon failing to load, out of memory) is the environment's.
+      if (genDir === undefined || !(err instanceof TypeError || err instanceof RangeError) || /^backend must be/.test(err.message)) throw err;
+      const hfile = path.join(genDir, 'header.json');
+      throw new SnapshotError(`${hfile} (part 'header'): the stored dim, kernel or options cannot be used: ${err.message}`, hfile, 'header');
+    }
     const n = data.ids.length;
     if (n) mem.index.addWithIds(data.ids, data.keys, data.values);
     for (let i = 0; i < n; i++) {
@@ -916,11 +935,19 @@ export class EpisodicMemory {
    * case key (MATH §13), with the per-query distances. Infinity for an empty memory.
    */
   async coverageRadius(queries: Float32Array): Promise<{ radius: number; distances: Float64Array }> {
+    if (!(queries instanceof Float32Array)) throw new TypeError('coverageRadius: queries must be a Float32Array (b × dim)');
+    if (queries.length % this.dim !== 0) throw new TypeError(`coverageRadius: queries.length must be a multiple of dim (${this.dim}), got ${queries.length}`);
     const b = queries.length / this.dim;
     const distances = new Float64Array(b).fill(Infinity);
     if (this.size > 0 && b > 0) {
-      const hits = await this.index.search(queries, 1);
-      for (let q = 0; q < b; q++) distances[q] = Math.sqrt(Math.max(0, hits.dist2[q]));
+      // The cosine kernel ranks by angle, not distance: the nearest key needs every candidate.
+      const m = this.kernel.kernel === 'cosine' ? this.size : 1;
+      const hits = await this.index.search(queries, m);
+      for (let q = 0; q < b; q++) {
+        for (let j = 0; j < m; j++) {
+          if (hits.ids[q * m + j] >= 0) distances[q] = Math.min(distances[q], Math.sqrt(Math.max(0, hits.dist2[q * m + j])));
+        }
+      }
     }
     let radius = b > 0 ? 0 : Infinity;
     for (const d of distances) radius = Math.max(radius, d);
@@ -1006,7 +1033,7 @@ interface WritePlan {
 /** First problem with a journal record's shape and contents, or undefined. */
 function journalRecordProblem(rec: JournalRecord, dim: number): string | undefined {
   const b = rec.body as Record<string, unknown>;
-  const isId = (x: unknown) => Number.isInteger(x) && (x as number) >= 0 && (x as number) <= 0x7fffffff;
+  const isId = (x: unknown) => Number.isInteger(x) && (x as number) >= 0 && (x as number) <= MAX_ID;
   for (const k of ['seq', 'clock'] as const) {
     if (!(Number.isSafeInteger(b[k]) && (b[k] as number) >= 0)) return `${k} must be an integer >= 0, got ${JSON.stringify(b[k])}`;
   }

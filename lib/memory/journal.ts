@@ -132,7 +132,12 @@ export interface JournalReadResult {
 /** Read a journal; missing file → no records. */
 export function readJournal(file: string, generation: number): JournalReadResult {
   if (!fs.existsSync(file)) return { records: [], validBytes: 0, tornBytes: 0 };
-  const buf = fs.readFileSync(file);
+  let buf: Buffer;
+  try {
+    buf = fs.readFileSync(file);
+  } catch (err) {
+    throw new SnapshotError(`${file} (part 'journal') cannot be read: ${(err as Error).message}`, file, 'journal');
+  }
   if (buf.length < FILE_HEADER) {
     // A crash while creating the file: nothing was journalled yet.
     return { records: [], validBytes: 0, tornBytes: buf.length };

@@ -169,6 +169,9 @@ export function caseMetaProblem(m: unknown): string | undefined {
   return undefined;
 }
 
+/** Largest case id (2³¹ − 1 is reserved by the index). */
+export const MAX_ID = 0x7ffffffe;
+
 /** Where the rows of a snapshot go wrong: the part, the row (and its id) and what is wrong. */
 export interface RowProblem {
   part: 'ids' | 'keys' | 'values';
@@ -184,6 +187,7 @@ export function snapshotRowProblem(ids: Int32Array, keys: Float32Array, values: 
   const n = ids.length;
   for (let i = 0; i < n; i++) {
     if (ids[i] < 0) return { part: 'ids', row: i, message: `row ${i}: id ${ids[i]} is negative` };
+    if (ids[i] === MAX_ID + 1) return { part: 'ids', row: i, message: `row ${i}: id ${ids[i]} is reserved (ids go up to ${MAX_ID})` };
     if (i > 0 && ids[i] <= ids[i - 1]) return { part: 'ids', row: i, message: `row ${i}: id ${ids[i]} does not follow ${ids[i - 1]} (ids must be strictly increasing)` };
   }
   for (let i = 0; i < n; i++) {

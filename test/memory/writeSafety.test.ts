@@ -497,6 +497,12 @@ describe('load refuses rows the index cannot hold, naming the file, the part and
     rewritePart(dir, 'ids.i32', Buffer.from(Int32Array.of(0, 1, 5, 3, 4, 6).buffer));
     expect(loadErr(dir).message).toMatch(/ids\.i32 \(part 'ids'\) row 3: id 3 does not follow 5/);
     ({ dir } = await saved());
+    rewritePart(dir, 'ids.i32', Buffer.from(Int32Array.of(0, 1, 2, 3, 4, 2147483647).buffer));
+    expect(loadErr(dir).message).toMatch(/ids\.i32 \(part 'ids'\) row 5: id 2147483647 is reserved/);
+    ({ dir } = await saved());
+    fs.mkdirSync(path.join(dir, 'journal-00000001.wal'));
+    expect(loadErr(dir).message).toMatch(/journal-00000001\.wal \(part 'journal'\) cannot be read: EISDIR/);
+    ({ dir } = await saved());
     const lines = fs.readFileSync(path.join(dir, 'snap-00000001', 'meta.jsonl'), 'utf8').split('\n');
     lines[4] = lines[4].replace(/"weight":[^,]+/, '"weight":null');
     rewritePart(dir, 'meta.jsonl', Buffer.from(lines.join('\n')));
@@ -558,4 +564,52 @@ describe('ReferenceIndex refuses what the native index refuses, all or nothing',
     expect(Array.from(idx.ids())).toEqual([0]);
     expect(Array.from(idx.getValues(Int32Array.of(0)))).toEqual([3]);
   });
+});
+
+describe('forged headers, constructor arguments, coverage radius', () => {
+  it('a header whose options, kernel or dim the store refuses: a SnapshotError naming header.json', async () => {
+    const forged: Array<[string, (h: Record<string, any>) => void]> = [
+      ['policy', (h) => (h.options.policy = { kind: 'replay', capacity: 0 })],
+      ['merge', (h) => (h.options.merge = { epsilon: 1, rate: 5 })],
+      ['options null', (h) => (h.options = null)],
+      ['kernel', (h) => (h.kernel = { kernel: 'x' })],
+    ];
+    for (const [what, mutate] of forged) {
+      const dir = freshDir();
+      (await build('js', { kind: 'unbounded' }, undefined)).save(dir, { fsync: false });
+      const hfile = path.join(dir, 'snap-00000001', 'header.json');
+      const parsed = JSON.parse(fs.readFileSync(hfile, 'utf8'));
+      mutate(parsed.header);
+      parsed.crc32 = zlib.crc32(JSON.stringify(parsed.header));
+      fs.writeFileSync(hfile, JSON.stringify(parsed) + '\n');
+      let err: unknown;
+      try {
+        EpisodicMemory.load(dir, { backend: 'js' });
+      } catch (e) {
+        err = e;
+      }
+      expect(err, what).toBeInstanceOf(SnapshotError);
+      expect((err as Error).message, what).toMatch(/header\.json \(part 'header'\)(: the stored dim, kernel or options cannot be used: | options must be an object)/);
+    }
+  });
+
+  it('constructor: dim and backend of the wrong type or kind are TypeErrors', () => {
+    expect(() => new EpisodicMemory({ dim: null as unknown as number })).toThrow(TypeError);
+    expect(() => new EpisodicMemory({ dim: Symbol('x') as unknown as number })).toThrow(/dim must be an integer >= 1, got symbol/);
+    expect(() => new EpisodicMemory({ dim: 0 })).toThrow(RangeError);
+    expect(() => new EpisodicMemory({ dim: 2, backend: 'gpu' as 'js' })).toThrow(/backend must be 'native', 'js' or 'auto', got "gpu"/);
+    expect(() => new EpisodicMemory({ dim: 2, backend: 5 as unknown as 'js' })).toThrow(TypeError);
+  });
+
+  for (const backend of backends) {
+    it(`[${backend}] coverageRadius is the distance to the nearest key, also under the cosine kernel`, async () => {
+      const mem = new EpisodicMemory({ dim: 2, backend, kernel: { kernel: 'cosine', kappa: 1 } });
+      // The query (1, 0) is at angle 0 from (10, 0) but nearer to (0.5, 0.5).
+      await mem.write([{ key: [10, 0], value: 0 }, { key: [0.5, 0.5], value: 0 }]);
+      const r = await mem.coverageRadius(Float32Array.of(1, 0));
+      expect(r.distances[0]).toBeCloseTo(Math.SQRT1_2, 6);
+      await expect(mem.coverageRadius([1, 0] as unknown as Float32Array)).rejects.toThrow(TypeError);
+      await expect(mem.coverageRadius(Float32Array.of(1, 0, 0))).rejects.toThrow(/multiple of dim/);
+    });
+  }
 });
