@@ -118,7 +118,7 @@ export class ConfigError extends Error {
 /** Deep-merges a user config (from --config FILE or flags) into the defaults, refusing unknown keys. */
 export function mergeConfig(base: RunConfig, patch: unknown, where = 'config'): RunConfig {
   if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) {
-    throw new ConfigError(`${where} must be a JSON object, got ${Array.isArray(patch) ? 'an array' : typeof patch}`);
+    throw new ConfigError(`${where} must be a JSON object, got ${patch === null ? 'null' : Array.isArray(patch) ? 'an array' : typeof patch}`);
   }
   const out: any = structuredClone(base);
   const walk = (dst: any, src: any, prefix: string) => {
@@ -127,7 +127,7 @@ export function mergeConfig(base: RunConfig, patch: unknown, where = 'config'): 
       const open = prefix === 'envOptions';
       if (!prefix && k === 'prior') {
         // a prior is replaced whole (its fields depend on its kind); validateConfig checks it
-        if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`${where}: 'prior' must be an object`);
+        if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`${where}: 'prior' must be an object like {"kind": "uniform"} or {"kind": "model", "dir": "DIR"}, got ${JSON.stringify(v)}`);
         dst.prior = v;
         continue;
       }
@@ -135,7 +135,7 @@ export function mergeConfig(base: RunConfig, patch: unknown, where = 'config'): 
         throw new ConfigError(`${where}: unknown field '${name}' (known: ${Object.keys(dst).join(', ')})`);
       }
       if (!open && dst[k] !== null && typeof dst[k] === 'object' && !Array.isArray(dst[k])) {
-        if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`${where}: '${name}' must be an object`);
+        if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`${where}: '${name}' must be an object, got ${JSON.stringify(v)}`);
         walk(dst[k], v, name);
       } else {
         dst[k] = v;

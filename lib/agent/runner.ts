@@ -534,11 +534,22 @@ export async function runTraining(config: RunConfig, dir: string, hooks: RunHook
 export async function loadRunAgent(dir: string): Promise<{ config: RunConfig; agent: Agent; episodes: number }> {
   const cfgFile = path.join(dir, 'config.json');
   if (!fs.existsSync(cfgFile)) throw new Error(`${dir} is not a memq run directory (no config.json)`);
-  const config = configFromDisk(JSON.parse(fs.readFileSync(cfgFile, 'utf8')), cfgFile);
+  const readJson = (file: string) => {
+    try {
+      return JSON.parse(fs.readFileSync(file, 'utf8'));
+    } catch (e) {
+      throw new Error(`${file}: cannot read it as JSON (${(e as Error).message})`);
+    }
+  };
+  const config = configFromDisk(readJson(cfgFile), cfgFile);
   const ck = latestCheckpoint(dir);
   if (!ck) throw new Error(`${dir} has no checkpoint to evaluate`);
+  const state = readJson(path.join(ck, 'state.json')) as RunState;
   const agent = await makeAgentAsync(config);
-  await agent.load(path.join(ck, 'agent'));
-  const state = JSON.parse(fs.readFileSync(path.join(ck, 'state.json'), 'utf8')) as RunState;
+  try {
+    await agent.load(path.join(ck, 'agent'));
+  } catch (e) {
+    throw new Error(`${path.join(ck, 'agent')}: cannot load the saved agent (${(e as Error).message})`);
+  }
   return { config, agent, episodes: state.episodesDone };
 }

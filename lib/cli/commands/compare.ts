@@ -4,6 +4,8 @@ import * as path from 'path';
 import { CliError, formatHelp, parseArgs, type Command, type FlagSpec } from '../args';
 import type { RunSummary } from '../../agent/runner';
 import { writeComparePlots } from '../../agent/plots';
+import { checkOutputFile, makeDir, readJsonFile } from '../paths';
+import { expandRunDirs as expandRunDirsOf } from '../runDirs';
 
 const spec: Record<string, FlagSpec> = {
   out: { kind: 'string', help: 'base path of the comparison plot (.svg and .png)', default: 'memq-compare' },
@@ -48,19 +50,7 @@ export function summaryTable(summaries: RunSummary[]): string {
 
 /** Expands run directories: a main-job directory (run.json) stands for its runs. */
 export function expandRunDirs(dirs: string[]): string[] {
-  const out: string[] = [];
-  for (const d of dirs) {
-    const mf = path.join(d, 'run.json');
-    if (fs.existsSync(mf)) {
-      const m = JSON.parse(fs.readFileSync(mf, 'utf8'));
-      for (const r of m.runs) out.push(path.join(d, r.dir));
-    } else if (fs.existsSync(path.join(d, 'config.json'))) {
-      out.push(d);
-    } else {
-      throw new CliError(`memq compare: ${d} is not a memq run directory (no run.json or config.json)`);
-    }
-  }
-  return out;
+  return expandRunDirsOf('memq compare:', dirs);
 }
 
 export const compareCommand: Command = {
@@ -73,13 +63,20 @@ export const compareCommand: Command = {
       return flags.help ? 0 : 2;
     }
     const dirs = expandRunDirs(positionals);
+    const base = path.resolve(flags.out);
+    for (const ext of ['.svg', '.png']) checkOutputFile(`memq compare: --out ${flags.out}`, base + ext);
     const summaries: RunSummary[] = dirs.map((d) => {
       const f = path.join(d, 'summary.json');
       if (!fs.existsSync(f)) throw new CliError(`memq compare: ${d} has no summary.json (still running, or never finished a checkpoint)`);
-      return JSON.parse(fs.readFileSync(f, 'utf8'));
+      const s = readJsonFile(`memq compare: ${d}`, f) as RunSummary;
+      if (!s || typeof s !== 'object' || typeof s.agent !== 'string' || !s.evals || typeof s.evals !== 'object') {
+        throw new CliError(`memq compare: ${f} is not a memq run summary (expected the summary.json memq run writes)`);
+      }
+      return s;
     });
+    makeDir(`memq compare: --out ${flags.out}`, path.dirname(base));
     const labels = summaries.map((s, i) => `${s.agent} s${s.seed}${dirs.length > new Set(summaries.map((x) => `${x.agent}${x.seed}`)).size ? ` #${i}` : ''}`);
-    writeComparePlots(dirs, labels, flags.out);
+    writeComparePlots(dirs, labels, base);
     if (flags.json) io.stdout(JSON.stringify({ runs: summaries.map((s, i) => ({ dir: dirs[i], ...s })) }, null, 2) + '\n');
     else io.stdout(summaryTable(summaries) + `\nplot: ${flags.out}.svg, ${flags.out}.png\n`);
     return 0;
