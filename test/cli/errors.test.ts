@@ -98,7 +98,7 @@ describe('memq run: inputs are checked before anything is written', () => {
     write('corrupt/run.json', '{"runs": [');
     write('badmanifest/run.json', JSON.stringify({ version: 1, runs: [{ agent: 'memq', seed: 1, dir: '../../etc' }] }));
     await refused(['run', '--resume', file], /--resume .*a-file is not a directory/);
-    await refused(['run', '--resume', at('nothing-here')], /--resume .*nothing-here does not exist/);
+    await refused(['run', '--resume', at('nothing-here')], /--resume .*nothing-here: not a memq run directory \(.*nothing-here does not exist\)/);
     await refused(['run', '--resume', at('corrupt')], /--resume .*run\.json is not valid JSON/);
     await refused(['run', '--resume', at('badmanifest')], /run\.json is not a memq run manifest/);
     await refused(['run', '--resume', at('corrupt'), '--seeds', '3'], /--resume continues a run with its saved config; drop --seeds/);
@@ -178,6 +178,13 @@ describe('eval, compare, bench, env-check: bad paths and numbers', () => {
     const rows = JSON.parse(ev.out);
     expect(rows.map((x: any) => [x.agent, x.seed, x.split, x.games])).toEqual([['memq', 1, 'train', 3], ['random', 1, 'train', 3]]);
     expect(rows.map((x: any) => path.basename(x.run))).toEqual(['memq-seed1', 'random-seed1']);
+    // an interrupt before the first game: nothing is evaluated, exit 130
+    const ctrl = new AbortController();
+    ctrl.abort();
+    let stopped = '';
+    const code = await main(['eval', '--run', runRoot, '--json'], { stdout: (t) => (stopped += t), stderr: () => undefined, isTTY: false, signal: ctrl.signal });
+    expect(code).toBe(130);
+    expect(JSON.parse(stopped)).toEqual([]);
     const text = await cli(['eval', '--run', runRoot, '--games', '2']);
     expect(text.out).toMatch(/memq seed 1 train: success/);
     expect(text.out).toMatch(/random seed 1 train: success/);

@@ -270,6 +270,7 @@ export const runCommand: Command = {
       if (conflicting.length || flags.agent.length || flags.seeds !== 1) {
         throw new CliError(`memq run: --resume continues a run with its saved config; drop --${conflicting[0] ?? (flags.agent.length ? 'agent' : 'seeds')}`);
       }
+      if (!fs.existsSync(flags.resume)) throw new CliError(`memq run: --resume ${flags.resume}: not a memq run directory (${path.resolve(flags.resume)} does not exist)`);
       root = checkInputDir(`memq run: --resume ${flags.resume}`, flags.resume);
       manifest = readManifest(root, flags.resume);
       // every saved config, and the model priors of the runs still to do, before anything runs
