@@ -411,8 +411,18 @@ export async function runTraining(config: RunConfig, dir: string, hooks: RunHook
   if (resume) {
     const ck = latestCheckpoint(dir);
     if (ck) {
-      state = JSON.parse(fs.readFileSync(path.join(ck, 'state.json'), 'utf8'));
-      await agent.load(path.join(ck, 'agent'));
+      try {
+        state = JSON.parse(fs.readFileSync(path.join(ck, 'state.json'), 'utf8'));
+        if (!state || typeof state !== 'object' || !Number.isInteger(state.episodesDone) || state.episodesDone < 0 || !Array.isArray(state.recentWins)) {
+          throw new Error('state.json does not hold a run state');
+        }
+        await agent.load(path.join(ck, 'agent'));
+      } catch (e) {
+        throw new CheckpointError(
+          `${ck} cannot be loaded (${(e as Error).message}); the run cannot continue from it: start a new run, ` +
+          `or remove ${ck} to run this one again from the beginning`,
+        );
+      }
       saved = ck === path.join(dir, CKPT);
       // checkpoints written before evaluatedAt existed were saved after any evaluation due at them
       state.evaluatedAt ??= evalDue(state.episodesDone) && (state.episodesDone < config.episodes || state.lastEval) ? state.episodesDone : -1;
@@ -528,6 +538,14 @@ export async function runTraining(config: RunConfig, dir: string, hooks: RunHook
   writeJsonAtomic(path.join(dir, 'summary.json'), summary);
   hooks.onMetrics?.(dir);
   return summary;
+}
+
+/** A run's checkpoint is damaged (a corrupt or forged file): it cannot be resumed or evaluated from. */
+export class CheckpointError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CheckpointError';
+  }
 }
 
 /** Loads a run's agent from its checkpoint (for `memq eval`). */

@@ -130,3 +130,21 @@ export function findExecutable(cmd: string): string | undefined {
   }
   return undefined;
 }
+
+const ERRNO_TEXT: Record<string, string> = {
+  ENOENT: 'no such file or directory', EISDIR: 'is a directory', ENOTDIR: 'not a directory', EACCES: 'permission denied',
+  EPERM: 'operation not permitted', EEXIST: 'already exists', ENOTEMPTY: 'directory not empty', ENOSPC: 'no space left on the device',
+  EMFILE: 'too many open files', ELOOP: 'too many symbolic links', EINVAL: 'invalid argument', EBADF: 'bad file descriptor',
+};
+
+/**
+ * An error's message for the user: Node's "ENOENT: no such file or directory, open 'F'" parts
+ * become "F: no such file or directory", so no raw error code reaches the terminal.
+ */
+export function userMessage(e: unknown): string {
+  let msg = e instanceof Error ? e.message : String(e);
+  msg = msg.replace(/\b(E[A-Z]{2,})\b: [^,'()]*?, \w+ '([^']*)'(?: -> '[^']*')?/g, (_m, code: string, file: string) => `${file}: ${ERRNO_TEXT[code] ?? 'cannot access it'}`);
+  msg = msg.replace(/\b(E[A-Z]{2,})\b: ?/g, (m, code: string) => (ERRNO_TEXT[code] ? '' : m));
+  msg = msg.replace(/\bERR_[A-Z_]{3,}\b:? ?/g, '');
+  return msg;
+}

@@ -172,7 +172,9 @@ export function loadMdpFile(path: string): FiniteMdp {
   try {
     text = fs.readFileSync(path, 'utf8');
   } catch (err) {
-    throw new MdpValidationError(`cannot read ${path}: ${(err as Error).message}`);
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code === 'EACCES' ? 'permission denied' : 'unreadable';
+    throw new MdpValidationError(`cannot read ${path} (${why})`);
   }
   let json: unknown;
   try {

@@ -146,6 +146,11 @@ describe('memq model: failed init / pretrain leave nothing behind', () => {
 });
 
 describe('memq solve: the MDP file is validated with stated limits; overflow is reported as such', () => {
+  it('a missing file or a directory', async () => {
+    await refused(['solve', '--mdp', at('nope.json')], /cannot read .*nope\.json \(no such file\)/);
+    await refused(['solve', '--mdp', work], /cannot read .* \(it is a directory\)/);
+  });
+
   it('sizes over the limits', async () => {
     const huge = write('huge.json', JSON.stringify({ states: 1e9, actions: 2, P: [], R: [] }));
     await refused(['solve', '--mdp', huge], /huge\.json: states must be a positive integer at most 8192, got 1000000000/);
@@ -197,6 +202,14 @@ describe('eval, compare, bench, env-check: bad paths and numbers', () => {
     await refused(['compare', runRoot, '--out', path.join(at('a-file'), 'cmp')], /--out .*a-file is a file, not a directory/);
     fs.writeFileSync(path.join(runRoot, 'random-seed1', 'summary.json'), '{"agent": ');
     await refused(['compare', runRoot, '--out', at('cmp')], /summary\.json is not valid JSON/);
+    // a damaged checkpoint: --resume and eval say so (exit 2), without a raw error
+    const state = path.join(runRoot, 'memq-seed1', 'checkpoint', 'state.json');
+    fs.writeFileSync(state, fs.readFileSync(state, 'utf8').slice(0, 20));
+    fs.rmSync(path.join(runRoot, 'memq-seed1', 'summary.json'));
+    await refused(['run', '--resume', runRoot, '--json'], /--resume .*memq-seed1: .*checkpoint cannot be loaded .*start a new run/);
+    await refused(['eval', '--run', path.join(runRoot, 'memq-seed1')], /--run .*memq-seed1: .*state\.json: cannot read it as JSON/);
+    fs.rmSync(path.join(runRoot, 'random-seed1', 'checkpoint', 'agent', 'agent.json'));
+    await refused(['eval', '--run', path.join(runRoot, 'random-seed1')], /--run .*random-seed1: .*cannot load the saved agent \(.*agent\.json: no such file or directory\)/);
   }, 120_000);
 
   it('bench and env-check', async () => {

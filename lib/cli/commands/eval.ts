@@ -10,7 +10,7 @@ import { ConfigError, configFromDisk, validateConfig, type RunConfig } from '../
 import { evaluateGames, evalSplitsOf, loadRunAgent, type EvalMetric } from '../../agent/runner';
 import { envNames, makeEnv } from '../../envs/registry';
 import { ProgressReporter } from '../progress';
-import { readJsonFile } from '../paths';
+import { readJsonFile, userMessage } from '../paths';
 import { expandRunDir } from '../runDirs';
 
 const spec: Record<string, FlagSpec> = {
@@ -87,7 +87,7 @@ export const evalCommand: Command = {
       try {
         loaded = await loadRunAgent(p.dir);
       } catch (e) {
-        throw new CliError(`memq eval: --run ${p.dir}: ${(e as Error).message}`);
+        throw new CliError(`memq eval: --run ${p.dir}: ${userMessage(e)}`);
       }
       const { agent, episodes } = loaded;
       const config = p.config;

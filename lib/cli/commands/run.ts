@@ -7,10 +7,10 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { CliError, formatHelp, parseArgs, type CliIO, type Command, type FlagSpec } from '../args';
 import { AGENT_NAMES, ConfigError, configFromDisk, defaultConfig, makeAgent, makePrior, mergeConfig, validateConfig, type AgentName, type RunConfig } from '../../agent/config';
-import { runTraining, type RunSummary } from '../../agent/runner';
+import { CheckpointError, runTraining, type RunSummary } from '../../agent/runner';
 import { writeRunPlots } from '../../agent/plots';
 import { envNames, makeEnv } from '../../envs/registry';
-import { checkInputDir, checkOutputDir, findExecutable, makeDir, readJsonFile } from '../paths';
+import { checkInputDir, checkOutputDir, findExecutable, makeDir, readJsonFile, userMessage } from '../paths';
 import { ProgressReporter } from '../progress';
 import { summaryTable } from './compare';
 
@@ -167,7 +167,7 @@ export async function checkRunInputs(configs: RunConfig[], where: (c: RunConfig,
       const prior = await makePrior(c);
       if (needsEm) makeAgent(c, prior); // attaches the Mem-EM LoRA adapter: its targets must exist in the model
     } catch (e) {
-      throw new CliError(`${w}: cannot load the model prior in ${dir}: ${(e as Error).message}`);
+      throw new CliError(`${w}: cannot load the model prior in ${dir}: ${userMessage(e)}`);
     }
   }
 }
@@ -239,11 +239,18 @@ export async function executeRuns(
     }
     const label = `[${i + 1}/${manifest.runs.length} ${r.agent} seed ${r.seed}]`;
     const progress = new ProgressReporter(io.stderr, json ? 'off' : io.isTTY ? 'tty' : 'plain', label);
-    const summary = await runTraining(config, dir, {
-      signal: io.signal,
-      onProgress: (p) => progress.update(p),
-      onMetrics: (d) => writeRunPlots(d, `${r.agent} on ${config.env} (seed ${r.seed})`),
-    }, resume);
+    let summary: RunSummary;
+    try {
+      summary = await runTraining(config, dir, {
+        signal: io.signal,
+        onProgress: (p) => progress.update(p),
+        onMetrics: (d) => writeRunPlots(d, `${r.agent} on ${config.env} (seed ${r.seed})`),
+      }, resume);
+    } catch (e) {
+      progress.done();
+      if (e instanceof CheckpointError) throw new CliError(`memq run: --resume ${root}: ${r.dir}: ${userMessage(e)}`);
+      throw e;
+    }
     progress.done();
     summaries.push(summary);
     if (io.signal?.aborted) break;
