@@ -18,12 +18,24 @@ import {
   generationName,
   journalName,
   readSnapshot,
+  resolveKey,
   SnapshotError,
   writeSnapshot,
   type SaveOptions,
   type SnapshotData,
 } from './snapshot';
 import { JournalWriter, readJournal, type JournalRecord } from './journal';
+import {
+  cappedEstimate,
+  clip,
+  detectHubs,
+  learnedRange,
+  makeTrustPolicy,
+  trustLevelOf,
+  type TrustLevel,
+  type TrustOptions,
+  type TrustPolicy,
+} from './trust';
 import {
   caseMetaProblem,
   finiteFloat32,
@@ -44,6 +56,28 @@ export interface LoadOptions {
   attachJournal?: boolean;
   /** fsync each journal record (default true). */
   fsync?: boolean;
+  /**
+   * Verify the snapshot's HMAC-SHA-256 signature with this key (default: MEMQ_MEMORY_KEY when
+   * set); with a key, an unsigned, foreign-signed or tampered snapshot is refused, naming the part.
+   */
+  key?: string | Uint8Array;
+  /**
+   * Load an unsigned or foreign snapshot anyway, as untrusted: every case's source becomes this
+   * (e.g. 'import:vendor'), which the trust policy must rate untrusted. The signature is not checked.
+   */
+  untrustedSource?: string;
+  /** Trust policy of the loaded memory (see EpisodicMemoryOptions.trust). */
+  trust?: TrustOptions;
+}
+
+export interface ImportOptions {
+  /** Source recorded on every imported case, e.g. 'import:vendor' (required). */
+  source: string;
+  /**
+   * Key to verify the snapshot with (default MEMQ_MEMORY_KEY). Only a snapshot whose signature
+   * verifies may be imported under a trusted source; anything else only under an untrusted one.
+   */
+  key?: string | Uint8Array;
 }
 
 export interface LoadReport {
@@ -126,6 +160,15 @@ export class EpisodicMemory {
   private epoch = 0;
   /** Set when a failed change could not be rolled back: the copies may disagree from then on. */
   private inconsistent?: Error;
+  /** The trust policy (undefined: none; reads take the native fast path). */
+  private trustPolicy?: TrustPolicy;
+  /** Hub-flagged cases (quarantined until clearHubFlags). */
+  private hubFlags = new Set<number>();
+  /** Retrievals per case over the current hub window, and the queries counted so far. */
+  private hubCounts = new Map<number, number>();
+  private hubQueries = 0;
+  /** Quarantine and learned range, recomputed when the memory changed (epoch). */
+  private trustCache?: { epoch: number; quarantined: Set<number>; range?: { min: number; max: number } };
 
   constructor(options: EpisodicMemoryOptions) {
     if (typeof options !== 'object' || options === null) throw new TypeError('EpisodicMemory: options must be an object { dim, ... }');
@@ -142,6 +185,250 @@ export class EpisodicMemory {
     this.index = made.index;
     this.backend = made.backend;
     this.rng = new Rng(this.policy.kind === 'importance' ? this.policy.seed ?? 1 : 1);
+    if (options.trust !== undefined) this.trustPolicy = makeTrustPolicy(options.trust);
+  }
+
+  // ---------- trust (docs/trust.md) ----------
+
+  /** The active trust policy (normalised), or undefined. */
+  get trust(): TrustPolicy | undefined {
+    return this.trustPolicy;
+  }
+
+  /** Set or clear (undefined) the trust policy; hub flags and counts are kept unless cleared. */
+  setTrust(options: TrustOptions | undefined): void {
+    this.trustPolicy = options === undefined ? undefined : makeTrustPolicy(options);
+    this.trustCache = undefined;
+  }
+
+  /** Trust level of a source under the active policy (the default policy when none is set). */
+  trustLevel(source: string): TrustLevel {
+    return trustLevelOf(this.trustPolicy ?? defaultPolicy(), source);
+  }
+
+  /** Ids hidden from reads: untrusted records not yet released, and hub-flagged cases. */
+  async quarantined(): Promise<Int32Array> {
+    const st = await this.trustState();
+    return Int32Array.from([...st.quarantined].sort((a, b) => a - b));
+  }
+
+  /** Hub-flagged ids. */
+  hubFlagged(): Int32Array {
+    return Int32Array.from([...this.hubFlags].sort((a, b) => a - b));
+  }
+
+  clearHubFlags(): void {
+    this.hubFlags.clear();
+    this.hubCounts.clear();
+    this.hubQueries = 0;
+    this.trustCache = undefined;
+  }
+
+  /** The value range reads clip into, or undefined (none declared, nothing learned yet). */
+  async valueRange(): Promise<{ min: number; max: number } | undefined> {
+    return (await this.trustState()).range;
+  }
+
+  private isSelf(source: string): boolean {
+    return this.trustPolicy!.selfSources.includes(source);
+  }
+
+  /**
+   * Quarantine (untrusted records the rule has not released, plus hub flags) and the value
+   * range, for the current contents. Release rule: at least k self cases within Euclidean
+   * distance r of the record's key whose values are within δ of its value (the candidates come
+   * from one batched search, widened ×4 while the farthest candidate is still within r).
+   */
+  private async trustState(): Promise<{ quarantined: Set<number>; range?: { min: number; max: number } }> {
+    const pol = this.trustPolicy;
+    if (!pol) return { quarantined: new Set() };
+    if (this.trustCache && this.trustCache.epoch === this.epoch) return this.trustCache;
+    const epoch = this.epoch;
+    const quarantined = new Set<number>();
+    const untrusted: number[] = [];
+    const selfValues: number[] = [];
+    for (const [id, m] of this.meta) {
+      if (trustLevelOf(pol, m.source) === 'untrusted') untrusted.push(id);
+      if (pol.selfSources.includes(m.source)) selfValues.push(this.values.get(id)!);
+    }
+    const rule = pol.quarantine;
+    if (rule && untrusted.length) {
+      const ids = Int32Array.from(untrusted);
+      const keys = this.getKeys(ids);
+      const r2 = rule.radius * rule.radius;
+      const size = this.index.size;
+      let pending = Array.from(ids.keys());
+      let width = Math.min(size, Math.max(4 * rule.k, 32) + untrusted.length);
+      for (;;) {
+        const q = new Float32Array(pending.length * this.dim);
+        pending.forEach((i, r) => q.set(keys.subarray(i * this.dim, (i + 1) * this.dim), r * this.dim));
+        const hits = await this.index.search(q, width);
+        const again: number[] = [];
+        pending.forEach((i, r) => {
+          const v = this.values.get(ids[i])!;
+          let agree = 0;
+          let lastWithin = true;
+          for (let j = 0; j < width; j++) {
+            const id = hits.ids[r * width + j];
+            if (id < 0) {
+              lastWithin = false;
+              break;
+            }
+            const d2 = hits.dist2[r * width + j];
+            lastWithin = d2 <= r2;
+            const m = this.meta.get(id);
+            if (d2 <= r2 && m && pol.selfSources.includes(m.source) && Math.abs(this.values.get(id)! - v) <= rule.delta) agree++;
+          }
+          if (agree >= rule.k) return;
+          if (lastWithin && width < size) again.push(i);
+          else quarantined.add(ids[i]);
+        });
+        if (again.length === 0) break;
+        pending = again;
+        width = Math.min(size, width * 4);
+      }
+    }
+    for (const id of this.hubFlags) if (this.meta.has(id)) quarantined.add(id);
+    const range = pol.valueRange === 'none' ? undefined : pol.valueRange === 'learned' ? learnedRange(selfValues, pol.learnedMargin) : pol.valueRange;
+    const st = { epoch, quarantined, range };
+    if (epoch === this.epoch) this.trustCache = st;
+    return st;
+  }
+
+  /**
+   * Top-m per query with the quarantined cases left out (one search of m + |quarantine|, so
+   * exactly m survive when the memory holds them), −1 padded like the index's.
+   */
+  private async trustedHits(queries: Float32Array, m: number, sync: boolean) {
+    const st = await this.trustState();
+    const b = queries.length / this.dim;
+    const wide = Math.max(1, Math.min(this.index.size, m + st.quarantined.size));
+    const raw = sync ? this.index.searchSync(queries, wide) : await this.index.search(queries, wide);
+    const ids = new Int32Array(b * m).fill(-1);
+    const kernel = new Float32Array(b * m);
+    const dist2 = new Float32Array(b * m).fill(Infinity);
+    for (let q = 0; q < b; q++) {
+      let o = 0;
+      for (let j = 0; j < wide && o < m; j++) {
+        const id = raw.ids[q * wide + j];
+        if (id < 0 || st.quarantined.has(id)) continue;
+        ids[q * m + o] = id;
+        kernel[q * m + o] = raw.kernel[q * wide + j];
+        dist2[q * m + o] = raw.dist2[q * wide + j];
+        o++;
+      }
+    }
+    return { hits: { ids, kernel, dist2 }, range: st.range };
+  }
+
+  /** Per query: capped weights of its surviving top-m (ids, float64 weights, clipped values). */
+  private async trustedRows(queries: Float32Array, m: number, sync: boolean, count = true) {
+    const pol = this.trustPolicy!;
+    const { hits, range } = await this.trustedHits(queries, m, sync);
+    const b = queries.length / this.dim;
+    const sourceIdx = new Map<string, number>();
+    const rows: { ids: number[]; kernel: number[]; values: number[]; sources: number[] }[] = [];
+    for (let q = 0; q < b; q++) {
+      const row = { ids: [] as number[], kernel: [] as number[], values: [] as number[], sources: [] as number[] };
+      for (let j = 0; j < m; j++) {
+        const id = hits.ids[q * m + j];
+        if (id < 0) continue;
+        const meta = this.meta.get(id)!;
+        let v = this.values.get(id)!;
+        if (range) v = clip(v, range.min, range.max);
+        let si = sourceIdx.get(meta.source);
+        if (si === undefined) sourceIdx.set(meta.source, (si = sourceIdx.size));
+        row.ids.push(id);
+        row.kernel.push(hits.kernel[q * m + j]);
+        row.values.push(v);
+        row.sources.push(si);
+      }
+      rows.push(row);
+    }
+    if (count && pol.hubs) await this.countRetrievals(rows.map((r) => r.ids));
+    return rows;
+  }
+
+  private async trustedEstimate(queries: Float32Array, m: number, opts: { voidWeight?: number; voidValue?: number } | undefined, sync: boolean) {
+    checkQueries(queries, this.dim, 'estimate');
+    const pol = this.trustPolicy!;
+    const vw = opts?.voidWeight ?? 0;
+    const vv = opts?.voidValue ?? 0;
+    const rows = await this.trustedRows(queries, m, sync);
+    const value = new Float32Array(rows.length);
+    const confidence = new Float32Array(rows.length);
+    rows.forEach((r, q) => {
+      const e = cappedEstimate(r.kernel, r.values, r.sources, pol.maxCaseShare, pol.maxSourceShare, vw, vv);
+      value[q] = e.value;
+      confidence[q] = e.confidence;
+    });
+    return { value, confidence };
+  }
+
+  /** Count retrievals for hub detection; when the window is full, detect and reset. */
+  private async countRetrievals(rows: number[][]): Promise<void> {
+    const rule = this.trustPolicy!.hubs;
+    if (!rule) return;
+    for (const r of rows) {
+      for (const id of r) this.hubCounts.set(id, (this.hubCounts.get(id) ?? 0) + 1);
+      this.hubQueries++;
+    }
+    if (this.hubQueries >= rule.window) {
+      const counts = this.hubCounts;
+      this.hubCounts = new Map();
+      this.hubQueries = 0;
+      await this.flagHubs(counts);
+    }
+  }
+
+  /**
+   * Hub detection over given retrieval counts (trust.detectHubs): a case's neighbourhood is its
+   * L nearest other cases by key. Flagged cases join the quarantine. Returns the new flags.
+   */
+  private async flagHubs(counts: Map<number, number>): Promise<{ id: number; count: number; expected: number }[]> {
+    const rule = this.trustPolicy!.hubs;
+    if (!rule) return [];
+    const cand = [...counts].filter(([id, n]) => n >= rule.minCount && this.meta.has(id)).map(([id]) => id);
+    if (cand.length === 0) return [];
+    const ids = Int32Array.from(cand);
+    const L = Math.min(rule.neighbours + 1, this.index.size);
+    const hits = await this.index.search(this.getKeys(ids), L);
+    const nb = new Map<number, number[]>();
+    cand.forEach((id, r) => {
+      const list: number[] = [];
+      for (let j = 0; j < L && list.length < rule.neighbours; j++) {
+        const o = hits.ids[r * L + j];
+        if (o >= 0 && o !== id) list.push(o);
+      }
+      nb.set(id, list);
+    });
+    const flagged = detectHubs(counts, (id) => nb.get(id) ?? [], rule).filter((f) => nb.has(f.id));
+    for (const f of flagged) this.hubFlags.add(f.id);
+    if (flagged.length) this.trustCache = undefined;
+    return flagged;
+  }
+
+  /**
+   * Audit for hubs with probe queries (e.g. the keys of the agent's own recent cases, which
+   * follow its state distribution): counts each case's appearances in the probes' top-m (after
+   * quarantine) and flags hubs at once. Needs a trust policy with hubs set.
+   */
+  async auditHubs(probes: Float32Array, m: number): Promise<{ id: number; count: number; expected: number }[]> {
+    if (!this.trustPolicy?.hubs) throw new RangeError('auditHubs: the trust policy has no hub rule (set trust.hubs)');
+    checkQueries(probes, this.dim, 'auditHubs');
+    if (!(Number.isInteger(m) && m >= 1)) throw new RangeError(`auditHubs: m must be an integer >= 1, got ${m}`);
+    if (this.size === 0 || probes.length === 0) return [];
+    const rows = await this.trustedRows(probes, m, false, false);
+    const counts = new Map<number, number>();
+    for (const r of rows) for (const id of r.ids) counts.set(id, (counts.get(id) ?? 0) + 1);
+    return this.flagHubs(counts);
+  }
+
+  /** The effective top-m ids per query (quarantine applied), without counting them for hubs. */
+  async effectiveTopM(queries: Float32Array, m: number): Promise<Int32Array> {
+    checkQueries(queries, this.dim, 'effectiveTopM');
+    if (!this.trustPolicy) return (await this.index.search(queries, m)).ids;
+    return (await this.trustedHits(queries, m, false)).hits.ids;
   }
 
   get size(): number {
@@ -162,9 +449,9 @@ export class EpisodicMemory {
     return Int32Array.from(this.meta.keys());
   }
 
-  getCase(id: number): (CaseMeta & { id: number; value: number }) | undefined {
+  getCase(id: number): (CaseMeta & { id: number; value: number; trust: TrustLevel }) | undefined {
     const m = this.meta.get(id);
-    return m ? { ...m, id, value: this.values.get(id)! } : undefined;
+    return m ? { ...m, id, value: this.values.get(id)!, trust: this.trustLevel(m.source) } : undefined;
   }
 
   getKeys(ids: Int32Array): Float32Array {
@@ -226,7 +513,7 @@ export class EpisodicMemory {
           const d2 = hits.dist2[r * width + j];
           if (d2 > eps2) allWithin = false;
           const meta = this.meta.get(id);
-          if (meta && meta.action === action && d2 <= eps2 && (d2 < bestD2[i] || (d2 === bestD2[i] && id < best[i]))) {
+          if (meta && meta.action === action && (!this.trustPolicy || meta.source === cases[i].source) && d2 <= eps2 && (d2 < bestD2[i] || (d2 === bestD2[i] && id < best[i]))) {
             best[i] = id;
             bestD2[i] = d2;
           }
@@ -253,6 +540,10 @@ export class EpisodicMemory {
     } catch (err) {
       return Promise.reject(err);
     }
+    // A declared value range clips at the door too (a learned one only at reads: it is learned
+    // from what is written).
+    const vr = this.trustPolicy?.valueRange;
+    if (vr && typeof vr === 'object') for (const c of batch.cases) c.value = clip(c.value, vr.min, vr.max);
     // Writes are serialised: each sees the memory as the previous one left it.
     const run = this.writeChain.then(() => this.writeNow(batch));
     this.writeChain = run.catch(() => undefined);
@@ -300,6 +591,7 @@ export class EpisodicMemory {
       // Earlier cases of this batch that were appended (not merged) also count as stored.
       for (let j = 0; j < i; j++) {
         if (target[j] !== -1 || cases[j].action !== action) continue;
+        if (this.trustPolicy && cases[j].source !== cases[i].source) continue;
         let d2 = 0;
         for (let t = 0; t < d; t++) {
           const x = keys[i * d + t] - keys[j * d + t];
@@ -841,10 +1133,37 @@ export class EpisodicMemory {
     if (opts.attachJournal && opts.replayJournal === false) {
       throw new RangeError('load: attachJournal needs replayJournal (appending after unreplayed records would fork the history)');
     }
-    const snap = readSnapshot(dir);
+    if (opts.untrustedSource !== undefined && typeof opts.untrustedSource !== 'string') {
+      throw new TypeError(`load: untrustedSource must be a source name like 'import:vendor', got ${typeof opts.untrustedSource}`);
+    }
+    const key = resolveKey(opts.key, 'load: key');
+    const untrusted = opts.untrustedSource;
+    if (untrusted !== undefined) {
+      const pol = opts.trust !== undefined ? makeTrustPolicy(opts.trust) : defaultPolicy();
+      if (trustLevelOf(pol, untrusted) !== 'untrusted') {
+        throw new RangeError(`load: untrustedSource ${JSON.stringify(untrusted)} is rated trusted by the trust policy; name an untrusted source (e.g. 'import:NAME')`);
+      }
+      if (opts.attachJournal) throw new RangeError('load: attachJournal cannot be combined with untrustedSource (the journal would record the rewritten sources as the snapshot\'s own)');
+    }
+    const snap = readSnapshot(dir, untrusted === undefined ? { key } : {});
+    if (untrusted !== undefined) snap.data.meta = snap.data.meta.map((m) => (typeof m === 'object' && m !== null ? { ...m, source: untrusted } : m));
     let journal = { records: [] as JournalRecord[], validBytes: 0, tornBytes: 0 };
     const jfile = path.join(dir, journalName(snap.generation));
     if (opts.replayJournal ?? true) journal = readJournal(jfile, snap.generation);
+    // Journal records are not signed (docs/trust.md): with a key, only a journal-free snapshot is trusted.
+    if (key && untrusted === undefined && journal.records.length > 0) {
+      throw new SnapshotError(
+        `${jfile} (part 'journal'): holds ${journal.records.length} unsigned record(s) after the signed snapshot; a key is set, so they are refused (checkpoint() with the key first, or load with replayJournal: false)`,
+        jfile,
+        'journal',
+      );
+    }
+    if (untrusted !== undefined) {
+      for (const rec of journal.records) {
+        const ups = (rec.body as { upserts?: { meta?: Record<string, unknown> }[] }).upserts;
+        if (Array.isArray(ups)) for (const u of ups) if (u && typeof u.meta === 'object' && u.meta !== null) u.meta = { ...u.meta, source: untrusted };
+      }
+    }
     const mem = EpisodicMemory.fromSnapshotData(snap.data, opts.backend ?? 'auto', path.join(dir, generationName(snap.generation)));
     journal.records.forEach((rec, k) => {
       const part = `journal record ${k}`;
@@ -857,10 +1176,61 @@ export class EpisodicMemory {
       }
     });
     mem.loadReport = { generation: snap.generation, journalRecords: journal.records.length, journalTornBytes: journal.tornBytes };
+    if (opts.trust !== undefined) mem.setTrust(opts.trust);
     if (opts.attachJournal) {
       mem.attachJournal(dir, { fsync: opts.fsync, validBytes: journal.validBytes > 0 ? journal.validBytes : undefined });
     }
     return mem;
+  }
+
+  /**
+   * Import the cases of another memory's snapshot (dir) through this memory's write path, every
+   * case recorded with `opts.source`. A snapshot whose signature verifies with the key may come
+   * in under any source; an unsigned or foreign one only under a source the trust policy rates
+   * untrusted (RangeError otherwise), where quarantine holds it until the agent's own outcomes
+   * agree. The snapshot's journal is not read. Returns the write report.
+   */
+  async import(dir: string, opts: ImportOptions): Promise<WriteReport> {
+    if (typeof opts !== 'object' || opts === null || typeof opts.source !== 'string' || opts.source === '') {
+      throw new TypeError(`import: opts.source must name the source, e.g. { source: 'import:vendor' }`);
+    }
+    const key = resolveKey(opts.key, 'import: key');
+    let verified = false;
+    let snap: ReturnType<typeof readSnapshot>;
+    if (key) {
+      try {
+        snap = readSnapshot(dir, { key });
+        verified = true;
+      } catch (err) {
+        // Only a signature failure makes it unverified; damage (CRC, rows) is refused as ever.
+        if (!(err instanceof SnapshotError) || !/signature/.test(err.message)) throw err;
+        snap = readSnapshot(dir);
+      }
+    } else {
+      snap = readSnapshot(dir);
+    }
+    if (!verified && this.trustLevel(opts.source) !== 'untrusted') {
+      throw new RangeError(
+        `import: ${dir} is ${key ? 'not signed with this key' : 'unverified (no key set)'}, so it can only be imported under an untrusted source; ${JSON.stringify(opts.source)} is trusted (use e.g. 'import:NAME')`,
+      );
+    }
+    const d = snap.data;
+    if (d.dim !== this.dim) throw new RangeError(`import: ${dir} holds keys of dim ${d.dim}, this memory's dim is ${this.dim}`);
+    EpisodicMemory.checkSnapshotData(d, path.join(dir, generationName(snap.generation)));
+    const cases: CaseInput[] = Array.from(d.ids, (_, i) => {
+      const m = d.meta[i] as CaseMeta;
+      return {
+        key: d.keys.subarray(i * d.dim, (i + 1) * d.dim),
+        value: d.values[i],
+        state: m.state,
+        action: m.action,
+        episode: m.episode,
+        step: m.step,
+        time: m.time,
+        source: opts.source,
+      };
+    });
+    return this.write(cases);
   }
 
   /**
@@ -885,12 +1255,22 @@ export class EpisodicMemory {
 
   // ---------- reads ----------
 
-  /** Q̂ and λ per query (MATH §3). */
+  /**
+   * Q̂ and λ per query (MATH §3). Without a trust policy: the native fused estimate. With one:
+   * the top-m after quarantine from one search, values clipped into the value range, kernel
+   * weights capped (trust.capShares), then the §3 formula in float64 (docs/trust.md).
+   */
   estimate(queries: Float32Array, m: number, opts?: { voidWeight?: number; voidValue?: number }) {
+    if (this.trustPolicy) return this.trustedEstimate(queries, m, opts, false);
     return this.index.estimate(queries, m, opts);
   }
 
-  search(queries: Float32Array, m: number) {
+  /** Top-m per query; with a trust policy, quarantined cases are left out. */
+  async search(queries: Float32Array, m: number) {
+    if (this.trustPolicy) {
+      checkQueries(queries, this.dim, 'search');
+      return (await this.trustedHits(queries, m, false)).hits;
+    }
     return this.index.search(queries, m);
   }
 
@@ -901,11 +1281,16 @@ export class EpisodicMemory {
    */
   estimateAuto(queries: Float32Array, m: number, opts?: { voidWeight?: number; voidValue?: number }, syncWork = 2e8) {
     const work = (queries.length / this.dim) * this.size * this.dim;
+    if (this.trustPolicy) return this.trustedEstimate(queries, m, opts, work <= syncWork);
     return work <= syncWork ? Promise.resolve(this.index.estimateSync(queries, m, opts)) : this.index.estimate(queries, m, opts);
   }
 
-  searchAuto(queries: Float32Array, m: number, syncWork = 2e8) {
+  async searchAuto(queries: Float32Array, m: number, syncWork = 2e8) {
     const work = (queries.length / this.dim) * this.size * this.dim;
+    if (this.trustPolicy) {
+      checkQueries(queries, this.dim, 'searchAuto');
+      return (await this.trustedHits(queries, m, work <= syncWork)).hits;
+    }
     return work <= syncWork ? Promise.resolve(this.index.searchSync(queries, m)) : this.index.search(queries, m);
   }
 
@@ -914,6 +1299,7 @@ export class EpisodicMemory {
    * reportDropped, the mass the full estimate puts outside the top-M (a second, full search).
    */
   async retrievalPrior(queries: Float32Array, m: number, voidWeight: number, opts: { reportDropped?: boolean } = {}): Promise<ParzenPrior[]> {
+    if (this.trustPolicy) return this.trustedPrior(queries, m, voidWeight);
     const b = queries.length / this.dim;
     const hits = await this.index.search(queries, m);
     let totals: Float64Array | undefined;
@@ -928,6 +1314,27 @@ export class EpisodicMemory {
     const out: ParzenPrior[] = [];
     for (let q = 0; q < b; q++) out.push(parzenPrior(hits.ids, hits.kernel, voidWeight, q * m, m, totals ? totals[q] : undefined));
     return out;
+  }
+
+  /**
+   * The Parzen prior under the trust policy: μ(c) = w_c / (Σ w + κ∅) with the capped weights w
+   * of the top-m after quarantine (so μ(c) ≤ maxCaseShare and Σ_{c∈source} μ(c) ≤ maxSourceShare).
+   * The dropped-mass report is not available here.
+   */
+  private async trustedPrior(queries: Float32Array, m: number, voidWeight: number): Promise<ParzenPrior[]> {
+    checkQueries(queries, this.dim, 'retrievalPrior');
+    if (!(voidWeight >= 0) || !Number.isFinite(voidWeight)) throw new RangeError(`voidWeight must be a finite number >= 0, got ${voidWeight}`);
+    const pol = this.trustPolicy!;
+    const rows = await this.trustedRows(queries, m, false);
+    return rows.map((r) => {
+      const e = cappedEstimate(r.kernel, r.values, r.sources, pol.maxCaseShare, pol.maxSourceShare, voidWeight, 0);
+      let sum = 0;
+      for (const w of e.weights) sum += w;
+      const z = sum + voidWeight;
+      const probs = Float64Array.from(e.weights, (w) => (z > 0 ? w / z : 0));
+      const voidProb = z > 0 ? voidWeight / z : 1;
+      return { ids: Int32Array.from(r.ids), caseProbs: probs, voidProb, confidence: 1 - voidProb };
+    });
   }
 
   /**
@@ -987,6 +1394,17 @@ export class EpisodicMemory {
     }
     this.onWrite?.({ removed: new Int32Array(0), upserted: new Int32Array(0), addedKeys: new Float32Array(0), added: new Int32Array(0) });
   }
+}
+
+let defaultTrust: TrustPolicy | undefined;
+function defaultPolicy(): TrustPolicy {
+  return (defaultTrust ??= makeTrustPolicy({}));
+}
+
+/** Queries must be a Float32Array of whole rows (the index would refuse them later, less clearly). */
+function checkQueries(queries: Float32Array, dim: number, what: string): void {
+  if (!(queries instanceof Float32Array)) throw new TypeError(`${what}: queries must be a Float32Array (b × dim)`);
+  if (queries.length % dim !== 0) throw new TypeError(`${what}: queries.length must be a multiple of dim (${dim}), got ${queries.length}`);
 }
 
 /**

@@ -18,6 +18,7 @@
  * A load checks every part's byte length and CRC-32, then every row (ids increasing, keys finite
  * with a squared norm finite in float32, values finite), before building anything.
  */
+import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as zlib from 'zlib';
@@ -50,6 +51,70 @@ export interface SnapshotHeader {
   endianness: 'little';
   createdAt: string;
   parts: Record<PartName, PartInfo>;
+  /** Present when saved with a key: HMAC-SHA-256 of every part and of the manifest (docs/memory-format.md). */
+  signature?: SnapshotSignature;
+}
+
+export interface SnapshotSignature {
+  alg: 'HMAC-SHA-256';
+  /** Identifies the key without revealing it: hex of HMAC(key, "memq-key-id"), first 16 digits. */
+  keyId: string;
+  /** Per part: hex HMAC(key, "memq-snapshot-part\0" name "\0" generation "\0" bytes). */
+  parts: Record<PartName, string>;
+  /** hex HMAC(key, "memq-snapshot-manifest\0" JSON.stringify(header without signature)). */
+  manifest: string;
+}
+
+/** Smallest key accepted (bytes). */
+export const MIN_KEY_BYTES = 16;
+
+/**
+ * The signing key: the given one, else the MEMQ_MEMORY_KEY environment variable, else none.
+ * A string is taken as its UTF-8 bytes. TypeError for another type, RangeError when shorter
+ * than MIN_KEY_BYTES.
+ */
+export function resolveKey(key: string | Uint8Array | undefined, where = 'key'): Buffer | undefined {
+  let k: string | Uint8Array | undefined = key;
+  let name = where;
+  if (k === undefined) {
+    const env = process.env.MEMQ_MEMORY_KEY;
+    if (env === undefined || env === '') return undefined;
+    k = env;
+    name = 'MEMQ_MEMORY_KEY';
+  }
+  if (typeof k !== 'string' && !(k instanceof Uint8Array)) throw new TypeError(`${name} must be a string or a Uint8Array, got ${k === null ? 'null' : typeof k}`);
+  const buf = typeof k === 'string' ? Buffer.from(k, 'utf8') : Buffer.from(k);
+  if (buf.length < MIN_KEY_BYTES) throw new RangeError(`${name} must be at least ${MIN_KEY_BYTES} bytes, got ${buf.length}`);
+  return buf;
+}
+
+function hmacHex(key: Buffer, ...chunks: (string | Uint8Array)[]): string {
+  const h = crypto.createHmac('sha256', key);
+  for (const c of chunks) h.update(c);
+  return h.digest('hex');
+}
+
+export function keyId(key: Buffer): string {
+  return hmacHex(key, 'memq-key-id').slice(0, 16);
+}
+
+function partMac(key: Buffer, p: PartName, generation: number, bytes: Uint8Array): string {
+  return hmacHex(key, `memq-snapshot-part\0${p}\0${generation}\0`, bytes);
+}
+
+function manifestMac(key: Buffer, header: SnapshotHeader): string {
+  const { signature: _s, ...rest } = header;
+  return hmacHex(key, 'memq-snapshot-manifest\0', JSON.stringify(rest));
+}
+
+function sameHex(a: unknown, b: string): boolean {
+  if (typeof a !== 'string' || a.length !== b.length) return false;
+  return crypto.timingSafeEqual(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+/** How a read checks signatures: with a key, an unsigned snapshot or a bad MAC is refused. */
+export interface VerifyOptions {
+  key?: Buffer;
 }
 
 export interface SnapshotData {
@@ -102,6 +167,8 @@ export interface SaveOptions {
    * throw to refuse the save. genDir is the temporary directory holding it.
    */
   verify?: (data: SnapshotData, genDir: string) => void;
+  /** Sign the snapshot with this key (HMAC-SHA-256); default: MEMQ_MEMORY_KEY when set. */
+  key?: string | Uint8Array;
 }
 
 const GEN_RE = /^snap-(\d{8})$/;
@@ -145,6 +212,7 @@ function crcHeader(header: SnapshotHeader): number {
 
 /** Write `data` as a new generation in `dir` and make it current. Returns the generation. */
 export function writeSnapshot(dir: string, data: SnapshotData, opts: SaveOptions = {}): { generation: number; path: string } {
+  const key = resolveKey(opts.key);
   const sync = opts.fsync ?? true;
   const step = (s: SaveStep) => opts.beforeStep?.(s);
   const n = data.ids.length;
@@ -188,12 +256,17 @@ export function writeSnapshot(dir: string, data: SnapshotData, opts: SaveOptions
     createdAt: new Date().toISOString(),
     parts,
   };
+  if (key) {
+    const macs = {} as Record<PartName, string>;
+    for (const p of PART_NAMES) macs[p] = partMac(key, p, gen, bodies[p]);
+    header.signature = { alg: 'HMAC-SHA-256', keyId: keyId(key), parts: macs, manifest: manifestMac(key, header) };
+  }
   step('header');
   writeFileDurable(path.join(tmp, 'header.json'), JSON.stringify({ header, crc32: crcHeader(header) }) + '\n', sync);
   step('fsync-temp-dir');
   if (sync) fsyncDir(tmp);
   step('verify');
-  verifyWritten(dir, tmp, gen, data, opts.verify);
+  verifyWritten(dir, tmp, gen, data, opts.verify, key);
   step('rename-generation');
   fs.renameSync(tmp, path.join(dir, finalName));
   if (sync) fsyncDir(dir);
@@ -213,9 +286,9 @@ export function writeSnapshot(dir: string, data: SnapshotData, opts: SaveOptions
  * part's length and CRC-32, every row), plus that it holds what was meant to be written; on any
  * failure the temporary directory is removed and a SnapshotError says that CURRENT was left alone.
  */
-function verifyWritten(dir: string, tmp: string, gen: number, data: SnapshotData, extra: SaveOptions['verify']): void {
+function verifyWritten(dir: string, tmp: string, gen: number, data: SnapshotData, extra: SaveOptions['verify'], key: Buffer | undefined): void {
   try {
-    const back = readGeneration(tmp);
+    const back = readGeneration(tmp, { key });
     const h = back.header;
     const hfile = path.join(tmp, 'header.json');
     if (h.generation !== gen || h.count !== data.ids.length || h.dim !== data.dim) {
@@ -280,7 +353,7 @@ function readPart(genDir: string, p: PartName, info: PartInfo | undefined): Buff
 }
 
 /** Read and verify a generation directory; nothing is returned unless every part checks out. */
-export function readGeneration(genDir: string): { header: SnapshotHeader; data: SnapshotData } {
+export function readGeneration(genDir: string, verify: VerifyOptions = {}): { header: SnapshotHeader; data: SnapshotData } {
   const hfile = path.join(genDir, 'header.json');
   let raw: string;
   try {
@@ -319,6 +392,7 @@ export function readGeneration(genDir: string): { header: SnapshotHeader; data: 
     }
     bufs[p] = readPart(genDir, p, info);
   }
+  if (verify.key) checkSignature(genDir, h, bufs, verify.key);
   const metaFile = path.join(genDir, PART_FILES.meta);
   const lines = bufs.meta.toString('utf8').split('\n');
   if (lines.pop() !== '' || lines.length !== h.count) {
@@ -345,8 +419,41 @@ export function readGeneration(genDir: string): { header: SnapshotHeader; data: 
   };
 }
 
-/** Read the current generation of a snapshot directory. */
-export function readSnapshot(dir: string): { generation: number; header: SnapshotHeader; data: SnapshotData } {
+/**
+ * Check a generation's signature with `key`: refused (SnapshotError naming the part) when it is
+ * unsigned ('signature'), signed with another key ('signature'), when a part's bytes do not
+ * match its MAC (that part: 'ids', 'keys', 'values', 'meta'), or when the manifest does not
+ * ('header'). Parts are checked before the manifest, so a changed part is named even when its
+ * length and CRC-32 in the header were rewritten to match.
+ */
+function checkSignature(genDir: string, h: SnapshotHeader, bufs: Record<PartName, Buffer>, key: Buffer): void {
+  const hfile = path.join(genDir, 'header.json');
+  const sig = h.signature;
+  if (!sig || typeof sig !== 'object') {
+    throw new SnapshotError(
+      `${hfile} (part 'signature'): the snapshot is unsigned but a key is set; load it as untrusted (load(dir, { untrustedSource: 'import:NAME' }) or EpisodicMemory.import)`,
+      hfile,
+      'signature',
+    );
+  }
+  if (sig.alg !== 'HMAC-SHA-256') throw new SnapshotError(`${hfile} (part 'signature'): unknown signature algorithm ${JSON.stringify(sig.alg)}`, hfile, 'signature');
+  const ours = keyId(key);
+  if (sig.keyId !== ours) {
+    throw new SnapshotError(`${hfile} (part 'signature'): signed with another key (key id ${JSON.stringify(sig.keyId)}, ours ${ours}); load it as untrusted`, hfile, 'signature');
+  }
+  for (const p of PART_NAMES) {
+    const file = path.join(genDir, PART_FILES[p]);
+    if (!sameHex(sig.parts?.[p], partMac(key, p, h.generation, bufs[p]))) {
+      throw new SnapshotError(`${file} (part '${p}'): signature check failed (HMAC-SHA-256 mismatch): the part was changed or does not belong to this generation`, file, p);
+    }
+  }
+  if (!sameHex(sig.manifest, manifestMac(key, h))) {
+    throw new SnapshotError(`${hfile} (part 'header'): signature check failed (HMAC-SHA-256 of the manifest mismatch): the header was changed`, hfile, 'header');
+  }
+}
+
+/** Read the current generation of a snapshot directory (signature checked when verify.key is set). */
+export function readSnapshot(dir: string, verify: VerifyOptions = {}): { generation: number; header: SnapshotHeader; data: SnapshotData } {
   const gen = currentGeneration(dir);
   if (gen === undefined) {
     throw new SnapshotError(`${dir} holds no memq snapshot (${path.join(dir, 'CURRENT')} is missing)`, path.join(dir, 'CURRENT'), 'CURRENT');
@@ -355,7 +462,7 @@ export function readSnapshot(dir: string): { generation: number; header: Snapsho
   if (!fs.existsSync(genDir)) {
     throw new SnapshotError(`${path.join(dir, 'CURRENT')} names ${generationName(gen)}, which does not exist`, path.join(dir, 'CURRENT'), 'CURRENT');
   }
-  const { header, data } = readGeneration(genDir);
+  const { header, data } = readGeneration(genDir, verify);
   if (header.generation !== gen) {
     throw new SnapshotError(`${genDir}/header.json says generation ${header.generation}, CURRENT says ${gen}`, path.join(genDir, 'header.json'), 'header');
   }
