@@ -26,10 +26,12 @@ async function child(argv) {
   const result = await runBatch({
     seed: Number(get('--seed')),
     batch: Number(get('--batch')),
+    part: Number(get('--part') ?? 0),
     calls: Number(get('--calls')),
     dir,
     only: only ? only.split(',') : undefined,
     verbose: argv.includes('--verbose'),
+    deadline: get('--deadline') ? Number(get('--deadline')) : undefined,
   });
   fs.writeFileSync(path.join(dir, 'result.json'), JSON.stringify(result));
   // After a hang a native worker thread may still be stuck, and a normal exit waits for it.

@@ -19,6 +19,8 @@ export interface Finding {
   detail: string;
   seed?: number;
   batch?: number;
+  /** Continuation part of the batch (after a crash); 0 when absent. */
+  part?: number;
   index?: number;
 }
 

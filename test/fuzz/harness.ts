@@ -23,6 +23,7 @@ export interface HarnessOptions {
   batchSize: number;
   only?: string[];
   batch?: number;
+  part: number;
   verbose: boolean;
   report?: string;
   memLimitMb: number;
@@ -50,10 +51,12 @@ function usage(): string {
     '                            [--only NAME,...] [--batch B] [--verbose] [--report FILE] [--mem-limit-mb M] [--quiet]',
     '  --calls N        calls in all (default 2000), in batches of --batch-size (default 500), one child process each',
     '  --seed S         run seed (default: from the clock; printed); batch B of seed S is always the same calls',
-    '  --time-limit SEC start no batch after SEC seconds (default: none)',
+    '  --time-limit SEC stop drawing calls after SEC seconds (default: none)',
     '  --jobs J         child processes at a time (default: the number of CPU cores)',
     '  --only LIST      entries whose name or area contains one of these (comma-separated)',
-    '  --batch B        run only batch B (replay: --seed S --batch B --calls K+1 --verbose)',
+    '  --batch B        run only batch B (replay: --seed S --batch B [--part P] --calls K+1 --verbose)',
+    '  --part P         with --batch: the continuation part P of batch B (after a crash, the rest of a',
+    '                   batch runs as a new part with fresh calls, so --calls N still runs N calls)',
     '  --report FILE    write every finding as JSON',
     '  --mem-limit-mb M address-space limit of each child (default 4096; 0: none)',
   ].join('\n');
@@ -66,6 +69,7 @@ export function parseOptions(argv: string[]): HarnessOptions {
     timeLimit: Infinity,
     jobs: Math.max(1, os.cpus().length),
     batchSize: 500,
+    part: 0,
     verbose: false,
     memLimitMb: 4096,
     quiet: false,
@@ -92,6 +96,7 @@ export function parseOptions(argv: string[]): HarnessOptions {
       case '--batch-size': o.batchSize = Math.floor(num(1)); break;
       case '--only': o.only = val().split(',').filter(Boolean); break;
       case '--batch': o.batch = Math.floor(num(0)); break;
+      case '--part': o.part = Math.floor(num(0)); break;
       case '--verbose': o.verbose = true; break;
       case '--quiet': o.quiet = true; break;
       case '--report': o.report = val(); break;
@@ -105,13 +110,14 @@ export function parseOptions(argv: string[]): HarnessOptions {
 
 interface BatchPlan {
   batch: number;
+  part: number;
   calls: number;
 }
 
 function plan(o: HarnessOptions): BatchPlan[] {
-  if (o.batch !== undefined) return [{ batch: o.batch, calls: o.calls }];
+  if (o.batch !== undefined) return [{ batch: o.batch, part: o.part, calls: o.calls }];
   const out: BatchPlan[] = [];
-  for (let b = 0; b * o.batchSize < o.calls; b++) out.push({ batch: b, calls: Math.min(o.batchSize, o.calls - b * o.batchSize) });
+  for (let b = 0; b * o.batchSize < o.calls; b++) out.push({ batch: b, part: 0, calls: Math.min(o.batchSize, o.calls - b * o.batchSize) });
   return out;
 }
 
@@ -143,10 +149,11 @@ function readFindings(dir: string): Finding[] {
   }
 }
 
-function runChild(o: HarnessOptions, p: BatchPlan, root: string): Promise<{ result?: BatchResult; crash?: Finding; earlier?: Finding[]; calls: number }> {
-  const dir = path.join(root, `batch-${p.batch}`);
+function runChild(o: HarnessOptions, p: BatchPlan, root: string, deadline: number): Promise<{ result?: BatchResult; crash?: Finding; earlier?: Finding[]; calls: number; harnessBug?: boolean }> {
+  const dir = path.join(root, `batch-${p.batch}-${p.part}`);
   fs.mkdirSync(dir, { recursive: true });
-  const args = ['--expose-gc', SCRIPT, '--child', '--seed', String(o.seed), '--batch', String(p.batch), '--calls', String(p.calls), '--dir', dir];
+  const args = ['--expose-gc', SCRIPT, '--child', '--seed', String(o.seed), '--batch', String(p.batch), '--part', String(p.part), '--calls', String(p.calls), '--dir', dir];
+  if (Number.isFinite(deadline)) args.push('--deadline', String(deadline));
   if (o.only) args.push('--only', o.only.join(','));
   if (o.verbose) args.push('--verbose');
   // No core dumps (an abort of a 4 GB process would take minutes to dump), and a memory cap so a
@@ -209,10 +216,11 @@ function runChild(o: HarnessOptions, p: BatchPlan, root: string): Promise<{ resu
         detail: `${harnessBug ? 'the fuzzer itself failed (a bug in test/fuzz, not in memq), ' : ''}${how}${tail ? `; stderr:\n${tail}` : ''}`,
         seed: o.seed,
         batch: p.batch,
+        part: p.part,
         index: at?.index,
       };
       fs.rmSync(dir, { recursive: true, force: true });
-      resolve({ crash, earlier, calls: at ? at.index + 1 : 0 });
+      resolve({ crash, earlier, calls: at ? at.index + 1 : 0, harnessBug });
     });
   });
 }
@@ -228,7 +236,7 @@ function signature(f: Finding): string {
 
 export function replayCommand(f: Finding): string {
   if (f.batch === undefined || f.index === undefined) return '';
-  return `node scripts/fuzz.js --seed ${f.seed} --batch ${f.batch} --calls ${f.index + 1} --verbose`;
+  return `node scripts/fuzz.js --seed ${f.seed} --batch ${f.batch}${f.part ? ` --part ${f.part}` : ''} --calls ${f.index + 1} --verbose`;
 }
 
 export async function runHarness(o: HarnessOptions): Promise<Summary> {
@@ -245,11 +253,13 @@ export async function runHarness(o: HarnessOptions): Promise<Summary> {
     if (!o.quiet) process.stderr.write(s);
   };
   log(`fuzz: seed ${o.seed}, ${o.calls} calls in ${batches.length} batch(es), ${o.jobs} job(s)${o.only ? `, only ${o.only.join(',')}` : ''}${process.env.MEMQ_ADDON ? `, MEMQ_ADDON=${process.env.MEMQ_ADDON}` : ''}\n`);
+  // Children stop drawing calls at the deadline, so a run ends about --time-limit after it began.
+  const deadline = t0 + o.timeLimit * 1000;
   const worker = async () => {
     while (next < batches.length) {
-      if ((Date.now() - t0) / 1000 >= o.timeLimit) return;
+      if (Date.now() >= deadline) return;
       const p = batches[next++];
-      const r = await runChild(o, p, root);
+      const r = await runChild(o, p, root, deadline);
       run++;
       calls += r.calls;
       if (r.result) {
@@ -258,8 +268,11 @@ export async function runHarness(o: HarnessOptions): Promise<Summary> {
         for (const [k, v] of Object.entries(r.result.msPerEntry ?? {})) msPerEntry[k] = (msPerEntry[k] ?? 0) + v;
       }
       if (r.crash) findings.push(...(r.earlier ?? []), r.crash);
+      // The rest of a batch that crashed or hung runs as its next part (fresh calls, new child).
+      const rest = p.calls - r.calls;
+      if ((r.crash || r.result?.hung) && !r.harnessBug && rest > 0 && o.batch === undefined) batches.push({ batch: p.batch, part: p.part + 1, calls: rest });
       const bad = (r.result?.findings.length ?? 0) + (r.earlier?.length ?? 0) + (r.crash ? 1 : 0);
-      log(`fuzz: batch ${p.batch}: ${r.calls} calls${r.crash ? `, ${r.crash.kind.toUpperCase()} at call ${r.crash.index}` : ''}${bad ? `, ${bad} finding(s)` : ''} (${((Date.now() - t0) / 1000).toFixed(0)} s)\n`);
+      log(`fuzz: batch ${p.batch}${p.part ? `.${p.part}` : ''}: ${r.calls} calls${r.crash ? `, ${r.crash.kind.toUpperCase()} at call ${r.crash.index}` : r.result?.hung ? `, HANG at call ${r.calls - 1}` : ''}${bad ? `, ${bad} finding(s)` : ''} (${((Date.now() - t0) / 1000).toFixed(0)} s)\n`);
     }
   };
   await Promise.all(Array.from({ length: Math.min(o.jobs, batches.length) }, worker));

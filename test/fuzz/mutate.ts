@@ -11,6 +11,18 @@ import { encodeRecord, readJournal } from '../../lib/memory/journal';
 import type { FuzzRng } from './rng';
 import { lit } from './values';
 
+/**
+ * Runs one mutation; a filesystem error of the mutator itself (a part removed by an earlier
+ * mutation, a file turned into a directory) skips it: that is the fuzzer's business, not memq's.
+ */
+export function attempt(what: () => string): string {
+  try {
+    return what();
+  } catch (err) {
+    return `(mutation skipped: ${(err as Error).message.split('\n')[0]})`;
+  }
+}
+
 /** Every regular file under dir (relative paths, sorted). */
 export function listFiles(dir: string): string[] {
   const out: string[] = [];
@@ -98,9 +110,11 @@ interface Sealed {
   crc32: number;
 }
 
+/** header.json's {header, crc32} when it parses to an object header (else undefined: nothing to forge). */
 function readHeader(gdir: string): Sealed | undefined {
   try {
-    return JSON.parse(fs.readFileSync(path.join(gdir, 'header.json'), 'utf8'));
+    const s = JSON.parse(fs.readFileSync(path.join(gdir, 'header.json'), 'utf8'));
+    return s && typeof s === 'object' && s.header && typeof s.header === 'object' && !Array.isArray(s.header) ? s : undefined;
   } catch {
     return undefined;
   }
@@ -269,16 +283,18 @@ export function mutateSnapshotDir(rng: FuzzRng, dir: string): string[] {
     const kind = rng.weighted([[3, 'damage'], [3, 'header'], [4, 'part'], [2, 'journal'], [1, 'current']] as const);
     if (kind === 'current') {
       const v = rng.pick(['snap-99999999\n', 'garbage', 'snap-00000001', '../snap-00000001\n', '', 'snap-0000000a\n']);
-      fs.writeFileSync(path.join(dir, 'CURRENT'), v);
-      done.push(`CURRENT = ${lit(v)}`);
-    } else if (kind === 'header' && gdir) done.push(forgeHeader(rng, gdir));
-    else if (kind === 'part' && gdir) done.push(forgePart(rng, gdir));
-    else if (kind === 'journal') done.push(forgeJournal(rng, dir));
+      done.push(attempt(() => {
+        fs.writeFileSync(path.join(dir, 'CURRENT'), v);
+        return `CURRENT = ${lit(v)}`;
+      }));
+    } else if (kind === 'header' && gdir) done.push(attempt(() => forgeHeader(rng, gdir)));
+    else if (kind === 'part' && gdir) done.push(attempt(() => forgePart(rng, gdir)));
+    else if (kind === 'journal') done.push(attempt(() => forgeJournal(rng, dir)));
     else {
       const files = listFiles(dir);
       if (!files.length) break;
       const f = rng.pick(files);
-      done.push(damageFile(rng, path.join(dir, f)).replace(path.basename(f), f));
+      done.push(attempt(() => damageFile(rng, path.join(dir, f)).replace(path.basename(f), f)));
     }
   }
   return done;
@@ -295,7 +311,9 @@ export function readSafetensors(file: string): StFile | undefined {
   try {
     const b = fs.readFileSync(file);
     const n = Number(b.readBigUInt64LE(0));
-    return { header: JSON.parse(b.subarray(8, 8 + n).toString('utf8')), data: b.subarray(8 + n) };
+    const header = JSON.parse(b.subarray(8, 8 + n).toString('utf8'));
+    if (header === null || typeof header !== 'object' || Array.isArray(header)) return undefined;
+    return { header, data: b.subarray(8 + n) };
   } catch {
     return undefined;
   }
@@ -317,6 +335,7 @@ export function forgeSafetensors(rng: FuzzRng, file: string): string {
   if (!names.length) return `${rel}: no tensors (unchanged)`;
   const name = rng.pick(names);
   const t = st.header[name] as { dtype: string; shape: number[]; data_offsets: number[] };
+  if (!t || typeof t !== 'object' || !Array.isArray(t.shape) || !Array.isArray(t.data_offsets)) return damageFile(rng, file);
   const kind = rng.int(12);
   switch (kind) {
     case 0: {
@@ -383,6 +402,7 @@ export function forgeJsonFile(rng: FuzzRng, file: string, fields: Record<string,
   } catch {
     return damageFile(rng, file);
   }
+  if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) return damageFile(rng, file);
   const r = rng.next();
   if (r < 0.1) return damageFile(rng, file);
   if (r < 0.15) {

@@ -54,9 +54,12 @@ export class FuzzRng {
   }
 }
 
-/** The seed of batch `batch` of a run with seed `seed` (splitmix-style mixing). */
-export function batchSeed(seed: number, batch: number): number {
-  let z = (Math.imul(seed >>> 0, 0x9e3779b1) ^ Math.imul(batch + 1, 0x85ebca77)) >>> 0;
+/**
+ * The seed of part `part` of batch `batch` of a run with seed `seed` (splitmix-style mixing).
+ * Part 0 is the batch; part p > 0 continues a batch whose part p-1 crashed, with fresh calls.
+ */
+export function batchSeed(seed: number, batch: number, part = 0): number {
+  let z = (Math.imul(seed >>> 0, 0x9e3779b1) ^ Math.imul(batch + 1, 0x85ebca77) ^ Math.imul(part, 0xc2b2ae3d)) >>> 0;
   z = Math.imul(z ^ (z >>> 16), 0x7feb352d) >>> 0;
   z = Math.imul(z ^ (z >>> 15), 0x846ca68b) >>> 0;
   return (z ^ (z >>> 16)) >>> 0;

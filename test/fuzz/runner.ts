@@ -13,11 +13,15 @@ import { entries } from './table';
 export interface BatchOptions {
   seed: number;
   batch: number;
+  /** Continuation part (after a crash of the batch's previous part). */
+  part?: number;
   calls: number;
   dir: string;
   /** Only entries whose name or area contains one of these. */
   only?: string[];
   verbose?: boolean;
+  /** Stop drawing calls after this time (ms since the epoch): the run's --time-limit. */
+  deadline?: number;
 }
 
 export interface BatchResult {
@@ -66,7 +70,7 @@ export function selectEntries(only?: string[]): Entry[] {
 
 export async function runBatch(o: BatchOptions): Promise<BatchResult> {
   const t0 = Date.now();
-  const rng = new FuzzRng(batchSeed(o.seed, o.batch));
+  const rng = new FuzzRng(batchSeed(o.seed, o.batch, o.part ?? 0));
   const tmp = path.join(o.dir, 'tmp');
   fs.mkdirSync(tmp, { recursive: true });
   let counter = 0;
@@ -79,7 +83,9 @@ export async function runBatch(o: BatchOptions): Promise<BatchResult> {
   const findings: Finding[] = [];
   const perEntry: Record<string, number> = {};
   const msPerEntry: Record<string, number> = {};
-  for (let i = 0; i < o.calls; i++) {
+  let done = 0;
+  for (let i = 0; i < o.calls; i++, done++) {
+    if (o.deadline !== undefined && Date.now() > o.deadline) break;
     const c0 = process.cpuUsage();
     let entry: Entry | undefined;
     let call: Call | undefined;
@@ -89,10 +95,10 @@ export async function runBatch(o: BatchOptions): Promise<BatchResult> {
     }
     if (!call || !entry) throw new Error('no entry could make a call (the pools stay empty)');
     fs.writeSync(progress, `${i}\t${entry.name}\t${call.desc.replace(/\n/g, ' ')}\n`);
-    if (o.verbose) process.stderr.write(`[${o.batch}:${i}] ${call.desc}\n`);
+    if (o.verbose) process.stderr.write(`[${o.batch}${o.part ? `.${o.part}` : ''}:${i}] ${call.desc}\n`);
     const out = await execute(call);
     perEntry[entry.name] = (perEntry[entry.name] ?? 0) + 1;
-    const base = { area: call.area ?? entry.area, entry: entry.name, call: call.desc, seed: o.seed, batch: o.batch, index: i };
+    const base = { area: call.area ?? entry.area, entry: entry.name, call: call.desc, seed: o.seed, batch: o.batch, part: o.part ?? 0, index: i };
     const record = (f: Finding) => {
       findings.push(f);
       fs.writeSync(found, `${JSON.stringify(f)}\n`);
@@ -114,5 +120,5 @@ export async function runBatch(o: BatchOptions): Promise<BatchResult> {
   fs.closeSync(progress);
   fs.closeSync(found);
   fs.rmSync(tmp, { recursive: true, force: true });
-  return { calls: o.calls, findings, perEntry, msPerEntry, seconds: (Date.now() - t0) / 1000 };
+  return { calls: done, findings, perEntry, msPerEntry, seconds: (Date.now() - t0) / 1000 };
 }

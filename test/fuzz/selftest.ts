@@ -59,7 +59,7 @@ export const selfTestEntries: Entry[] = [
   {
     name: 'selftest.abort',
     area: 'native/addon',
-    weight: 0.5,
+    weight: 1,
     make: () => ({ desc: 'process.abort()', expect: new Expect(), run: () => process.abort() }),
   },
 ];

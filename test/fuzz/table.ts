@@ -1,14 +1,20 @@
 /**
  * The fuzz table: every public entry point with its weight (how often it is drawn). Each
  * target module owns the generators of its entries' arguments and their oracles.
+ * MEMQ_FUZZ_SELFTEST=1 swaps in entries that misbehave on purpose (the harness's own tests),
+ * without loading memq at all.
  */
 import type { Entry } from './core';
-import { selfTestEntries } from './selftest';
-import { cliEntries } from './targets/cli';
-import { llmEntries } from './targets/llm';
-import { memoryEntries } from './targets/memory';
-import { retrievalEntries } from './targets/retrieval';
 
-export const entries: Entry[] = process.env.MEMQ_FUZZ_SELFTEST
-  ? selfTestEntries
-  : [...retrievalEntries, ...memoryEntries, ...llmEntries, ...cliEntries];
+function load(): Entry[] {
+  /* eslint-disable @typescript-eslint/no-var-requires */
+  if (process.env.MEMQ_FUZZ_SELFTEST) return require('./selftest').selfTestEntries;
+  return [
+    ...require('./targets/retrieval').retrievalEntries,
+    ...require('./targets/memory').memoryEntries,
+    ...require('./targets/llm').llmEntries,
+    ...require('./targets/cli').cliEntries,
+  ];
+}
+
+export const entries: Entry[] = load();

@@ -12,7 +12,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { main } from '../../../lib/cli/main';
 import type { Call, Ctx, Entry } from '../core';
-import { copyDir, damageFile, forgeJsonFile, listFiles, mutateSnapshotDir } from '../mutate';
+import { attempt, copyDir, damageFile, forgeJsonFile, listFiles, mutateSnapshotDir } from '../mutate';
 import type { FuzzRng } from '../rng';
 import { Expect, lit } from '../values';
 
@@ -25,11 +25,11 @@ interface CliResult {
   stderr: string;
 }
 
-async function runCli(argv: string[]): Promise<CliResult> {
+async function runCli(argv: string[], budgetMs = CLI_BUDGET_MS): Promise<CliResult> {
   let stdout = '';
   let stderr = '';
   const ac = new AbortController();
-  const timer = setTimeout(() => ac.abort(), CLI_BUDGET_MS);
+  const timer = setTimeout(() => ac.abort(), budgetMs);
   try {
     const code = await main(argv, {
       stdout: (t) => (stdout = (stdout + t).slice(-20000)),
@@ -212,7 +212,7 @@ async function runDir(ctx: Ctx): Promise<string | undefined> {
     c.agent = rng.pick(['memq', 'nec', 'memrl', 'qlearn']);
     fs.writeFileSync(cfg, JSON.stringify(c));
     const out = ctx.fresh('base-run');
-    const r = await runCli(['run', '--config', cfg, '--out', out, '--json']);
+    const r = await runCli(['run', '--config', cfg, '--out', out, '--json'], 120_000);
     if (r.code !== 0) throw new Error(`a valid tiny run failed (exit ${r.code}): ${r.stderr}`);
     p.dirs.push(path.join(out, `${c.agent}-seed1`));
   }
@@ -237,29 +237,41 @@ const AGENT_FIELDS: Record<string, unknown[]> = {
 /** A damaged or forged copy of a finished run directory. */
 function mutateRunDir(rng: FuzzRng, dir: string): string[] {
   const done: string[] = [];
-  const ck = path.join(dir, 'checkpoint');
   const n = rng.weighted([[5, 1], [2, 2]] as const);
   for (let i = 0; i < n; i++) {
     const kind = rng.weighted([[3, 'config'], [2, 'state'], [1, 'agent'], [3, 'memory'], [1, 'damage'], [1, 'summary']] as const);
-    const mem = path.join(ck, 'agent', 'memory');
-    if (kind === 'config' && fs.existsSync(path.join(dir, 'config.json'))) done.push(forgeJsonFile(rng, path.join(dir, 'config.json'), CONFIG_FIELDS));
-    else if (kind === 'state' && fs.existsSync(path.join(ck, 'state.json'))) done.push(`checkpoint/${forgeJsonFile(rng, path.join(ck, 'state.json'), STATE_FIELDS)}`);
-    else if (kind === 'agent' && fs.existsSync(path.join(ck, 'agent', 'agent.json'))) done.push(`checkpoint/agent/${forgeJsonFile(rng, path.join(ck, 'agent', 'agent.json'), AGENT_FIELDS)}`);
-    else if (kind === 'memory' && fs.existsSync(mem)) done.push(...mutateSnapshotDir(rng, mem).map((s) => `checkpoint/agent/memory: ${s}`));
-    else if (kind === 'summary' && fs.existsSync(path.join(dir, 'summary.json'))) {
-      // An interrupted run (so --resume continues it), or a forged summary.
-      if (rng.chance(0.7)) fs.rmSync(path.join(dir, 'summary.json'));
-      else fs.writeFileSync(path.join(dir, 'summary.json'), rng.pick(['{"status":"complete"}', '[]', '{', '{"status":5}']));
-      done.push('summary.json removed or forged');
-    } else {
-      const files = listFiles(dir);
-      if (files.length) {
-        const f = rng.pick(files);
-        done.push(damageFile(rng, path.join(dir, f)).replace(path.basename(f), f));
-      }
-    }
+    if (kind === 'memory') {
+      const mem = path.join(dir, 'checkpoint', 'agent', 'memory');
+      if (fs.existsSync(mem)) done.push(...mutateSnapshotDir(rng, mem).map((s) => `checkpoint/agent/memory: ${s}`));
+    } else done.push(attempt(() => mutateRunFile(rng, dir, kind)));
   }
   return done;
+}
+
+/** One file of a run directory: config.json, checkpoint/state.json, agent.json, summary.json, or any file. */
+function mutateRunFile(rng: FuzzRng, dir: string, kind: 'config' | 'state' | 'agent' | 'damage' | 'summary'): string {
+  const file = {
+    config: 'config.json',
+    state: 'checkpoint/state.json',
+    agent: 'checkpoint/agent/agent.json',
+    summary: 'summary.json',
+    damage: '',
+  }[kind];
+  const full = path.join(dir, file);
+  if (kind === 'damage' || !fs.existsSync(full)) {
+    const files = listFiles(dir);
+    if (!files.length) return 'no files (unchanged)';
+    const f = rng.pick(files);
+    return damageFile(rng, path.join(dir, f)).replace(path.basename(f), f);
+  }
+  if (kind === 'summary') {
+    // An interrupted run (so --resume continues it), or a forged summary.
+    if (rng.chance(0.7)) fs.rmSync(full);
+    else fs.writeFileSync(full, rng.pick(['{"status":"complete"}', '[]', '{', '{"status":5}']));
+    return 'summary.json removed or forged';
+  }
+  const fields = kind === 'config' ? CONFIG_FIELDS : kind === 'state' ? STATE_FIELDS : AGENT_FIELDS;
+  return `${path.dirname(file) === '.' ? '' : `${path.dirname(file)}/`}${forgeJsonFile(rng, full, fields)}`;
 }
 
 function runDirEntry(resume: boolean): Entry {

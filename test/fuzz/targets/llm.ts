@@ -14,7 +14,7 @@ import * as path from 'path';
 import { LlmModel, makeLlmConfig, type LlmConfig } from '../../../lib/llm/model';
 import { LoraAdapter } from '../../../lib/llm/lora';
 import type { Call, Ctx, Entry } from '../core';
-import { copyDir, damageFile, forgeJsonFile, forgeSafetensors, listFiles, readSafetensors } from '../mutate';
+import { attempt, copyDir, damageFile, forgeJsonFile, forgeSafetensors, listFiles, readSafetensors } from '../mutate';
 import type { FuzzRng } from '../rng';
 import { Expect, lit, notNumber } from '../values';
 
@@ -139,35 +139,37 @@ async function usable(m: LlmModel, lora?: LoraAdapter): Promise<string | undefin
 function mutateModelDir(rng: FuzzRng, dir: string): string[] {
   const done: string[] = [];
   const n = rng.weighted([[5, 1], [2, 2]] as const);
-  for (let i = 0; i < n; i++) {
-    const kind = rng.weighted([[4, 'config'], [4, 'tensors'], [1, 'damage'], [2, 'shard']] as const);
-    const st = path.join(dir, 'model.safetensors');
-    if (kind === 'config') {
-      const fields = Object.fromEntries(Object.entries(CONFIG_FIELDS).map(([k, v]) => [k, v.map((x) => x[0])]));
-      done.push(forgeJsonFile(rng, path.join(dir, 'config.json'), fields));
-    } else if (kind === 'tensors' && fs.existsSync(st) && fs.statSync(st).isFile()) {
-      done.push(forgeSafetensors(rng, st));
-    } else if (kind === 'shard' && fs.existsSync(st) && fs.statSync(st).isFile()) {
-      const parsed = readSafetensors(st);
-      if (!parsed) continue;
-      const shard = 'model-00001-of-00001.safetensors';
-      fs.renameSync(st, path.join(dir, shard));
-      const names = Object.keys(parsed.header).filter((k) => k !== '__metadata__');
-      const map: Record<string, unknown> = Object.fromEntries(names.map((k) => [k, shard]));
-      let index: unknown = { metadata: {}, weight_map: map };
-      const f = rng.int(6);
-      if (f === 1) map[rng.pick(names)] = rng.pick(['../model/x.safetensors', '/etc/passwd', 'missing.safetensors', 5, {}, '', '.']);
-      if (f === 2) index = rng.pick([{ weight_map: null }, { weight_map: [] }, [], null, { metadata: 5 }]);
-      if (f === 3) delete map[rng.pick(names)];
-      if (f === 4) map['model.extra.weight'] = shard;
-      fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify(index));
-      done.push(`sharded layout${f ? `, index forged (${f === 1 ? 'a bad file name' : f === 2 ? lit(index) : f === 3 ? 'a tensor missing' : 'an unknown tensor'})` : ''}`);
-    } else {
-      const files = listFiles(dir);
-      if (files.length) done.push(damageFile(rng, path.join(dir, rng.pick(files))));
-    }
-  }
+  for (let i = 0; i < n; i++) done.push(attempt(() => mutateModelDirOnce(rng, dir)));
   return done;
+}
+
+function mutateModelDirOnce(rng: FuzzRng, dir: string): string {
+  const kind = rng.weighted([[4, 'config'], [4, 'tensors'], [1, 'damage'], [2, 'shard']] as const);
+  const st = path.join(dir, 'model.safetensors');
+  const stIsFile = fs.existsSync(st) && fs.statSync(st).isFile();
+  if (kind === 'config') {
+    const fields = Object.fromEntries(Object.entries(CONFIG_FIELDS).map(([k, v]) => [k, v.map((x) => x[0])]));
+    return forgeJsonFile(rng, path.join(dir, 'config.json'), fields);
+  }
+  if (kind === 'tensors' && stIsFile) return forgeSafetensors(rng, st);
+  if (kind === 'shard' && stIsFile) {
+    const parsed = readSafetensors(st);
+    if (!parsed) return 'model.safetensors unreadable (unchanged)';
+    const shard = 'model-00001-of-00001.safetensors';
+    fs.renameSync(st, path.join(dir, shard));
+    const names = Object.keys(parsed.header).filter((k) => k !== '__metadata__');
+    const map: Record<string, unknown> = Object.fromEntries(names.map((k) => [k, shard]));
+    let index: unknown = { metadata: {}, weight_map: map };
+    const f = names.length ? rng.int(6) : 0;
+    if (f === 1) map[rng.pick(names)] = rng.pick(['../model/x.safetensors', '/etc/passwd', 'missing.safetensors', 5, {}, '', '.']);
+    if (f === 2) index = rng.pick([{ weight_map: null }, { weight_map: [] }, [], null, { metadata: 5 }]);
+    if (f === 3) delete map[rng.pick(names)];
+    if (f === 4) map['model.extra.weight'] = shard;
+    fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify(index));
+    return `sharded layout${f ? `, index forged (${f === 1 ? 'a bad file name' : f === 2 ? lit(index) : f === 3 ? 'a tensor missing' : 'an unknown tensor'})` : ''}`;
+  }
+  const files = listFiles(dir);
+  return files.length ? damageFile(rng, path.join(dir, rng.pick(files))) : 'no files (unchanged)';
 }
 
 const loadEntry: Entry = {
@@ -226,11 +228,11 @@ const loraLoadEntry: Entry = {
     const done: string[] = [];
     let model = base.model;
     const r = rng.next();
-    if (r < 0.45) done.push(forgeJsonFile(rng, path.join(dir, 'adapter_config.json'), ADAPTER_FIELDS));
-    else if (r < 0.85) done.push(forgeSafetensors(rng, path.join(dir, 'adapter_model.safetensors')));
+    if (r < 0.45) done.push(attempt(() => forgeJsonFile(rng, path.join(dir, 'adapter_config.json'), ADAPTER_FIELDS)));
+    else if (r < 0.85) done.push(attempt(() => forgeSafetensors(rng, path.join(dir, 'adapter_model.safetensors'))));
     else if (r < 0.93) {
       const files = listFiles(dir);
-      done.push(damageFile(rng, path.join(dir, rng.pick(files))));
+      done.push(attempt(() => damageFile(rng, path.join(dir, rng.pick(files)))));
     } else {
       model = base.other;
       done.push('loaded for a model of another shape');
