@@ -35,6 +35,11 @@ export interface EvalMetric {
   meanSteps: number;
   byTaskType: Record<string, { games: number; success: number }>;
   seconds: number;
+  /**
+   * The agent's own evaluation statistics (Agent.evalStats), over the games: the mean of each,
+   * except coverageRadius (the largest distance from an evaluation state to memory, §13): the max.
+   */
+  agentStats?: Record<string, number>;
 }
 
 export interface RunSummary {
@@ -156,6 +161,8 @@ export interface EvalGame {
   reward: number;
   steps: number;
   taskType?: string;
+  /** The agent's statistics of this game (Agent.evalStats), e.g. the reflect agent's coverage. */
+  agent?: Record<string, number>;
 }
 
 /** Number of games an evaluation of `split` plays: evalGames, else the whole fixed set (100 games where the set is unbounded). */
@@ -195,7 +202,29 @@ export function evalMetricOf(episode: number, split: string, games: EvalGame[], 
   }
   for (const v of Object.values(byType)) v.success /= v.games;
   const n = games.length;
-  return { kind: 'eval', episode, split, games: n, success: n ? wins / n : 0, meanReward: n ? reward / n : 0, meanSteps: n ? steps / n : 0, byTaskType: byType, seconds };
+  const metric: EvalMetric = { kind: 'eval', episode, split, games: n, success: n ? wins / n : 0, meanReward: n ? reward / n : 0, meanSteps: n ? steps / n : 0, byTaskType: byType, seconds };
+  const stats = aggregateAgentStats(games);
+  if (stats) metric.agentStats = stats;
+  return metric;
+}
+
+/** Per-game agent statistics over an evaluation: means, and the max for coverageRadius (NaN values skipped). */
+function aggregateAgentStats(games: EvalGame[]): Record<string, number> | undefined {
+  const acc = new Map<string, { sum: number; n: number; max: number }>();
+  for (const g of games) {
+    for (const [k, v] of Object.entries(g.agent ?? {})) {
+      if (!Number.isFinite(v)) continue;
+      const a = acc.get(k) ?? { sum: 0, n: 0, max: -Infinity };
+      a.sum += v;
+      a.n++;
+      a.max = Math.max(a.max, v);
+      acc.set(k, a);
+    }
+  }
+  if (!acc.size) return undefined;
+  const out: Record<string, number> = {};
+  for (const [k, a] of acc) out[k] = k === 'coverageRadius' ? a.max : a.sum / a.n;
+  return out;
 }
 
 /** Lets the event loop run (signal handlers, timers) between games of agents that never wait on I/O. */
@@ -287,6 +316,8 @@ export async function evaluateGames(
       const ep = await runEpisode(env, agent, 'eval', -1, { split, gameIndex: g, seed: g }, config.historyWindow);
       const rec: EvalGame = { game: g, won: ep.won, reward: ep.totalReward, steps: ep.steps.length };
       if (ep.taskType !== undefined) rec.taskType = ep.taskType;
+      const st = agent.evalStats?.();
+      if (st) rec.agent = st;
       if (record) record.add(rec);
       else games.push(rec);
       wins += ep.won ? 1 : 0;

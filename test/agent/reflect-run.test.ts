@@ -31,6 +31,9 @@ describe('memq run --agent reflect', () => {
       const eps = lines.filter((m) => m.kind === 'episode' && m.source === 'train');
       expect(eps.length).toBe(Number(extra[1]));
       expect(eps.every((m) => typeof m.memoryShare === 'number' && m.memoryShare >= 0 && m.memoryShare <= 1)).toBe(true);
+      const ev = lines.filter((m) => m.kind === 'eval');
+      expect(ev.length).toBeGreaterThan(0);
+      for (const e of ev) expect(e.agentStats.coverageRadius).toBeGreaterThanOrEqual(0);
       // the checkpoint holds both memories and reloads
       expect(fs.existsSync(path.join(out, 'reflect-seed1', 'checkpoint', 'agent', 'cases'))).toBe(true);
       const again = await run(['run', '--resume', out, '--json']);
