@@ -373,7 +373,7 @@ const editEntry: Entry = {
       if (which === 'setWeights') {
         arg2 = ids.map(() => rng.pick([0.5, 2, 0]));
         if (rng.chance(0.1)) {
-          arg2 = [NaN];
+          arg2 = ids.map(() => NaN);
           e.bad('RangeError', 'weight NaN');
         }
       }
