@@ -283,3 +283,27 @@ describe('hub detection', () => {
     expect(captured(await mem.effectiveTopM(probes, 9))).toBe(40);
   });
 });
+
+describe('MemQAgent passes its trust options to its memory', () => {
+  it('at construction and after load', async () => {
+    const fs = await import('fs');
+    const os = await import('os');
+    const path = await import('path');
+    const { MemQAgent, MEMQ_DEFAULTS } = await import('../../lib/agent/memq');
+    const { HashingEncoder } = await import('../../lib/encoders/hashing');
+    const { UniformPrior } = await import('../../lib/llm/prior');
+    const mk = () =>
+      new MemQAgent({ ...MEMQ_DEFAULTS, encoder: new HashingEncoder({ dim: 16 }), prior: new UniformPrior(), seed: 1, trust: { valueRange: { min: 0, max: 1 } } });
+    const a = mk();
+    expect(a.memory.trust?.valueRange).toEqual({ min: 0, max: 1 });
+    await a.memory.write([{ key: new Float32Array(16).fill(0.1), value: 7, source: 'train' }]);
+    expect(a.memory.getCase(0)!.value).toBe(1);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memq-trust-agent-'));
+    await a.save(dir);
+    const b = mk();
+    await b.load(dir);
+    expect(b.memory.trust?.valueRange).toEqual({ min: 0, max: 1 });
+    expect(b.memory.size).toBe(1);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
