@@ -57,6 +57,8 @@ export interface Entry {
   name: string;
   area: Area;
   weight: number;
+  /** Entries that fill this one's pool (drawn too when --only selects this one). */
+  requires?: string[];
   /** undefined when the entry cannot run now (e.g. nothing in its pool yet). */
   make(ctx: Ctx): Call | undefined | Promise<Call | undefined>;
 }

@@ -62,10 +62,13 @@ async function execute(call: Call): Promise<Outcome & { hung?: boolean }> {
   return { threw: false, value: v };
 }
 
+/** The entries --only names (by name or area, substrings), with the entries that fill their pools. */
 export function selectEntries(only?: string[]): Entry[] {
-  const list = only?.length ? entries.filter((e) => only.some((o) => e.name.includes(o) || e.area.includes(o))) : entries;
-  if (!list.length) throw new Error(`--only ${only?.join(',')}: no entry matches (entries: ${entries.map((e) => e.name).join(', ')})`);
-  return list;
+  if (!only?.length) return entries;
+  const chosen = new Set(entries.filter((e) => only.some((o) => e.name.includes(o) || e.area.includes(o))));
+  if (!chosen.size) throw new Error(`--only ${only.join(',')}: no entry matches (entries: ${entries.map((e) => e.name).join(', ')})`);
+  for (const e of [...chosen]) for (const r of e.requires ?? []) chosen.add(entries.find((x) => x.name === r)!);
+  return entries.filter((e) => chosen.has(e));
 }
 
 export async function runBatch(o: BatchOptions): Promise<BatchResult> {

@@ -239,6 +239,7 @@ function writeReportText(r: unknown): string {
 
 const writeEntry: Entry = {
   name: 'EpisodicMemory.write',
+  requires: ['new EpisodicMemory', 'EpisodicMemory.write'],
   area: 'lib/memory',
   weight: 8,
   make(ctx) {
@@ -272,6 +273,7 @@ const writeEntry: Entry = {
 
 const readEntry: Entry = {
   name: 'EpisodicMemory.read',
+  requires: ['new EpisodicMemory', 'EpisodicMemory.write'],
   area: 'lib/memory',
   weight: 5,
   make(ctx) {
@@ -345,6 +347,7 @@ const readEntry: Entry = {
 
 const editEntry: Entry = {
   name: 'EpisodicMemory.remove/setKernel/setWeights',
+  requires: ['new EpisodicMemory', 'EpisodicMemory.write'],
   area: 'lib/memory',
   weight: 2,
   make(ctx) {
@@ -400,6 +403,7 @@ const editEntry: Entry = {
 
 const saveLoadEntry: Entry = {
   name: 'EpisodicMemory.save/load',
+  requires: ['new EpisodicMemory', 'EpisodicMemory.write'],
   area: 'lib/memory',
   weight: 3,
   make(ctx) {
@@ -450,6 +454,7 @@ const saveLoadEntry: Entry = {
 /** A damaged or forged copy of a saved memory: it loads consistently or fails naming a file. */
 const snapshotReaderEntry: Entry = {
   name: 'EpisodicMemory.load (damaged/forged snapshot)',
+  requires: ['new EpisodicMemory', 'EpisodicMemory.write', 'EpisodicMemory.save/load'],
   area: 'lib/memory',
   weight: 6,
   make(ctx) {

@@ -461,6 +461,7 @@ const constructorEntry: Entry = {
 function addEntry(withIds: boolean): Entry {
   return {
     name: withIds ? 'MemoryIndex.addWithIds' : 'MemoryIndex.add',
+    requires: ['new MemoryIndex', 'MemoryIndex.add'],
     area: 'lib/retrieval',
     weight: withIds ? 5 : 10,
     make(ctx) {
@@ -545,6 +546,7 @@ function pickIds(rng: FuzzRng, s: IndexSlot): { ids: number[]; unknown: boolean;
 
 const updateEntry: Entry = {
   name: 'MemoryIndex.updateValues',
+  requires: ['new MemoryIndex', 'MemoryIndex.add'],
   area: 'lib/retrieval',
   weight: 5,
   make(ctx) {
@@ -574,6 +576,7 @@ const updateEntry: Entry = {
 
 const removeEntry: Entry = {
   name: 'MemoryIndex.remove',
+  requires: ['new MemoryIndex', 'MemoryIndex.add'],
   area: 'lib/retrieval',
   weight: 5,
   make(ctx) {
@@ -601,6 +604,7 @@ const removeEntry: Entry = {
 
 const getEntry: Entry = {
   name: 'MemoryIndex.getKeys/getValues/has',
+  requires: ['new MemoryIndex', 'MemoryIndex.add'],
   area: 'lib/retrieval',
   weight: 4,
   make(ctx) {
@@ -646,6 +650,7 @@ const getEntry: Entry = {
 
 const setKernelEntry: Entry = {
   name: 'MemoryIndex.setKernel',
+  requires: ['new MemoryIndex', 'MemoryIndex.add'],
   area: 'lib/retrieval',
   weight: 3,
   make(ctx) {
@@ -676,6 +681,7 @@ const setKernelEntry: Entry = {
 
 const maintenanceEntry: Entry = {
   name: 'MemoryIndex.compact/clear',
+  requires: ['new MemoryIndex', 'MemoryIndex.add'],
   area: 'lib/retrieval',
   weight: 2,
   make(ctx) {
@@ -699,19 +705,34 @@ const maintenanceEntry: Entry = {
 function searchEntry(estimate: boolean, sync: boolean): Entry {
   return {
     name: `MemoryIndex.${estimate ? 'estimate' : 'search'}${sync ? 'Sync' : ''}`,
+    requires: ['new MemoryIndex', 'MemoryIndex.add'],
     area: 'lib/retrieval',
     weight: 7,
     make: (ctx) => searchCall(ctx, estimate, sync),
   };
 }
 
+/** One async call of the overlap scenario, with its expected result fixed when it was issued. */
+interface InFlight {
+  label: string;
+  p: Promise<unknown>;
+  verify: (r: unknown) => string | undefined;
+  /** The input array, which a later step may detach or shrink while the call runs. */
+  input: Float32Array;
+  tampered: boolean;
+}
+
+const gc = () => (globalThis as { gc?: () => void }).gc?.();
+
 /**
  * Overlapping async calls: several searches/estimates/klImproveAsync in flight while the index
- * is written (add, updateValues, remove, setKernel, clear, compact), buffers are detached or
- * resized, and the GC runs. Each must give the result of the index as it was when called.
+ * is written (add, updateValues, remove, setKernel, clear, compact), their input buffers are
+ * detached or shrunk, and the GC runs. Each must give the result of the index as it was when it
+ * was called (a call whose input was tampered with may instead reject with a TypeError).
  */
 const overlapEntry: Entry = {
   name: 'overlapping async calls',
+  requires: ['new MemoryIndex', 'MemoryIndex.add'],
   area: 'native/addon',
   weight: 5,
   make(ctx) {
@@ -720,77 +741,66 @@ const overlapEntry: Entry = {
     const rng = ctx.rng;
     const script: string[] = [];
     const steps: (() => void)[] = [];
-    const pending: { label: string; p: Promise<unknown>; verify: (r: unknown) => string | undefined; tampered: boolean }[] = [];
+    const pending: InFlight[] = [];
     const nOps = rng.range(2, 7);
-    // Plan against a scratch copy of the model; the real model is updated as steps run.
     for (let k = 0; k < nOps; k++) {
+      const label = `p${k}`;
       const kind = rng.weighted([[4, 'search'], [3, 'estimate'], [1, 'kl'], [3, 'write'], [1, 'tamper']] as const);
       if (kind === 'search' || kind === 'estimate') {
         const estimate = kind === 'estimate';
         const b = rng.range(1, 3);
         const m = rng.range(1, s.rows.size + 2);
-        const e = new Expect();
-        const qdata = rowData(rng, e, 'queries', b, s.dim, 0);
-        const resizable = rng.chance(0.15);
-        const label = `p${k}`;
+        const qdata = rowData(rng, new Expect(), 'queries', b, s.dim, 0);
+        const kind2 = rng.chance(0.15) ? 'resizable' : 'plain';
         const vw = estimate ? rng.pick([0, 0.5]) : 0;
         const vv = estimate ? rng.pick([0, -1, 2]) : 0;
         steps.push(() => {
-          const q = f32(qdata, resizable ? 'resizable' : 'plain');
+          // The expectation is the index as it is now (rows copied: later writes change the model).
           const rows = liveRows(s);
           const kern = { ...s.kernel };
           const qcopy = Float32Array.from(qdata);
-          const p = estimate ? s.ix.estimate(q, m, { voidWeight: vw, voidValue: vv }) : s.ix.search(q, m);
-          const entry = {
-            label,
-            p,
-            tampered: false,
-            verify: (r: unknown) => (estimate ? checkEstimate(kern, rows, s.dim, qcopy, m, vw, vv, r as EstimateResult) : checkSearch(kern, rows, s.dim, qcopy, m, r as SearchResult)),
-          };
-          pending.push(entry);
-          (entry as { q?: Float32Array }).q = q;
+          const input = f32(qdata, kind2);
+          const p = estimate ? s.ix.estimate(input, m, { voidWeight: vw, voidValue: vv }) : s.ix.search(input, m);
+          const verify = (r: unknown) =>
+            estimate ? checkEstimate(kern, rows, s.dim, qcopy, m, vw, vv, r as EstimateResult) : checkSearch(kern, rows, s.dim, qcopy, m, r as SearchResult);
+          pending.push({ label, p, verify, input, tampered: false });
         });
-        script.push(`const ${label} = ${s.name}.${estimate ? `estimate(${resizable ? 'resizable(' : ''}f32(${qdata.length} floats)${resizable ? ')' : ''}, ${m}, { voidWeight: ${vw}, voidValue: ${vv} })` : `search(${resizable ? 'resizable(' : ''}f32(${qdata.length} floats)${resizable ? ')' : ''}, ${m})`}`);
+        const q = `${kind2 === 'resizable' ? 'resizable(' : ''}f32(${qdata.length} floats)${kind2 === 'resizable' ? ')' : ''}`;
+        script.push(`const ${label} = ${s.name}.${estimate ? `estimate(${q}, ${m}, { voidWeight: ${vw}, voidValue: ${vv} })` : `search(${q}, ${m})`}`);
       } else if (kind === 'kl') {
         const rows = rng.range(1, 3);
         const cols = rng.range(1, 4);
         const lp = Array.from({ length: rows * cols }, () => (rng.chance(0.2) ? -Infinity : Math.log(rng.next() + 1e-3)));
         const qv = Array.from({ length: rows * cols }, () => rng.normal());
         const alpha = rng.pick([0, 0.1, 1]);
-        const label = `p${k}`;
         steps.push(() => {
-          const lpa = Float32Array.from(lp);
-          const qa = Float32Array.from(qv);
-          pending.push({ label, p: klImproveAsync({ logPrior: lpa, q: qa, rows, cols, alpha }), tampered: false, verify: (r) => checkKl(Float32Array.from(lp), Float32Array.from(qv), rows, cols, alpha, undefined, r as never) });
-          (pending[pending.length - 1] as { q?: Float32Array }).q = lpa;
+          const input = Float32Array.from(lp);
+          const p = klImproveAsync({ logPrior: input, q: Float32Array.from(qv), rows, cols, alpha });
+          const verify = (r: unknown) => checkKl(Float32Array.from(lp), Float32Array.from(qv), rows, cols, alpha, undefined, r as never);
+          pending.push({ label, p, verify, input, tampered: false });
         });
-        script.push(`const ${label} = klImproveAsync({ rows: ${rows}, cols: ${cols}, alpha: ${alpha}, ... })`);
+        script.push(`const ${label} = klImproveAsync({ rows: ${rows}, cols: ${cols}, alpha: ${alpha}, … })`);
       } else if (kind === 'write') {
         const w = rng.pick(['add', 'update', 'remove', 'setKernel', 'clear', 'compact'] as const);
         const seed = rng.seed();
-        steps.push(() => {
-          writeStep(new FuzzRng(seed), s, w);
-        });
+        steps.push(() => writeStep(new FuzzRng(seed), s, w));
         script.push(`${s.name}.${w}(…)`);
       } else {
-        const t = rng.pick(['detach', 'resize', 'gc'] as const);
+        const t = rng.pick(['detach', 'shrink', 'gc'] as const);
+        const which = rng.next();
         steps.push(() => {
-          const target = pending.length ? pending[rng.int(pending.length)] : undefined;
-          const q = (target as { q?: Float32Array } | undefined)?.q;
-          if (t === 'gc' || !target || !q) {
-            (globalThis as { gc?: () => void }).gc?.();
-            return;
-          }
-          if (t === 'detach' && q.buffer instanceof ArrayBuffer && !(q.buffer as { resizable?: boolean }).resizable) {
-            detach(q);
+          const target = pending.length ? pending[Math.floor(which * pending.length)] : undefined;
+          const buf = target?.input.buffer as (ArrayBuffer & { resizable?: boolean; resize?(n: number): void }) | undefined;
+          if (target && buf && t === 'detach' && !buf.resizable) {
+            detach(target.input);
             target.tampered = true;
-          } else if (t === 'resize' && (q.buffer as { resizable?: boolean }).resizable) {
-            (q.buffer as unknown as { resize(n: number): void }).resize(0);
+          } else if (target && buf && t === 'shrink' && buf.resizable) {
+            buf.resize!(0);
             target.tampered = true;
           }
-          (globalThis as { gc?: () => void }).gc?.();
+          gc();
         });
-        script.push(`${t} the input of an in-flight call; gc()`);
+        script.push(`${t === 'gc' ? '' : `${t} the input of an in-flight call; `}gc()`);
       }
     }
     return {
@@ -802,13 +812,13 @@ const overlapEntry: Entry = {
         return settled.map((r, i) => ({ r, x: pending[i] }));
       },
       onOk: (res) => {
-        for (const { r, x } of res as { r: PromiseSettledResult<unknown>; x: (typeof pending)[number] }[]) {
+        for (const { r, x } of res as { r: PromiseSettledResult<unknown>; x: InFlight }[]) {
           if (r.status === 'rejected') {
             if (x.tampered && r.reason instanceof TypeError) continue;
             return `${x.label} rejected: ${r.reason instanceof Error ? `${r.reason.constructor.name}: ${r.reason.message}` : String(r.reason)}`;
           }
           const w = x.verify(r.value);
-          if (w) return `${x.label}${x.tampered ? ' (input detached/resized in flight)' : ''}: ${w}`;
+          if (w) return `${x.label}${x.tampered ? ' (input detached/shrunk in flight)' : ''}: ${w}`;
         }
         return undefined;
       },
