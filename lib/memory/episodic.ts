@@ -12,7 +12,10 @@ import { Rng } from '../policy/rng';
 import type { IndexLike } from './indexLike';
 import { ReferenceIndex } from './referenceIndex';
 import type { CaseInput, CaseMeta, EpisodicMemoryOptions, MergeRule, WritePolicy, WriteReport } from './types';
+import * as crypto from 'crypto';
+import * as fs from 'fs';
 import * as path from 'path';
+import { leBytes } from './fsutil';
 import {
   currentGeneration,
   generationName,
@@ -805,9 +808,22 @@ export class EpisodicMemory {
         added = got;
       }
       if (this.journal && ch.record) {
-        const writer = this.journal.writer;
-        const mark = writer.append(ch.record(added));
-        undo.push(() => writer.truncateTo(mark));
+        const j = this.journal;
+        const writer = j.writer;
+        const rec = ch.record(added);
+        const before = j.chain;
+        let after = before;
+        if (j.key && before) {
+          const mac = journalMac(j.key, j.generation, before.index, before.prev, rec.body, rec.keys);
+          rec.body = { ...rec.body, mac };
+          after = { index: before.index + 1, prev: mac };
+        }
+        const mark = writer.append(rec);
+        j.chain = after;
+        undo.push(() => {
+          writer.truncateTo(mark);
+          j.chain = before;
+        });
       }
       if (ch.removed && ch.removed.length) this.index.remove(ch.removed);
     } catch (err) {
@@ -933,7 +949,15 @@ export class EpisodicMemory {
 
   // ---------- persistence (docs/memory-format.md) ----------
 
-  private journal?: { dir: string; writer: JournalWriter; fsync: boolean };
+  private journal?: {
+    dir: string;
+    writer: JournalWriter;
+    fsync: boolean;
+    generation: number;
+    /** Signing key of the records, and the chain: the next record's index and the MAC before it. */
+    key?: Buffer;
+    chain?: { index: number; prev: string };
+  };
   /** Set by load / open: what was read. */
   loadReport?: LoadReport;
 
@@ -1061,18 +1085,33 @@ export class EpisodicMemory {
       const next = JournalWriter.open(path.join(dir, journalName(res.generation)), res.generation, { fsync: this.journal.fsync });
       this.journal.writer.close();
       this.journal.writer = next;
+      this.journal.generation = res.generation;
+      this.journal.chain = { index: 0, prev: snapshotManifest(dir, res.generation) };
     }
     return res;
   }
 
-  /** Journal every later write into dir (which must hold a snapshot: save first). */
-  attachJournal(dir: string, opts: { fsync?: boolean; validBytes?: number } = {}): void {
+  /**
+   * Journal every later write into dir (which must hold a snapshot: save first). With a key
+   * (opts.key, else MEMQ_MEMORY_KEY) every record carries an HMAC-SHA-256 chained from the
+   * snapshot's manifest MAC through the records before it (docs/memory-format.md).
+   */
+  attachJournal(dir: string, opts: { fsync?: boolean; validBytes?: number; key?: string | Uint8Array; chain?: { index: number; prev: string } } = {}): void {
     const gen = currentGeneration(dir);
     if (gen === undefined) throw new SnapshotError(`attachJournal: ${dir} holds no snapshot; save() first`, dir, 'CURRENT');
+    const key = resolveKey(opts.key, 'attachJournal: key');
     this.detachJournal();
     const fsync = opts.fsync ?? true;
-    const writer = JournalWriter.open(path.join(dir, journalName(gen)), gen, { fsync, validBytes: opts.validBytes });
-    this.journal = { dir, writer, fsync };
+    const file = path.join(dir, journalName(gen));
+    let chain = opts.chain;
+    if (key && !chain) {
+      // Continue the chain after the records already there (their MACs are not checked here: load does that).
+      const j = fs.existsSync(file) ? readJournal(file, gen) : { records: [] as JournalRecord[] };
+      const last = j.records.at(-1)?.body.mac;
+      chain = { index: j.records.length, prev: typeof last === 'string' ? last : snapshotManifest(dir, gen) };
+    }
+    const writer = JournalWriter.open(file, gen, { fsync, validBytes: opts.validBytes });
+    this.journal = { dir, writer, fsync, generation: gen, key, chain };
   }
 
   detachJournal(): void {
@@ -1150,13 +1189,21 @@ export class EpisodicMemory {
     let journal = { records: [] as JournalRecord[], validBytes: 0, tornBytes: 0 };
     const jfile = path.join(dir, journalName(snap.generation));
     if (opts.replayJournal ?? true) journal = readJournal(jfile, snap.generation);
-    // Journal records are not signed (docs/trust.md): with a key, only a journal-free snapshot is trusted.
-    if (key && untrusted === undefined && journal.records.length > 0) {
-      throw new SnapshotError(
-        `${jfile} (part 'journal'): holds ${journal.records.length} unsigned record(s) after the signed snapshot; a key is set, so they are refused (checkpoint() with the key first, or load with replayJournal: false)`,
-        jfile,
-        'journal',
-      );
+    // With a key, every journal record must carry its chained MAC (docs/memory-format.md).
+    let chain: { index: number; prev: string } | undefined;
+    if (key && untrusted === undefined) {
+      chain = { index: 0, prev: snap.header.signature?.manifest ?? '' };
+      journal.records.forEach((rec, k) => {
+        const part = `journal record ${k}`;
+        const mac = rec.body.mac;
+        if (typeof mac !== 'string') {
+          throw new SnapshotError(`${jfile} (part '${part}'): the record is unsigned but a key is set (written without the key); checkpoint() it with the key, or load with replayJournal: false`, jfile, part);
+        }
+        if (!sameMac(mac, journalMac(key, snap.generation, chain!.index, chain!.prev, rec.body, rec.keys))) {
+          throw new SnapshotError(`${jfile} (part '${part}'): signature check failed (HMAC-SHA-256 mismatch): the record was changed, reordered or comes from another journal`, jfile, part);
+        }
+        chain = { index: k + 1, prev: mac };
+      });
     }
     if (untrusted !== undefined) {
       for (const rec of journal.records) {
@@ -1178,7 +1225,7 @@ export class EpisodicMemory {
     mem.loadReport = { generation: snap.generation, journalRecords: journal.records.length, journalTornBytes: journal.tornBytes };
     if (opts.trust !== undefined) mem.setTrust(opts.trust);
     if (opts.attachJournal) {
-      mem.attachJournal(dir, { fsync: opts.fsync, validBytes: journal.validBytes > 0 ? journal.validBytes : undefined });
+      mem.attachJournal(dir, { fsync: opts.fsync, validBytes: journal.validBytes > 0 ? journal.validBytes : undefined, key, chain });
     }
     return mem;
   }
@@ -1237,20 +1284,20 @@ export class EpisodicMemory {
    * Durable memory in dir: load it (replaying the journal) when a snapshot exists, else create
    * it with `options` and save generation 1; either way, journal every later write.
    */
-  static open(dir: string, options: EpisodicMemoryOptions, opts: { fsync?: boolean } = {}): EpisodicMemory {
+  static open(dir: string, options: EpisodicMemoryOptions, opts: { fsync?: boolean; key?: string | Uint8Array } = {}): EpisodicMemory {
     if (currentGeneration(dir) !== undefined) {
-      return EpisodicMemory.load(dir, { backend: options.backend, attachJournal: true, fsync: opts.fsync });
+      return EpisodicMemory.load(dir, { backend: options.backend, attachJournal: true, fsync: opts.fsync, key: opts.key, trust: options.trust });
     }
     const mem = new EpisodicMemory(options);
-    mem.save(dir, { fsync: opts.fsync });
-    mem.attachJournal(dir, { fsync: opts.fsync });
+    mem.save(dir, { fsync: opts.fsync, key: opts.key });
+    mem.attachJournal(dir, { fsync: opts.fsync, key: opts.key });
     return mem;
   }
 
-  /** Save into the journal's dir (compacting the journal into a new generation). */
+  /** Save into the journal's dir (compacting the journal into a new generation, signed with the journal's key). */
   checkpoint(): { generation: number; path: string } {
     if (!this.journal) throw new Error('checkpoint: no journal attached (use EpisodicMemory.open or attachJournal)');
-    return this.save(this.journal.dir, { fsync: this.journal.fsync });
+    return this.save(this.journal.dir, { fsync: this.journal.fsync, ...(this.journal.key ? { key: this.journal.key } : {}) });
   }
 
   // ---------- reads ----------
@@ -1393,6 +1440,31 @@ export class EpisodicMemory {
       throw err;
     }
     this.onWrite?.({ removed: new Int32Array(0), upserted: new Int32Array(0), addedKeys: new Float32Array(0), added: new Int32Array(0) });
+  }
+}
+
+/**
+ * MAC of journal record `index` of generation `gen`: HMAC-SHA-256(key, "memq-journal\0" gen
+ * "\0" index "\0" prev "\0" ‖ JSON of the body without its mac ‖ the added keys' bytes), where
+ * prev is the MAC of the record before (for record 0: the snapshot's manifest MAC, "" unsigned).
+ */
+function journalMac(key: Buffer, gen: number, index: number, prev: string, body: Record<string, unknown>, keys: Float32Array): string {
+  const { mac: _m, ...rest } = body;
+  return crypto.createHmac('sha256', key).update(`memq-journal\0${gen}\0${index}\0${prev}\0`).update(JSON.stringify(rest)).update(leBytes(keys)).digest('hex');
+}
+
+function sameMac(a: string, b: string): boolean {
+  return a.length === b.length && crypto.timingSafeEqual(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+/** The manifest MAC of a generation's header ("" when unsigned or unreadable: load checks the snapshot itself). */
+function snapshotManifest(dir: string, gen: number): string {
+  try {
+    const h = JSON.parse(fs.readFileSync(path.join(dir, generationName(gen), 'header.json'), 'utf8'));
+    const m = h?.header?.signature?.manifest;
+    return typeof m === 'string' ? m : '';
+  } catch {
+    return '';
   }
 }
 

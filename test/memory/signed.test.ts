@@ -191,14 +191,66 @@ describe('signed snapshots (HMAC-SHA-256)', () => {
     await expect(new EpisodicMemory({ dim: D, backend: 'js' }).import(signed, { source: 'demo', key: KEY })).rejects.toThrow(/untrusted source/);
   });
 
-  it('with a key, unsigned journal records after the snapshot are refused', async () => {
+  it('journal records: signed and chained with the key; unsigned, changed or reordered records are refused by number', async () => {
+    const { readJournal, encodeRecord, JOURNAL_MAGIC } = await import('../../lib/memory/journal');
     const mem = await memory();
     const dir = fresh();
     mem.save(dir, { key: KEY, fsync: false });
-    mem.attachJournal(dir, { fsync: false });
-    await mem.write([{ key: [0, 0, 0, 0], value: 1e6, source: 'self' }]);
+    mem.attachJournal(dir, { fsync: false, key: KEY });
+    await mem.write([{ key: [0, 0, 0, 0], value: 0.25, source: 'self' }]);
+    await mem.write([{ key: [1, 0, 0, 0], value: 0.5, source: 'self' }]);
+    await mem.write([{ key: [2, 0, 0, 0], value: 0.75, source: 'self' }]);
     mem.detachJournal();
-    refused(() => EpisodicMemory.load(dir, { key: KEY, backend: 'js' }), 'journal', /unsigned record/);
+    const back = EpisodicMemory.load(dir, { key: KEY, backend: 'js' });
+    expect(back.size).toBe(15);
+    expect(back.loadReport!.journalRecords).toBe(3);
+    const jfile = path.join(dir, fs.readdirSync(dir).find((f) => f.startsWith('journal-'))!);
+    const original = fs.readFileSync(jfile);
+    const gen = Number(/journal-(\d+)/.exec(jfile)![1]);
+    const rewrite = (edit: (recs: any[]) => any[]) => {
+      const recs = readJournal(jfile, gen).records;
+      const head = original.subarray(0, 16);
+      expect(head.subarray(0, 8).equals(JOURNAL_MAGIC)).toBe(true);
+      fs.writeFileSync(jfile, Buffer.concat([head, ...edit(recs).map((r) => encodeRecord(r))]));
+    };
+    // a changed value in record 1 (CRCs re-encoded)
+    rewrite((recs) => {
+      (recs[1].body.upserts as any[])[0].value = 1e6;
+      return recs;
+    });
+    refused(() => EpisodicMemory.load(dir, { key: KEY, backend: 'js' }), 'journal record 1', /signature check failed/);
+    // two records swapped
+    fs.writeFileSync(jfile, original);
+    rewrite((recs) => [recs[0], recs[2], recs[1]]);
+    refused(() => EpisodicMemory.load(dir, { key: KEY, backend: 'js' }), 'journal record 1', /signature check failed/);
+    // a forged unsigned record appended
+    fs.writeFileSync(jfile, original);
+    rewrite((recs) => {
+      const extra = structuredClone(recs[2]);
+      delete extra.body.mac;
+      extra.body.added = [99];
+      (extra.body.upserts as any[])[0].id = 99;
+      return [...recs, extra];
+    });
+    refused(() => EpisodicMemory.load(dir, { key: KEY, backend: 'js' }), 'journal record 3', /unsigned/);
+    // without the key the records are not checked; with replayJournal: false the snapshot alone loads
+    expect(EpisodicMemory.load(dir, { backend: 'js' }).size).toBe(16);
     expect(EpisodicMemory.load(dir, { key: KEY, backend: 'js', replayJournal: false }).size).toBe(12);
+    // open() with the key: appends continue the chain across a reload, checkpoint() signs the new generation
+    fs.writeFileSync(jfile, original);
+    const reopened = EpisodicMemory.open(dir, { dim: D, backend: 'js' }, { fsync: false, key: KEY });
+    await reopened.write([{ key: [3, 0, 0, 0], value: 0.1, source: 'self' }]);
+    expect(EpisodicMemory.load(dir, { key: KEY, backend: 'js' }).size).toBe(16);
+    reopened.checkpoint();
+    await reopened.write([{ key: [4, 0, 0, 0], value: 0.1, source: 'self' }]);
+    reopened.detachJournal();
+    expect(EpisodicMemory.load(dir, { key: KEY, backend: 'js' }).size).toBe(17);
+    // records written without the key after a signed snapshot are refused with it
+    const d2 = fresh();
+    mem.save(d2, { key: KEY, fsync: false });
+    mem.attachJournal(d2, { fsync: false });
+    await mem.write([{ key: [5, 0, 0, 0], value: 0.1, source: 'self' }]);
+    mem.detachJournal();
+    refused(() => EpisodicMemory.load(d2, { key: KEY, backend: 'js' }), 'journal record 0', /unsigned/);
   });
 });
