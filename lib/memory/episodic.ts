@@ -394,14 +394,17 @@ export class EpisodicMemory {
     const cand = [...counts].filter(([id, n]) => n >= rule.minCount && this.meta.has(id)).map(([id]) => id);
     if (cand.length === 0) return [];
     const ids = Int32Array.from(cand);
-    const L = Math.min(rule.neighbours + 1, this.index.size);
+    // Neighbours are the L nearest other cases that reads can return: quarantined ones (never
+    // retrieved, count 0) would drag the median down and flag their neighbours.
+    const hidden = (await this.trustState()).quarantined;
+    const L = Math.min(rule.neighbours + 1 + hidden.size, this.index.size);
     const hits = await this.index.search(this.getKeys(ids), L);
     const nb = new Map<number, number[]>();
     cand.forEach((id, r) => {
       const list: number[] = [];
       for (let j = 0; j < L && list.length < rule.neighbours; j++) {
         const o = hits.ids[r * L + j];
-        if (o >= 0 && o !== id) list.push(o);
+        if (o >= 0 && o !== id && !hidden.has(o)) list.push(o);
       }
       nb.set(id, list);
     });
