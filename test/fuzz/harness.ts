@@ -43,7 +43,7 @@ export interface Summary {
 }
 
 const SCRIPT = path.resolve(__dirname, '../../scripts/fuzz.js');
-const HANG_S = 60;
+const HANG_S = 120;
 
 function usage(): string {
   return [

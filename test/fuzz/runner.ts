@@ -35,7 +35,7 @@ export interface BatchResult {
   seconds: number;
 }
 
-const ASYNC_LIMIT_MS = 30_000;
+const ASYNC_LIMIT_MS = 60_000;
 
 async function execute(call: Call): Promise<Outcome & { hung?: boolean }> {
   let v: unknown;
