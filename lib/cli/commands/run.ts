@@ -1,7 +1,10 @@
 /**
  * memq run: train and evaluate agents (the main job), with progress, plots, resumable outputs.
- * With no arguments it runs memq and the prior-only and NEC-style baselines on household with
- * the default budget and ends with a table of train / seen / unseen success per agent.
+ * With no arguments it runs the main job on household: the domain prior (memq model pretrain,
+ * built on first use and cached), then prior-only, memq, memq + Mem-EM, and the NEC-style and
+ * MemRL-style baselines with the same budget, as parallel processes up to the cores; it ends
+ * with the table of train / seen / unseen success and memq + Mem-EM's relative improvement
+ * over the best baseline on each split.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -12,7 +15,13 @@ import { writeRunPlots } from '../../agent/plots';
 import { envNames, makeEnv } from '../../envs/registry';
 import { checkInputDir, checkOutputDir, findExecutable, makeDir, readJsonFile, userMessage } from '../paths';
 import { ProgressReporter } from '../progress';
-import { summaryTable } from './compare';
+import { groupTable, summaryTable } from './compare';
+import { formatExperimentTable } from '../../stats/experiments';
+import { cachedPrior, priorCacheDir } from '../../train/priorCache';
+import { defaultPretrainConfig, type PretrainConfig } from '../../train/pretrain';
+import { runCellProcesses } from '../../sweep/pool';
+import { packageRoot } from '../../native';
+import * as os from 'os';
 
 const D = defaultConfig();
 const spec: Record<string, FlagSpec> = {
@@ -23,7 +32,7 @@ const spec: Record<string, FlagSpec> = {
   'eval-games': { kind: 'int', help: 'games per evaluation split', defaultText: 'the whole fixed set; 100 where a split has no fixed set' },
   demos: { kind: 'int', help: 'expert demonstrations written to memory before learning', defaultText: String(D.demos) },
   seed: { kind: 'int', help: 'random seed', defaultText: String(D.seed) },
-  prior: { kind: 'string', help: "the prior μ(a|s): 'uniform' or 'model:DIR' (an HF model dir with tokenizer.json)", defaultText: D.prior.kind },
+  prior: { kind: 'string', help: "the prior μ(a|s): 'uniform', 'pretrained' (the env's domain prior, built by memq model pretrain on first use and cached: MEMQ_CACHE) or 'model:DIR' (an HF model dir with tokenizer.json)", defaultText: "pretrained for the main job (no --agent), else uniform" },
   'em-every': { kind: 'int', help: 'Mem-EM: E-step + LoRA M-step every K training episodes (memq agent, model prior; 0: off)', defaultText: String(D.em.every) },
   'em-steps': { kind: 'int', help: 'Mem-EM: LoRA steps per M-step', defaultText: String(D.em.steps) },
   'em-states': { kind: 'int', help: 'Mem-EM: states per LoRA step', defaultText: String(D.em.states) },
@@ -31,6 +40,7 @@ const spec: Record<string, FlagSpec> = {
   'em-weight': { kind: 'string', help: 'Mem-EM: target weight q | expq | adv (MATH §11)', defaultText: D.em.weight },
   'em-loss': { kind: 'string', help: 'Mem-EM: M-step loss kl (KL(q‖μ_θ) over the admissible actions) | mle (weighted MLE of §11)', defaultText: D.em.loss },
   seeds: { kind: 'int', help: 'run this many seeds (seed, seed+1, ...), 1 to 100', default: 1 },
+  parallel: { kind: 'int', help: 'runs at once, each in its own process (1: one after another in this process)', defaultText: 'the number of cores when there are several runs', check: (v) => (v >= 1 && v <= 256 ? undefined : 'must be in [1, 256]') },
   config: { kind: 'string', help: 'JSON config file (fields of config.json; flags override it)', defaultText: 'none: the defaults shown here' },
   out: { kind: 'string', help: 'output directory (new, or one without a run in it)', defaultText: 'runs/<date-time>' },
   resume: { kind: 'string', help: 'continue an interrupted run in DIR (with its saved config)' },
@@ -40,7 +50,16 @@ const spec: Record<string, FlagSpec> = {
 
 interface Manifest {
   version: 1;
-  runs: { agent: AgentName; seed: number; dir: string }[];
+  /** group: the row a run belongs to in tables (e.g. memq-em: memq with Mem-EM); the agent when absent. */
+  runs: { agent: AgentName; seed: number; dir: string; group?: string }[];
+}
+
+/** Mem-EM's schedule in the main job's memq-em runs when --em-every does not set one. */
+export const MAIN_JOB_EM_EVERY = 25;
+
+/** The pretrain config of an env's cached domain prior (what 'pretrained' resolves to). */
+export function pretrainConfigFor(c: RunConfig): PretrainConfig {
+  return { ...defaultPretrainConfig(), env: c.env, envOptions: c.envOptions, historyWindow: c.historyWindow };
 }
 
 function stamp(): string {
@@ -63,9 +82,11 @@ function loadConfigFile(file: string): unknown {
   }
 }
 
-export function buildConfigs(flags: Record<string, any>): { configs: RunConfig[]; defaultsUsed: boolean } {
+export function buildConfigs(flags: Record<string, any>): { configs: RunConfig[]; groups: string[]; defaultsUsed: boolean } {
   let base = defaultConfig();
   const fileConfig = flags.config ? loadConfigFile(flags.config) : undefined;
+  const mainJob = !flags.agent.length && !(fileConfig && (fileConfig as any).agent);
+  let pretrained = flags.prior === 'pretrained' || (mainJob && flags.prior === undefined && !(fileConfig && (fileConfig as any).prior));
   try {
     if (flags.config) base = mergeConfig(base, fileConfig, `--config ${flags.config}`);
     const patch: Record<string, unknown> = {};
@@ -78,8 +99,9 @@ export function buildConfigs(flags: Record<string, any>): { configs: RunConfig[]
     if (flags.prior !== undefined) {
       const p = String(flags.prior);
       if (p === 'uniform') patch.prior = { kind: 'uniform' };
+      else if (p === 'pretrained') pretrained = true;
       else if (p.startsWith('model:') && p.length > 6) patch.prior = { kind: 'model', dir: path.resolve(p.slice(6)) };
-      else throw new CliError(`memq run: --prior must be 'uniform' or 'model:DIR', got '${p}'`);
+      else throw new CliError(`memq run: --prior must be 'uniform', 'pretrained' or 'model:DIR', got '${p}'`);
     }
     const em: Record<string, unknown> = {};
     if (flags['em-every'] !== undefined) em.every = flags['em-every'];
@@ -90,17 +112,34 @@ export function buildConfigs(flags: Record<string, any>): { configs: RunConfig[]
     if (flags['em-loss'] !== undefined) em.loss = flags['em-loss'];
     if (Object.keys(em).length) patch.em = em;
     base = mergeConfig(base, patch, 'flags');
+    if (pretrained) base = mergeConfig(base, { prior: { kind: 'model', dir: priorCacheDir(pretrainConfigFor(base)) } }, '--prior pretrained');
   } catch (e) {
     if (e instanceof ConfigError) throw new CliError(`memq run: ${e.message}`);
     throw e;
   }
-  const agents: string[] = flags.agent.length ? flags.agent : fileConfig && (fileConfig as any).agent ? [base.agent] : ['memq', 'prior', 'nec'];
+  // The lineup: the main job's groups, or the agents asked for.
+  let lineup: { group: string; agent: AgentName; patch?: (c: RunConfig) => void }[];
+  if (mainJob) {
+    const model = base.prior.kind === 'model';
+    lineup = [
+      { group: 'prior', agent: 'prior' },
+      { group: 'memq', agent: 'memq', patch: (c) => void (c.em.every = 0) },
+      ...(model ? [{ group: 'memq-em', agent: 'memq' as AgentName, patch: (c: RunConfig) => void (c.em.every ||= MAIN_JOB_EM_EVERY) }] : []),
+      { group: 'nec', agent: 'nec' },
+      { group: 'memrl', agent: 'memrl' },
+    ];
+  } else {
+    const agents: string[] = flags.agent.length ? flags.agent : [base.agent];
+    lineup = agents.map((a) => ({ group: a, agent: a as AgentName }));
+  }
   const seeds = flags.seeds as number;
   if (!Number.isInteger(seeds) || seeds < 1 || seeds > 100) throw new CliError(`memq run: --seeds must be an integer in [1, 100], got ${seeds}`);
   const configs: RunConfig[] = [];
+  const groups: string[] = [];
   for (let s = 0; s < seeds; s++) {
-    for (const agent of agents) {
-      const c = { ...structuredClone(base), agent: agent as AgentName, seed: base.seed + s };
+    for (const l of lineup) {
+      const c = { ...structuredClone(base), agent: l.agent, seed: base.seed + s };
+      l.patch?.(c);
       try {
         validateConfig(c, envNames());
       } catch (e) {
@@ -108,9 +147,38 @@ export function buildConfigs(flags: Record<string, any>): { configs: RunConfig[]
         throw e;
       }
       configs.push(c);
+      groups.push(l.group);
     }
   }
-  return { configs, defaultsUsed: !flags.agent.length };
+  return { configs, groups, defaultsUsed: mainJob };
+}
+
+/**
+ * Builds the cached domain prior of every config whose prior directory is the cache's and not
+ * there yet (first use, or a cleared cache on --resume), with a progress line saying so.
+ */
+async function ensurePretrainedPriors(configs: RunConfig[], io: CliIO, json: boolean): Promise<void> {
+  const done = new Set<string>();
+  for (const c of configs) {
+    if (c.prior.kind !== 'model' || done.has(c.prior.dir)) continue;
+    const pc = pretrainConfigFor(c);
+    if (priorCacheDir(pc) !== c.prior.dir) continue; // a model directory of the user's
+    done.add(c.prior.dir);
+    const progress = new ProgressReporter(io.stderr, json ? 'off' : io.isTTY ? 'tty' : 'plain', '[prior]');
+    const r = await cachedPrior(pc, {
+      signal: io.signal,
+      onBuild: (dir) => {
+        if (!json) io.stderr(`memq run: building the ${c.env} domain prior (memq model pretrain: ${pc.games} expert games, ${pc.steps} steps; about a minute on 2 cores), cached in ${dir}\n`);
+      },
+      onProgress: (p) => {
+        if (!json && !io.isTTY && p.done !== p.total && p.done % Math.max(1, Math.floor(p.total / 4)) !== 0) return;
+        if (!json) io.stderr(`memq run: prior ${p.phase} ${p.done}/${p.total}${p.loss !== undefined ? ` loss ${p.loss.toFixed(3)}` : ''}\n`);
+      },
+    });
+    progress.done();
+    if (r.built && !json) io.stderr(`memq run: domain prior ready in ${r.seconds.toFixed(0)} s\n`);
+    if (io.signal?.aborted) throw new CliError('memq run: interrupted while building the domain prior (nothing was started; run the same command again)', 130);
+  }
 }
 
 /**
@@ -258,9 +326,59 @@ export async function executeRuns(
   return summaries;
 }
 
+/**
+ * Runs the manifest's runs as child processes (`memq run --resume RUN_DIR`), `parallel` at a time,
+ * with a progress line per start and end (and, on a terminal, a status line of every run's
+ * episodes); returns the summaries in manifest order (those of runs that finished or stopped).
+ */
+async function executeRunsInProcesses(
+  manifest: Manifest, configs: RunConfig[] | undefined, root: string, io: CliIO, json: boolean, parallel: number,
+): Promise<RunSummary[]> {
+  const dirs = manifest.runs.map((r) => path.join(root, r.dir));
+  // A new run's directory starts with its config.json; a child resumes it from scratch.
+  if (configs) {
+    dirs.forEach((d, i) => {
+      fs.mkdirSync(d, { recursive: true });
+      if (!fs.existsSync(path.join(d, 'config.json'))) fs.writeFileSync(path.join(d, 'config.json'), JSON.stringify(configs[i], null, 2) + '\n');
+    });
+  }
+  const complete = (d: string) => {
+    try {
+      return (JSON.parse(fs.readFileSync(path.join(d, 'summary.json'), 'utf8')) as RunSummary).status === 'complete';
+    } catch {
+      return false;
+    }
+  };
+  const label = (i: number) => `${manifest.runs[i].group ?? manifest.runs[i].agent} seed ${manifest.runs[i].seed}`;
+  const cells = dirs.map((dir, i) => ({ id: label(i), dir, index: i + 1, resumed: fs.existsSync(path.join(dir, 'metrics.jsonl')) })).filter((c) => !complete(c.dir));
+  const t0 = Date.now();
+  const res = await runCellProcesses(cells, {
+    parallel,
+    signal: io.signal,
+    cliPath: path.join(packageRoot(), 'bin', 'memq.js'),
+    total: dirs.length,
+    onEvent: (e) => {
+      if (json) return;
+      const t = `${((Date.now() - t0) / 1000).toFixed(0)}s`;
+      if (e.kind === 'start') io.stderr(`[${e.index}/${e.total}] ${e.id}: ${e.resumed ? 'resumed' : 'started'} (${t})\n`);
+      else if (e.kind === 'end') io.stderr(`[${e.index}/${e.total}] ${e.id}: ${e.state} after ${e.seconds.toFixed(0)} s${e.state === 'failed' ? ` (exit ${e.code}; log ${e.log})` : ''} (${t})\n`);
+    },
+  });
+  if (res.failed.length) throw new CliError(`memq run: ${res.failed.length} run(s) failed: ${res.failed.join(', ')} (each run's log.txt says why; continue with memq run --resume ${root})`, 1);
+  const out: RunSummary[] = [];
+  for (const d of dirs) {
+    try {
+      out.push(JSON.parse(fs.readFileSync(path.join(d, 'summary.json'), 'utf8')) as RunSummary);
+    } catch {
+      break; // not started (interrupted before it)
+    }
+  }
+  return out;
+}
+
 export const runCommand: Command = {
   name: 'run',
-  summary: 'train and evaluate agents (no flags: memq vs prior and NEC on household)',
+  summary: 'train and evaluate agents (no flags: the main job: prior, memq, memq + Mem-EM, NEC, MemRL on household)',
   async run(argv, io) {
     const { flags, positionals } = parseArgs(argv, spec, 'run');
     if (flags.help) {
@@ -282,30 +400,47 @@ export const runCommand: Command = {
       manifest = readManifest(root, flags.resume);
       // every saved config, and the model priors of the runs still to do, before anything runs
       const saved = readSavedConfigs(manifest, root, flags.resume);
+      await ensurePretrainedPriors(saved.filter((s) => !s.complete).map((s) => s.config), io, flags.json);
       await checkRunInputs(saved.filter((s) => !s.complete).map((s) => s.config), (c, field) => `memq run: --resume ${flags.resume}: ${c.agent}-seed${c.seed}: ${field === 'prior' ? 'prior.dir' : 'env'}`);
     } else {
       const built = buildConfigs(flags);
       configs = built.configs;
+      const groups = built.groups;
       root = checkOutputDir(`memq run: --out ${flags.out ?? path.join('runs', '<date-time>')}`, flags.out ?? path.join('runs', stamp()));
       if (fs.existsSync(path.join(root, 'run.json')) || fs.existsSync(path.join(root, 'config.json'))) {
         throw new CliError(`memq run: --out ${root} already holds a run; use --resume ${root} to continue it, or another --out`);
       }
-      const priorSource = flags.prior !== undefined ? `memq run: --prior ${flags.prior}` : `memq run: prior.dir (from --config ${flags.config})`;
+      const priorSource = flags.prior !== undefined ? `memq run: --prior ${flags.prior}` : flags.config ? `memq run: prior.dir (from --config ${flags.config})` : 'memq run: the cached domain prior';
+      await ensurePretrainedPriors(configs, io, flags.json);
       await checkRunInputs(configs, (_c, field) => (field === 'prior' ? priorSource : `memq run: ${flags.config ? `--config ${flags.config}` : '--env'}`));
-      manifest = { version: 1, runs: configs.map((c) => ({ agent: c.agent, seed: c.seed, dir: `${c.agent}-seed${c.seed}` })) };
+      manifest = {
+        version: 1,
+        runs: configs.map((c, i) => ({ agent: c.agent, seed: c.seed, dir: `${groups[i]}-seed${c.seed}`, ...(groups[i] !== c.agent ? { group: groups[i] } : {}) })),
+      };
       makeDir(`memq run: --out ${flags.out ?? root}`, root);
       fs.writeFileSync(path.join(root, 'run.json'), JSON.stringify(manifest, null, 2) + '\n');
       if (!flags.json) {
         const c = configs[0];
-        io.stderr(`memq run: ${configs.length} run(s) of ${c.episodes} episodes on ${c.env} (demos ${c.demos}, seed ${c.seed}${configs.length > 1 ? '..' : ''}) -> ${root}\n`);
+        const names = [...new Set(groups)].join(', ');
+        io.stderr(`memq run: ${configs.length} run(s) (${names}) of ${c.episodes} episodes on ${c.env} (demos ${c.demos}, seed ${c.seed}${configs.length > 1 && flags.seeds > 1 ? '..' : ''}) -> ${root}\n`);
       }
     }
-    const summaries = await executeRuns(manifest, configs, root, io, flags.json, resume);
-    const interrupted = io.signal?.aborted || summaries.some((s) => s.status !== 'complete');
+    const parallel = Math.min(flags.parallel ?? Math.max(1, os.cpus().length), manifest.runs.length);
+    const summaries = parallel > 1
+      ? await executeRunsInProcesses(manifest, configs, root, io, flags.json, parallel)
+      : await executeRuns(manifest, configs, root, io, flags.json, resume);
+    const interrupted = io.signal?.aborted || summaries.length < manifest.runs.length || summaries.some((s) => s.status !== 'complete');
+    // summaries follow the manifest's order (a run that never started ends the list)
+    const groupsOf = summaries.map((s, i) => manifest.runs[i].group ?? s.agent);
     if (flags.json) {
       io.stdout(JSON.stringify(summaries.length === 1 ? summaries[0] : summaries, null, 2) + '\n');
     } else {
-      io.stdout('\n' + summaryTable(summaries) + `\noutputs: ${root}\n`);
+      io.stdout('\n' + summaryTable(summaries, groupsOf));
+      if (new Set(groupsOf).size > 1 && !interrupted) {
+        const table = groupTable(summaries.map((s, i) => ({ dir: path.join(root, manifest.runs[i].dir), group: groupsOf[i], summary: s })), {});
+        io.stdout('\n' + formatExperimentTable(table));
+      }
+      io.stdout(`\noutputs: ${root}\n`);
       if (interrupted) io.stdout(`interrupted: continue with  memq run --resume ${root}\n`);
     }
     return interrupted ? 130 : 0;
