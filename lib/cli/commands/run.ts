@@ -10,6 +10,7 @@ import { AGENT_NAMES, ConfigError, configFromDisk, defaultConfig, mergeConfig, v
 import { runTraining, type RunSummary } from '../../agent/runner';
 import { writeRunPlots } from '../../agent/plots';
 import { envNames } from '../../envs/registry';
+import { LLM_DEVICES, type LlmDeviceName } from '../../llm/model';
 import { ProgressReporter } from '../progress';
 import { summaryTable } from './compare';
 
@@ -22,6 +23,7 @@ const spec: Record<string, FlagSpec> = {
   demos: { kind: 'int', help: 'expert demonstrations written to memory before learning' },
   seed: { kind: 'int', help: 'random seed' },
   prior: { kind: 'string', help: "the prior μ(a|s): 'uniform' or 'model:DIR' (an HF model dir with tokenizer.json)" },
+  device: { kind: 'string', help: "where the model prior runs: cpu (default) | cuda | auto (CUDA when usable, else cpu)" },
   'em-every': { kind: 'int', help: 'Mem-EM: E-step + LoRA M-step every K training episodes (memq agent, model prior; 0: off)' },
   'em-steps': { kind: 'int', help: 'Mem-EM: LoRA steps per M-step (default 4)' },
   'em-states': { kind: 'int', help: 'Mem-EM: states per LoRA step (default 16)' },
@@ -85,6 +87,12 @@ export function buildConfigs(flags: Record<string, any>): { configs: RunConfig[]
     if (flags['em-loss'] !== undefined) em.loss = flags['em-loss'];
     if (Object.keys(em).length) patch.em = em;
     base = mergeConfig(base, patch, 'flags');
+    if (flags.device !== undefined) {
+      const d = String(flags.device);
+      if (!LLM_DEVICES.includes(d as LlmDeviceName)) throw new CliError(`memq run: --device must be 'cpu', 'cuda' or 'auto', got '${d}'`);
+      if (base.prior.kind !== 'model') throw new CliError('memq run: --device applies to a model prior (--prior model:DIR)');
+      base = { ...base, prior: { ...base.prior, device: d as LlmDeviceName } };
+    }
   } catch (e) {
     if (e instanceof ConfigError) throw new CliError(`memq run: ${e.message}`);
     throw e;
