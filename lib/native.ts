@@ -56,6 +56,12 @@ export interface NativeBackendInfo {
   autoBackend: string;
   autoReason: string;
   device?: string;
+  /** Where an LlmModel with device 'auto' runs ('cuda' only when a device exists and the LLM self-test passes). */
+  llmDevice: 'cpu' | 'cuda';
+  /** Why (the device probe and LLM self-test, or why CUDA is not used). */
+  llmReason: string;
+  /** The LLM self-test's report, when it ran. */
+  llmSelfTest?: string;
   buildSystem: string;
 }
 export interface NativeBackendChoice {
@@ -79,6 +85,14 @@ export interface NativeLlmModel {
   embedMean(tokens: Int32Array, offsets: Int32Array, lora?: NativeLoraAdapter | null): Promise<Float32Array>;
   clone(): Promise<NativeLlmModel>;
   mergeLora(adapter: NativeLoraAdapter): Promise<NativeLlmModel>;
+  device(): NativeLlmDevice;
+}
+export interface NativeLlmDevice {
+  device: 'cpu' | 'cuda';
+  /** The device copy's precision ('bf16' | 'fp32'); null on the CPU. */
+  precision: 'bf16' | 'fp32' | null;
+  reason: string;
+  description: string;
 }
 export interface NativeLoraAdapter {
   save(dir: string): void;
@@ -108,8 +122,8 @@ export interface NativeTrainer {
   setState(state: NativeTrainerState): Promise<void>;
 }
 export interface NativeAddon {
-  llmCreateRandom(configJson: string, seed: number, initStd: number): NativeLlmModel;
-  llmLoad(dir: string): Promise<NativeLlmModel>;
+  llmCreateRandom(configJson: string, seed: number, initStd: number, device?: string, precision?: string): NativeLlmModel;
+  llmLoad(dir: string, device?: string, precision?: string): Promise<NativeLlmModel>;
   NativeLoraAdapter: {
     /** configJson: {r, lora_alpha, target_modules, use_rslora, base_model_name_or_path} (PEFT names). */
     create(model: NativeLlmModel, configJson: string, seed: number): NativeLoraAdapter;

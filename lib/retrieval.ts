@@ -483,6 +483,12 @@ export interface BackendInfo {
   blas: string;
   cudaCompiled: boolean;
   device?: string;
+  /** Where an LlmModel with device 'auto' runs ('cuda' only with a device that passes the LLM self-test). */
+  llmDevice: 'cpu' | 'cuda';
+  /** Why LlmModel's 'auto' chooses llmDevice. */
+  llmReason: string;
+  /** The LLM self-test's report, when it ran. */
+  llmSelfTest?: string;
   buildSystem: string;
   addonPath?: string;
 }

@@ -8,7 +8,7 @@ import { AbstractingEncoder } from '../encoders/abstract';
 import { ModelEncoder } from '../encoders/model';
 import type { Encoder } from '../encoders/types';
 import { UniformPrior, type Prior } from '../llm/prior';
-import { LlmModel } from '../llm/model';
+import { LLM_DEVICES, LlmModel, type LlmDeviceName } from '../llm/model';
 import { ModelPrior } from '../llm/modelPrior';
 import { loadTokenizer } from '../llm/tokenizer';
 import { MemQAgent, MEMQ_DEFAULTS } from './memq';
@@ -53,7 +53,13 @@ export interface RunConfig {
    */
   encoder: { kind: 'pair' | 'hashing' | 'model'; dim: number; actionWeight: number; abstractIds: boolean; modelLora: 'base' | 'current' };
   /** μ(a|s): uniform, or a language model directory (HF layout + tokenizer.json): 'model'. */
-  prior: { kind: 'uniform' } | { kind: 'model'; dir: string; lengthNormalize?: boolean; endToken?: boolean };
+  /**
+   * device/precision: where the model runs (LlmModel.load's options: 'cpu' by default, 'cuda',
+   * 'auto'; bf16 or fp32 on the device).
+   */
+  prior:
+    | { kind: 'uniform' }
+    | { kind: 'model'; dir: string; lengthNormalize?: boolean; endToken?: boolean; device?: LlmDeviceName; precision?: 'bf16' | 'fp32' };
   /** Mem-EM (MATH §11): every em.every training episodes, LoRA steps on the model prior (needs prior.kind 'model'). */
   em: MemEmConfig;
   /** The reflective agent (agent 'reflect', lib/agent/reflect.ts): retrieval actions over cases. */
@@ -215,6 +221,12 @@ export function validateConfig(c: RunConfig, envNames: string[]): RunConfig {
   if (c.encoder.actionWeight >= 1) fail(`encoder.actionWeight must be in (0, 1), got ${c.encoder.actionWeight}`);
   if (!['uniform', 'model'].includes(c.prior.kind)) fail(`prior.kind must be 'uniform' or 'model', got ${JSON.stringify(c.prior.kind)}`);
   if (c.prior.kind === 'model' && (typeof c.prior.dir !== 'string' || !c.prior.dir)) fail('prior.dir must name a model directory when prior.kind is "model"');
+  if (c.prior.kind === 'model' && c.prior.device !== undefined && !LLM_DEVICES.includes(c.prior.device)) {
+    fail(`prior.device must be 'cpu', 'cuda' or 'auto', got ${JSON.stringify(c.prior.device)}`);
+  }
+  if (c.prior.kind === 'model' && c.prior.precision !== undefined && !['bf16', 'fp32'].includes(c.prior.precision)) {
+    fail(`prior.precision must be 'bf16' or 'fp32', got ${JSON.stringify(c.prior.precision)}`);
+  }
   if (c.em.every > 0 && c.prior.kind !== 'model') fail('em.every > 0 (Mem-EM) needs a model prior: --prior model:DIR');
   // Mem-EM applies to the memq agent (its memory gives the E-step's Q̂); other agents ignore c.em.
   try {
@@ -288,7 +300,8 @@ function makeBaseEncoder(c: RunConfig, prior?: Prior): Encoder {
 export async function makePrior(c: RunConfig): Promise<Prior> {
   if (c.prior.kind === 'uniform') return new UniformPrior();
   const dir = c.prior.dir;
-  const [model, tokenizer] = await Promise.all([LlmModel.load(dir), Promise.resolve().then(() => loadTokenizer(dir))]);
+  const device = { device: c.prior.device, precision: c.prior.precision };
+  const [model, tokenizer] = await Promise.all([LlmModel.load(dir, device), Promise.resolve().then(() => loadTokenizer(dir))]);
   // Append the tokenizer's end-of-text token to each action unless told not to (see ModelPrior).
   const endToken = c.prior.endToken !== false && tokenizer.eosToken !== undefined ? tokenizer.tokenToId(tokenizer.eosToken) : undefined;
   return new ModelPrior(model, tokenizer, { lengthNormalize: c.prior.lengthNormalize ?? true, endToken });

@@ -78,6 +78,49 @@ export function tokenArray(name: string, seqs: unknown): { tokens: Int32Array; o
   return { tokens, offsets };
 }
 
+/**
+ * Where the engine runs (docs/cuda.md). 'cpu' (the default): the float32 reference engine, the
+ * same results on every machine. 'cuda': a device copy of the weights on the GPU; an Error names
+ * why when no device is usable (no driver, no device, CUDA not compiled in, the LLM self-test
+ * failed) or when the weights do not fit its free memory. 'auto': CUDA when usable, else the CPU,
+ * with the reason in `model.device.reason`.
+ */
+export type LlmDeviceName = 'cpu' | 'cuda' | 'auto';
+export const LLM_DEVICES: readonly LlmDeviceName[] = ['cpu', 'cuda', 'auto'];
+
+export interface LlmDeviceOptions {
+  device?: LlmDeviceName;
+  /**
+   * The device copy's precision: 'bf16' (default; bf16 weights and matrix-product inputs, float32
+   * accumulation, float32 LoRA masters and optimizer state) or 'fp32' (float32 weights, 3xTF32
+   * products). Not used on the CPU.
+   */
+  precision?: 'bf16' | 'fp32';
+}
+
+/** Where a model runs and why. */
+export interface LlmDeviceInfo {
+  device: 'cpu' | 'cuda';
+  /** The device copy's precision; null on the CPU. */
+  precision: 'bf16' | 'fp32' | null;
+  /** e.g. "cpu: requested", "auto: CUDA not used: no CUDA device", "cuda: NVIDIA H100 ... passed the LLM self-test ...". */
+  reason: string;
+  description: string;
+}
+
+function deviceArgs(opts: unknown): [string | undefined, string | undefined] {
+  if (opts === undefined || opts === null) return [undefined, undefined];
+  if (typeof opts !== 'object') throw new TypeError('opts must be an object');
+  const { device, precision } = opts as LlmDeviceOptions;
+  if (device !== undefined && !LLM_DEVICES.includes(device)) {
+    throw new TypeError(`opts.device must be 'cpu', 'cuda' or 'auto', got ${JSON.stringify(device)}`);
+  }
+  if (precision !== undefined && precision !== 'bf16' && precision !== 'fp32') {
+    throw new TypeError(`opts.precision must be 'bf16' or 'fp32', got ${JSON.stringify(precision)}`);
+  }
+  return [device, precision];
+}
+
 /** Options of the inference calls: an optional LoRA adapter made for this model's config. */
 export interface LlmInferenceOptions {
   lora?: LoraAdapter | null;
@@ -98,15 +141,25 @@ export class LlmModel {
   private constructor(/** @internal */ readonly native: NativeLlmModel) {}
 
   /** A random-init model (normal(0, initStd) weights, unit norms) for tests and tiny priors. */
-  static createRandom(config: LlmConfig, opts: { seed?: number; initStd?: number } = {}): LlmModel {
+  static createRandom(config: LlmConfig, opts: { seed?: number; initStd?: number } & LlmDeviceOptions = {}): LlmModel {
     if (config === null || typeof config !== 'object') throw new TypeError('config must be an HF config object');
-    return new LlmModel(loadNative().llmCreateRandom(JSON.stringify(config), opts.seed ?? 1, opts.initStd ?? 0.02));
+    const [device, precision] = deviceArgs(opts);
+    return new LlmModel(loadNative().llmCreateRandom(JSON.stringify(config), opts.seed ?? 1, opts.initStd ?? 0.02, device, precision));
   }
 
-  /** Loads an HF model directory (config.json + model.safetensors or sharded index). */
-  static async load(dir: string): Promise<LlmModel> {
+  /**
+   * Loads an HF model directory (config.json + model.safetensors or sharded index), on the CPU
+   * unless `opts.device` says otherwise (see LlmDeviceName).
+   */
+  static async load(dir: string, opts: LlmDeviceOptions = {}): Promise<LlmModel> {
     if (typeof dir !== 'string') throw new TypeError('dir must be a string');
-    return new LlmModel(await loadNative().llmLoad(dir));
+    const [device, precision] = deviceArgs(opts);
+    return new LlmModel(await loadNative().llmLoad(dir, device, precision));
+  }
+
+  /** Where this model runs (fixed at load/creation; clones and merged copies run there too). */
+  get device(): LlmDeviceInfo {
+    return this.native.device();
   }
 
   /** Writes config.json + model.safetensors (float32, or bf16). */

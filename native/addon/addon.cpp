@@ -8,6 +8,7 @@
 #include "memq/cpu_features.h"
 #include "memq/cuda/cuda_backend.h"
 #include "memq/kernels.h"
+#include "memq/llm/device.h"
 #include "memq/thread_pool.h"
 #include "util.h"
 
@@ -107,6 +108,12 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
                                                std::to_string(dev.cc_minor) + ", " +
                                                std::to_string(dev.total_bytes >> 20) + " MiB)"));
   }
+  // Where LlmModel {device: 'auto'} would run, and why (device present + the LLM self-test).
+  memq::llm::LlmDeviceChoice llm;
+  memq::Status lst = memq::llm::select_llm_device("auto", &llm);
+  o.Set("llmDevice", Napi::String::New(env, lst.ok() ? memq::llm::llm_device_name(llm.device) : "cpu"));
+  o.Set("llmReason", Napi::String::New(env, lst.ok() ? llm.reason : lst.message()));
+  if (!llm.self_test_report.empty()) o.Set("llmSelfTest", Napi::String::New(env, llm.self_test_report));
   o.Set("buildSystem", Napi::String::New(env, MEMQ_BUILD_SYSTEM));
   return o;
 }

@@ -13,6 +13,7 @@
 
 #include "llm_common.h"
 #include "memq/json.h"
+#include "memq/llm/device.h"
 #include "memq/llm/lora.h"
 #include "memq/llm/model.h"
 #include "util.h"
@@ -51,6 +52,7 @@ class LlmModelWrap : public Napi::ObjectWrap<LlmModelWrap> {
                                        InstanceMethod("embedMean", &LlmModelWrap::EmbedMean),
                                        InstanceMethod("clone", &LlmModelWrap::Clone),
                                        InstanceMethod("mergeLora", &LlmModelWrap::MergeLora),
+                                       InstanceMethod("device", &LlmModelWrap::Device),
                                    });
     ctor = new Napi::FunctionReference(Napi::Persistent(f));
     return f;
@@ -88,6 +90,21 @@ class LlmModelWrap : public Napi::ObjectWrap<LlmModelWrap> {
 
   Napi::Value Config(const Napi::CallbackInfo& info) {
     return Napi::String::New(info.Env(), holder(info.Env())->cfg.to_json().dump());
+  }
+
+  // device() -> {device: 'cpu' | 'cuda', precision: 'bf16' | 'fp32' | null, reason, description}
+  // (fixed at load/creation: read without the lock)
+  Napi::Value Device(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto h = holder(env);
+    Napi::Object o = Napi::Object::New(env);
+    const memq::llm::DeviceEngine* e = h->model->engine();
+    o.Set("device", Napi::String::New(env, memq::llm::llm_device_name(h->model->device())));
+    o.Set("precision", e ? Napi::Value(Napi::String::New(env, memq::llm::llm_precision_name(e->options().precision)))
+                         : env.Null());
+    o.Set("reason", Napi::String::New(env, h->model->device_reason()));
+    o.Set("description", Napi::String::New(env, e ? e->description() : std::string("cpu (float32)")));
+    return o;
   }
 
   Napi::Value NumParams(const Napi::CallbackInfo& info) {
@@ -213,7 +230,30 @@ std::shared_ptr<ModelHolder> model_arg(const Napi::Value& v, const char* name) {
 
 Napi::Object wrap_model(Napi::Env env, std::shared_ptr<ModelHolder> h) { return LlmModelWrap::Wrap(env, std::move(h)); }
 
-// llmCreateRandom(configJson, seed, initStd) -> NativeLlmModel
+namespace {
+// (device, precision) trailing arguments: undefined -> 'cpu' (nothing to place: the model's reason
+// stays "cpu: default") / 'bf16'. *place says whether a device was asked for.
+memq::llm::LlmDeviceOptions device_args(const Napi::CallbackInfo& info, size_t i, bool* place) {
+  Napi::Env env = info.Env();
+  memq::llm::LlmDeviceOptions o;
+  *place = false;
+  if (info.Length() > i && !info[i].IsUndefined()) {
+    *place = true;
+    const std::string d = info[i].IsString() ? info[i].As<Napi::String>().Utf8Value() : "";
+    if (d != "cpu" && d != "cuda" && d != "auto")
+      throw Napi::TypeError::New(env, "device must be 'cpu', 'cuda' or 'auto'");
+    o.device = d;
+  }
+  if (info.Length() > i + 1 && !info[i + 1].IsUndefined()) {
+    const std::string p = info[i + 1].IsString() ? info[i + 1].As<Napi::String>().Utf8Value() : "";
+    if (!memq::llm::llm_precision_from_name(p, &o.precision))
+      throw Napi::TypeError::New(env, "precision must be 'bf16' or 'fp32'");
+  }
+  return o;
+}
+}  // namespace
+
+// llmCreateRandom(configJson, seed, initStd, device?, precision?) -> NativeLlmModel
 Napi::Value LlmCreateRandom(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString()) throw Napi::TypeError::New(env, "config must be a JSON string of an HF config");
@@ -228,18 +268,27 @@ Napi::Value LlmCreateRandom(const Napi::CallbackInfo& info) {
   const double stdv = number_arg(info[2], "initStd");
   if (!(stdv > 0 && stdv < 10)) throw Napi::RangeError::New(env, "initStd must be in (0, 10)");
   std::unique_ptr<Model> m;
+  bool place = false;
+  const memq::llm::LlmDeviceOptions dopts = device_args(info, 3, &place);
   st = Model::create_random(cfg, static_cast<uint64_t>(seed), static_cast<float>(stdv), &m);
+  if (!st.ok()) throw status_error(env, st, "LlmModel.createRandom");
+  if (place) st = m->set_device(dopts);
   if (!st.ok()) throw status_error(env, st, "LlmModel.createRandom");
   return LlmModelWrap::Wrap(env, std::make_shared<ModelHolder>(std::move(m)));
 }
 
-// llmLoad(dir) -> Promise<NativeLlmModel>
+// llmLoad(dir, device?, precision?) -> Promise<NativeLlmModel>
 Napi::Value LlmLoad(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString()) throw Napi::TypeError::New(env, "dir must be a string");
   auto dir = std::make_shared<std::string>(info[0].As<Napi::String>().Utf8Value());
+  bool place = false;
+  const memq::llm::LlmDeviceOptions dopts = device_args(info, 1, &place);
   auto result = std::make_shared<std::unique_ptr<Model>>();
-  auto body = [dir, result]() { return Model::load(*dir, result.get()); };
+  auto body = [dir, dopts, place, result]() {
+    MEMQ_RETURN_IF_ERROR(Model::load(*dir, result.get()));
+    return place ? (*result)->set_device(dopts) : Status::Ok();
+  };
   return PromiseWorker::Start(
       env, "LlmModel.load", body,
       [result](Napi::Env e) -> Napi::Value {

@@ -297,6 +297,7 @@ class LoraAdapterWrap : public Napi::ObjectWrap<LoraAdapterWrap> {
     auto body = [h, copy]() {
       std::unique_lock<RwLock> lock(h->mu);
       if (!copy->empty()) std::memcpy(h->lora->params(), copy->data(), sizeof(float) * copy->size());
+      h->lora->touch();  // device engines upload it again
       return Status::Ok();
     };
     return PromiseWorker::Start(env, "LoraAdapter.setParams", body,
@@ -314,6 +315,7 @@ class LoraAdapterWrap : public Napi::ObjectWrap<LoraAdapterWrap> {
       UrgentSharedLock lock(h->mu);
       if (h->size > 0) std::memcpy(a->params(), h->lora->params(), sizeof(float) * static_cast<size_t>(h->size));
     }
+    a->touch();
     return Wrap(env, std::make_shared<AdapterHolder>(std::move(a), h->model_cfg));
   }
 };

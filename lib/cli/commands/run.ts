@@ -14,6 +14,7 @@ import { CheckpointError, runTraining, type RunSummary } from '../../agent/runne
 import { writeRunPlots } from '../../agent/plots';
 import { envNames, makeEnv } from '../../envs/registry';
 import { checkInputDir, checkOutputDir, findExecutable, makeDir, readJsonFile, userMessage } from '../paths';
+import { LLM_DEVICES, type LlmDeviceName } from '../../llm/model';
 import { ProgressReporter } from '../progress';
 import { groupTable, summaryTable } from './compare';
 import { formatExperimentTable } from '../../stats/experiments';
@@ -33,6 +34,7 @@ const spec: Record<string, FlagSpec> = {
   demos: { kind: 'int', help: 'expert demonstrations written to memory before learning', defaultText: String(D.demos) },
   seed: { kind: 'int', help: 'random seed', defaultText: String(D.seed) },
   prior: { kind: 'string', help: "the prior μ(a|s): 'uniform', 'pretrained' (the env's domain prior, built by memq model pretrain on first use and cached: MEMQ_CACHE) or 'model:DIR' (an HF model dir with tokenizer.json)", defaultText: "pretrained for the main job (no --agent), else uniform" },
+  device: { kind: 'string', help: "where the model prior runs: cpu | cuda | auto (CUDA when usable and its self-test passes, else cpu)", defaultText: 'cpu' },
   'em-every': { kind: 'int', help: 'Mem-EM: E-step + LoRA M-step every K training episodes (memq agent, model prior; 0: off)', defaultText: String(D.em.every) },
   'em-steps': { kind: 'int', help: 'Mem-EM: LoRA steps per M-step', defaultText: String(D.em.steps) },
   'em-states': { kind: 'int', help: 'Mem-EM: states per LoRA step', defaultText: String(D.em.states) },
@@ -113,6 +115,12 @@ export function buildConfigs(flags: Record<string, any>): { configs: RunConfig[]
     if (Object.keys(em).length) patch.em = em;
     base = mergeConfig(base, patch, 'flags');
     if (pretrained) base = mergeConfig(base, { prior: { kind: 'model', dir: priorCacheDir(pretrainConfigFor(base)) } }, '--prior pretrained');
+    if (flags.device !== undefined) {
+      const d = String(flags.device);
+      if (!LLM_DEVICES.includes(d as LlmDeviceName)) throw new CliError(`memq run: --device must be 'cpu', 'cuda' or 'auto', got '${d}'`);
+      if (base.prior.kind !== 'model') throw new CliError('memq run: --device applies to a model prior (--prior model:DIR)');
+      base = { ...base, prior: { ...base.prior, device: d as LlmDeviceName } };
+    }
   } catch (e) {
     if (e instanceof ConfigError) throw new CliError(`memq run: ${e.message}`);
     throw e;
@@ -391,7 +399,7 @@ export const runCommand: Command = {
     let configs: RunConfig[] | undefined;
     const resume = flags.resume !== undefined;
     if (resume) {
-      const conflicting = ['env', 'episodes', 'eval-every', 'eval-games', 'demos', 'seed', 'config', 'out', 'prior', 'em-every', 'em-steps', 'em-states', 'em-lr', 'em-weight', 'em-loss'].filter((k) => flags[k] !== undefined);
+      const conflicting = ['env', 'episodes', 'eval-every', 'eval-games', 'demos', 'seed', 'config', 'out', 'prior', 'device', 'em-every', 'em-steps', 'em-states', 'em-lr', 'em-weight', 'em-loss'].filter((k) => flags[k] !== undefined);
       if (conflicting.length || flags.agent.length || flags.seeds !== 1) {
         throw new CliError(`memq run: --resume continues a run with its saved config; drop --${conflicting[0] ?? (flags.agent.length ? 'agent' : 'seeds')}`);
       }

@@ -7,7 +7,11 @@
 #include <utility>
 #include <filesystem>
 
+#include <atomic>
+
+#include "engine_common.h"
 #include "memq/json.h"
+#include "memq/llm/device.h"
 #include "memq/llm/safetensors.h"
 
 namespace memq {
@@ -54,6 +58,15 @@ bool lora_target_from_name(const std::string& name, LoraTarget* out) {
   return false;
 }
 
+namespace detail {
+uint64_t next_stamp() {
+  static std::atomic<uint64_t> counter{0};
+  return ++counter;
+}
+}  // namespace detail
+
+void LoraAdapter::touch() { version_ = detail::next_stamp(); }
+
 double LoraAdapter::scale() const {
   return cfg_.use_rslora ? cfg_.alpha / std::sqrt(double(cfg_.r)) : cfg_.alpha / double(cfg_.r);
 }
@@ -95,6 +108,7 @@ Status LoraAdapter::init_storage(const ModelConfig& model, const LoraConfig& cfg
       off += m.out * cfg.r;
     }
   params_.assign(size_t(off), 0.0f);
+  touch();
   for (int64_t l = 0; l < n_layers_; ++l)
     for (int t = 0; t < kLoraNumTargets; ++t) {
       LoraModule& m = modules_[size_t(l * kLoraNumTargets + t)];
@@ -118,6 +132,7 @@ Status LoraAdapter::create(const ModelConfig& model, const LoraConfig& cfg, uint
       const double bound = 1.0 / std::sqrt(double(m.in));
       for (int64_t i = 0; i < cfg.r * m.in; ++i) m.A[i] = float((2.0 * rng.uniform() - 1.0) * bound);
     }
+  a->touch();
   *out = std::move(a);
   return Status::Ok();
 }
@@ -219,6 +234,7 @@ Status LoraAdapter::load(const std::string& dir, const ModelConfig& model, std::
       MEMQ_RETURN_IF_ERROR(f->read_f32(peft_key(l, LoraTarget(t), true), {m.out, cfg.r}, m.B));
       expected += 2;
     }
+  a->touch();
   if (f->tensors().size() != expected) {
     for (const auto& t : f->tensors()) {
       bool known = false;
@@ -253,7 +269,7 @@ Status merge_lora(Model* model, const LoraAdapter& lora) {
           W[o * in + i] += float(s * acc);
         }
     }
-  return Status::Ok();
+  return model->sync_device();
 }
 
 void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, int64_t t, const AdamWOptions& o) {
@@ -278,15 +294,46 @@ double global_norm(const float* g, int64_t n) {
 }
 
 LoraTrainer::LoraTrainer(const Model* model, LoraAdapter* lora, const TrainOptions& opts)
-    : model_(model), lora_(lora), opts_(opts) {
-  grad_.assign(size_t(lora->size()), 0.0f);
-  m_.assign(size_t(lora->size()), 0.0f);
-  v_.assign(size_t(lora->size()), 0.0f);
+    : model_(model), lora_(lora), opts_(opts), n_(lora->size()), engine_(model->engine()),
+      placement_(model->placement()) {
+  if (!engine_) {  // on a device these live there (created on first use)
+    grad_.assign(size_t(n_), 0.0f);
+    m_.assign(size_t(n_), 0.0f);
+    v_.assign(size_t(n_), 0.0f);
+  }
+}
+
+LoraTrainer::~LoraTrainer() = default;
+
+Status LoraTrainer::device_state(DeviceOptimizer** out) const {
+  *out = nullptr;
+  if (model_->placement() != placement_)
+    return Status::Invalid("lora trainer: the model was moved to another device after the trainer was created");
+  if (!engine_) return Status::Ok();
+  if (!dev_) MEMQ_RETURN_IF_ERROR(engine_->create_optimizer(n_, &dev_));
+  *out = dev_.get();
+  return Status::Ok();
+}
+
+const std::vector<float>& LoraTrainer::grad() const {
+  DeviceOptimizer* dev = nullptr;
+  if (device_state(&dev).ok() && dev) {
+    grad_.assign(size_t(n_), 0.0f);
+    if (!dev->download_grad(grad_.data()).ok()) std::fill(grad_.begin(), grad_.end(), std::nanf(""));
+  }
+  return grad_;
 }
 
 Status LoraTrainer::accumulate(const TokenBatch& batch, double* loss_out) {
+  DeviceOptimizer* dev = nullptr;
+  MEMQ_RETURN_IF_ERROR(device_state(&dev));
   double loss = 0.0;
-  MEMQ_RETURN_IF_ERROR(model_->forward_backward(batch, opts_.loss_norm, lora_, grad_.data(), nullptr, 1.0f, &loss));
+  if (dev) {
+    MEMQ_RETURN_IF_ERROR(engine_->forward_backward(batch, opts_.loss_norm, lora_, dev->grad(), nullptr, true, 1.0f,
+                                                   &loss, nullptr));
+  } else {
+    MEMQ_RETURN_IF_ERROR(model_->forward_backward(batch, opts_.loss_norm, lora_, grad_.data(), nullptr, 1.0f, &loss));
+  }
   loss_sum_ += loss;
   ++micro_;
   if (loss_out) *loss_out = loss;
@@ -327,9 +374,56 @@ Status accumulated_adamw_step(const char* who, float* params, std::vector<float>
 }
 
 Status LoraTrainer::step(StepStats* out) {
-  return accumulated_adamw_step("lora trainer", lora_->params(), grad_, m_, v_, t_, micro_, loss_sum_, opts_.clip_norm,
-                                opts_.adamw, out);
+  DeviceOptimizer* dev = nullptr;
+  MEMQ_RETURN_IF_ERROR(device_state(&dev));
+  if (dev) {
+    Status st = detail::device_adamw_step("lora trainer", dev, lora_->params(), t_, micro_, loss_sum_, opts_.clip_norm,
+                                          opts_.adamw, out);
+    lora_->touch();  // the host parameters changed (or may have, after a device error)
+    return st;
+  }
+  Status st = accumulated_adamw_step("lora trainer", lora_->params(), grad_, m_, v_, t_, micro_, loss_sum_,
+                                     opts_.clip_norm, opts_.adamw, out);
+  lora_->touch();
+  return st;
 }
+
+namespace detail {
+Status device_adamw_step(const char* who, DeviceOptimizer* dev, float* host_params, int64_t& t, int64_t& micro,
+                         double& loss_sum, double clip_norm, const AdamWOptions& adamw, StepStats* out) {
+  if (micro == 0) return Status::Invalid(std::string(who) + ": step() without accumulate()");
+  double norm = 0.0;
+  bool skipped = false;
+  MEMQ_RETURN_IF_ERROR(dev->step(host_params, micro, clip_norm, adamw, t + 1, &norm, &skipped));
+  const int64_t micro_batches = micro;
+  const double loss = loss_sum / double(micro);
+  MEMQ_RETURN_IF_ERROR(dev->zero_grad());
+  micro = 0;
+  loss_sum = 0.0;
+  if (skipped) return Status::Internal(std::string(who) + ": non-finite gradient norm; step skipped");
+  ++t;
+  if (out) {
+    out->loss = loss;
+    out->grad_norm = norm;
+    out->step = t;
+    out->micro_batches = micro_batches;
+  }
+  return Status::Ok();
+}
+}  // namespace detail
+
+namespace detail {
+Status device_get_state(DeviceOptimizer* dev, int64_t n, int64_t t, TrainerState* out) {
+  if (!out) return Status::Invalid("get_state(nullptr)");
+  TrainerState s;
+  s.m.assign(size_t(n), 0.0f);
+  s.v.assign(size_t(n), 0.0f);
+  MEMQ_RETURN_IF_ERROR(dev->get_moments(s.m.data(), s.v.data()));
+  s.t = t;
+  *out = std::move(s);
+  return Status::Ok();
+}
+}  // namespace detail
 
 Status check_trainer_state(const char* who, const TrainerState& s, int64_t n) {
   if (int64_t(s.m.size()) != n || int64_t(s.v.size()) != n) {
@@ -358,11 +452,24 @@ Status import_trainer_state(const char* who, TrainerState&& s, int64_t n, std::v
   return Status::Ok();
 }
 
-Status LoraTrainer::get_state(TrainerState* out) const { return export_trainer_state("lora trainer", m_, v_, t_, out); }
+Status LoraTrainer::get_state(TrainerState* out) const {
+  DeviceOptimizer* dev = nullptr;
+  MEMQ_RETURN_IF_ERROR(device_state(&dev));
+  if (dev) return detail::device_get_state(dev, n_, t_, out);
+  return export_trainer_state("lora trainer", m_, v_, t_, out);
+}
 
 Status LoraTrainer::set_state(const TrainerState& s) { return set_state(TrainerState(s)); }
 
 Status LoraTrainer::set_state(TrainerState&& s) {
+  DeviceOptimizer* dev = nullptr;
+  MEMQ_RETURN_IF_ERROR(device_state(&dev));
+  if (dev) {
+    MEMQ_RETURN_IF_ERROR(check_trainer_state("lora trainer", s, n_));
+    MEMQ_RETURN_IF_ERROR(dev->set_moments(s.m.data(), s.v.data()));
+    t_ = s.t;
+    return Status::Ok();
+  }
   return import_trainer_state("lora trainer", std::move(s), num_params(), m_, v_, t_);
 }
 

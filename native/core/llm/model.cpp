@@ -9,6 +9,8 @@
 #include <map>
 #include <sstream>
 
+#include "engine_common.h"
+#include "memq/llm/device.h"
 #include "memq/llm/lora.h"
 #include "memq/llm/ops.h"
 #include "memq/llm/safetensors.h"
@@ -315,13 +317,59 @@ Status Model::create_random(const ModelConfig& cfg, uint64_t seed, float init_st
   return Status::Ok();
 }
 
+Status Model::create_zeros(const ModelConfig& cfg, std::unique_ptr<Model>* out) {
+  auto m = std::unique_ptr<Model>(new Model());
+  MEMQ_RETURN_IF_ERROR(m->init_storage(cfg));
+  *out = std::move(m);
+  return Status::Ok();
+}
+
 Status Model::clone(std::unique_ptr<Model>* out) const {
   auto m = std::unique_ptr<Model>(new Model());
   MEMQ_RETURN_IF_ERROR(m->init_storage(cfg_));
   std::copy(params_.begin(), params_.end(), m->params_.begin());
+  if (engine_) {
+    MEMQ_RETURN_IF_ERROR(create_cuda_engine(*m, engine_->options(), &m->engine_));
+    m->placement_ = detail::next_stamp();
+    m->device_reason_ = device_reason_;
+  }
   *out = std::move(m);
   return Status::Ok();
 }
+
+Model::~Model() = default;
+
+LlmDevice Model::device() const { return engine_ ? engine_->device() : LlmDevice::kCpu; }
+
+Status Model::set_device(const LlmDeviceOptions& opts, LlmDeviceChoice* choice_out) {
+  LlmDeviceChoice choice;
+  MEMQ_RETURN_IF_ERROR(select_llm_device(opts.device, &choice, opts.require_self_test));
+  if (choice.device == LlmDevice::kCuda) {
+    LlmDeviceOptions o = opts;
+    o.device = "cuda";
+    std::unique_ptr<DeviceEngine> e;
+    Status st = create_cuda_engine(*this, o, &e);
+    if (!st.ok()) {
+      if (choice.requested != "auto") return st;
+      // auto: a usable device that cannot take this model (memory, unsupported shape) -> CPU
+      choice.device = LlmDevice::kCpu;
+      choice.reason = "auto: CUDA not used: " + st.message();
+    } else {
+      choice.reason += "; " + e->description();
+      engine_ = std::move(e);
+      placement_ = detail::next_stamp();
+    }
+  }
+  if (choice.device == LlmDevice::kCpu) {
+    engine_.reset();
+    placement_ = 0;
+  }
+  device_reason_ = choice.reason;
+  if (choice_out) *choice_out = choice;
+  return Status::Ok();
+}
+
+Status Model::sync_device() { return engine_ ? engine_->upload_weights(params_.data()) : Status::Ok(); }
 
 Status Model::save(const std::string& dir, bool bf16) const {
   std::error_code ec;
@@ -436,23 +484,7 @@ struct Prefix {
   const int64_t* len = nullptr;    // and count
 };
 
-struct RopeTable {
-  std::vector<float> cos, sin;
-  void build(int64_t max_pos, int64_t D, double theta) {
-    const int64_t half = D / 2;
-    cos.resize(size_t(max_pos * half));
-    sin.resize(size_t(max_pos * half));
-    for (int64_t i = 0; i < half; ++i) {
-      // as HF: inv_freq = 1 / theta^(2i/D) in float32, angle = pos * inv_freq in float32
-      const float inv = 1.0f / std::pow(float(theta), float(2 * i) / float(D));
-      for (int64_t p = 0; p < max_pos; ++p) {
-        const float a = float(p) * inv;
-        cos[size_t(p * half + i)] = std::cos(a);
-        sin[size_t(p * half + i)] = std::sin(a);
-      }
-    }
-  }
-};
+using detail::RopeTable;
 
 const float* lora_A(const LoraAdapter* lora, int64_t l, LoraTarget t) {
   return (lora && lora->targets(t)) ? lora->module(l, t).A : nullptr;
@@ -467,30 +499,7 @@ struct ModelRunner {
   const LoraAdapter* lora;
   explicit ModelRunner(const Model& model, const LoraAdapter* l) : m(model), c(model.cfg_), w(model.w_), lora(l) {}
 
-  Status check_lora() const {
-    if (!lora) return Status::Ok();
-    if (lora->num_layers() != c.num_hidden_layers) return Status::Invalid("lora: adapter layer count differs from the model's");
-    for (int t = 0; t < kLoraNumTargets; ++t) {
-      if (!lora->targets(LoraTarget(t))) continue;
-      const LoraModule& mod = lora->module(0, LoraTarget(t));
-      int64_t in = 0, out = 0;
-      linear_dims(LoraTarget(t), &in, &out);
-      if (mod.in != in || mod.out != out) return Status::Invalid("lora: adapter shapes do not match the model");
-    }
-    return Status::Ok();
-  }
-
-  void linear_dims(LoraTarget t, int64_t* in, int64_t* out) const {
-    const int64_t C = c.hidden_size, I = c.intermediate_size, D = c.dim_head();
-    const int64_t QD = c.num_attention_heads * D, KD = c.num_key_value_heads * D;
-    switch (t) {
-      case kLoraQ: *in = C; *out = QD; break;
-      case kLoraK: case kLoraV: *in = C; *out = KD; break;
-      case kLoraO: *in = QD; *out = C; break;
-      case kLoraGate: case kLoraUp: *in = C; *out = I; break;
-      default: *in = I; *out = C; break;
-    }
-  }
+  Status check_lora() const { return detail::check_lora(c, lora); }
 
   // out = inp W^T + b (+ scale (inp A^T) B^T)
   void linear(float* out, float* t, const float* inp, const float* W, const float* b, int64_t l, LoraTarget tg,
@@ -690,17 +699,7 @@ struct ModelRunner {
 
 namespace {
 
-void positions_for(std::vector<int32_t>* pos, const int64_t* offsets, int64_t B, const int64_t* start_at,
-                   int64_t* max_pos) {
-  pos->resize(size_t(offsets[B]));
-  int64_t mx = 1;
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t s = start_at ? start_at[b] : 0;
-    for (int64_t i = offsets[b]; i < offsets[b + 1]; ++i) (*pos)[size_t(i)] = int32_t(s + i - offsets[b]);
-    mx = std::max(mx, s + offsets[b + 1] - offsets[b]);
-  }
-  *max_pos = mx;
-}
+using detail::positions_for;
 
 // Positions, RoPE table and the forward pass of a packed batch: the shared prologue of
 // logits, token_logprobs, embed_mean and forward_backward (keep: activations for backward).
@@ -720,6 +719,7 @@ Status forward_batch(ModelRunner& run, const ModelConfig& cfg, const TokenBatch&
 }  // namespace
 
 Status Model::logits(float* out, const TokenBatch& batch, const LoraAdapter* lora) const {
+  if (engine_) return engine_->logits(out, batch, lora);
   MEMQ_RETURN_IF_ERROR(validate_batch(batch.tokens, batch.offsets, batch.n_seqs, cfg_.vocab_size, "logits"));
   ModelRunner run(*this, lora);
   MEMQ_RETURN_IF_ERROR(run.check_lora());
@@ -731,6 +731,7 @@ Status Model::logits(float* out, const TokenBatch& batch, const LoraAdapter* lor
 }
 
 Status Model::token_logprobs(float* out, const TokenBatch& batch, const LoraAdapter* lora) const {
+  if (engine_) return engine_->token_logprobs(out, batch, lora);
   MEMQ_RETURN_IF_ERROR(validate_batch(batch.tokens, batch.offsets, batch.n_seqs, cfg_.vocab_size, "token_logprobs"));
   ModelRunner run(*this, lora);
   MEMQ_RETURN_IF_ERROR(run.check_lora());
@@ -755,6 +756,7 @@ Status Model::token_logprobs(float* out, const TokenBatch& batch, const LoraAdap
 }
 
 Status Model::embed_mean(float* out, const TokenBatch& batch, const LoraAdapter* lora) const {
+  if (engine_) return engine_->embed_mean(out, batch, lora);
   MEMQ_RETURN_IF_ERROR(validate_batch(batch.tokens, batch.offsets, batch.n_seqs, cfg_.vocab_size, "embed_mean"));
   ModelRunner run(*this, lora);
   MEMQ_RETURN_IF_ERROR(run.check_lora());
@@ -774,14 +776,8 @@ Status Model::embed_mean(float* out, const TokenBatch& batch, const LoraAdapter*
 }
 
 Status Model::score(float* scores, float* token_logprobs_out, const ScoreRequest& r, const LoraAdapter* lora) const {
-  MEMQ_RETURN_IF_ERROR(validate_batch(r.prompt_tokens, r.prompt_offsets, r.n_prompts, cfg_.vocab_size, "score prompts"));
-  MEMQ_RETURN_IF_ERROR(validate_batch(r.cand_tokens, r.cand_offsets, r.n_cands, cfg_.vocab_size, "score candidates"));
-  if (!r.cand_groups || r.cand_groups[0] != 0 || r.cand_groups[r.n_prompts] != r.n_cands)
-    return Status::Invalid("score: cand_groups must start at 0 and end at n_cands");
-  for (int64_t b = 0; b < r.n_prompts; ++b) {
-    if (r.cand_groups[b + 1] < r.cand_groups[b]) return Status::Invalid("score: cand_groups must be non-decreasing");
-    if (r.prompt_offsets[b + 1] == r.prompt_offsets[b]) return Status::Invalid("score: prompt " + std::to_string(b) + " is empty");
-  }
+  if (engine_) return engine_->score(scores, token_logprobs_out, r, lora);
+  MEMQ_RETURN_IF_ERROR(detail::validate_score_request(r, cfg_.vocab_size));
   ModelRunner run(*this, lora);
   MEMQ_RETURN_IF_ERROR(run.check_lora());
   const int64_t L = cfg_.num_hidden_layers, C = cfg_.hidden_size;
@@ -847,34 +843,19 @@ Status Model::score(float* scores, float* token_logprobs_out, const ScoreRequest
 
 Status Model::forward_backward(const TokenBatch& batch, LossNorm norm, const LoraAdapter* lora, float* lora_grad,
                                float* full_grad, float grad_scale, double* loss_out, double* weight_sum_out) const {
+  if (engine_)
+    return engine_->forward_backward(batch, norm, lora, lora_grad, full_grad, false, grad_scale, loss_out, weight_sum_out);
   MEMQ_RETURN_IF_ERROR(validate_batch(batch.tokens, batch.offsets, batch.n_seqs, cfg_.vocab_size, "train batch"));
   if (!batch.weights) return Status::Invalid("train batch: null weights");
   ModelRunner run(*this, lora);
   MEMQ_RETURN_IF_ERROR(run.check_lora());
   const int64_t N = batch.offsets[batch.n_seqs], C = cfg_.hidden_size;
-  std::vector<int64_t> rows;
-  std::vector<int32_t> targets;
-  std::vector<float> wts;
-  double wsum = 0.0;
-  for (int64_t b = 0; b < batch.n_seqs; ++b) {
-    for (int64_t t = batch.offsets[b]; t < batch.offsets[b + 1]; ++t) {
-      const float wt = batch.weights[t];
-      // Signed weights are allowed with LossNorm::kSum (the loss is then any linear functional of
-      // the token NLLs, e.g. the listwise KL gradient of Mem-EM); kWeightSum divides by sum w and
-      // needs w >= 0.
-      if (!std::isfinite(wt) || (wt < 0.0f && norm != LossNorm::kSum))
-        return Status::Invalid("train batch: weight " + std::to_string(t) + " must be finite" +
-                               (norm == LossNorm::kSum ? "" : " and >= 0 (negative weights need LossNorm::kSum)"));
-      if (wt == 0.0f) continue;
-      if (t == batch.offsets[b])
-        return Status::Invalid("train batch: the first token of sequence " + std::to_string(b) +
-                               " has no prediction; its weight must be 0");
-      rows.push_back(t - 1);
-      targets.push_back(batch.tokens[t]);
-      wts.push_back(wt);
-      wsum += wt;
-    }
-  }
+  detail::LossRows lr;
+  MEMQ_RETURN_IF_ERROR(detail::loss_rows(batch, norm, cfg_.vocab_size, &lr));
+  const std::vector<int64_t>& rows = lr.rows;
+  const std::vector<int32_t>& targets = lr.targets;
+  const std::vector<float>& wts = lr.wts;
+  const double wsum = lr.wsum;
   if (weight_sum_out) *weight_sum_out = wsum;
   const double denom = (norm == LossNorm::kWeightSum && wsum > 0) ? wsum : 1.0;
   BatchForward f;

@@ -50,8 +50,13 @@ class LoraAdapter {
   double scale() const;
   bool targets(LoraTarget t) const { return targeted_[t]; }
   const LoraModule& module(int64_t layer, LoraTarget t) const { return modules_[size_t(layer * kLoraNumTargets + t)]; }
+  // Writes through params() must be followed by touch() (device engines keep a copy of the
+  // parameters and upload them again only when version() changed).
   float* params() { return params_.data(); }
   const float* params() const { return params_.data(); }
+  // A stamp unique across every adapter of the process, renewed by touch().
+  uint64_t version() const { return version_; }
+  void touch();
   int64_t size() const { return int64_t(params_.size()); }
   int64_t num_layers() const { return n_layers_; }
   // PEFT key of a module's A (is_b = false) or B matrix.
@@ -64,6 +69,7 @@ class LoraAdapter {
   bool targeted_[kLoraNumTargets] = {};
   std::vector<float> params_;
   std::vector<LoraModule> modules_;
+  uint64_t version_ = 0;
 };
 
 // W += scale * B A for every targeted module (the merged model then needs no adapter).
@@ -82,6 +88,8 @@ struct AdamWOptions {
 void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, int64_t t, const AdamWOptions& o);
 
 struct StepStats;
+class DeviceEngine;
+class DeviceOptimizer;
 // The optimizer step shared by the LoRA and full-weight trainers: average the gradient
 // accumulated over `micro` micro-batches, clip it by global norm (clip_norm <= 0: off), apply
 // AdamW to params (t is incremented), fill `out`, and reset grad, micro and loss_sum. A
@@ -123,15 +131,21 @@ Status import_trainer_state(const char* who, TrainerState&& s, int64_t n, std::v
 
 // LoRA trainer: accumulate() any number of micro-batches, then step() = average, clip, AdamW,
 // zero the gradient. Deterministic for a given seed and data (no dependence on thread count).
+// On a model placed on a device (Model::set_device) the gradient and the AdamW moments live on
+// that device and every pass runs there; after each step the adapter's host parameters hold the
+// new values (and the adapter is touch()ed). The model must stay where it was when the trainer
+// was created (calls fail with InvalidArgument otherwise).
 class LoraTrainer {
  public:
   LoraTrainer(const Model* model, LoraAdapter* lora, const TrainOptions& opts);
+  ~LoraTrainer();
   Status accumulate(const TokenBatch& batch, double* loss_out = nullptr);
   Status step(StepStats* out = nullptr);
-  const std::vector<float>& grad() const { return grad_; }
+  // The accumulated gradient (copied from the device first when the model is on one).
+  const std::vector<float>& grad() const;
   int64_t steps() const { return t_; }
   int64_t micro_batches() const { return micro_; }  // accumulated since the last step
-  int64_t num_params() const { return int64_t(grad_.size()); }
+  int64_t num_params() const { return n_; }
   TrainOptions& options() { return opts_; }
   const TrainOptions& options() const { return opts_; }
   // Copies / restores {m, v, t}. set_state() refuses a state of another size or t < 0 (Invalid,
@@ -141,13 +155,19 @@ class LoraTrainer {
   Status set_state(TrainerState&& s);  // moves m and v in (on success)
 
  private:
+  Status device_state(DeviceOptimizer** out) const;  // null on the CPU; Invalid when the model moved
   const Model* model_;
   LoraAdapter* lora_;
   TrainOptions opts_;
-  std::vector<float> grad_, m_, v_;
+  int64_t n_ = 0;
+  mutable std::vector<float> grad_;
+  std::vector<float> m_, v_;
   int64_t t_ = 0;
   int64_t micro_ = 0;
   double loss_sum_ = 0.0;
+  DeviceEngine* engine_ = nullptr;  // the model's engine at construction (null: CPU)
+  uint64_t placement_ = 0;          // and its placement stamp
+  mutable std::unique_ptr<DeviceOptimizer> dev_;
 };
 
 }  // namespace llm

@@ -18,6 +18,10 @@ namespace memq {
 namespace llm {
 
 class LoraAdapter;
+class DeviceEngine;
+struct LlmDeviceOptions;
+struct LlmDeviceChoice;
+enum class LlmDevice : int;
 
 struct ModelConfig {
   // "qwen2" (q/k/v biases) | "llama" (attention_bias: q/k/v/o biases) | "qwen3" (per-head
@@ -125,8 +129,30 @@ class Model {
   static Status load(const std::string& dir, std::unique_ptr<Model>* out);
   // Random init: normal(0, init_std) matrices and embeddings, zero biases, unit norms.
   static Status create_random(const ModelConfig& cfg, uint64_t seed, float init_std, std::unique_ptr<Model>* out);
-  // A deep copy (e.g. to merge an adapter into while keeping the base model).
+  // Every weight zero, norms included: for callers that fill param_data() themselves (the GPU
+  // benchmark fills billions of weights in parallel, which create_random does one at a time).
+  static Status create_zeros(const ModelConfig& cfg, std::unique_ptr<Model>* out);
+  // A deep copy (e.g. to merge an adapter into while keeping the base model), placed on the same
+  // device as this model (with the same options).
   Status clone(std::unique_ptr<Model>* out) const;
+  ~Model();
+
+  // Device placement (memq/llm/device.h). "cpu" drops the device copy; "cuda" makes one (an error
+  // says why when no device is usable, or when the weights do not fit its free memory; the model
+  // is then unchanged); "auto" uses CUDA when it is usable and the CPU otherwise. The float32
+  // host weights stay the master. Not safe while other calls on this model are in flight.
+  Status set_device(const LlmDeviceOptions& opts, LlmDeviceChoice* choice = nullptr);
+  LlmDevice device() const;
+  // The device engine (null on the CPU).
+  DeviceEngine* engine() const { return engine_.get(); }
+  // Unique across the process for each device copy made (0 on the CPU): trainers remember it to
+  // notice that the model was moved.
+  uint64_t placement() const { return placement_; }
+  // Why the model is where it is (the LlmDeviceChoice reason; "cpu: default" before set_device).
+  const std::string& device_reason() const { return device_reason_; }
+  // After host weights were changed in place (param_data(), mutable_weights(), merge_lora):
+  // copies them to the device again. Ok and nothing to do on the CPU.
+  Status sync_device();
   // Writes config.json + model.safetensors (F32, or BF16 when bf16) in HF layout.
   Status save(const std::string& dir, bool bf16 = false) const;
 
@@ -166,6 +192,9 @@ class Model {
   std::vector<ParamTensor> layout_;
   std::vector<float> params_;
   ParamViews w_;
+  std::unique_ptr<DeviceEngine> engine_;
+  uint64_t placement_ = 0;
+  std::string device_reason_ = "cpu: default";
   Status init_storage(const ModelConfig& cfg);
   friend struct ModelRunner;
 };
