@@ -9,7 +9,7 @@ import { chooseBandwidth, type BandwidthRule } from '../policy/bandwidth';
 import type { KernelSettings } from '../policy/kernels';
 import { parzenPrior, type ParzenPrior } from '../policy/parzen';
 import { Rng } from '../policy/rng';
-import type { IndexLike } from './indexLike';
+import type { IndexLike, IndexSearchResult } from './indexLike';
 import { ReferenceIndex } from './referenceIndex';
 import type { CaseInput, CaseMeta, EpisodicMemoryOptions, MergeRule, WritePolicy, WriteReport } from './types';
 import * as crypto from 'crypto';
@@ -1316,10 +1316,10 @@ export class EpisodicMemory {
   }
 
   /** Top-m per query; with a trust policy, quarantined cases are left out. */
-  async search(queries: Float32Array, m: number) {
+  search(queries: Float32Array, m: number): Promise<IndexSearchResult> {
     if (this.trustPolicy) {
       checkQueries(queries, this.dim, 'search');
-      return (await this.trustedHits(queries, m, false)).hits;
+      return this.trustedHits(queries, m, false).then((r) => r.hits);
     }
     return this.index.search(queries, m);
   }
@@ -1335,11 +1335,11 @@ export class EpisodicMemory {
     return work <= syncWork ? Promise.resolve(this.index.estimateSync(queries, m, opts)) : this.index.estimate(queries, m, opts);
   }
 
-  async searchAuto(queries: Float32Array, m: number, syncWork = 2e8) {
+  searchAuto(queries: Float32Array, m: number, syncWork = 2e8): Promise<IndexSearchResult> {
     const work = (queries.length / this.dim) * this.size * this.dim;
     if (this.trustPolicy) {
       checkQueries(queries, this.dim, 'searchAuto');
-      return (await this.trustedHits(queries, m, work <= syncWork)).hits;
+      return this.trustedHits(queries, m, work <= syncWork).then((r) => r.hits);
     }
     return work <= syncWork ? Promise.resolve(this.index.searchSync(queries, m)) : this.index.search(queries, m);
   }
