@@ -303,6 +303,7 @@ export class EpisodicMemory {
    * exactly m survive when the memory holds them), −1 padded like the index's.
    */
   private async trustedHits(queries: Float32Array, m: number, sync: boolean) {
+    if (typeof m !== 'number' || !Number.isInteger(m) || m < 1) throw new RangeError(`m must be an integer >= 1, got ${m}`);
     const st = await this.trustState();
     const b = queries.length / this.dim;
     const wide = Math.max(1, Math.min(this.index.size, m + st.quarantined.size));
@@ -357,6 +358,8 @@ export class EpisodicMemory {
     const pol = this.trustPolicy!;
     const vw = opts?.voidWeight ?? 0;
     const vv = opts?.voidValue ?? 0;
+    if (typeof vw !== 'number' || !(vw >= 0) || !Number.isFinite(vw)) throw new RangeError(`estimate: voidWeight must be a finite number >= 0, got ${vw}`);
+    if (typeof vv !== 'number' || !Number.isFinite(vv)) throw new RangeError(`estimate: voidValue must be a finite number, got ${vv}`);
     const rows = await this.trustedRows(queries, m, sync);
     const value = new Float32Array(rows.length);
     const confidence = new Float32Array(rows.length);

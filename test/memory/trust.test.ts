@@ -307,3 +307,17 @@ describe('MemQAgent passes its trust options to its memory', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });
+
+describe('trusted reads refuse bad arguments', () => {
+  it('queries, voidWeight, voidValue, m', async () => {
+    const mem = new EpisodicMemory({ dim: 2, backend: 'js', trust: {} });
+    await mem.write([{ key: [0, 0], value: 1, source: 'self' }]);
+    await expect(mem.estimate(new Float32Array(3), 1)).rejects.toThrow(TypeError);
+    await expect(mem.estimate([0, 0] as any, 1)).rejects.toThrow(TypeError);
+    await expect(mem.estimate(new Float32Array(2), 1, { voidWeight: -1 })).rejects.toThrow(/voidWeight/);
+    await expect(mem.estimate(new Float32Array(2), 1, { voidWeight: 0.1, voidValue: NaN })).rejects.toThrow(/voidValue/);
+    await expect(mem.retrievalPrior(new Float32Array(2), 1, Infinity)).rejects.toThrow(/voidWeight/);
+    await expect(mem.search(new Float32Array(2), 0)).rejects.toThrow(RangeError);
+    expect(() => mem.search(new Float32Array(3), 1)).toThrow(TypeError);
+  });
+});
