@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EpisodicMemory } from '../../lib/memory/episodic';
 import { parseMemoryUrl, seedOfEntry, SharedMemory, SharedMemoryError } from '../../lib/scale/shared';
 import { startRedis, type RedisServer } from './daemons';
+import { main } from '../../lib/cli/main';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const common = require('../fixtures/shared_common.js') as {
@@ -26,7 +27,7 @@ const built = fs.existsSync(path.join(root, 'dist', 'cjs', 'lib', 'scale', 'shar
 const actorScript = path.join(root, 'test', 'fixtures', 'shared_actor.js');
 
 /** The log applied in stream order to a plain EpisodicMemory by this test (the reference). */
-async function replayLog(redisUrl: string, name: string, upTo?: string): Promise<EpisodicMemory> {
+async function replayLog(redisUrl: string, name: string, upTo?: string, options: any = common.MEMORY_OPTIONS): Promise<EpisodicMemory> {
   const { createClient, RESP_TYPES } = require('redis');
   const c = createClient({ url: redisUrl });
   c.on('error', () => undefined);
@@ -34,7 +35,7 @@ async function replayLog(redisUrl: string, name: string, upTo?: string): Promise
   const bin = c.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer });
   const entries = await bin.xRange(`memq:${name}:log`, '-', upTo ?? '+');
   c.destroy();
-  const mem = new EpisodicMemory(common.MEMORY_OPTIONS);
+  const mem = new EpisodicMemory(options);
   const seen = new Map<string, number>();
   for (const e of entries) {
     const f = e.message;
@@ -45,7 +46,7 @@ async function replayLog(redisUrl: string, name: string, upTo?: string): Promise
     const rest = JSON.parse(String(f.c));
     const raw = new Uint8Array(f.k);
     const keys = new Float32Array(raw.buffer);
-    const d = common.MEMORY_OPTIONS.dim;
+    const d = options.dim;
     (mem as any).rng.state = seedOfEntry(String(e.id));
     await mem.write(rest.map((r: any, i: number) => ({ ...r, key: keys.subarray(i * d, (i + 1) * d) })));
   }
@@ -199,4 +200,38 @@ describe('SharedMemory on a local redis-server', () => {
     expect(entries.map((e: any) => Number(e.message.n))).toEqual(Array.from({ length: 18 }, (_, i) => i));
     await sm.close();
   }, 60_000);
+
+  it.skipIf(!built)('memq run --memory redis://.../NAME --actors 2: two memq actors learn into one memory', async (ctx) => {
+    if (!server) return ctx.skip();
+    const tmp2 = fs.mkdtempSync(path.join(os.tmpdir(), 'memq-actors-'));
+    const url = `${server.url}/actors-cli`;
+    let err = '';
+    const io = { stdout: () => undefined, stderr: (t: string) => (err += t), isTTY: false };
+    expect(await main(['run', '--memory', url, '--actors', '2', '--agent', 'nec', '--out', path.join(tmp2, 'x')], io)).toBe(2);
+    expect(err).toMatch(/shared memory is for the memq agent/);
+    expect(await main(['run', '--memory', 'redis://h:1', '--out', path.join(tmp2, 'x')], io)).toBe(2);
+    expect(err).toMatch(/the path must name the memory/);
+    let out = '';
+    const code = await main(['run', '--memory', url, '--actors', '2', '--env', 'gridworld', '--episodes', '12', '--demos', '0', '--eval-games', '1', '--out', path.join(tmp2, 'run'), '--json'], {
+      stdout: (t) => (out += t), stderr: () => undefined, isTTY: false,
+    });
+    expect(code, out).toBe(0);
+    const r = JSON.parse(out);
+    expect(r.summaries.map((s: any) => [s.seed, s.status, s.episodes])).toEqual([[1, 'complete', 12], [2, 'complete', 12]]);
+    // One batch per training episode of either actor is in the log; a replica of the memory equals the log replayed.
+    const opts = JSON.parse(fs.readFileSync(path.join(tmp2, 'run', 'memq-seed1', 'config.json'), 'utf8'));
+    expect(opts.seed).toBe(1);
+    const { createClient } = require('redis');
+    const c = createClient({ url: server.url });
+    await c.connect();
+    expect(await c.xLen('memq:actors-cli:log')).toBe(24);
+    const memOptions = JSON.parse(await c.get('memq:actors-cli:options'));
+    c.destroy();
+    const replica = await SharedMemory.open({ url: server.url, name: 'actors-cli', memory: memOptions });
+    await replica.sync();
+    expect(await common.digest(replica.memory)).toEqual(await common.digest(await replayLog(server.url, 'actors-cli', undefined, memOptions)));
+    expect(replica.memory.size).toBeGreaterThan(0);
+    for (const s of r.shared) expect(s.appliedOwn).toBe(12);
+    await replica.close();
+  }, 90_000);
 });

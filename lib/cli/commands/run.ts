@@ -32,6 +32,8 @@ const spec: Record<string, FlagSpec> = {
   config: { kind: 'string', help: 'JSON config file (fields of config.json; flags override it)' },
   out: { kind: 'string', help: 'output directory (default runs/<date-time>)' },
   resume: { kind: 'string', help: 'continue an interrupted run in DIR' },
+  memory: { kind: 'string', help: 'redis://HOST:PORT/NAME: one episodic memory shared by the actors through Redis (memq agent; docs/scale.md)' },
+  actors: { kind: 'int', help: 'with --memory: actor processes on this machine, each its own seed (default 1)' },
   json: { kind: 'boolean', help: 'print the summaries as JSON, no progress' },
   help: { kind: 'boolean', help: 'show this help' },
 };
@@ -155,6 +157,7 @@ export const runCommand: Command = {
       return 0;
     }
     if (positionals.length) throw new CliError(`memq run: unexpected argument '${positionals[0]}' (flags start with --)`);
+    if (flags.memory !== undefined || flags.actors !== undefined) return (await import('../../scale/actors')).runShared(flags, io, buildConfigs);
     let root: string;
     let manifest: Manifest;
     let configs: RunConfig[] | undefined;
