@@ -7,6 +7,9 @@ const spec: Record<string, FlagSpec> = {
   m: { kind: 'int', help: 'top-m (retrieval)', default: 32 },
   peers: { kind: 'string', help: 'peers: usearch,hnswlib,js (retrieval)' },
   quick: { kind: 'boolean', help: 'a small grid, for a smoke run' },
+  url: { kind: 'string', help: 'scale: redis://HOST:PORT of a running Redis (default: start redis-server here)' },
+  actors: { kind: 'string', help: 'scale: actor counts, comma-separated (default 1,2,4)' },
+  episodes: { kind: 'int', help: 'scale: training episodes per actor (default 200; --quick 40)' },
   out: { kind: 'string', help: 'result JSON path (default bench/results/<name>-<date>.json)' },
   json: { kind: 'boolean', help: 'print the result JSON instead of the table' },
   help: { kind: 'boolean', help: 'show this help' },
@@ -21,12 +24,12 @@ function list(s: string | undefined, name: string): number[] | undefined {
 
 export const benchCommand: Command = {
   name: 'bench',
-  summary: 'benchmarks: retrieval (CPU, vs usearch/hnswlib/JS), envs, llm (engine tokens/s vs the C++ bench)',
+  summary: 'benchmarks: retrieval (CPU, vs usearch/hnswlib/JS), envs, llm (engine tokens/s vs the C++ bench), scale (shared memory through Redis)',
   async run(argv, io) {
     const { flags, positionals } = parseArgs(argv, spec, 'bench');
     const what = positionals[0];
     if (flags.help || !what) {
-      io.stdout(formatHelp('bench', 'retrieval|envs|llm [flags]', spec));
+      io.stdout(formatHelp('bench', 'retrieval|envs|llm|scale [flags]', spec));
       return flags.help ? 0 : 2;
     }
     const log = flags.json ? () => undefined : (s: string) => io.stderr(s);
@@ -71,6 +74,14 @@ export const benchCommand: Command = {
       else io.stdout(r.text + `\nwritten: ${r.file}\n`);
       return 0;
     }
-    throw new CliError(`memq bench: unknown benchmark '${what}' (known: retrieval, envs, llm)`);
+    if (what === 'scale') {
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      const { benchScale } = require('../../../bench/scale');
+      const r = await benchScale({ url: flags.url, actors: list(flags.actors, 'actors'), episodes: flags.episodes, quick: flags.quick, out: flags.out, log });
+      if (flags.json) io.stdout(JSON.stringify(r.result, null, 2) + '\n');
+      else io.stdout(r.text + `\nwritten: ${r.file}\n`);
+      return 0;
+    }
+    throw new CliError(`memq bench: unknown benchmark '${what}' (known: retrieval, envs, llm, scale)`);
   },
 };
