@@ -3,6 +3,7 @@
  * gridworld sweep submitted as an array job, waited for, gives the same results per cell as the
  * local executor. Skips, saying why, where Slurm cannot start here.
  */
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -41,14 +42,14 @@ describe.skipIf(!built)('memq sweep --executor slurm on a local one-node cluster
     await cluster?.stop();
   }, 30_000);
 
-  it('a 2 × 2-seed gridworld sweep on Slurm equals the local executor, cell by cell; a re-submit submits nothing', async (ctx) => {
+  it('a 2 × 2-seed gridworld sweep on Slurm, stopped mid-run and re-submitted, equals the local executor cell by cell', async (ctx) => {
     if (!cluster) return ctx.skip();
     const spec = path.join(tmp, 'sweep.json');
     fs.writeFileSync(
       spec,
       JSON.stringify({
         name: 'slurm-test',
-        base: { env: 'gridworld', episodes: 30, demos: 0, evalGames: 4, checkpointEvery: 10 },
+        base: { env: 'gridworld', episodes: 60, demos: 0, evalGames: 4, checkpointEvery: 10 },
         grid: { 'memq.alpha': [0.2, 1] },
         seeds: [1, 2],
         parallel: 2,
@@ -66,12 +67,34 @@ describe.skipIf(!built)('memq sweep --executor slurm on a local one-node cluster
     let stdout = '';
     let stderr = '';
     let code: number;
+    const cliIo = { stdout: (t: string) => (stdout += t), stderr: (t: string) => (stderr += t), isTTY: false };
     try {
-      code = await main(['sweep', spec, '--out', out, '--executor', 'slurm', '--partition', cluster.partition, '--wait', '--json'], {
-        stdout: (t) => (stdout += t),
-        stderr: (t) => (stderr += t),
-        isTTY: false,
-      });
+      // 1. Submit without waiting; once a cell has checkpointed, stop the job the graceful way
+      //    (pending tasks cancelled, running ones sent SIGUSR1 as before a time limit).
+      expect(await main(['sweep', spec, '--out', out, '--executor', 'slurm', '--partition', cluster.partition, '--json'], cliIo)).toBe(0);
+      const first = JSON.parse(stdout);
+      expect(first.waited).toBe(false);
+      const job = String(first.job);
+      const ids = fs.readdirSync(path.join(out, 'cells'));
+      const t0 = Date.now();
+      while (!ids.some((id) => fs.existsSync(path.join(out, 'cells', id, 'checkpoint', 'state.json')))) {
+        if (Date.now() - t0 > 90_000) throw new Error(`no cell checkpointed within 90 s\n${stderr}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      spawnSync('scancel', ['--state=PENDING', job], { env: cluster.env });
+      spawnSync('scancel', ['--batch', '--signal=USR1', job], { env: cluster.env });
+      const commands = slurmCommands(cluster.env);
+      while ((await commands.run('squeue', ['-h', '-j', job])).stdout.trim()) await new Promise((r) => setTimeout(r, 300));
+      const mid = sweepStatus(out);
+      expect(mid.some((c) => c.state !== 'done'), JSON.stringify(mid)).toBe(true);
+      expect(mid.some((c) => c.state === 'failed')).toBe(false); // interrupted cells are partial, not failed
+      expect(mid.some((c) => c.state === 'partial' && c.episodesDone > 0 && c.episodesDone < 60), JSON.stringify(mid)).toBe(true);
+      // 2. Re-submit: only the unfinished cells, partial ones resuming from their checkpoint; wait.
+      stdout = '';
+      code = await main(['sweep', out, '--executor', 'slurm', '--partition', cluster.partition, '--wait', '--json'], cliIo);
+      const second = JSON.parse(stdout);
+      expect(second.submitted).toEqual(mid.filter((c) => c.state !== 'done').map((c) => c.id));
+      stdout = JSON.stringify({ ...second, first });
     } finally {
       if (saved === undefined) delete process.env.SLURM_CONF;
       else process.env.SLURM_CONF = saved;
@@ -82,11 +105,10 @@ describe.skipIf(!built)('memq sweep --executor slurm on a local one-node cluster
     const report = JSON.parse(stdout);
     expect(report.waited).toBe(true);
     expect(report.done).toBe(4);
-    expect(report.submitted.length).toBe(4);
     expect(fs.readFileSync(path.join(out, 'slurm', 'array.sbatch'), 'utf8')).toMatch(/^#SBATCH --partition=memqtest$/m);
-    // Every task ran on the cluster (Slurm's own per-task logs name the cell).
-    expect(fs.readdirSync(path.join(out, 'slurm', 'logs')).length).toBe(4);
-    expect(logs()).toMatch(/cell memq-alpha=0.2-s1 exited with code 0/);
+    // Every cell ran on the cluster (Slurm's own per-task logs name the cell and its exit code).
+    for (const id of fs.readdirSync(path.join(out, 'cells'))) expect(logs()).toMatch(new RegExp(`cell ${id.replace(/[.+]/g, '\\$&')} exited with code 0`));
+    expect(logs()).toMatch(/exited with code 130/); // the interrupted one(s)
     expect(sweepStatus(out).map((c) => c.state)).toEqual(['done', 'done', 'done', 'done']);
     expect(results(out)).toEqual(results(local));
 
