@@ -9,7 +9,8 @@
  * this class pins down so that every replica reaches the same state:
  *   - wall-clock `time` of new cases: stamped by the writer into the batch;
  *   - the RNG of sampled importance eviction: reseeded per batch from the stream entry id.
- * Case ids come from the index's id counter, which a bootstrapped replica restores (nextId).
+ * Case ids come from the index's id counter; a snapshot records it (nextId) and a replica
+ * bootstrapped from one restores it.
  *
  *   write(cases)   XADD the batch, resolve when the local replica has applied that very entry
  *                  (read-your-writes), with its WriteReport. While Redis is unreachable, batches
@@ -300,7 +301,9 @@ export class SharedMemory {
       data = readSnapshot(header.dir).data;
     }
     const mem = EpisodicMemory.fromSnapshotData(data, o.backend ?? 'auto');
-    // The index issues ids after the highest it ever issued, which may have been evicted since.
+    // The index issues ids after the highest it ever issued. Through write() alone that id is
+    // always live (eviction happens only while adding newer cases), so this is defensive: it
+    // keeps ids equal across replicas should the highest id ever leave before a snapshot.
     const last = data.ids.length ? data.ids[data.ids.length - 1] : -1;
     if (header.nextId > last + 1) {
       const id = Int32Array.of(header.nextId - 1);
