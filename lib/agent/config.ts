@@ -4,17 +4,20 @@
  */
 import { HashingEncoder, CachedEncoder } from '../encoders/hashing';
 import { PairEncoder } from '../encoders/pair';
+import { AbstractingEncoder } from '../encoders/abstract';
+import { ModelEncoder } from '../encoders/model';
 import type { Encoder } from '../encoders/types';
 import { UniformPrior, type Prior } from '../llm/prior';
 import { LlmModel } from '../llm/model';
 import { ModelPrior } from '../llm/modelPrior';
 import { loadTokenizer } from '../llm/tokenizer';
 import { MemQAgent, MEMQ_DEFAULTS } from './memq';
+import { ReflectAgent, REFLECT_DEFAULTS } from './reflect';
 import { MemEm, MEM_EM_DEFAULTS, validateMemEm, type MemEmConfig } from '../train/memEm';
 import { MemRLAgent, MEMRL_DEFAULTS, NecAgent, NEC_DEFAULTS, PriorAgent, QLearningAgent, QLEARN_DEFAULTS, RandomAgent } from './baselines';
 import type { Agent } from './types';
 
-export const AGENT_NAMES = ['memq', 'prior', 'nec', 'memrl', 'random', 'qlearn'] as const;
+export const AGENT_NAMES = ['memq', 'prior', 'nec', 'memrl', 'random', 'qlearn', 'reflect'] as const;
 export type AgentName = (typeof AGENT_NAMES)[number];
 
 export interface RunConfig {
@@ -42,11 +45,33 @@ export interface RunConfig {
   /** Checkpoint every N episodes (and always on interrupt and at the end). */
   checkpointEvery: number;
   /** Keys: [state ; action] halves (pair, default) or the hashed joined text (hashing). */
-  encoder: { kind: 'pair' | 'hashing'; dim: number; actionWeight: number };
+  /**
+   * Keys: [state ; action] halves of hashed text (pair, default), the hashed joined text
+   * (hashing), or the model prior's mean-pooled hidden states (model; needs a model prior;
+   * modelLora 'current' reads through Mem-EM's adapter as it is, 'base' the frozen weights).
+   * abstractIds drops instance numbers ("apple 2" → "apple") before encoding.
+   */
+  encoder: { kind: 'pair' | 'hashing' | 'model'; dim: number; actionWeight: number; abstractIds: boolean; modelLora: 'base' | 'current' };
   /** μ(a|s): uniform, or a language model directory (HF layout + tokenizer.json): 'model'. */
   prior: { kind: 'uniform' } | { kind: 'model'; dir: string; lengthNormalize?: boolean; endToken?: boolean };
   /** Mem-EM (MATH §11): every em.every training episodes, LoRA steps on the model prior (needs prior.kind 'model'). */
   em: MemEmConfig;
+  /** The reflective agent (agent 'reflect', lib/agent/reflect.ts): retrieval actions over cases. */
+  reflect: {
+    alpha: number;
+    m: number;
+    voidWeight: number;
+    gamma: number;
+    bandwidth: number;
+    qBandwidth: number;
+    tdRate: number;
+    priorMix: number;
+    conditioning: 'project' | 'prompt';
+    gate: 'fixed' | 'learned';
+    gateLr: number;
+    explore: number;
+    capacity: number;
+  };
   memq: {
     alpha: number;
     m: number;
@@ -82,7 +107,7 @@ export function defaultConfig(): RunConfig {
     seed: 1,
     historyWindow: 1,
     checkpointEvery: 25,
-    encoder: { kind: 'pair', dim: 512, actionWeight: 0.5 },
+    encoder: { kind: 'pair', dim: 512, actionWeight: 0.5, abstractIds: false, modelLora: 'base' },
     prior: { kind: 'uniform' },
     em: { ...MEM_EM_DEFAULTS, targets: [...MEM_EM_DEFAULTS.targets] },
     memq: {
@@ -102,6 +127,12 @@ export function defaultConfig(): RunConfig {
       tdRate: MEMQ_DEFAULTS.tdRate,
       target: MEMQ_DEFAULTS.target,
     },
+    reflect: {
+      alpha: REFLECT_DEFAULTS.alpha, m: REFLECT_DEFAULTS.m, voidWeight: REFLECT_DEFAULTS.voidWeight, gamma: REFLECT_DEFAULTS.gamma,
+      bandwidth: REFLECT_DEFAULTS.bandwidth, qBandwidth: REFLECT_DEFAULTS.qBandwidth, tdRate: REFLECT_DEFAULTS.tdRate as number,
+      priorMix: REFLECT_DEFAULTS.priorMix, conditioning: REFLECT_DEFAULTS.conditioning, gate: REFLECT_DEFAULTS.gate,
+      gateLr: REFLECT_DEFAULTS.gateLr, explore: REFLECT_DEFAULTS.explore, capacity: REFLECT_DEFAULTS.capacity,
+    },
     nec: { ...NEC_DEFAULTS },
     memrl: { ...MEMRL_DEFAULTS },
     qlearn: { ...QLEARN_DEFAULTS },
@@ -118,7 +149,7 @@ export class ConfigError extends Error {
 /** Deep-merges a user config (from --config FILE or flags) into the defaults, refusing unknown keys. */
 export function mergeConfig(base: RunConfig, patch: unknown, where = 'config'): RunConfig {
   if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) {
-    throw new ConfigError(`${where} must be a JSON object, got ${Array.isArray(patch) ? 'an array' : typeof patch}`);
+    throw new ConfigError(`${where} must be a JSON object, got ${patch === null ? 'null' : Array.isArray(patch) ? 'an array' : typeof patch}`);
   }
   const out: any = structuredClone(base);
   const walk = (dst: any, src: any, prefix: string) => {
@@ -127,7 +158,7 @@ export function mergeConfig(base: RunConfig, patch: unknown, where = 'config'): 
       const open = prefix === 'envOptions';
       if (!prefix && k === 'prior') {
         // a prior is replaced whole (its fields depend on its kind); validateConfig checks it
-        if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`${where}: 'prior' must be an object`);
+        if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`${where}: 'prior' must be an object like {"kind": "uniform"} or {"kind": "model", "dir": "DIR"}, got ${JSON.stringify(v)}`);
         dst.prior = v;
         continue;
       }
@@ -135,7 +166,7 @@ export function mergeConfig(base: RunConfig, patch: unknown, where = 'config'): 
         throw new ConfigError(`${where}: unknown field '${name}' (known: ${Object.keys(dst).join(', ')})`);
       }
       if (!open && dst[k] !== null && typeof dst[k] === 'object' && !Array.isArray(dst[k])) {
-        if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`${where}: '${name}' must be an object`);
+        if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`${where}: '${name}' must be an object, got ${JSON.stringify(v)}`);
         walk(dst[k], v, name);
       } else {
         dst[k] = v;
@@ -175,7 +206,10 @@ export function validateConfig(c: RunConfig, envNames: string[]): RunConfig {
   if (c.evalGames !== undefined) int('evalGames', c.evalGames, 1, 1e6);
   if (c.evalSplits !== undefined && (!Array.isArray(c.evalSplits) || c.evalSplits.some((s) => typeof s !== 'string'))) fail('evalSplits must be an array of split names');
   int('encoder.dim', c.encoder.dim, 8, 1 << 16);
-  if (!['pair', 'hashing'].includes(c.encoder.kind)) fail(`encoder.kind must be 'pair' or 'hashing', got ${JSON.stringify(c.encoder.kind)}`);
+  if (!['pair', 'hashing', 'model'].includes(c.encoder.kind)) fail(`encoder.kind must be 'pair', 'hashing' or 'model', got ${JSON.stringify(c.encoder.kind)}`);
+  if (c.encoder.kind === 'model' && c.prior.kind !== 'model') fail("encoder.kind 'model' reads the model prior's hidden states: it needs prior.kind 'model' (--prior model:DIR)");
+  if (typeof c.encoder.abstractIds !== 'boolean') fail(`encoder.abstractIds must be true or false, got ${JSON.stringify(c.encoder.abstractIds)}`);
+  if (!['base', 'current'].includes(c.encoder.modelLora)) fail(`encoder.modelLora must be 'base' or 'current', got ${JSON.stringify(c.encoder.modelLora)}`);
   if (c.encoder.kind === 'pair' && c.encoder.dim % 2 !== 0) fail(`encoder.dim must be even for the pair encoder, got ${c.encoder.dim}`);
   num('encoder.actionWeight', c.encoder.actionWeight, 0, 1, true);
   if (c.encoder.actionWeight >= 1) fail(`encoder.actionWeight must be in (0, 1), got ${c.encoder.actionWeight}`);
@@ -205,6 +239,22 @@ export function validateConfig(c: RunConfig, envNames: string[]): RunConfig {
   num('memq.mergeRate', q.mergeRate, 0, 1, true);
   num('memq.tdRate', q.tdRate, 0, 1);
   if (!['mc', 'td', 'mix'].includes(q.target)) fail(`memq.target must be mc, td or mix, got ${JSON.stringify(q.target)}`);
+  const r = c.reflect;
+  num('reflect.alpha', r.alpha, 0);
+  int('reflect.m', r.m, 1, 4096);
+  num('reflect.voidWeight', r.voidWeight, 0, Infinity, true);
+  num('reflect.gamma', r.gamma, 0, 1);
+  if (r.gamma >= 1) fail(`reflect.gamma must be in [0, 1), got ${r.gamma}`);
+  num('reflect.bandwidth', r.bandwidth, 0, Infinity, true);
+  num('reflect.qBandwidth', r.qBandwidth, 0, Infinity, true);
+  num('reflect.tdRate', r.tdRate, 0, 1, true);
+  num('reflect.priorMix', r.priorMix, 0, 1);
+  if (!['project', 'prompt'].includes(r.conditioning)) fail(`reflect.conditioning must be 'project' or 'prompt', got ${JSON.stringify(r.conditioning)}`);
+  if (r.conditioning === 'prompt' && c.prior.kind !== 'model') fail("reflect.conditioning 'prompt' scores a case-carrying prompt with the model prior: it needs prior.kind 'model'");
+  if (!['fixed', 'learned'].includes(r.gate)) fail(`reflect.gate must be 'fixed' or 'learned', got ${JSON.stringify(r.gate)}`);
+  num('reflect.gateLr', r.gateLr, 0, 10);
+  num('reflect.explore', r.explore, 0, 1);
+  int('reflect.capacity', r.capacity, 1, 2 ** 31 - 1);
   int('nec.k', c.nec.k, 1, 4096);
   num('nec.epsilon', c.nec.epsilon, 0, 1);
   num('memrl.epsilon', c.memrl.epsilon, 0, 1);
@@ -214,8 +264,18 @@ export function validateConfig(c: RunConfig, envNames: string[]): RunConfig {
   return c;
 }
 
-export function makeEncoder(c: RunConfig): Encoder {
+export function makeEncoder(c: RunConfig, prior?: Prior): Encoder {
+  const inner = makeBaseEncoder(c, prior);
+  return c.encoder.abstractIds ? new AbstractingEncoder(inner) : inner;
+}
+
+function makeBaseEncoder(c: RunConfig, prior?: Prior): Encoder {
   if (c.encoder.kind === 'hashing') return new CachedEncoder(new HashingEncoder({ dim: c.encoder.dim }));
+  if (c.encoder.kind === 'model') {
+    if (!(prior instanceof ModelPrior)) throw new ConfigError("encoder.kind 'model' needs a loaded model prior");
+    const p = prior;
+    return new ModelEncoder({ model: p.model, tokenizer: p.tokenizer, lora: c.encoder.modelLora, adapter: () => p.lora });
+  }
   const half = c.encoder.dim / 2;
   return new CachedEncoder(new PairEncoder({
     state: new CachedEncoder(new HashingEncoder({ dim: half })),
@@ -241,9 +301,9 @@ export async function makeAgentAsync(c: RunConfig): Promise<Agent> {
 
 export function makeAgent(c: RunConfig, priorIn?: Prior): Agent {
   const seed = (c.seed * 7919 + 17) >>> 0;
-  const encoder = makeEncoder(c);
   if (!priorIn && c.prior.kind !== 'uniform') throw new ConfigError('a model prior must be loaded first: use makeAgentAsync');
   const prior = priorIn ?? new UniformPrior();
+  const encoder = makeEncoder(c, prior);
   switch (c.agent) {
     case 'memq': {
       const q = c.memq;
@@ -278,5 +338,20 @@ export function makeAgent(c: RunConfig, priorIn?: Prior): Agent {
       return new MemRLAgent({ encoder: new CachedEncoder(new HashingEncoder({ dim: c.encoder.dim })), ...c.memrl, seed });
     case 'qlearn':
       return new QLearningAgent({ ...c.qlearn, seed });
+    case 'reflect': {
+      // Keys of states alone (the retrieval is over past situations), a separate hash for the
+      // case half of Q's keys, and a small action encoder for projecting a case's action.
+      const r = c.reflect;
+      const stateEncoder = c.encoder.kind === 'model' ? encoder : new CachedEncoder(new HashingEncoder({ dim: c.encoder.dim }));
+      const wrap = (e: Encoder) => (c.encoder.abstractIds ? new AbstractingEncoder(e) : e);
+      return new ReflectAgent({
+        stateEncoder: c.encoder.kind === 'model' ? stateEncoder : wrap(stateEncoder),
+        caseEncoder: wrap(new CachedEncoder(new HashingEncoder({ dim: c.encoder.dim, seed: 11 }))),
+        actionEncoder: new CachedEncoder(new HashingEncoder({ dim: 128, seed: 7 })),
+        prior, alpha: r.alpha, m: r.m, voidWeight: r.voidWeight, gamma: r.gamma, bandwidth: r.bandwidth, qBandwidth: r.qBandwidth,
+        qInit: 0, tdRate: r.tdRate, priorMix: r.priorMix, conditioning: r.conditioning, gate: r.gate, gateLr: r.gateLr,
+        explore: r.explore, capacity: r.capacity, writeCases: true, seed,
+      });
+    }
   }
 }

@@ -11,6 +11,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { EpisodicMemory } from '../memory/episodic';
 import type { MergeRule, WritePolicy } from '../memory/types';
+import type { TrustOptions } from '../memory/trust';
 import type { KernelSettings } from '../policy/kernels';
 import { stateActionText } from '../policy/memq';
 import { discountedReturns } from '../policy/returns';
@@ -44,6 +45,8 @@ export interface MemQAgentOptions {
   /** What a step's case stores: the Monte-Carlo return, the soft-TD target, or their mean. */
   target: 'mc' | 'td' | 'mix';
   seed: number;
+  /** Trust policy of the memory's reads and writes (docs/trust.md); absent: none (native fast path). */
+  trust?: TrustOptions;
 }
 
 export const MEMQ_DEFAULTS = {
@@ -82,7 +85,7 @@ export class MemQAgent implements Agent {
   private sharedMemory = false;
 
   constructor(readonly opts: MemQAgentOptions) {
-    this.memory = new EpisodicMemory({ dim: opts.encoder.dim, kernel: opts.kernel, policy: opts.policy, merge: opts.merge });
+    this.memory = new EpisodicMemory({ dim: opts.encoder.dim, kernel: opts.kernel, policy: opts.policy, merge: opts.merge, trust: opts.trust });
     this.rng = new AgentRng(opts.seed);
   }
 
@@ -230,7 +233,7 @@ export class MemQAgent implements Agent {
   }
 
   async load(dir: string): Promise<void> {
-    if (!this.sharedMemory) (this as { memory: EpisodicMemory }).memory = EpisodicMemory.load(path.join(dir, 'memory'));
+    if (!this.sharedMemory) (this as { memory: EpisodicMemory }).memory = EpisodicMemory.load(path.join(dir, 'memory'), { trust: this.opts.trust });
     const st = JSON.parse(fs.readFileSync(path.join(dir, 'agent.json'), 'utf8'));
     this.rng.state = st.rng >>> 0;
     if (this.em) {

@@ -37,6 +37,11 @@ export interface EvalMetric {
   meanSteps: number;
   byTaskType: Record<string, { games: number; success: number }>;
   seconds: number;
+  /**
+   * The agent's own evaluation statistics (Agent.evalStats), over the games: the mean of each,
+   * except coverageRadius (the largest distance from an evaluation state to memory, §13): the max.
+   */
+  agentStats?: Record<string, number>;
 }
 
 export interface RunSummary {
@@ -163,6 +168,8 @@ export interface EvalGame {
   reward: number;
   steps: number;
   taskType?: string;
+  /** The agent's statistics of this game (Agent.evalStats), e.g. the reflect agent's coverage. */
+  agent?: Record<string, number>;
 }
 
 /** Number of games an evaluation of `split` plays: evalGames, else the whole fixed set (100 games where the set is unbounded). */
@@ -202,7 +209,29 @@ export function evalMetricOf(episode: number, split: string, games: EvalGame[], 
   }
   for (const v of Object.values(byType)) v.success /= v.games;
   const n = games.length;
-  return { kind: 'eval', episode, split, games: n, success: n ? wins / n : 0, meanReward: n ? reward / n : 0, meanSteps: n ? steps / n : 0, byTaskType: byType, seconds };
+  const metric: EvalMetric = { kind: 'eval', episode, split, games: n, success: n ? wins / n : 0, meanReward: n ? reward / n : 0, meanSteps: n ? steps / n : 0, byTaskType: byType, seconds };
+  const stats = aggregateAgentStats(games);
+  if (stats) metric.agentStats = stats;
+  return metric;
+}
+
+/** Per-game agent statistics over an evaluation: means, and the max for coverageRadius (NaN values skipped). */
+function aggregateAgentStats(games: EvalGame[]): Record<string, number> | undefined {
+  const acc = new Map<string, { sum: number; n: number; max: number }>();
+  for (const g of games) {
+    for (const [k, v] of Object.entries(g.agent ?? {})) {
+      if (!Number.isFinite(v)) continue;
+      const a = acc.get(k) ?? { sum: 0, n: 0, max: -Infinity };
+      a.sum += v;
+      a.n++;
+      a.max = Math.max(a.max, v);
+      acc.set(k, a);
+    }
+  }
+  if (!acc.size) return undefined;
+  const out: Record<string, number> = {};
+  for (const [k, a] of acc) out[k] = k === 'coverageRadius' ? a.max : a.sum / a.n;
+  return out;
 }
 
 /** Lets the event loop run (signal handlers, timers) between games of agents that never wait on I/O. */
@@ -294,6 +323,8 @@ export async function evaluateGames(
       const ep = await runEpisode(env, agent, 'eval', -1, { split, gameIndex: g, seed: g }, config.historyWindow);
       const rec: EvalGame = { game: g, won: ep.won, reward: ep.totalReward, steps: ep.steps.length };
       if (ep.taskType !== undefined) rec.taskType = ep.taskType;
+      const st = agent.evalStats?.();
+      if (st) rec.agent = st;
       if (record) record.add(rec);
       else games.push(rec);
       wins += ep.won ? 1 : 0;
@@ -422,8 +453,18 @@ export async function runTraining(config: RunConfig, dir: string, hooks: RunHook
   if (resume) {
     const ck = latestCheckpoint(dir);
     if (ck) {
-      state = JSON.parse(fs.readFileSync(path.join(ck, 'state.json'), 'utf8'));
-      await agent.load(path.join(ck, 'agent'));
+      try {
+        state = JSON.parse(fs.readFileSync(path.join(ck, 'state.json'), 'utf8'));
+        if (!state || typeof state !== 'object' || !Number.isInteger(state.episodesDone) || state.episodesDone < 0 || !Array.isArray(state.recentWins)) {
+          throw new Error('state.json does not hold a run state');
+        }
+        await agent.load(path.join(ck, 'agent'));
+      } catch (e) {
+        throw new CheckpointError(
+          `${ck} cannot be loaded (${(e as Error).message}); the run cannot continue from it: start a new run, ` +
+          `or remove ${ck} to run this one again from the beginning`,
+        );
+      }
       saved = ck === path.join(dir, CKPT);
       // checkpoints written before evaluatedAt existed were saved after any evaluation due at them
       state.evaluatedAt ??= evalDue(state.episodesDone) && (state.episodesDone < config.episodes || state.lastEval) ? state.episodesDone : -1;
@@ -541,15 +582,34 @@ export async function runTraining(config: RunConfig, dir: string, hooks: RunHook
   return summary;
 }
 
+/** A run's checkpoint is damaged (a corrupt or forged file): it cannot be resumed or evaluated from. */
+export class CheckpointError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CheckpointError';
+  }
+}
+
 /** Loads a run's agent from its checkpoint (for `memq eval`). */
 export async function loadRunAgent(dir: string): Promise<{ config: RunConfig; agent: Agent; episodes: number }> {
   const cfgFile = path.join(dir, 'config.json');
   if (!fs.existsSync(cfgFile)) throw new Error(`${dir} is not a memq run directory (no config.json)`);
-  const config = configFromDisk(JSON.parse(fs.readFileSync(cfgFile, 'utf8')), cfgFile);
+  const readJson = (file: string) => {
+    try {
+      return JSON.parse(fs.readFileSync(file, 'utf8'));
+    } catch (e) {
+      throw new Error(`${file}: cannot read it as JSON (${(e as Error).message})`);
+    }
+  };
+  const config = configFromDisk(readJson(cfgFile), cfgFile);
   const ck = latestCheckpoint(dir);
   if (!ck) throw new Error(`${dir} has no checkpoint to evaluate`);
+  const state = readJson(path.join(ck, 'state.json')) as RunState;
   const agent = await makeAgentAsync(config);
-  await agent.load(path.join(ck, 'agent'));
-  const state = JSON.parse(fs.readFileSync(path.join(ck, 'state.json'), 'utf8')) as RunState;
+  try {
+    await agent.load(path.join(ck, 'agent'));
+  } catch (e) {
+    throw new Error(`${path.join(ck, 'agent')}: cannot load the saved agent (${(e as Error).message})`);
+  }
   return { config, agent, episodes: state.episodesDone };
 }

@@ -57,6 +57,11 @@ export interface Agent {
   load(dir: string): Promise<void>;
   /** A few numbers for metrics (e.g. mean confidence). */
   stats?(): Record<string, number>;
+  /**
+   * Statistics of the evaluation steps since the last call (called after each evaluation game;
+   * stored with the game and aggregated into the evaluation's metric line as agentStats).
+   */
+  evalStats?(): Record<string, number>;
   /** Metric lines produced since the last call (e.g. Mem-EM rounds, kind 'em'). */
   events?(): Record<string, unknown>[];
 }

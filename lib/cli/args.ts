@@ -19,6 +19,11 @@ export interface FlagSpec {
   /** Short description for --help. */
   help: string;
   default?: unknown;
+  /**
+   * The default as shown by --help when it is not a parse-time default (e.g. a value that comes
+   * from the config when the flag is absent): "household", "runs/<date-time>".
+   */
+  defaultText?: string;
   /** Optional validation: return an error message, or undefined when fine. */
   check?: (value: any) => string | undefined;
 }
@@ -111,7 +116,7 @@ export type Command = {
 export function formatHelp(command: string, usage: string, spec: Record<string, FlagSpec>): string {
   const lines = [`usage: memq ${command} ${usage}`, ''];
   for (const [name, s] of Object.entries(spec)) {
-    const def = s.default !== undefined ? ` (default ${JSON.stringify(s.default)})` : '';
+    const def = s.defaultText !== undefined ? ` (default ${s.defaultText})` : s.default !== undefined ? ` (default ${JSON.stringify(s.default)})` : '';
     lines.push(`  --${name.padEnd(16)} ${s.help}${def}`);
   }
   return lines.join('\n') + '\n';

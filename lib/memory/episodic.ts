@@ -15,14 +15,37 @@ import type { CaseInput, CaseMeta, EpisodicMemoryOptions, MergeRule, WritePolicy
 import * as path from 'path';
 import {
   currentGeneration,
+  generationName,
   journalName,
   readSnapshot,
+  resolveKey,
   SnapshotError,
   writeSnapshot,
   type SaveOptions,
   type SnapshotData,
 } from './snapshot';
 import { JournalWriter, readJournal, type JournalRecord } from './journal';
+import {
+  cappedEstimate,
+  clip,
+  detectHubs,
+  learnedRange,
+  makeTrustPolicy,
+  trustLevelOf,
+  type TrustLevel,
+  type TrustOptions,
+  type TrustPolicy,
+} from './trust';
+import {
+  caseMetaProblem,
+  finiteFloat32,
+  keyRowProblem,
+  MAX_ID,
+  snapshotRowProblem,
+  validateBatch,
+  type ValidBatch,
+  type ValidCase,
+} from './validate';
 
 export interface LoadOptions {
   /** Index backend for the loaded memory (default 'auto'). */
@@ -33,6 +56,28 @@ export interface LoadOptions {
   attachJournal?: boolean;
   /** fsync each journal record (default true). */
   fsync?: boolean;
+  /**
+   * Verify the snapshot's HMAC-SHA-256 signature with this key (default: MEMQ_MEMORY_KEY when
+   * set); with a key, an unsigned, foreign-signed or tampered snapshot is refused, naming the part.
+   */
+  key?: string | Uint8Array;
+  /**
+   * Load an unsigned or foreign snapshot anyway, as untrusted: every case's source becomes this
+   * (e.g. 'import:vendor'), which the trust policy must rate untrusted. The signature is not checked.
+   */
+  untrustedSource?: string;
+  /** Trust policy of the loaded memory (see EpisodicMemoryOptions.trust). */
+  trust?: TrustOptions;
+}
+
+export interface ImportOptions {
+  /** Source recorded on every imported case, e.g. 'import:vendor' (required). */
+  source: string;
+  /**
+   * Key to verify the snapshot with (default MEMQ_MEMORY_KEY). Only a snapshot whose signature
+   * verifies may be imported under a trusted source; anything else only under an untrusted one.
+   */
+  key?: string | Uint8Array;
 }
 
 export interface LoadReport {
@@ -105,11 +150,34 @@ export class EpisodicMemory {
   /** @internal */ seqCounter = 0;
   /** @internal */ clock = 0;
   private readonly rng: Rng;
-  /** Called after every applied write (the journal hooks in here). */
+  /**
+   * Called after every applied change (write, remove, setWeights, setKernel), once the index,
+   * the journal and the JS state all hold it. An exception thrown here reaches the caller, but
+   * the change stays applied.
+   */
   onWrite?: (change: MemoryChange) => void;
+  /** Bumped by every synchronous change, so that a write whose search awaited sees a stale plan. */
+  private epoch = 0;
+  /** Set when a failed change could not be rolled back: the copies may disagree from then on. */
+  private inconsistent?: Error;
+  /** The trust policy (undefined: none; reads take the native fast path). */
+  private trustPolicy?: TrustPolicy;
+  /** Hub-flagged cases (quarantined until clearHubFlags). */
+  private hubFlags = new Set<number>();
+  /** Retrievals per case over the current hub window, and the queries counted so far. */
+  private hubCounts = new Map<number, number>();
+  private hubQueries = 0;
+  /** Quarantine and learned range, recomputed when the memory changed (epoch). */
+  private trustCache?: { epoch: number; quarantined: Set<number>; range?: { min: number; max: number } };
 
   constructor(options: EpisodicMemoryOptions) {
+    if (typeof options !== 'object' || options === null) throw new TypeError('EpisodicMemory: options must be an object { dim, ... }');
+    if (typeof options.dim !== 'number') throw new TypeError(`dim must be an integer >= 1, got ${options.dim === null ? 'null' : typeof options.dim}`);
     if (!(Number.isInteger(options.dim) && options.dim >= 1)) throw new RangeError(`dim must be an integer >= 1, got ${options.dim}`);
+    const be = options.backend;
+    if (be !== undefined && be !== 'native' && be !== 'js' && be !== 'auto') {
+      throw new TypeError(`backend must be 'native', 'js' or 'auto', got ${typeof be === 'string' ? JSON.stringify(be) : typeof be}`);
+    }
     this.dim = options.dim;
     this.policy = checkPolicy(options.policy ?? { kind: 'unbounded' });
     this.merge = checkMerge(options.merge);
@@ -117,6 +185,250 @@ export class EpisodicMemory {
     this.index = made.index;
     this.backend = made.backend;
     this.rng = new Rng(this.policy.kind === 'importance' ? this.policy.seed ?? 1 : 1);
+    if (options.trust !== undefined) this.trustPolicy = makeTrustPolicy(options.trust);
+  }
+
+  // ---------- trust (docs/trust.md) ----------
+
+  /** The active trust policy (normalised), or undefined. */
+  get trust(): TrustPolicy | undefined {
+    return this.trustPolicy;
+  }
+
+  /** Set or clear (undefined) the trust policy; hub flags and counts are kept unless cleared. */
+  setTrust(options: TrustOptions | undefined): void {
+    this.trustPolicy = options === undefined ? undefined : makeTrustPolicy(options);
+    this.trustCache = undefined;
+  }
+
+  /** Trust level of a source under the active policy (the default policy when none is set). */
+  trustLevel(source: string): TrustLevel {
+    return trustLevelOf(this.trustPolicy ?? defaultPolicy(), source);
+  }
+
+  /** Ids hidden from reads: untrusted records not yet released, and hub-flagged cases. */
+  async quarantined(): Promise<Int32Array> {
+    const st = await this.trustState();
+    return Int32Array.from([...st.quarantined].sort((a, b) => a - b));
+  }
+
+  /** Hub-flagged ids. */
+  hubFlagged(): Int32Array {
+    return Int32Array.from([...this.hubFlags].sort((a, b) => a - b));
+  }
+
+  clearHubFlags(): void {
+    this.hubFlags.clear();
+    this.hubCounts.clear();
+    this.hubQueries = 0;
+    this.trustCache = undefined;
+  }
+
+  /** The value range reads clip into, or undefined (none declared, nothing learned yet). */
+  async valueRange(): Promise<{ min: number; max: number } | undefined> {
+    return (await this.trustState()).range;
+  }
+
+  private isSelf(source: string): boolean {
+    return this.trustPolicy!.selfSources.includes(source);
+  }
+
+  /**
+   * Quarantine (untrusted records the rule has not released, plus hub flags) and the value
+   * range, for the current contents. Release rule: at least k self cases within Euclidean
+   * distance r of the record's key whose values are within δ of its value (the candidates come
+   * from one batched search, widened ×4 while the farthest candidate is still within r).
+   */
+  private async trustState(): Promise<{ quarantined: Set<number>; range?: { min: number; max: number } }> {
+    const pol = this.trustPolicy;
+    if (!pol) return { quarantined: new Set() };
+    if (this.trustCache && this.trustCache.epoch === this.epoch) return this.trustCache;
+    const epoch = this.epoch;
+    const quarantined = new Set<number>();
+    const untrusted: number[] = [];
+    const selfValues: number[] = [];
+    for (const [id, m] of this.meta) {
+      if (trustLevelOf(pol, m.source) === 'untrusted') untrusted.push(id);
+      if (pol.selfSources.includes(m.source)) selfValues.push(this.values.get(id)!);
+    }
+    const rule = pol.quarantine;
+    if (rule && untrusted.length) {
+      const ids = Int32Array.from(untrusted);
+      const keys = this.getKeys(ids);
+      const r2 = rule.radius * rule.radius;
+      const size = this.index.size;
+      let pending = Array.from(ids.keys());
+      let width = Math.min(size, Math.max(4 * rule.k, 32) + untrusted.length);
+      for (;;) {
+        const q = new Float32Array(pending.length * this.dim);
+        pending.forEach((i, r) => q.set(keys.subarray(i * this.dim, (i + 1) * this.dim), r * this.dim));
+        const hits = await this.index.search(q, width);
+        const again: number[] = [];
+        pending.forEach((i, r) => {
+          const v = this.values.get(ids[i])!;
+          let agree = 0;
+          let lastWithin = true;
+          for (let j = 0; j < width; j++) {
+            const id = hits.ids[r * width + j];
+            if (id < 0) {
+              lastWithin = false;
+              break;
+            }
+            const d2 = hits.dist2[r * width + j];
+            lastWithin = d2 <= r2;
+            const m = this.meta.get(id);
+            if (d2 <= r2 && m && pol.selfSources.includes(m.source) && Math.abs(this.values.get(id)! - v) <= rule.delta) agree++;
+          }
+          if (agree >= rule.k) return;
+          if (lastWithin && width < size) again.push(i);
+          else quarantined.add(ids[i]);
+        });
+        if (again.length === 0) break;
+        pending = again;
+        width = Math.min(size, width * 4);
+      }
+    }
+    for (const id of this.hubFlags) if (this.meta.has(id)) quarantined.add(id);
+    const range = pol.valueRange === 'none' ? undefined : pol.valueRange === 'learned' ? learnedRange(selfValues, pol.learnedMargin) : pol.valueRange;
+    const st = { epoch, quarantined, range };
+    if (epoch === this.epoch) this.trustCache = st;
+    return st;
+  }
+
+  /**
+   * Top-m per query with the quarantined cases left out (one search of m + |quarantine|, so
+   * exactly m survive when the memory holds them), −1 padded like the index's.
+   */
+  private async trustedHits(queries: Float32Array, m: number, sync: boolean) {
+    const st = await this.trustState();
+    const b = queries.length / this.dim;
+    const wide = Math.max(1, Math.min(this.index.size, m + st.quarantined.size));
+    const raw = sync ? this.index.searchSync(queries, wide) : await this.index.search(queries, wide);
+    const ids = new Int32Array(b * m).fill(-1);
+    const kernel = new Float32Array(b * m);
+    const dist2 = new Float32Array(b * m).fill(Infinity);
+    for (let q = 0; q < b; q++) {
+      let o = 0;
+      for (let j = 0; j < wide && o < m; j++) {
+        const id = raw.ids[q * wide + j];
+        if (id < 0 || st.quarantined.has(id)) continue;
+        ids[q * m + o] = id;
+        kernel[q * m + o] = raw.kernel[q * wide + j];
+        dist2[q * m + o] = raw.dist2[q * wide + j];
+        o++;
+      }
+    }
+    return { hits: { ids, kernel, dist2 }, range: st.range };
+  }
+
+  /** Per query: capped weights of its surviving top-m (ids, float64 weights, clipped values). */
+  private async trustedRows(queries: Float32Array, m: number, sync: boolean, count = true) {
+    const pol = this.trustPolicy!;
+    const { hits, range } = await this.trustedHits(queries, m, sync);
+    const b = queries.length / this.dim;
+    const sourceIdx = new Map<string, number>();
+    const rows: { ids: number[]; kernel: number[]; values: number[]; sources: number[] }[] = [];
+    for (let q = 0; q < b; q++) {
+      const row = { ids: [] as number[], kernel: [] as number[], values: [] as number[], sources: [] as number[] };
+      for (let j = 0; j < m; j++) {
+        const id = hits.ids[q * m + j];
+        if (id < 0) continue;
+        const meta = this.meta.get(id)!;
+        let v = this.values.get(id)!;
+        if (range) v = clip(v, range.min, range.max);
+        let si = sourceIdx.get(meta.source);
+        if (si === undefined) sourceIdx.set(meta.source, (si = sourceIdx.size));
+        row.ids.push(id);
+        row.kernel.push(hits.kernel[q * m + j]);
+        row.values.push(v);
+        row.sources.push(si);
+      }
+      rows.push(row);
+    }
+    if (count && pol.hubs) await this.countRetrievals(rows.map((r) => r.ids));
+    return rows;
+  }
+
+  private async trustedEstimate(queries: Float32Array, m: number, opts: { voidWeight?: number; voidValue?: number } | undefined, sync: boolean) {
+    checkQueries(queries, this.dim, 'estimate');
+    const pol = this.trustPolicy!;
+    const vw = opts?.voidWeight ?? 0;
+    const vv = opts?.voidValue ?? 0;
+    const rows = await this.trustedRows(queries, m, sync);
+    const value = new Float32Array(rows.length);
+    const confidence = new Float32Array(rows.length);
+    rows.forEach((r, q) => {
+      const e = cappedEstimate(r.kernel, r.values, r.sources, pol.maxCaseShare, pol.maxSourceShare, vw, vv);
+      value[q] = e.value;
+      confidence[q] = e.confidence;
+    });
+    return { value, confidence };
+  }
+
+  /** Count retrievals for hub detection; when the window is full, detect and reset. */
+  private async countRetrievals(rows: number[][]): Promise<void> {
+    const rule = this.trustPolicy!.hubs;
+    if (!rule) return;
+    for (const r of rows) {
+      for (const id of r) this.hubCounts.set(id, (this.hubCounts.get(id) ?? 0) + 1);
+      this.hubQueries++;
+    }
+    if (this.hubQueries >= rule.window) {
+      const counts = this.hubCounts;
+      this.hubCounts = new Map();
+      this.hubQueries = 0;
+      await this.flagHubs(counts);
+    }
+  }
+
+  /**
+   * Hub detection over given retrieval counts (trust.detectHubs): a case's neighbourhood is its
+   * L nearest other cases by key. Flagged cases join the quarantine. Returns the new flags.
+   */
+  private async flagHubs(counts: Map<number, number>): Promise<{ id: number; count: number; expected: number }[]> {
+    const rule = this.trustPolicy!.hubs;
+    if (!rule) return [];
+    const cand = [...counts].filter(([id, n]) => n >= rule.minCount && this.meta.has(id)).map(([id]) => id);
+    if (cand.length === 0) return [];
+    const ids = Int32Array.from(cand);
+    const L = Math.min(rule.neighbours + 1, this.index.size);
+    const hits = await this.index.search(this.getKeys(ids), L);
+    const nb = new Map<number, number[]>();
+    cand.forEach((id, r) => {
+      const list: number[] = [];
+      for (let j = 0; j < L && list.length < rule.neighbours; j++) {
+        const o = hits.ids[r * L + j];
+        if (o >= 0 && o !== id) list.push(o);
+      }
+      nb.set(id, list);
+    });
+    const flagged = detectHubs(counts, (id) => nb.get(id) ?? [], rule).filter((f) => nb.has(f.id));
+    for (const f of flagged) this.hubFlags.add(f.id);
+    if (flagged.length) this.trustCache = undefined;
+    return flagged;
+  }
+
+  /**
+   * Audit for hubs with probe queries (e.g. the keys of the agent's own recent cases, which
+   * follow its state distribution): counts each case's appearances in the probes' top-m (after
+   * quarantine) and flags hubs at once. Needs a trust policy with hubs set.
+   */
+  async auditHubs(probes: Float32Array, m: number): Promise<{ id: number; count: number; expected: number }[]> {
+    if (!this.trustPolicy?.hubs) throw new RangeError('auditHubs: the trust policy has no hub rule (set trust.hubs)');
+    checkQueries(probes, this.dim, 'auditHubs');
+    if (!(Number.isInteger(m) && m >= 1)) throw new RangeError(`auditHubs: m must be an integer >= 1, got ${m}`);
+    if (this.size === 0 || probes.length === 0) return [];
+    const rows = await this.trustedRows(probes, m, false, false);
+    const counts = new Map<number, number>();
+    for (const r of rows) for (const id of r.ids) counts.set(id, (counts.get(id) ?? 0) + 1);
+    return this.flagHubs(counts);
+  }
+
+  /** The effective top-m ids per query (quarantine applied), without counting them for hubs. */
+  async effectiveTopM(queries: Float32Array, m: number): Promise<Int32Array> {
+    checkQueries(queries, this.dim, 'effectiveTopM');
+    if (!this.trustPolicy) return (await this.index.search(queries, m)).ids;
+    return (await this.trustedHits(queries, m, false)).hits.ids;
   }
 
   get size(): number {
@@ -137,9 +449,9 @@ export class EpisodicMemory {
     return Int32Array.from(this.meta.keys());
   }
 
-  getCase(id: number): (CaseMeta & { id: number; value: number }) | undefined {
+  getCase(id: number): (CaseMeta & { id: number; value: number; trust: TrustLevel }) | undefined {
     const m = this.meta.get(id);
-    return m ? { ...m, id, value: this.values.get(id)! } : undefined;
+    return m ? { ...m, id, value: this.values.get(id)!, trust: this.trustLevel(m.source) } : undefined;
   }
 
   getKeys(ids: Int32Array): Float32Array {
@@ -176,7 +488,7 @@ export class EpisodicMemory {
     n: number,
     m: number,
     eps2: number,
-    cases: CaseInput[],
+    cases: ValidCase[],
   ): Promise<{ best: Int32Array; bestD2: Float64Array }> {
     const best = new Int32Array(n).fill(-1);
     const bestD2 = new Float64Array(n).fill(Infinity);
@@ -190,7 +502,7 @@ export class EpisodicMemory {
       const hits = await this.index.search(q, width);
       const again: number[] = [];
       pending.forEach((i, r) => {
-        const action = cases[i].action ?? '';
+        const action = cases[i].action;
         let allWithin = true;
         for (let j = 0; j < width; j++) {
           const id = hits.ids[r * width + j];
@@ -201,7 +513,7 @@ export class EpisodicMemory {
           const d2 = hits.dist2[r * width + j];
           if (d2 > eps2) allWithin = false;
           const meta = this.meta.get(id);
-          if (meta && meta.action === action && d2 <= eps2 && (d2 < bestD2[i] || (d2 === bestD2[i] && id < best[i]))) {
+          if (meta && meta.action === action && (!this.trustPolicy || meta.source === cases[i].source) && d2 <= eps2 && (d2 < bestD2[i] || (d2 === bestD2[i] && id < best[i]))) {
             best[i] = id;
             bestD2[i] = d2;
           }
@@ -214,64 +526,109 @@ export class EpisodicMemory {
     }
   }
 
+  /**
+   * The whole batch is validated first (validateBatch: key length, finite float32 components and
+   * squared norm, value representable in float32, well-formed metadata) and copied, so a bad
+   * case rejects the write before anything changes, naming the case and the field. A write
+   * that fails later (the index or the journal throwing) is rolled back: the memory, its index,
+   * its journal, counters and RNG are left exactly as they were.
+   */
   write(cases: CaseInput[]): Promise<WriteReport> {
+    let batch: ValidBatch;
+    try {
+      batch = validateBatch(cases, this.dim);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    // A declared value range clips at the door too (a learned one only at reads: it is learned
+    // from what is written).
+    const vr = this.trustPolicy?.valueRange;
+    if (vr && typeof vr === 'object') for (const c of batch.cases) c.value = clip(c.value, vr.min, vr.max);
     // Writes are serialised: each sees the memory as the previous one left it.
-    const run = this.writeChain.then(() => this.writeNow(cases));
+    const run = this.writeChain.then(() => this.writeNow(batch));
     this.writeChain = run.catch(() => undefined);
     return run;
   }
 
   private writeChain: Promise<unknown> = Promise.resolve();
 
-  private async writeNow(cases: CaseInput[]): Promise<WriteReport> {
+  private checkConsistent(): void {
+    if (this.inconsistent) throw this.inconsistent;
+  }
+
+  private async writeNow(batch: ValidBatch): Promise<WriteReport> {
+    this.checkConsistent();
+    const { keys, cases } = batch;
+    const n = cases.length;
+    // 1. Merge targets (one batched search against stored cases; reads only). The plan and its
+    // commit below are synchronous; a synchronous change (remove, setWeights, setKernel) made
+    // while the search was awaited makes it stale, so it is redone.
+    let target: Int32Array;
+    for (;;) {
+      const epoch = this.epoch;
+      target = await this.mergeTargets(keys, cases);
+      this.checkConsistent();
+      if (epoch === this.epoch) break;
+    }
+    // 2. Plan (pure), 3. commit (index, journal, then the JS copy).
+    const plan = this.planWrite(batch, target);
+    return this.commitWrite(plan, n);
+  }
+
+  /** Per case: the stored id it merges into, −(2 + j) for an earlier case j of the batch, or −1. */
+  private async mergeTargets(keys: Float32Array, cases: ValidCase[]): Promise<Int32Array> {
     const d = this.dim;
     const n = cases.length;
-    const keys = new Float32Array(n * d);
-    cases.forEach((c, i) => {
-      if (c.key.length !== d) throw new RangeError(`cases[${i}].key has length ${c.key.length}, expected dim ${d}`);
-      if (!Number.isFinite(c.value)) throw new RangeError(`cases[${i}].value must be finite, got ${c.value}`);
-      keys.set(c.key, i * d);
-    });
-    for (let i = 0; i < keys.length; i++) if (!Number.isFinite(keys[i])) throw new RangeError(`cases[${Math.floor(i / d)}].key has a non-finite entry`);
-
-    // 1. Merge targets (one batched search against stored cases).
-    const target = new Int32Array(n).fill(-1); // stored id, or −(2 + j) for batch case j
-    if (this.merge && n > 0) {
-      const eps2 = this.merge.epsilon * this.merge.epsilon;
-      const m = Math.max(1, this.merge.candidates ?? 8);
-      const stored = await this.mergeCandidates(keys, n, m, eps2, cases);
-      for (let i = 0; i < n; i++) {
-        const action = cases[i].action ?? '';
-        let best = stored.best[i];
-        let bestD2 = stored.bestD2[i];
-        // Earlier cases of this batch that were appended (not merged) also count as stored.
-        for (let j = 0; j < i; j++) {
-          if (target[j] !== -1 || (cases[j].action ?? '') !== action) continue;
-          let d2 = 0;
-          for (let t = 0; t < d; t++) {
-            const x = keys[i * d + t] - keys[j * d + t];
-            d2 += x * x;
-          }
-          if (d2 <= eps2 && d2 < bestD2) {
-            best = -(2 + j);
-            bestD2 = d2;
-          }
+    const target = new Int32Array(n).fill(-1);
+    if (!this.merge || n === 0) return target;
+    const eps2 = this.merge.epsilon * this.merge.epsilon;
+    const m = Math.max(1, this.merge.candidates ?? 8);
+    const stored = await this.mergeCandidates(keys, n, m, eps2, cases);
+    for (let i = 0; i < n; i++) {
+      const action = cases[i].action;
+      let best = stored.best[i];
+      let bestD2 = stored.bestD2[i];
+      // Earlier cases of this batch that were appended (not merged) also count as stored.
+      for (let j = 0; j < i; j++) {
+        if (target[j] !== -1 || cases[j].action !== action) continue;
+        if (this.trustPolicy && cases[j].source !== cases[i].source) continue;
+        let d2 = 0;
+        for (let t = 0; t < d; t++) {
+          const x = keys[i * d + t] - keys[j * d + t];
+          d2 += x * x;
         }
-        target[i] = best;
+        if (d2 <= eps2 && d2 < bestD2) {
+          best = -(2 + j);
+          bestD2 = d2;
+        }
       }
+      target[i] = best;
     }
+    return target;
+  }
 
-    // 2. Apply merges in order (values mirrored in JS; the index gets one updateValues).
+  /**
+   * What a write will do, computed without changing anything: merged values and metadata (new
+   * objects), new cases, evictions (with a copy of the RNG), and the counters after it. Throws a
+   * RangeError naming the case when a merged value would not be a finite float32.
+   */
+  private planWrite(batch: ValidBatch, target: Int32Array): WritePlan {
+    const { keys, cases } = batch;
+    const d = this.dim;
+    const n = cases.length;
+    let clock = this.clock;
+    let seq = this.seqCounter;
     const now = Date.now();
     const pending: { value: number; visits: number; weight: number; tdError: number }[] = [];
     const mergedIds: number[] = [];
-    const updated = new Set<number>();
+    // Stored cases merged into: their new value and metadata (first-merge order).
+    const changed = new Map<number, { value: number; meta: CaseMeta }>();
     for (let i = 0; i < n; i++) {
       const c = cases[i];
       const t = target[i];
       if (t === -1) {
-        pending[i] = { value: c.value, visits: 1, weight: 0, tdError: c.tdError ?? Math.abs(c.value) };
-        pending[i].weight = c.weight ?? this.weightOf(1, c.value, pending[i].tdError);
+        const tdError = c.tdError ?? Math.abs(c.value);
+        pending[i] = { value: c.value, visits: 1, weight: c.weight ?? this.weightOf(1, c.value, tdError), tdError };
         continue;
       }
       if (t <= -2) {
@@ -279,95 +636,196 @@ export class EpisodicMemory {
         const visits = p.visits + 1;
         const eta = this.mergeRate(visits);
         const err = c.value - p.value;
-        p.value += eta * err;
+        const merged = p.value + eta * err;
+        if (!finiteFloat32(merged)) {
+          throw new RangeError(`cases[${i}].value ${c.value}: merged into cases[${-(t + 2)}] it gives ${merged}, which is not representable in float32`);
+        }
+        p.value = merged;
         p.visits = visits;
         p.tdError = c.tdError ?? Math.abs(err);
         p.weight = c.weight ?? this.weightOf(visits, p.value, p.tdError);
         continue;
       }
-      const meta = this.meta.get(t)!;
-      const q = this.values.get(t)!;
-      const visits = meta.visits + 1;
+      let cur = changed.get(t);
+      if (!cur) {
+        cur = { value: this.values.get(t)!, meta: { ...this.meta.get(t)! } };
+        changed.set(t, cur);
+      }
+      const visits = cur.meta.visits + 1;
       const eta = this.mergeRate(visits);
-      const err = c.value - q;
-      const qn = Math.fround(q + eta * err);
-      this.values.set(t, qn);
-      meta.visits = visits;
-      meta.weight = c.weight ?? this.weightOf(visits, qn, c.tdError ?? Math.abs(err));
-      meta.touched = ++this.clock;
-      updated.add(t);
+      const err = c.value - cur.value;
+      const qn = Math.fround(cur.value + eta * err);
+      if (!Number.isFinite(qn)) {
+        throw new RangeError(`cases[${i}].value ${c.value}: merged into case ${t} it gives ${cur.value + eta * err}, which is not representable in float32`);
+      }
+      cur.value = qn;
+      cur.meta.visits = visits;
+      cur.meta.weight = c.weight ?? this.weightOf(visits, qn, c.tdError ?? Math.abs(err));
+      cur.meta.touched = ++clock;
       mergedIds.push(t);
     }
+    // q ← q + η(G − q) with η ∈ (0, 1] lies between q and G, so it stays a finite float32 and the
+    // weights stay finite; checked anyway, since a non-finite weight would not survive JSON.
+    for (const [id, cur] of changed) {
+      if (!Number.isFinite(cur.meta.weight)) throw new RangeError(`the write would give case ${id} the weight ${cur.meta.weight}; weights must be finite`);
+    }
+    pending.forEach((p, i) => {
+      if (p && !Number.isFinite(p.weight)) throw new RangeError(`cases[${i}]: the weight would be ${p.weight}; weights must be finite`);
+    });
 
-    // 3. New cases, then eviction by the write policy.
+    // New cases, then eviction by the write policy.
     const fresh: number[] = [];
     for (let i = 0; i < n; i++) if (target[i] === -1) fresh.push(i);
     const freshMeta: CaseMeta[] = fresh.map((i) => {
       const c = cases[i];
       return {
-        state: c.state ?? '',
-        action: c.action ?? '',
+        state: c.state,
+        action: c.action,
         visits: pending[i].visits,
         weight: pending[i].weight,
-        episode: c.episode ?? -1,
-        step: c.step ?? -1,
-        source: c.source ?? '',
+        episode: c.episode,
+        step: c.step,
+        source: c.source,
         time: c.time ?? now,
-        seq: ++this.seqCounter,
-        touched: ++this.clock,
+        seq: ++seq,
+        touched: ++clock,
       };
     });
     // A merge into a batch case refreshes that case's recency.
     for (let i = 0; i < n; i++) {
-      if (target[i] <= -2) freshMeta[fresh.indexOf(-(target[i] + 2))].touched = ++this.clock;
+      if (target[i] <= -2) freshMeta[fresh.indexOf(-(target[i] + 2))].touched = ++clock;
     }
-    const { evictStored, dropFresh } = this.chooseEvictions(freshMeta);
+    const rng = new Rng();
+    rng.state = this.rng.state;
+    const { evictStored, dropFresh } = this.chooseEvictions(freshMeta, changed, rng);
+    const evicted = Int32Array.from(evictStored);
+    for (const id of evicted) changed.delete(id);
 
     const keepFresh = fresh.map((_, k) => k).filter((k) => !dropFresh.has(k));
-    const evicted = Int32Array.from(evictStored);
-    if (evicted.length) {
-      this.index.remove(evicted);
-      for (const id of evicted) {
-        this.meta.delete(id);
-        this.values.delete(id);
-        updated.delete(id);
-      }
-    }
-    if (updated.size) {
-      const ids = Int32Array.from(updated);
-      this.index.updateValues(ids, Float32Array.from(ids, (id) => this.values.get(id)!));
-    }
     const addKeys = new Float32Array(keepFresh.length * d);
     const addVals = new Float32Array(keepFresh.length);
     keepFresh.forEach((k, r) => {
       addKeys.set(keys.subarray(fresh[k] * d, (fresh[k] + 1) * d), r * d);
       addVals[r] = pending[fresh[k]].value;
     });
-    const added = keepFresh.length ? this.index.add(addKeys, addVals) : new Int32Array(0);
-    const freshId = new Map<number, number>();
-    keepFresh.forEach((k, r) => {
-      this.meta.set(added[r], freshMeta[k]);
-      this.values.set(added[r], addVals[r]);
-      freshId.set(fresh[k], added[r]);
+    return {
+      target,
+      fresh,
+      keepFresh,
+      changed,
+      mergedIds,
+      evicted,
+      addKeys,
+      addVals,
+      addMeta: keepFresh.map((k) => freshMeta[k]),
+      seq,
+      clock,
+      rngState: rng.state,
+    };
+  }
+
+  /** Apply a plan: the index and the journal first (rolled back on failure), then the JS copy. */
+  private commitWrite(plan: WritePlan, n: number): WriteReport {
+    const { changed, evicted, addKeys, addVals, addMeta } = plan;
+    const updIds = Int32Array.from(changed.keys());
+    const added = this.applyChange({
+      updIds,
+      updVals: Float32Array.from(changed.values(), (c) => c.value),
+      addKeys,
+      addVals,
+      removed: evicted,
+      record: (addedIds) => ({
+        body: this.recordBody(plan.seq, plan.clock, plan.rngState, this.index.kernel, evicted, addedIds, [
+          ...Array.from(changed, ([id, c]) => ({ id, value: c.value, meta: c.meta })),
+          ...Array.from(addedIds, (id, r) => ({ id, value: addVals[r], meta: addMeta[r] })),
+        ]),
+        keys: addKeys,
+      }),
     });
+
+    // The JS copy (cannot fail).
+    for (const id of evicted) {
+      this.meta.delete(id);
+      this.values.delete(id);
+    }
+    for (const [id, c] of changed) {
+      this.meta.set(id, c.meta);
+      this.values.set(id, c.value);
+    }
+    const freshId = new Map<number, number>();
+    plan.keepFresh.forEach((k, r) => {
+      this.meta.set(added[r], addMeta[r]);
+      this.values.set(added[r], addVals[r]);
+      freshId.set(plan.fresh[k], added[r]);
+    });
+    this.seqCounter = plan.seq;
+    this.clock = plan.clock;
+    this.rng.state = plan.rngState;
 
     const caseIds = new Int32Array(n).fill(-1);
     for (let i = 0; i < n; i++) {
-      const t = target[i];
+      const t = plan.target[i];
       if (t === -1) caseIds[i] = freshId.get(i) ?? -1;
       else if (t <= -2) caseIds[i] = freshId.get(-(t + 2)) ?? -1;
       else caseIds[i] = this.meta.has(t) ? t : -1;
     }
-    const report: WriteReport = { added, merged: Int32Array.from(mergedIds), evicted, caseIds };
-    if (this.onWrite) {
-      this.onWrite({
-        removed: evicted,
-        upserted: Int32Array.from([...updated, ...added]),
-        addedKeys: addKeys,
-        added,
-      });
-    }
+    const report: WriteReport = { added, merged: Int32Array.from(plan.mergedIds), evicted, caseIds };
+    this.onWrite?.({ removed: evicted, upserted: Int32Array.from([...updIds, ...added]), addedKeys: addKeys, added });
     return report;
+  }
+
+  /**
+   * Change the index, in an order that can be undone, and journal the change: value updates
+   * (undo: the old values), additions (undo: remove them), the journal record (undo: truncate),
+   * and last the removals, which cannot be undone. When a step throws, the earlier ones are
+   * undone and the error is rethrown; when an undo throws too, the memory is marked
+   * inconsistent (every later change refuses with that error). Returns the added ids.
+   */
+  private applyChange(ch: {
+    updIds?: Int32Array;
+    updVals?: Float32Array;
+    addKeys?: Float32Array;
+    addVals?: Float32Array;
+    removed?: Int32Array;
+    record?: (added: Int32Array) => JournalRecord;
+  }): Int32Array {
+    const undo: Array<() => void> = [];
+    let added: Int32Array = new Int32Array(0);
+    try {
+      if (ch.updIds && ch.updIds.length) {
+        const ids = ch.updIds;
+        const old = Float32Array.from(ids, (id) => this.values.get(id)!);
+        this.index.updateValues(ids, ch.updVals!);
+        undo.push(() => this.index.updateValues(ids, old));
+      }
+      if (ch.addVals && ch.addVals.length) {
+        const got = this.index.add(ch.addKeys!, ch.addVals);
+        undo.push(() => this.index.remove(got));
+        if (!got || got.length !== ch.addVals.length) throw new Error(`index.add returned ${got?.length} ids for ${ch.addVals.length} keys`);
+        added = got;
+      }
+      if (this.journal && ch.record) {
+        const writer = this.journal.writer;
+        const mark = writer.append(ch.record(added));
+        undo.push(() => writer.truncateTo(mark));
+      }
+      if (ch.removed && ch.removed.length) this.index.remove(ch.removed);
+    } catch (err) {
+      for (let k = undo.length - 1; k >= 0; k--) {
+        try {
+          undo[k]();
+        } catch (undoErr) {
+          this.inconsistent = new Error(
+            `episodic memory is inconsistent: a change failed (${(err as Error)?.message ?? err}) and undoing it failed too ` +
+              `(${(undoErr as Error)?.message ?? undoErr}); its index, journal and JS copy may disagree: reload it from disk`,
+          );
+          throw this.inconsistent;
+        }
+      }
+      throw err;
+    }
+    this.epoch++;
+    return added;
   }
 
   /**
@@ -375,7 +833,11 @@ export class EpisodicMemory {
    * capacity remains. Replay: oldest inserted first. Window: least recently written first.
    * Importance: lowest weight first (ties: oldest), or sampled ∝ 1/w.
    */
-  private chooseEvictions(freshMeta: CaseMeta[]): { evictStored: number[]; dropFresh: Set<number> } {
+  private chooseEvictions(
+    freshMeta: CaseMeta[],
+    changed: Map<number, { meta: CaseMeta }>,
+    rng: Rng,
+  ): { evictStored: number[]; dropFresh: Set<number> } {
     const cap = this.capacity;
     const total = this.meta.size + freshMeta.length;
     const evictStored: number[] = [];
@@ -396,12 +858,12 @@ export class EpisodicMemory {
       return { evictStored, dropFresh };
     }
     const pool: { ref: number; m: CaseMeta }[] = [];
-    for (const [id, m] of this.meta) pool.push({ ref: id, m });
+    for (const [id, m] of this.meta) pool.push({ ref: id, m: changed.get(id)?.meta ?? m });
     freshMeta.forEach((m, k) => pool.push({ ref: -1 - k, m }));
     if (p.kind === 'importance' && p.sample) {
       while (excess-- > 0) {
         const w = pool.map((e) => 1 / Math.max(e.m.weight, 1e-12));
-        const k = this.rng.categorical(w);
+        const k = rng.categorical(w);
         take(pool[k].ref);
         pool.splice(k, 1);
       }
@@ -416,25 +878,57 @@ export class EpisodicMemory {
     return { evictStored, dropFresh };
   }
 
-  /** Set per-case importance weights (e.g. fresh |TD errors|). */
-  setWeights(ids: Int32Array, weights: ArrayLike<number>): void {
-    ids.forEach((id, i) => {
-      const m = this.meta.get(id);
-      if (!m) throw new RangeError(`unknown case id ${id}`);
-      m.weight = weights[i];
-    });
-    if (this.onWrite) this.onWrite({ removed: new Int32Array(0), upserted: ids, addedKeys: new Float32Array(0), added: new Int32Array(0) });
+  /** Ids as an Int32Array of known, distinct case ids (RangeError naming the first bad one). */
+  private checkIds(ids: Int32Array, what: string): void {
+    if (!(ids instanceof Int32Array)) throw new TypeError(`${what}: ids must be an Int32Array`);
+    const seen = new Set<number>();
+    for (let i = 0; i < ids.length; i++) {
+      if (!this.meta.has(ids[i])) throw new RangeError(`${what}: unknown case id ${ids[i]} (ids[${i}])`);
+      if (seen.has(ids[i])) throw new RangeError(`${what}: case id ${ids[i]} appears twice (ids[${i}])`);
+      seen.add(ids[i]);
+    }
   }
 
-  /** Remove cases by id (one native call). */
+  /** Set per-case importance weights (e.g. fresh |TD errors|); all or nothing. */
+  setWeights(ids: Int32Array, weights: ArrayLike<number>): void {
+    this.checkConsistent();
+    this.checkIds(ids, 'setWeights');
+    if (weights === null || typeof weights !== 'object' || weights.length !== ids.length) {
+      throw new TypeError(`setWeights: weights must be an array of ${ids.length} numbers (one per id), got length ${(weights as ArrayLike<number> | null)?.length}`);
+    }
+    const metas = Array.from(ids, (id, i) => {
+      const w = weights[i];
+      if (typeof w !== 'number') throw new TypeError(`setWeights: weights[${i}] must be a number, got ${typeof w}`);
+      if (!Number.isFinite(w)) throw new RangeError(`setWeights: weights[${i}] must be finite, got ${w}`);
+      return { ...this.meta.get(id)!, weight: w };
+    });
+    this.applyChange({
+      record: () => ({
+        body: this.recordBody(this.seqCounter, this.clock, this.rng.state, this.index.kernel, new Int32Array(0), new Int32Array(0),
+          Array.from(ids, (id, i) => ({ id, value: this.values.get(id)!, meta: metas[i] }))),
+        keys: new Float32Array(0),
+      }),
+    });
+    ids.forEach((id, i) => this.meta.set(id, metas[i]));
+    this.onWrite?.({ removed: new Int32Array(0), upserted: ids, addedKeys: new Float32Array(0), added: new Int32Array(0) });
+  }
+
+  /** Remove cases by id (one native call); all or nothing. */
   remove(ids: Int32Array): void {
-    for (const id of ids) if (!this.meta.has(id)) throw new RangeError(`unknown case id ${id}`);
-    if (ids.length) this.index.remove(ids);
+    this.checkConsistent();
+    this.checkIds(ids, 'remove');
+    this.applyChange({
+      removed: ids,
+      record: () => ({
+        body: this.recordBody(this.seqCounter, this.clock, this.rng.state, this.index.kernel, ids, new Int32Array(0), []),
+        keys: new Float32Array(0),
+      }),
+    });
     for (const id of ids) {
       this.meta.delete(id);
       this.values.delete(id);
     }
-    if (this.onWrite) this.onWrite({ removed: ids, upserted: new Int32Array(0), addedKeys: new Float32Array(0), added: new Int32Array(0) });
+    this.onWrite?.({ removed: ids, upserted: new Int32Array(0), addedKeys: new Float32Array(0), added: new Int32Array(0) });
   }
 
   // ---------- persistence (docs/memory-format.md) ----------
@@ -447,6 +941,27 @@ export class EpisodicMemory {
     return { ...m };
   }
 
+  /** The JSON part of a journal record: the counters after the change and what it changed. */
+  private recordBody(
+    seq: number,
+    clock: number,
+    rng: number,
+    kernel: KernelSettings,
+    removed: Int32Array,
+    added: Int32Array,
+    upserts: { id: number; value: number; meta: CaseMeta }[],
+  ): Record<string, unknown> {
+    return {
+      seq,
+      clock,
+      rng,
+      kernel,
+      removed: Array.from(removed),
+      added: Array.from(added),
+      upserts: upserts.map((u) => ({ id: u.id, value: u.value, meta: this.metaLine(u.meta) })),
+    };
+  }
+
   /** The whole memory as plain arrays (ids in insertion order). */
   toSnapshotData(): SnapshotData {
     const ids = this.ids();
@@ -454,7 +969,7 @@ export class EpisodicMemory {
       dim: this.dim,
       kernel: { ...this.index.kernel },
       options: { policy: this.policy, merge: this.merge ?? null },
-      counters: { seq: this.seqCounter, clock: this.clock },
+      counters: { seq: this.seqCounter, clock: this.clock, rng: this.rng.state },
       ids,
       keys: this.getKeys(ids),
       values: Float32Array.from(ids, (id) => this.values.get(id)!),
@@ -462,27 +977,71 @@ export class EpisodicMemory {
     };
   }
 
-  /** Rebuild a memory from snapshot data (one addWithIds call). */
-  static fromSnapshotData(data: SnapshotData, backend: 'native' | 'js' | 'auto' = 'auto'): EpisodicMemory {
-    const opts = data.options as { policy?: WritePolicy; merge?: MergeRule | null };
-    const mem = new EpisodicMemory({
-      dim: data.dim,
-      kernel: data.kernel as unknown as KernelSettings,
-      policy: opts.policy,
-      merge: opts.merge ?? undefined,
-      backend,
-    });
+  /**
+   * Check snapshot data as a memory needs it: shapes, ids, keys and values (snapshotRowProblem),
+   * every metadata line (caseMetaProblem) and the counters. `genDir` names the files in errors
+   * (a SnapshotError naming the file, the part and the row); without it, errors name the field.
+   */
+  static checkSnapshotData(data: SnapshotData, genDir?: string): void {
+    const fail = (part: string, file: string, msg: string, row?: number): never => {
+      if (genDir === undefined) throw new RangeError(`snapshot data: ${part} ${msg}`);
+      const f = path.join(genDir, file);
+      throw new SnapshotError(`${f} (part '${part}') ${msg}`, f, part, row);
+    };
     const n = data.ids.length;
-    for (let i = 1; i < n; i++) {
-      if (data.ids[i] <= data.ids[i - 1]) throw new SnapshotError(`snapshot ids are not strictly increasing at position ${i}`, undefined, 'ids');
+    if (!(Number.isInteger(data.dim) && data.dim >= 1)) fail('header', 'header.json', `dim must be an integer >= 1, got ${data.dim}`);
+    if (data.keys.length !== n * data.dim) fail('keys', 'keys.f32', `has ${data.keys.length} floats, expected ${n} × ${data.dim}`);
+    if (data.values.length !== n) fail('values', 'values.f32', `has ${data.values.length} values, expected ${n}`);
+    if (data.meta.length !== n) fail('meta', 'meta.jsonl', `has ${data.meta.length} lines, expected ${n}`);
+    const bad = snapshotRowProblem(data.ids, data.keys, data.values, data.dim);
+    if (bad) fail(bad.part, { ids: 'ids.i32', keys: 'keys.f32', values: 'values.f32' }[bad.part], bad.message, bad.row);
+    for (let i = 0; i < n; i++) {
+      const p = caseMetaProblem(data.meta[i]);
+      if (p) fail('meta', 'meta.jsonl', `line ${i + 1} (id ${data.ids[i]}): ${p}`, i);
     }
+    if (typeof data.options !== 'object' || data.options === null || Array.isArray(data.options)) {
+      fail('header', 'header.json', `options must be an object { policy, merge }, got ${JSON.stringify(data.options)}`);
+    }
+    const c = data.counters ?? {};
+    for (const k of ['seq', 'clock'] as const) {
+      const v = c[k];
+      if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) fail('header', 'header.json', `counters.${k} must be an integer >= 0, got ${JSON.stringify(v)}`);
+    }
+    if (c.rng !== undefined && !(Number.isInteger(c.rng) && c.rng >= 0 && c.rng <= 0xffffffff)) {
+      fail('header', 'header.json', `counters.rng must be a uint32, got ${JSON.stringify(c.rng)}`);
+    }
+  }
+
+  /** Rebuild a memory from snapshot data (one addWithIds call), after checkSnapshotData. */
+  static fromSnapshotData(data: SnapshotData, backend: 'native' | 'js' | 'auto' = 'auto', genDir?: string): EpisodicMemory {
+    EpisodicMemory.checkSnapshotData(data, genDir);
+    const opts = (data.options ?? {}) as { policy?: WritePolicy; merge?: MergeRule | null };
+    let mem: EpisodicMemory;
+    try {
+      mem = new EpisodicMemory({
+        dim: data.dim,
+        kernel: data.kernel as unknown as KernelSettings,
+        policy: opts.policy,
+        merge: opts.merge ?? undefined,
+        backend,
+      });
+    } catch (err) {
+      // Stored options the store refuses (a forged or damaged header): an error of the file.
+      // Anything else (the addon failing to load, out of memory) is the environment's.
+      if (genDir === undefined || !(err instanceof TypeError || err instanceof RangeError) || /^backend must be/.test(err.message)) throw err;
+      const hfile = path.join(genDir, 'header.json');
+      throw new SnapshotError(`${hfile} (part 'header'): the stored dim, kernel or options cannot be used: ${err.message}`, hfile, 'header');
+    }
+    const n = data.ids.length;
     if (n) mem.index.addWithIds(data.ids, data.keys, data.values);
     for (let i = 0; i < n; i++) {
       mem.meta.set(data.ids[i], { ...(data.meta[i] as CaseMeta) });
       mem.values.set(data.ids[i], data.values[i]);
     }
-    mem.seqCounter = data.counters.seq ?? 0;
-    mem.clock = data.counters.clock ?? 0;
+    const c = data.counters ?? {};
+    mem.seqCounter = c.seq ?? 0;
+    mem.clock = c.clock ?? 0;
+    if (c.rng !== undefined) mem.rng.state = c.rng;
     return mem;
   }
 
@@ -491,10 +1050,17 @@ export class EpisodicMemory {
    * switch). When this memory journals into the same dir, the journal restarts after it.
    */
   save(dir: string, opts: SaveOptions = {}): { generation: number; path: string } {
-    const res = writeSnapshot(dir, this.toSnapshotData(), opts);
+    this.checkConsistent();
+    // Verified as read back from disk, as a load would, before it becomes current.
+    const verify: SaveOptions['verify'] = (data, genDir) => {
+      EpisodicMemory.checkSnapshotData(data, genDir);
+      opts.verify?.(data, genDir);
+    };
+    const res = writeSnapshot(dir, this.toSnapshotData(), { ...opts, verify });
     if (this.journal && path.resolve(this.journal.dir) === path.resolve(dir)) {
+      const next = JournalWriter.open(path.join(dir, journalName(res.generation)), res.generation, { fsync: this.journal.fsync });
       this.journal.writer.close();
-      this.journal.writer = JournalWriter.open(path.join(dir, journalName(res.generation)), res.generation, { fsync: this.journal.fsync });
+      this.journal.writer = next;
     }
     return res;
   }
@@ -507,37 +1073,20 @@ export class EpisodicMemory {
     const fsync = opts.fsync ?? true;
     const writer = JournalWriter.open(path.join(dir, journalName(gen)), gen, { fsync, validBytes: opts.validBytes });
     this.journal = { dir, writer, fsync };
-    this.onWrite = (change) => this.journalChange(change);
   }
 
   detachJournal(): void {
     if (this.journal) {
       this.journal.writer.close();
       this.journal = undefined;
-      this.onWrite = undefined;
     }
-  }
-
-  private journalChange(change: MemoryChange): void {
-    if (!this.journal) return;
-    const upserts = Array.from(change.upserted, (id) => ({ id, value: this.values.get(id)!, meta: this.metaLine(this.meta.get(id)!) }));
-    this.journal.writer.append({
-      body: {
-        seq: this.seqCounter,
-        clock: this.clock,
-        kernel: this.index.kernel,
-        removed: Array.from(change.removed),
-        added: Array.from(change.added),
-        upserts,
-      },
-      keys: change.addedKeys,
-    });
   }
 
   private applyJournalRecord(rec: JournalRecord): void {
     const b = rec.body as {
       seq: number;
       clock: number;
+      rng?: number;
       removed: number[];
       added: number[];
       upserts: { id: number; value: number; meta: CaseMeta }[];
@@ -572,6 +1121,7 @@ export class EpisodicMemory {
     }
     this.seqCounter = b.seq;
     this.clock = b.clock;
+    if (b.rng !== undefined) this.rng.state = b.rng;
     if (b.kernel) this.index.setKernel(b.kernel);
   }
 
@@ -583,17 +1133,104 @@ export class EpisodicMemory {
     if (opts.attachJournal && opts.replayJournal === false) {
       throw new RangeError('load: attachJournal needs replayJournal (appending after unreplayed records would fork the history)');
     }
-    const snap = readSnapshot(dir);
+    if (opts.untrustedSource !== undefined && typeof opts.untrustedSource !== 'string') {
+      throw new TypeError(`load: untrustedSource must be a source name like 'import:vendor', got ${typeof opts.untrustedSource}`);
+    }
+    const key = resolveKey(opts.key, 'load: key');
+    const untrusted = opts.untrustedSource;
+    if (untrusted !== undefined) {
+      const pol = opts.trust !== undefined ? makeTrustPolicy(opts.trust) : defaultPolicy();
+      if (trustLevelOf(pol, untrusted) !== 'untrusted') {
+        throw new RangeError(`load: untrustedSource ${JSON.stringify(untrusted)} is rated trusted by the trust policy; name an untrusted source (e.g. 'import:NAME')`);
+      }
+      if (opts.attachJournal) throw new RangeError('load: attachJournal cannot be combined with untrustedSource (the journal would record the rewritten sources as the snapshot\'s own)');
+    }
+    const snap = readSnapshot(dir, untrusted === undefined ? { key } : {});
+    if (untrusted !== undefined) snap.data.meta = snap.data.meta.map((m) => (typeof m === 'object' && m !== null ? { ...m, source: untrusted } : m));
     let journal = { records: [] as JournalRecord[], validBytes: 0, tornBytes: 0 };
     const jfile = path.join(dir, journalName(snap.generation));
     if (opts.replayJournal ?? true) journal = readJournal(jfile, snap.generation);
-    const mem = EpisodicMemory.fromSnapshotData(snap.data, opts.backend ?? 'auto');
-    for (const rec of journal.records) mem.applyJournalRecord(rec);
+    // Journal records are not signed (docs/trust.md): with a key, only a journal-free snapshot is trusted.
+    if (key && untrusted === undefined && journal.records.length > 0) {
+      throw new SnapshotError(
+        `${jfile} (part 'journal'): holds ${journal.records.length} unsigned record(s) after the signed snapshot; a key is set, so they are refused (checkpoint() with the key first, or load with replayJournal: false)`,
+        jfile,
+        'journal',
+      );
+    }
+    if (untrusted !== undefined) {
+      for (const rec of journal.records) {
+        const ups = (rec.body as { upserts?: { meta?: Record<string, unknown> }[] }).upserts;
+        if (Array.isArray(ups)) for (const u of ups) if (u && typeof u.meta === 'object' && u.meta !== null) u.meta = { ...u.meta, source: untrusted };
+      }
+    }
+    const mem = EpisodicMemory.fromSnapshotData(snap.data, opts.backend ?? 'auto', path.join(dir, generationName(snap.generation)));
+    journal.records.forEach((rec, k) => {
+      const part = `journal record ${k}`;
+      const problem = journalRecordProblem(rec, mem.dim);
+      if (problem) throw new SnapshotError(`${jfile} (part '${part}') is malformed: ${problem}`, jfile, part);
+      try {
+        mem.applyJournalRecord(rec);
+      } catch (err) {
+        throw new SnapshotError(`${jfile} (part '${part}') cannot be replayed: ${(err as Error)?.message ?? err}`, jfile, part);
+      }
+    });
     mem.loadReport = { generation: snap.generation, journalRecords: journal.records.length, journalTornBytes: journal.tornBytes };
+    if (opts.trust !== undefined) mem.setTrust(opts.trust);
     if (opts.attachJournal) {
       mem.attachJournal(dir, { fsync: opts.fsync, validBytes: journal.validBytes > 0 ? journal.validBytes : undefined });
     }
     return mem;
+  }
+
+  /**
+   * Import the cases of another memory's snapshot (dir) through this memory's write path, every
+   * case recorded with `opts.source`. A snapshot whose signature verifies with the key may come
+   * in under any source; an unsigned or foreign one only under a source the trust policy rates
+   * untrusted (RangeError otherwise), where quarantine holds it until the agent's own outcomes
+   * agree. The snapshot's journal is not read. Returns the write report.
+   */
+  async import(dir: string, opts: ImportOptions): Promise<WriteReport> {
+    if (typeof opts !== 'object' || opts === null || typeof opts.source !== 'string' || opts.source === '') {
+      throw new TypeError(`import: opts.source must name the source, e.g. { source: 'import:vendor' }`);
+    }
+    const key = resolveKey(opts.key, 'import: key');
+    let verified = false;
+    let snap: ReturnType<typeof readSnapshot>;
+    if (key) {
+      try {
+        snap = readSnapshot(dir, { key });
+        verified = true;
+      } catch (err) {
+        // Only a signature failure makes it unverified; damage (CRC, rows) is refused as ever.
+        if (!(err instanceof SnapshotError) || !/signature/.test(err.message)) throw err;
+        snap = readSnapshot(dir);
+      }
+    } else {
+      snap = readSnapshot(dir);
+    }
+    if (!verified && this.trustLevel(opts.source) !== 'untrusted') {
+      throw new RangeError(
+        `import: ${dir} is ${key ? 'not signed with this key' : 'unverified (no key set)'}, so it can only be imported under an untrusted source; ${JSON.stringify(opts.source)} is trusted (use e.g. 'import:NAME')`,
+      );
+    }
+    const d = snap.data;
+    if (d.dim !== this.dim) throw new RangeError(`import: ${dir} holds keys of dim ${d.dim}, this memory's dim is ${this.dim}`);
+    EpisodicMemory.checkSnapshotData(d, path.join(dir, generationName(snap.generation)));
+    const cases: CaseInput[] = Array.from(d.ids, (_, i) => {
+      const m = d.meta[i] as CaseMeta;
+      return {
+        key: d.keys.subarray(i * d.dim, (i + 1) * d.dim),
+        value: d.values[i],
+        state: m.state,
+        action: m.action,
+        episode: m.episode,
+        step: m.step,
+        time: m.time,
+        source: opts.source,
+      };
+    });
+    return this.write(cases);
   }
 
   /**
@@ -618,12 +1255,22 @@ export class EpisodicMemory {
 
   // ---------- reads ----------
 
-  /** Q̂ and λ per query (MATH §3). */
+  /**
+   * Q̂ and λ per query (MATH §3). Without a trust policy: the native fused estimate. With one:
+   * the top-m after quarantine from one search, values clipped into the value range, kernel
+   * weights capped (trust.capShares), then the §3 formula in float64 (docs/trust.md).
+   */
   estimate(queries: Float32Array, m: number, opts?: { voidWeight?: number; voidValue?: number }) {
+    if (this.trustPolicy) return this.trustedEstimate(queries, m, opts, false);
     return this.index.estimate(queries, m, opts);
   }
 
-  search(queries: Float32Array, m: number) {
+  /** Top-m per query; with a trust policy, quarantined cases are left out. */
+  async search(queries: Float32Array, m: number) {
+    if (this.trustPolicy) {
+      checkQueries(queries, this.dim, 'search');
+      return (await this.trustedHits(queries, m, false)).hits;
+    }
     return this.index.search(queries, m);
   }
 
@@ -634,11 +1281,16 @@ export class EpisodicMemory {
    */
   estimateAuto(queries: Float32Array, m: number, opts?: { voidWeight?: number; voidValue?: number }, syncWork = 2e8) {
     const work = (queries.length / this.dim) * this.size * this.dim;
+    if (this.trustPolicy) return this.trustedEstimate(queries, m, opts, work <= syncWork);
     return work <= syncWork ? Promise.resolve(this.index.estimateSync(queries, m, opts)) : this.index.estimate(queries, m, opts);
   }
 
-  searchAuto(queries: Float32Array, m: number, syncWork = 2e8) {
+  async searchAuto(queries: Float32Array, m: number, syncWork = 2e8) {
     const work = (queries.length / this.dim) * this.size * this.dim;
+    if (this.trustPolicy) {
+      checkQueries(queries, this.dim, 'searchAuto');
+      return (await this.trustedHits(queries, m, work <= syncWork)).hits;
+    }
     return work <= syncWork ? Promise.resolve(this.index.searchSync(queries, m)) : this.index.search(queries, m);
   }
 
@@ -647,6 +1299,7 @@ export class EpisodicMemory {
    * reportDropped, the mass the full estimate puts outside the top-M (a second, full search).
    */
   async retrievalPrior(queries: Float32Array, m: number, voidWeight: number, opts: { reportDropped?: boolean } = {}): Promise<ParzenPrior[]> {
+    if (this.trustPolicy) return this.trustedPrior(queries, m, voidWeight);
     const b = queries.length / this.dim;
     const hits = await this.index.search(queries, m);
     let totals: Float64Array | undefined;
@@ -664,15 +1317,44 @@ export class EpisodicMemory {
   }
 
   /**
+   * The Parzen prior under the trust policy: μ(c) = w_c / (Σ w + κ∅) with the capped weights w
+   * of the top-m after quarantine (so μ(c) ≤ maxCaseShare and Σ_{c∈source} μ(c) ≤ maxSourceShare).
+   * The dropped-mass report is not available here.
+   */
+  private async trustedPrior(queries: Float32Array, m: number, voidWeight: number): Promise<ParzenPrior[]> {
+    checkQueries(queries, this.dim, 'retrievalPrior');
+    if (!(voidWeight >= 0) || !Number.isFinite(voidWeight)) throw new RangeError(`voidWeight must be a finite number >= 0, got ${voidWeight}`);
+    const pol = this.trustPolicy!;
+    const rows = await this.trustedRows(queries, m, false);
+    return rows.map((r) => {
+      const e = cappedEstimate(r.kernel, r.values, r.sources, pol.maxCaseShare, pol.maxSourceShare, voidWeight, 0);
+      let sum = 0;
+      for (const w of e.weights) sum += w;
+      const z = sum + voidWeight;
+      const probs = Float64Array.from(e.weights, (w) => (z > 0 ? w / z : 0));
+      const voidProb = z > 0 ? voidWeight / z : 1;
+      return { ids: Int32Array.from(r.ids), caseProbs: probs, voidProb, confidence: 1 - voidProb };
+    });
+  }
+
+  /**
    * Empirical coverage radius ε(M) = max over the query states of the distance to the nearest
    * case key (MATH §13), with the per-query distances. Infinity for an empty memory.
    */
   async coverageRadius(queries: Float32Array): Promise<{ radius: number; distances: Float64Array }> {
+    if (!(queries instanceof Float32Array)) throw new TypeError('coverageRadius: queries must be a Float32Array (b × dim)');
+    if (queries.length % this.dim !== 0) throw new TypeError(`coverageRadius: queries.length must be a multiple of dim (${this.dim}), got ${queries.length}`);
     const b = queries.length / this.dim;
     const distances = new Float64Array(b).fill(Infinity);
     if (this.size > 0 && b > 0) {
-      const hits = await this.index.search(queries, 1);
-      for (let q = 0; q < b; q++) distances[q] = Math.sqrt(Math.max(0, hits.dist2[q]));
+      // The cosine kernel ranks by angle, not distance: the nearest key needs every candidate.
+      const m = this.kernel.kernel === 'cosine' ? this.size : 1;
+      const hits = await this.index.search(queries, m);
+      for (let q = 0; q < b; q++) {
+        for (let j = 0; j < m; j++) {
+          if (hits.ids[q * m + j] >= 0) distances[q] = Math.min(distances[q], Math.sqrt(Math.max(0, hits.dist2[q * m + j])));
+        }
+      }
     }
     let radius = b > 0 ? 0 : Infinity;
     for (const d of distances) radius = Math.max(radius, d);
@@ -689,11 +1371,40 @@ export class EpisodicMemory {
     return h;
   }
 
-  /** Change the kernel (journalled like a write). */
+  /** Change the kernel (journalled like a write; all or nothing). */
   setKernel(kernel: KernelSettings): void {
+    this.checkConsistent();
+    const old = this.index.kernel;
     this.index.setKernel(kernel);
-    if (this.onWrite) this.onWrite({ removed: new Int32Array(0), upserted: new Int32Array(0), addedKeys: new Float32Array(0), added: new Int32Array(0) });
+    try {
+      this.applyChange({
+        record: () => ({
+          body: this.recordBody(this.seqCounter, this.clock, this.rng.state, this.index.kernel, new Int32Array(0), new Int32Array(0), []),
+          keys: new Float32Array(0),
+        }),
+      });
+    } catch (err) {
+      try {
+        this.index.setKernel(old);
+      } catch (undoErr) {
+        this.inconsistent = new Error(`episodic memory is inconsistent: journalling a kernel change failed (${(err as Error)?.message ?? err}) and restoring the old kernel failed too (${(undoErr as Error)?.message ?? undoErr}): reload it from disk`);
+        throw this.inconsistent;
+      }
+      throw err;
+    }
+    this.onWrite?.({ removed: new Int32Array(0), upserted: new Int32Array(0), addedKeys: new Float32Array(0), added: new Int32Array(0) });
   }
+}
+
+let defaultTrust: TrustPolicy | undefined;
+function defaultPolicy(): TrustPolicy {
+  return (defaultTrust ??= makeTrustPolicy({}));
+}
+
+/** Queries must be a Float32Array of whole rows (the index would refuse them later, less clearly). */
+function checkQueries(queries: Float32Array, dim: number, what: string): void {
+  if (!(queries instanceof Float32Array)) throw new TypeError(`${what}: queries must be a Float32Array (b × dim)`);
+  if (queries.length % dim !== 0) throw new TypeError(`${what}: queries.length must be a multiple of dim (${dim}), got ${queries.length}`);
 }
 
 /**
@@ -716,6 +1427,56 @@ function smallest<T>(items: T[], k: number, less: (a: T, b: T) => boolean): T[] 
     if (buf.length > k) buf.pop();
   }
   return buf;
+}
+
+/** A write worked out before anything changes (see planWrite). */
+interface WritePlan {
+  /** Per case: stored id merged into, −(2 + j) for batch case j, or −1 (appended). */
+  target: Int32Array;
+  /** Batch indices of the appended cases; keepFresh: indices into fresh that are stored. */
+  fresh: number[];
+  keepFresh: number[];
+  /** Stored cases merged into and not evicted: new value and metadata. */
+  changed: Map<number, { value: number; meta: CaseMeta }>;
+  mergedIds: number[];
+  evicted: Int32Array;
+  addKeys: Float32Array;
+  addVals: Float32Array;
+  addMeta: CaseMeta[];
+  seq: number;
+  clock: number;
+  rngState: number;
+}
+
+/** First problem with a journal record's shape and contents, or undefined. */
+function journalRecordProblem(rec: JournalRecord, dim: number): string | undefined {
+  const b = rec.body as Record<string, unknown>;
+  const isId = (x: unknown) => Number.isInteger(x) && (x as number) >= 0 && (x as number) <= MAX_ID;
+  for (const k of ['seq', 'clock'] as const) {
+    if (!(Number.isSafeInteger(b[k]) && (b[k] as number) >= 0)) return `${k} must be an integer >= 0, got ${JSON.stringify(b[k])}`;
+  }
+  if (b.rng !== undefined && !(Number.isInteger(b.rng) && (b.rng as number) >= 0 && (b.rng as number) <= 0xffffffff)) return `rng must be a uint32, got ${JSON.stringify(b.rng)}`;
+  if (b.kernel !== undefined && (typeof b.kernel !== 'object' || b.kernel === null)) return 'kernel must be an object';
+  if (!Array.isArray(b.removed) || !b.removed.every(isId)) return 'removed must be an array of ids';
+  if (!Array.isArray(b.added) || !b.added.every(isId)) return 'added must be an array of ids';
+  for (let i = 1; i < b.added.length; i++) if (b.added[i] <= b.added[i - 1]) return `added ids must be strictly increasing (added[${i}] = ${b.added[i]})`;
+  if (!Array.isArray(b.upserts)) return 'upserts must be an array';
+  const ups = new Set<number>();
+  for (let i = 0; i < b.upserts.length; i++) {
+    const u = b.upserts[i] as { id?: unknown; value?: unknown; meta?: unknown };
+    if (typeof u !== 'object' || u === null || !isId(u.id)) return `upserts[${i}].id must be an id`;
+    if (typeof u.value !== 'number' || !finiteFloat32(u.value)) return `upserts[${i}] (id ${u.id}): value ${JSON.stringify(u.value)} is not a finite float32`;
+    const p = caseMetaProblem(u.meta);
+    if (p) return `upserts[${i}] (id ${u.id}): meta: ${p}`;
+    ups.add(u.id as number);
+  }
+  for (const id of b.added as number[]) if (!ups.has(id)) return `added id ${id} has no upsert (value and meta)`;
+  if (rec.keys.length !== b.added.length * dim) return `holds ${rec.keys.length} key floats for ${b.added.length} added cases of dim ${dim}`;
+  for (let r = 0; r < b.added.length; r++) {
+    const p = keyRowProblem(rec.keys, r, dim);
+    if (p) return `key of added id ${(b.added as number[])[r]}: ${p}`;
+  }
+  return undefined;
 }
 
 /** What one write changed: the journal records it. */

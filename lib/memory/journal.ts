@@ -84,11 +84,32 @@ export class JournalWriter {
     return new JournalWriter(file, fd, sync);
   }
 
-  append(rec: JournalRecord): void {
+  /**
+   * Append one record (fsynced when asked); returns the offset it starts at, for truncateTo.
+   * When the write or the fsync fails, the partial record is cut off again (best effort) before
+   * the error is rethrown, so that later records do not follow garbage.
+   */
+  append(rec: JournalRecord): number {
     const buf = encodeRecord(rec);
     const end = fs.fstatSync(this.fd).size;
-    let off = 0;
-    while (off < buf.length) off += fs.writeSync(this.fd, buf, off, buf.length - off, end + off);
+    try {
+      let off = 0;
+      while (off < buf.length) off += fs.writeSync(this.fd, buf, off, buf.length - off, end + off);
+      if (this.sync) fs.fsyncSync(this.fd);
+    } catch (err) {
+      try {
+        fs.ftruncateSync(this.fd, end);
+      } catch {
+        // The reader treats a cut-short last record as a torn tail.
+      }
+      throw err;
+    }
+    return end;
+  }
+
+  /** Cut the journal back to `offset` (an append's return value): undoes that record and any after it. */
+  truncateTo(offset: number): void {
+    fs.ftruncateSync(this.fd, offset);
     if (this.sync) fs.fsyncSync(this.fd);
   }
 
@@ -111,7 +132,12 @@ export interface JournalReadResult {
 /** Read a journal; missing file → no records. */
 export function readJournal(file: string, generation: number): JournalReadResult {
   if (!fs.existsSync(file)) return { records: [], validBytes: 0, tornBytes: 0 };
-  const buf = fs.readFileSync(file);
+  let buf: Buffer;
+  try {
+    buf = fs.readFileSync(file);
+  } catch (err) {
+    throw new SnapshotError(`${file} (part 'journal') cannot be read: ${(err as Error).message}`, file, 'journal');
+  }
   if (buf.length < FILE_HEADER) {
     // A crash while creating the file: nothing was journalled yet.
     return { records: [], validBytes: 0, tornBytes: buf.length };

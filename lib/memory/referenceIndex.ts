@@ -6,6 +6,7 @@
  */
 import { kernelBetween, kernelWeightedValue, type KernelSettings } from '../policy/kernels';
 import type { IndexEstimateResult, IndexLike, IndexSearchResult } from './indexLike';
+import { finiteFloat32, keyRowProblem } from './validate';
 
 export class ReferenceIndex implements IndexLike {
   readonly dim: number;
@@ -57,12 +58,22 @@ export class ReferenceIndex implements IndexLike {
     if (ids.length) this.nextId = ids[ids.length - 1] + 1;
   }
 
+  /**
+   * Shapes (TypeError) and values (RangeError) of rows to add, as the native index checks them:
+   * every key component finite, every key's squared norm finite in float32, values finite
+   * float32. Nothing is stored unless every row passes.
+   */
   private checkRows(keys: Float32Array, values: Float32Array): number {
-    if (keys.length % this.dim !== 0) throw new RangeError(`keys.length must be a multiple of dim (${this.dim}), got ${keys.length}`);
+    if (!(keys instanceof Float32Array)) throw new TypeError('keys must be a Float32Array');
+    if (!(values instanceof Float32Array)) throw new TypeError('values must be a Float32Array');
+    if (keys.length % this.dim !== 0) throw new TypeError(`keys.length must be a multiple of dim (${this.dim}), got ${keys.length}`);
     const n = keys.length / this.dim;
-    if (values.length !== n) throw new RangeError(`values.length must equal the number of keys (${n}), got ${values.length}`);
-    for (let i = 0; i < keys.length; i++) if (!Number.isFinite(keys[i])) throw new RangeError(`keys[${i}] is ${keys[i]}`);
-    for (let i = 0; i < n; i++) if (!Number.isFinite(values[i])) throw new RangeError(`values[${i}] is ${values[i]}`);
+    if (values.length !== n) throw new TypeError(`values.length must equal the number of keys (${n}), got ${values.length}`);
+    for (let r = 0; r < n; r++) {
+      const p = keyRowProblem(keys, r, this.dim);
+      if (p) throw new RangeError(`keys row ${r}: ${p}`);
+    }
+    checkValues(values);
     return n;
   }
 
@@ -73,7 +84,8 @@ export class ReferenceIndex implements IndexLike {
   }
 
   updateValues(ids: Int32Array, values: Float32Array): void {
-    if (values.length !== ids.length) throw new RangeError('values.length must equal ids.length');
+    if (values.length !== ids.length) throw new TypeError('values.length must equal ids.length');
+    checkValues(values);
     ids.forEach((id) => this.row(id));
     ids.forEach((id, i) => (this.row(id).value = Math.fround(values[i])));
   }
@@ -150,6 +162,13 @@ export class ReferenceIndex implements IndexLike {
 
   async estimate(queries: Float32Array, m: number, opts?: { voidWeight?: number; voidValue?: number }): Promise<IndexEstimateResult> {
     return this.estimateSync(queries, m, opts);
+  }
+}
+
+/** Values must be finite once stored as float32 (a finite double may not be). */
+function checkValues(values: ArrayLike<number>): void {
+  for (let i = 0; i < values.length; i++) {
+    if (!finiteFloat32(values[i])) throw new RangeError(`values[${i}] is ${values[i]}, expected a finite float32`);
   }
 }
 

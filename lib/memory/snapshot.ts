@@ -11,15 +11,19 @@
  *   dir/journal-00000007.wal  optional append-only journal of writes after generation 7
  *
  * A save writes a new generation aside (snap-<g>.tmp-<pid>-<n>/), fsyncs every file and the
- * directory, renames it to snap-<g>/, fsyncs, then atomically replaces CURRENT (write
- * CURRENT.tmp, fsync, rename, fsync the directory). Only then are older generations removed.
- * At every instant CURRENT names a complete, fsynced generation.
- * A load checks every part's byte length and CRC-32 before building anything.
+ * directory, reads it back and verifies it as a load would, renames it to snap-<g>/, fsyncs,
+ * then atomically replaces CURRENT (write CURRENT.tmp, fsync, rename, fsync the directory).
+ * Only then are older generations removed. At every instant CURRENT names a complete, fsynced,
+ * verified generation.
+ * A load checks every part's byte length and CRC-32, then every row (ids increasing, keys finite
+ * with a squared norm finite in float32, values finite), before building anything.
  */
+import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as zlib from 'zlib';
 import { f32FromLE, fsyncDir, i32FromLE, leBytes, writeFileDurable } from './fsutil';
+import { snapshotRowProblem } from './validate';
 
 export const SNAPSHOT_FORMAT = 'memq-episodic-memory';
 export const SNAPSHOT_VERSION = 1;
@@ -47,6 +51,70 @@ export interface SnapshotHeader {
   endianness: 'little';
   createdAt: string;
   parts: Record<PartName, PartInfo>;
+  /** Present when saved with a key: HMAC-SHA-256 of every part and of the manifest (docs/memory-format.md). */
+  signature?: SnapshotSignature;
+}
+
+export interface SnapshotSignature {
+  alg: 'HMAC-SHA-256';
+  /** Identifies the key without revealing it: hex of HMAC(key, "memq-key-id"), first 16 digits. */
+  keyId: string;
+  /** Per part: hex HMAC(key, "memq-snapshot-part\0" name "\0" generation "\0" bytes). */
+  parts: Record<PartName, string>;
+  /** hex HMAC(key, "memq-snapshot-manifest\0" JSON.stringify(header without signature)). */
+  manifest: string;
+}
+
+/** Smallest key accepted (bytes). */
+export const MIN_KEY_BYTES = 16;
+
+/**
+ * The signing key: the given one, else the MEMQ_MEMORY_KEY environment variable, else none.
+ * A string is taken as its UTF-8 bytes. TypeError for another type, RangeError when shorter
+ * than MIN_KEY_BYTES.
+ */
+export function resolveKey(key: string | Uint8Array | undefined, where = 'key'): Buffer | undefined {
+  let k: string | Uint8Array | undefined = key;
+  let name = where;
+  if (k === undefined) {
+    const env = process.env.MEMQ_MEMORY_KEY;
+    if (env === undefined || env === '') return undefined;
+    k = env;
+    name = 'MEMQ_MEMORY_KEY';
+  }
+  if (typeof k !== 'string' && !(k instanceof Uint8Array)) throw new TypeError(`${name} must be a string or a Uint8Array, got ${k === null ? 'null' : typeof k}`);
+  const buf = typeof k === 'string' ? Buffer.from(k, 'utf8') : Buffer.from(k);
+  if (buf.length < MIN_KEY_BYTES) throw new RangeError(`${name} must be at least ${MIN_KEY_BYTES} bytes, got ${buf.length}`);
+  return buf;
+}
+
+function hmacHex(key: Buffer, ...chunks: (string | Uint8Array)[]): string {
+  const h = crypto.createHmac('sha256', key);
+  for (const c of chunks) h.update(c);
+  return h.digest('hex');
+}
+
+export function keyId(key: Buffer): string {
+  return hmacHex(key, 'memq-key-id').slice(0, 16);
+}
+
+function partMac(key: Buffer, p: PartName, generation: number, bytes: Uint8Array): string {
+  return hmacHex(key, `memq-snapshot-part\0${p}\0${generation}\0`, bytes);
+}
+
+function manifestMac(key: Buffer, header: SnapshotHeader): string {
+  const { signature: _s, ...rest } = header;
+  return hmacHex(key, 'memq-snapshot-manifest\0', JSON.stringify(rest));
+}
+
+function sameHex(a: unknown, b: string): boolean {
+  if (typeof a !== 'string' || a.length !== b.length) return false;
+  return crypto.timingSafeEqual(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+/** How a read checks signatures: with a key, an unsigned snapshot or a bad MAC is refused. */
+export interface VerifyOptions {
+  key?: Buffer;
 }
 
 export interface SnapshotData {
@@ -66,6 +134,8 @@ export class SnapshotError extends Error {
     message: string,
     readonly file?: string,
     readonly part?: string,
+    /** The bad row (case) of a part, when one is to blame. */
+    readonly row?: number,
   ) {
     super(message);
     this.name = 'SnapshotError';
@@ -81,6 +151,7 @@ export type SaveStep =
   | 'part:meta'
   | 'header'
   | 'fsync-temp-dir'
+  | 'verify'
   | 'rename-generation'
   | 'write-current-tmp'
   | 'rename-current'
@@ -91,6 +162,13 @@ export interface SaveOptions {
   fsync?: boolean;
   /** Called before each step; throwing aborts the save there (crash injection). */
   beforeStep?: (step: SaveStep) => void;
+  /**
+   * Extra check of the data as read back from the new generation (before it becomes current);
+   * throw to refuse the save. genDir is the temporary directory holding it.
+   */
+  verify?: (data: SnapshotData, genDir: string) => void;
+  /** Sign the snapshot with this key (HMAC-SHA-256); default: MEMQ_MEMORY_KEY when set. */
+  key?: string | Uint8Array;
 }
 
 const GEN_RE = /^snap-(\d{8})$/;
@@ -134,11 +212,15 @@ function crcHeader(header: SnapshotHeader): number {
 
 /** Write `data` as a new generation in `dir` and make it current. Returns the generation. */
 export function writeSnapshot(dir: string, data: SnapshotData, opts: SaveOptions = {}): { generation: number; path: string } {
+  const key = resolveKey(opts.key);
   const sync = opts.fsync ?? true;
   const step = (s: SaveStep) => opts.beforeStep?.(s);
   const n = data.ids.length;
   if (data.keys.length !== n * data.dim) throw new RangeError(`keys has ${data.keys.length} floats, expected count × dim = ${n * data.dim}`);
   if (data.values.length !== n || data.meta.length !== n) throw new RangeError('values and meta must have one entry per id');
+  // Refuse at once what a load would refuse: no doomed generation is written.
+  const bad = snapshotRowProblem(data.ids, data.keys, data.values, data.dim);
+  if (bad) throw new RangeError(`save: ${bad.part} ${bad.message}; the snapshot would not load, nothing was written`);
 
   step('mkdir');
   fs.mkdirSync(dir, { recursive: true });
@@ -174,10 +256,17 @@ export function writeSnapshot(dir: string, data: SnapshotData, opts: SaveOptions
     createdAt: new Date().toISOString(),
     parts,
   };
+  if (key) {
+    const macs = {} as Record<PartName, string>;
+    for (const p of PART_NAMES) macs[p] = partMac(key, p, gen, bodies[p]);
+    header.signature = { alg: 'HMAC-SHA-256', keyId: keyId(key), parts: macs, manifest: manifestMac(key, header) };
+  }
   step('header');
   writeFileDurable(path.join(tmp, 'header.json'), JSON.stringify({ header, crc32: crcHeader(header) }) + '\n', sync);
   step('fsync-temp-dir');
   if (sync) fsyncDir(tmp);
+  step('verify');
+  verifyWritten(dir, tmp, gen, data, opts.verify, key);
   step('rename-generation');
   fs.renameSync(tmp, path.join(dir, finalName));
   if (sync) fsyncDir(dir);
@@ -190,6 +279,37 @@ export function writeSnapshot(dir: string, data: SnapshotData, opts: SaveOptions
   step('cleanup');
   removeStale(dir, gen);
   return { generation: gen, path: path.join(dir, finalName) };
+}
+
+/**
+ * Read a freshly written generation back from disk and check it as a load would (header, every
+ * part's length and CRC-32, every row), plus that it holds what was meant to be written; on any
+ * failure the temporary directory is removed and a SnapshotError says that CURRENT was left alone.
+ */
+function verifyWritten(dir: string, tmp: string, gen: number, data: SnapshotData, extra: SaveOptions['verify'], key: Buffer | undefined): void {
+  try {
+    const back = readGeneration(tmp, { key });
+    const h = back.header;
+    const hfile = path.join(tmp, 'header.json');
+    if (h.generation !== gen || h.count !== data.ids.length || h.dim !== data.dim) {
+      throw new SnapshotError(`${hfile}: reads back as generation ${h.generation}, ${h.count} × ${h.dim}; wrote generation ${gen}, ${data.ids.length} × ${data.dim}`, hfile, 'header');
+    }
+    extra?.(back.data, tmp);
+  } catch (err) {
+    try {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    } catch {
+      // Left for the next save's cleanup.
+    }
+    const cur = path.join(dir, 'CURRENT');
+    const why = err instanceof Error ? err.message : String(err);
+    throw new SnapshotError(
+      `save: the new generation ${generationName(gen)} failed verification after writing, so ${cur} was left as it was: ${why}`,
+      err instanceof SnapshotError ? err.file : tmp,
+      err instanceof SnapshotError ? err.part : 'verify',
+      err instanceof SnapshotError ? err.row : undefined,
+    );
+  }
 }
 
 /** Remove generations other than `keep`, leftovers of interrupted saves, and old journals. */
@@ -233,7 +353,7 @@ function readPart(genDir: string, p: PartName, info: PartInfo | undefined): Buff
 }
 
 /** Read and verify a generation directory; nothing is returned unless every part checks out. */
-export function readGeneration(genDir: string): { header: SnapshotHeader; data: SnapshotData } {
+export function readGeneration(genDir: string, verify: VerifyOptions = {}): { header: SnapshotHeader; data: SnapshotData } {
   const hfile = path.join(genDir, 'header.json');
   let raw: string;
   try {
@@ -272,6 +392,7 @@ export function readGeneration(genDir: string): { header: SnapshotHeader; data: 
     }
     bufs[p] = readPart(genDir, p, info);
   }
+  if (verify.key) checkSignature(genDir, h, bufs, verify.key);
   const metaFile = path.join(genDir, PART_FILES.meta);
   const lines = bufs.meta.toString('utf8').split('\n');
   if (lines.pop() !== '' || lines.length !== h.count) {
@@ -284,23 +405,55 @@ export function readGeneration(genDir: string): { header: SnapshotHeader; data: 
       throw new SnapshotError(`${metaFile} (part 'meta') line ${i + 1} is not valid JSON`, metaFile, 'meta');
     }
   });
+  const ids = i32FromLE(bufs.ids);
+  const keys = f32FromLE(bufs.keys);
+  const values = f32FromLE(bufs.values);
+  const bad = snapshotRowProblem(ids, keys, values, h.dim);
+  if (bad) {
+    const file = path.join(genDir, PART_FILES[bad.part]);
+    throw new SnapshotError(`${file} (part '${bad.part}') ${bad.message}`, file, bad.part, bad.row);
+  }
   return {
     header: h,
-    data: {
-      dim: h.dim,
-      kernel: h.kernel,
-      options: h.options,
-      counters: h.counters,
-      ids: i32FromLE(bufs.ids),
-      keys: f32FromLE(bufs.keys),
-      values: f32FromLE(bufs.values),
-      meta,
-    },
+    data: { dim: h.dim, kernel: h.kernel, options: h.options, counters: h.counters, ids, keys, values, meta },
   };
 }
 
-/** Read the current generation of a snapshot directory. */
-export function readSnapshot(dir: string): { generation: number; header: SnapshotHeader; data: SnapshotData } {
+/**
+ * Check a generation's signature with `key`: refused (SnapshotError naming the part) when it is
+ * unsigned ('signature'), signed with another key ('signature'), when a part's bytes do not
+ * match its MAC (that part: 'ids', 'keys', 'values', 'meta'), or when the manifest does not
+ * ('header'). Parts are checked before the manifest, so a changed part is named even when its
+ * length and CRC-32 in the header were rewritten to match.
+ */
+function checkSignature(genDir: string, h: SnapshotHeader, bufs: Record<PartName, Buffer>, key: Buffer): void {
+  const hfile = path.join(genDir, 'header.json');
+  const sig = h.signature;
+  if (!sig || typeof sig !== 'object') {
+    throw new SnapshotError(
+      `${hfile} (part 'signature'): the snapshot is unsigned but a key is set; load it as untrusted (load(dir, { untrustedSource: 'import:NAME' }) or EpisodicMemory.import)`,
+      hfile,
+      'signature',
+    );
+  }
+  if (sig.alg !== 'HMAC-SHA-256') throw new SnapshotError(`${hfile} (part 'signature'): unknown signature algorithm ${JSON.stringify(sig.alg)}`, hfile, 'signature');
+  const ours = keyId(key);
+  if (sig.keyId !== ours) {
+    throw new SnapshotError(`${hfile} (part 'signature'): signed with another key (key id ${JSON.stringify(sig.keyId)}, ours ${ours}); load it as untrusted`, hfile, 'signature');
+  }
+  for (const p of PART_NAMES) {
+    const file = path.join(genDir, PART_FILES[p]);
+    if (!sameHex(sig.parts?.[p], partMac(key, p, h.generation, bufs[p]))) {
+      throw new SnapshotError(`${file} (part '${p}'): signature check failed (HMAC-SHA-256 mismatch): the part was changed or does not belong to this generation`, file, p);
+    }
+  }
+  if (!sameHex(sig.manifest, manifestMac(key, h))) {
+    throw new SnapshotError(`${hfile} (part 'header'): signature check failed (HMAC-SHA-256 of the manifest mismatch): the header was changed`, hfile, 'header');
+  }
+}
+
+/** Read the current generation of a snapshot directory (signature checked when verify.key is set). */
+export function readSnapshot(dir: string, verify: VerifyOptions = {}): { generation: number; header: SnapshotHeader; data: SnapshotData } {
   const gen = currentGeneration(dir);
   if (gen === undefined) {
     throw new SnapshotError(`${dir} holds no memq snapshot (${path.join(dir, 'CURRENT')} is missing)`, path.join(dir, 'CURRENT'), 'CURRENT');
@@ -309,7 +462,7 @@ export function readSnapshot(dir: string): { generation: number; header: Snapsho
   if (!fs.existsSync(genDir)) {
     throw new SnapshotError(`${path.join(dir, 'CURRENT')} names ${generationName(gen)}, which does not exist`, path.join(dir, 'CURRENT'), 'CURRENT');
   }
-  const { header, data } = readGeneration(genDir);
+  const { header, data } = readGeneration(genDir, verify);
   if (header.generation !== gen) {
     throw new SnapshotError(`${genDir}/header.json says generation ${header.generation}, CURRENT says ${gen}`, path.join(genDir, 'header.json'), 'header');
   }

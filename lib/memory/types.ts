@@ -1,5 +1,6 @@
 /** Cases of episodic memory (MATH §1) and the options of the store. */
 import type { KernelSettings } from '../policy/kernels';
+import type { TrustOptions } from './trust';
 
 /** Provenance and bookkeeping of a case; the key and value live in the index. */
 export interface CaseMeta {
@@ -73,6 +74,12 @@ export interface EpisodicMemoryOptions {
   merge?: MergeRule;
   /** 'native' (the addon), 'js' (ReferenceIndex), 'auto' (native when built). Default 'auto'. */
   backend?: 'native' | 'js' | 'auto';
+  /**
+   * Trust policy for reads and writes (docs/trust.md): source levels, share caps, value
+   * clipping, quarantine, hub detection. Absent: reads take the native fast path and every
+   * source is read alike.
+   */
+  trust?: TrustOptions;
 }
 
 export interface WriteReport {

@@ -177,6 +177,7 @@ export function chartLayout(spec: ChartSpec): ChartLayout & { legend: LegendItem
     x = axisTicks(ext.x, nx);
   }
   const plot: Rect = { x: left, y: top, w: pw, h: ph };
+  const inset = Math.max(0, Math.min(ph / 4, spec.yInset ?? 0));
   return {
     width,
     height,
@@ -184,7 +185,7 @@ export function chartLayout(spec: ChartSpec): ChartLayout & { legend: LegendItem
     fontSize: fs,
     titleSize: ts,
     x: { ...x, scale: linearScale(x.domain[0], x.domain[1], left, left + pw) },
-    y: { ...y, scale: linearScale(y.domain[0], y.domain[1], top + ph, top) },
+    y: { ...y, scale: linearScale(y.domain[0], y.domain[1], top + ph - inset, top + inset) },
     legend: items,
     legendTop,
     rowH,
@@ -274,7 +275,10 @@ export function chartPrims(spec: ChartSpec, ox = 0, oy = 0): Prim[] {
   spec.series.forEach((s, i) => {
     const runs = finiteRuns(s.x, s.y).map((r) => r.map((k): Pt => [X(s.x[k]), Y(s.y[k])]));
     out.push({ t: 'path', runs, color: colors[i], width: STYLE.lineWidth, dash: s.dashed ? STYLE.dash : undefined, clip, cls: 'series', name: s.name });
-    for (const r of runs) if (r.length === 1) out.push({ t: 'dot', x: r[0][0], y: r[0][1], r: STYLE.markerRadius, fill: colors[i], clip, cls: 'marker', name: s.name });
+    for (const r of runs) {
+      if (r.length !== 1 && !s.markers) continue;
+      for (const p of r) out.push({ t: 'dot', x: p[0], y: p[1], r: STYLE.markerRadius, fill: colors[i], clip, cls: 'marker', name: s.name });
+    }
   });
   if (!anyPoint) text(px + plot.w / 2, py + plot.h / 2 + cap / 2, 'no data', fs, 'middle', STYLE.muted, 'no-data');
 

@@ -10,6 +10,8 @@ export interface Series {
   /** '#rgb', '#rrggbb' or 'rgb(r,g,b)'; defaults to the palette colour for the series index */
   color?: string;
   dashed?: boolean;
+  /** draw a marker at every point (e.g. evaluation points), not only at isolated ones */
+  markers?: boolean;
 }
 
 export interface ChartSpec {
@@ -23,6 +25,11 @@ export interface ChartSpec {
   height?: number;
   yMin?: number;
   yMax?: number;
+  /**
+   * Pixels kept free between the plot's top and bottom edges and the ends of the y domain
+   * (default 0), so that a curve running at yMin or yMax is not hidden under the axis line.
+   */
+  yInset?: number;
 }
 
 /** Colour with 0..255 channels and alpha in 0..1. */

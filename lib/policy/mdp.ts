@@ -42,6 +42,15 @@ export class MdpValidationError extends Error {
 
 export const PROB_TOL = 1e-9;
 
+/**
+ * Size limits of an MDP file. The solvers hold P densely (S·A·S float64) and soft policy
+ * iteration an S×S system, so: at most MDP_MAX_STATES states, MDP_MAX_ACTIONS actions, and
+ * S·A·S ≤ MDP_MAX_TRANSITIONS (512 MiB of float64).
+ */
+export const MDP_MAX_STATES = 8192;
+export const MDP_MAX_ACTIONS = 4096;
+export const MDP_MAX_TRANSITIONS = 1 << 26;
+
 /** A sum for an error message: 15 significant digits, so 0.8999999999999999 reads 0.9. */
 function fmtSum(x: number): string {
   return String(Number(x.toPrecision(15)));
@@ -51,8 +60,8 @@ function fail(msg: string): never {
   throw new MdpValidationError(msg);
 }
 
-function checkCount(name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) fail(`${name} must be a positive integer, got ${JSON.stringify(v)}`);
+function checkCount(name: string, v: unknown, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) fail(`${name} must be a positive integer at most ${max}, got ${JSON.stringify(v)}`);
   return v;
 }
 
@@ -89,8 +98,11 @@ export function validateAlpha(alpha: unknown, name = 'alpha'): number {
 export function mdpFromJson(json: unknown): FiniteMdp {
   if (json === null || typeof json !== 'object' || Array.isArray(json)) fail('the MDP must be a JSON object');
   const j = json as Record<string, unknown>;
-  const S = checkCount('states', j.states);
-  const A = checkCount('actions', j.actions);
+  const S = checkCount('states', j.states, MDP_MAX_STATES);
+  const A = checkCount('actions', j.actions, MDP_MAX_ACTIONS);
+  if (S * A * S > MDP_MAX_TRANSITIONS) {
+    fail(`states² · actions = ${S * A * S} transition probabilities exceeds the limit of ${MDP_MAX_TRANSITIONS} (P is held densely in float64)`);
+  }
   const P = new Float64Array(S * A * S);
   const R = new Float64Array(S * A);
   const prior = new Float64Array(S * A);
@@ -160,7 +172,9 @@ export function loadMdpFile(path: string): FiniteMdp {
   try {
     text = fs.readFileSync(path, 'utf8');
   } catch (err) {
-    throw new MdpValidationError(`cannot read ${path}: ${(err as Error).message}`);
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code === 'EACCES' ? 'permission denied' : 'unreadable';
+    throw new MdpValidationError(`cannot read ${path} (${why})`);
   }
   let json: unknown;
   try {

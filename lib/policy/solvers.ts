@@ -124,20 +124,58 @@ export function evaluatePolicy(
   return { V, Q: backup(mdp, V, gamma) };
 }
 
-function checkOptions(opts: SolveOptions): void {
-  if (!(opts.gamma >= 0 && opts.gamma < 1)) throw new Error(`gamma must be in [0, 1), got ${opts.gamma}`);
-  if (!(opts.alpha >= 0)) throw new Error(`alpha must be >= 0, got ${opts.alpha}`);
+/** The largest magnitude the solvers let values reach (float64 overflows at about 1.8e308). */
+export const SOLVER_MAX_VALUE = 1e300;
+
+/** A value left the float64 range: the MDP's rewards are too large for its discount (or α too small). */
+export class SolverOverflowError extends RangeError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SolverOverflowError';
+  }
+}
+
+function checkOptions(mdp: FiniteMdp, opts: SolveOptions): void {
+  if (!(opts.gamma >= 0 && opts.gamma < 1)) throw new RangeError(`gamma must be in [0, 1), got ${opts.gamma}`);
+  if (!(opts.alpha >= 0)) throw new RangeError(`alpha must be >= 0, got ${opts.alpha}`);
+  // |V| ≤ max|R| / (1 − γ) for every soft value (it lies between min Q and max Q): refuse
+  // problems whose values cannot be held in float64 before iterating on infinities.
+  let rmax = 0;
+  for (let i = 0; i < mdp.R.length; i++) rmax = Math.max(rmax, Math.abs(mdp.R[i]));
+  const bound = rmax / (1 - opts.gamma);
+  if (!(bound <= SOLVER_MAX_VALUE)) {
+    throw new SolverOverflowError(
+      `overflow: rewards up to |R| = ${rmax.toExponential(3)} with gamma ${opts.gamma} give values up to |R| / (1 − gamma) = ` +
+      `${Number.isFinite(bound) ? bound.toExponential(3) : `10^${(Math.log10(rmax) - Math.log10(1 - opts.gamma)).toFixed(1)}`}, ` +
+      `beyond the solver's float64 limit of ${SOLVER_MAX_VALUE.toExponential(0)}; rescale the rewards`,
+    );
+  }
+}
+
+function firstNonFinite(x: ArrayLike<number>): number {
+  for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i])) return i;
+  return -1;
+}
+
+function overflowCheck(mdp: FiniteMdp, name: string, x: ArrayLike<number>, alpha: number, iteration: number): void {
+  const i = firstNonFinite(x);
+  if (i < 0) return;
+  const at = name === 'V' ? `V[${i}]` : `${name}[${Math.floor(i / mdp.A)}][${i % mdp.A}]`;
+  throw new SolverOverflowError(`overflow in the solver: ${at} = ${x[i]} at iteration ${iteration} (alpha ${alpha}); the values left the float64 range`);
 }
 
 function finish(mdp: FiniteMdp, Q: Float64Array, alpha: number, gamma: number, iterations: number, converged: boolean): SolveResult {
   const policy = new Float64Array(mdp.S * mdp.A);
   const V = softValue(mdp, Q, alpha, policy);
+  overflowCheck(mdp, 'Q', Q, alpha, iterations);
+  overflowCheck(mdp, 'V', V, alpha, iterations);
+  overflowCheck(mdp, 'policy', policy, alpha, iterations);
   return { V, Q, policy, iterations, residual: softBellmanResidual(mdp, Q, alpha, gamma), converged };
 }
 
 /** Soft value iteration (§6). α = 0 is hard value iteration. */
 export function softValueIteration(mdp: FiniteMdp, opts: SolveOptions): SolveResult {
-  checkOptions(opts);
+  checkOptions(mdp, opts);
   const { alpha, gamma } = opts;
   const tol = opts.tol ?? 1e-12;
   const maxIter = opts.maxIter ?? 100000;
@@ -149,6 +187,7 @@ export function softValueIteration(mdp: FiniteMdp, opts: SolveOptions): SolveRes
     it++;
     backup(mdp, V, gamma, Q);
     const Vn = softValue(mdp, Q, alpha);
+    overflowCheck(mdp, 'V', Vn, alpha, it);
     let diff = 0;
     for (let s = 0; s < mdp.S; s++) diff = Math.max(diff, Math.abs(Vn[s] - V[s]));
     V = Vn;
@@ -173,7 +212,7 @@ export function hardValueIteration(mdp: FiniteMdp, opts: Omit<SolveOptions, 'alp
  * soft-Bellman gap ‖softV(Q^π) − V^π‖∞ ≤ tol.
  */
 export function softPolicyIteration(mdp: FiniteMdp, opts: SolveOptions): SolveResult {
-  checkOptions(opts);
+  checkOptions(mdp, opts);
   const { alpha, gamma } = opts;
   const tol = opts.tol ?? 1e-12;
   const maxIter = opts.maxIter ?? 1000;
@@ -184,7 +223,9 @@ export function softPolicyIteration(mdp: FiniteMdp, opts: SolveOptions): SolveRe
   let converged = false;
   while (it < maxIter) {
     it++;
+    overflowCheck(mdp, 'policy', policy, alpha, it);
     const ev = evaluatePolicy(mdp, policy, alpha, gamma);
+    overflowCheck(mdp, 'V', ev.V, alpha, it);
     Q = ev.Q;
     if (opts.onIteration) opts.onIteration(it, ev.V, policy);
     const improved = new Float64Array(mdp.S * mdp.A);

@@ -97,7 +97,7 @@ for (const backend of backends) {
 describe('atomic saves: a crash at any step leaves the previous snapshot loadable', () => {
   const steps: SaveStep[] = [
     'mkdir', 'part:ids', 'part:keys', 'part:values', 'part:meta', 'header',
-    'fsync-temp-dir', 'rename-generation', 'write-current-tmp', 'rename-current', 'cleanup',
+    'fsync-temp-dir', 'verify', 'rename-generation', 'write-current-tmp', 'rename-current', 'cleanup',
   ];
   for (const failAt of steps) {
     it(`crash before '${failAt}'`, async () => {

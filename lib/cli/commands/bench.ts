@@ -1,24 +1,32 @@
 import { parseArgs, formatHelp, CliError, type Command, type FlagSpec } from '../args';
+import { checkOutputFile } from '../paths';
+
+const PEERS = ['usearch', 'hnswlib', 'js'];
 
 const spec: Record<string, FlagSpec> = {
-  n: { kind: 'string', help: 'memory sizes, comma-separated (retrieval)' },
-  d: { kind: 'string', help: 'key dimensions, comma-separated (retrieval)' },
-  b: { kind: 'string', help: 'query batch sizes, comma-separated (retrieval)' },
-  m: { kind: 'int', help: 'top-m (retrieval)', default: 32 },
-  peers: { kind: 'string', help: 'peers: usearch,hnswlib,js (retrieval)' },
+  n: { kind: 'string', help: 'memory sizes, comma-separated (retrieval)', defaultText: 'the full grid of bench/retrieval.ts' },
+  d: { kind: 'string', help: 'key dimensions, comma-separated (retrieval)', defaultText: 'the full grid' },
+  b: { kind: 'string', help: 'query batch sizes, comma-separated (retrieval)', defaultText: 'the full grid' },
+  m: { kind: 'int', help: 'top-m (retrieval), 1 to 4096', default: 32, check: (v: number) => (v >= 1 && v <= 4096 ? undefined : `must be an integer in [1, 4096], got ${v}`) },
+  peers: { kind: 'string', help: `peers, comma-separated subset of ${PEERS.join(',')} (retrieval)`, defaultText: PEERS.join(',') },
   quick: { kind: 'boolean', help: 'a small grid, for a smoke run' },
-  url: { kind: 'string', help: 'scale: redis://HOST:PORT of a running Redis (default: start redis-server here)' },
-  actors: { kind: 'string', help: 'scale: actor counts, comma-separated (default 1,2,4)' },
-  episodes: { kind: 'int', help: 'scale: training episodes per actor (default 200; --quick 40)' },
-  out: { kind: 'string', help: 'result JSON path (default bench/results/<name>-<date>.json)' },
+  url: { kind: 'string', help: 'scale: redis://HOST:PORT of a running Redis', defaultText: 'start a redis-server here' },
+  actors: { kind: 'string', help: 'scale: actor counts, comma-separated, each 1 to 64', defaultText: '1,2,4' },
+  episodes: { kind: 'int', help: 'scale: training episodes per actor', defaultText: '200; 40 with --quick' },
+  out: { kind: 'string', help: 'result JSON path', defaultText: 'bench/results/<name>-<date>.json' },
   json: { kind: 'boolean', help: 'print the result JSON instead of the table' },
   help: { kind: 'boolean', help: 'show this help' },
 };
 
+const LIST_MAX: Record<string, number> = { n: 100_000_000, d: 65_536, b: 65_536, actors: 64 };
+
 function list(s: string | undefined, name: string): number[] | undefined {
   if (s === undefined) return undefined;
   const v = s.split(',').map((x) => Number(x.trim()));
-  if (v.some((x) => !Number.isInteger(x) || x < 1)) throw new CliError(`memq bench: --${name} expects positive integers separated by commas, got '${s}'`);
+  const max = LIST_MAX[name];
+  if (v.some((x) => !Number.isInteger(x) || x < 1 || x > max)) {
+    throw new CliError(`memq bench: --${name} expects integers in [1, ${max}] separated by commas, got '${s}'`);
+  }
   return v;
 }
 
@@ -32,17 +40,38 @@ export const benchCommand: Command = {
       io.stdout(formatHelp('bench', 'retrieval|envs|llm|scale [flags]', spec));
       return flags.help ? 0 : 2;
     }
+    if (!['retrieval', 'envs', 'llm', 'scale'].includes(what)) throw new CliError(`memq bench: unknown benchmark '${what}' (known: retrieval, envs, llm, scale)`);
+    if (positionals.length > 1) throw new CliError(`memq bench: unexpected argument '${positionals[1]}' (flags start with --)`);
+    // every argument is checked before a benchmark runs (they take minutes)
+    if (flags.out !== undefined) flags.out = checkOutputFile(`memq bench: --out ${flags.out}`, flags.out);
+    if (what !== 'retrieval') {
+      const only = ['n', 'd', 'b', 'peers'].find((k) => flags[k] !== undefined);
+      if (only) throw new CliError(`memq bench: --${only} applies to the retrieval benchmark only`);
+    }
+    if (what !== 'scale') {
+      const only = ['url', 'actors', 'episodes'].find((k) => flags[k] !== undefined);
+      if (only) throw new CliError(`memq bench: --${only} applies to the scale benchmark only`);
+    }
+    if (flags.peers !== undefined) {
+      const bad = String(flags.peers).split(',').map((p) => p.trim()).filter((p) => !PEERS.includes(p));
+      if (bad.length) throw new CliError(`memq bench: --peers expects a comma-separated subset of ${PEERS.join(',')}, got '${bad[0]}'`);
+    }
     const log = flags.json ? () => undefined : (s: string) => io.stderr(s);
     if (what === 'retrieval') {
+      const quick = flags.quick as boolean;
+      const ns = list(flags.n, 'n') ?? (quick ? [10_000, 100_000] : undefined);
+      const ds = list(flags.d, 'd') ?? (quick ? [128, 384] : undefined);
+      const bs = list(flags.b, 'b') ?? (quick ? [1, 32, 256] : undefined);
+      const keyBytes = Math.max(...(ns ?? [0])) * Math.max(...(ds ?? [0])) * 4;
+      if (keyBytes > 16 * 2 ** 30) throw new CliError(`memq bench: --n × --d needs ${(keyBytes / 2 ** 30).toFixed(0)} GiB of float32 keys, over the limit of 16 GiB`);
       // eslint-disable-next-line @typescript-eslint/no-var-requires
       const { benchRetrieval } = require('../../../bench/retrieval');
-      const quick = flags.quick as boolean;
       const r = await benchRetrieval({
-        ns: list(flags.n, 'n') ?? (quick ? [10_000, 100_000] : undefined),
-        ds: list(flags.d, 'd') ?? (quick ? [128, 384] : undefined),
-        bs: list(flags.b, 'b') ?? (quick ? [1, 32, 256] : undefined),
+        ns,
+        ds,
+        bs,
         m: flags.m,
-        peers: flags.peers ? String(flags.peers).split(',') : undefined,
+        peers: flags.peers ? String(flags.peers).split(',').map((p: string) => p.trim()) : undefined,
         out: flags.out,
         log,
       });

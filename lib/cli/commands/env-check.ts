@@ -10,6 +10,7 @@
  */
 import { CliError, formatHelp, parseArgs, type CliIO, type Command, type FlagSpec } from '../args';
 import { envNames, makeEnv } from '../../envs/registry';
+import { findExecutable } from '../paths';
 import { Rng } from '../../envs/rng';
 import type { EnvOptions, ResetOptions, TextEnv } from '../../envs/types';
 
@@ -242,6 +243,9 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   if (flags['max-steps'] !== undefined) options.maxSteps = flags['max-steps'];
   if (name === 'process') {
     if (!flags.command) throw new CliError("memq env-check: 'process' needs --command CMD (and --arg A per argument)");
+    if (!findExecutable(flags.command)) {
+      throw new CliError(`memq env-check: --command ${flags.command}: no such program (expected a path to an executable file or a program on PATH)`);
+    }
     options.command = flags.command;
     options.args = flags.arg;
     if (flags['timeout-ms'] !== undefined) options.timeoutMs = flags['timeout-ms'];

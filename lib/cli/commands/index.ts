@@ -12,6 +12,7 @@ import { envCheckCommand } from './env-check';
 import { infoCommand } from './info';
 import { modelCommand } from './model';
 import { playCommand } from './play';
+import { poisonCommand } from './poison';
 import { solveCommand } from './solve';
 import { sweepCommand } from './sweep';
 
@@ -25,6 +26,7 @@ export const commands: Command[] = [
   infoCommand,
   modelCommand,
   playCommand,
+  poisonCommand,
   solveCommand,
   sweepCommand,
 ];

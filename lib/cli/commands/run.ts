@@ -6,34 +6,36 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { CliError, formatHelp, parseArgs, type CliIO, type Command, type FlagSpec } from '../args';
-import { AGENT_NAMES, ConfigError, configFromDisk, defaultConfig, mergeConfig, validateConfig, type AgentName, type RunConfig } from '../../agent/config';
-import { runTraining, type RunSummary } from '../../agent/runner';
+import { AGENT_NAMES, ConfigError, configFromDisk, defaultConfig, makeAgent, makePrior, mergeConfig, validateConfig, type AgentName, type RunConfig } from '../../agent/config';
+import { CheckpointError, runTraining, type RunSummary } from '../../agent/runner';
 import { writeRunPlots } from '../../agent/plots';
-import { envNames } from '../../envs/registry';
+import { envNames, makeEnv } from '../../envs/registry';
+import { checkInputDir, checkOutputDir, findExecutable, makeDir, readJsonFile, userMessage } from '../paths';
 import { ProgressReporter } from '../progress';
 import { summaryTable } from './compare';
 
+const D = defaultConfig();
 const spec: Record<string, FlagSpec> = {
-  env: { kind: 'string', help: 'environment (memq envs lists them)' },
-  agent: { kind: 'string[]', help: `agent: ${AGENT_NAMES.join('|')} (repeatable; default: memq, prior, nec)` },
-  episodes: { kind: 'int', help: 'training episodes per agent' },
-  'eval-every': { kind: 'int', help: 'evaluate every K training episodes (0: only at the end)' },
-  'eval-games': { kind: 'int', help: 'games per evaluation split (default: the whole fixed set)' },
-  demos: { kind: 'int', help: 'expert demonstrations written to memory before learning' },
-  seed: { kind: 'int', help: 'random seed' },
-  prior: { kind: 'string', help: "the prior μ(a|s): 'uniform' or 'model:DIR' (an HF model dir with tokenizer.json)" },
-  'em-every': { kind: 'int', help: 'Mem-EM: E-step + LoRA M-step every K training episodes (memq agent, model prior; 0: off)' },
-  'em-steps': { kind: 'int', help: 'Mem-EM: LoRA steps per M-step (default 4)' },
-  'em-states': { kind: 'int', help: 'Mem-EM: states per LoRA step (default 16)' },
-  'em-lr': { kind: 'number', help: 'Mem-EM: LoRA learning rate (default 5e-4)' },
-  'em-weight': { kind: 'string', help: "Mem-EM: target weight q | expq | adv (MATH §11; default q)" },
-  'em-loss': { kind: 'string', help: "Mem-EM: M-step loss kl (KL(q‖μ_θ) over the admissible actions, default) | mle (weighted MLE of §11)" },
-  seeds: { kind: 'int', help: 'run this many seeds (seed, seed+1, ...)', default: 1 },
-  config: { kind: 'string', help: 'JSON config file (fields of config.json; flags override it)' },
-  out: { kind: 'string', help: 'output directory (default runs/<date-time>)' },
-  resume: { kind: 'string', help: 'continue an interrupted run in DIR' },
-  memory: { kind: 'string', help: 'redis://HOST:PORT/NAME: one episodic memory shared by the actors through Redis (memq agent; docs/scale.md)' },
-  actors: { kind: 'int', help: 'with --memory: actor processes on this machine, each its own seed (default 1)' },
+  env: { kind: 'string', help: 'environment (memq envs lists them)', defaultText: D.env },
+  agent: { kind: 'string[]', help: `agent: ${AGENT_NAMES.join('|')} (repeatable)`, defaultText: "memq, prior, nec; the --config file's agent if it names one" },
+  episodes: { kind: 'int', help: 'training episodes per agent', defaultText: String(D.episodes) },
+  'eval-every': { kind: 'int', help: 'evaluate every K training episodes (0: only at the end)', defaultText: String(D.evalEvery) },
+  'eval-games': { kind: 'int', help: 'games per evaluation split', defaultText: 'the whole fixed set; 100 where a split has no fixed set' },
+  demos: { kind: 'int', help: 'expert demonstrations written to memory before learning', defaultText: String(D.demos) },
+  seed: { kind: 'int', help: 'random seed', defaultText: String(D.seed) },
+  prior: { kind: 'string', help: "the prior μ(a|s): 'uniform' or 'model:DIR' (an HF model dir with tokenizer.json)", defaultText: D.prior.kind },
+  'em-every': { kind: 'int', help: 'Mem-EM: E-step + LoRA M-step every K training episodes (memq agent, model prior; 0: off)', defaultText: String(D.em.every) },
+  'em-steps': { kind: 'int', help: 'Mem-EM: LoRA steps per M-step', defaultText: String(D.em.steps) },
+  'em-states': { kind: 'int', help: 'Mem-EM: states per LoRA step', defaultText: String(D.em.states) },
+  'em-lr': { kind: 'number', help: 'Mem-EM: LoRA learning rate', defaultText: String(D.em.lr) },
+  'em-weight': { kind: 'string', help: 'Mem-EM: target weight q | expq | adv (MATH §11)', defaultText: D.em.weight },
+  'em-loss': { kind: 'string', help: 'Mem-EM: M-step loss kl (KL(q‖μ_θ) over the admissible actions) | mle (weighted MLE of §11)', defaultText: D.em.loss },
+  seeds: { kind: 'int', help: 'run this many seeds (seed, seed+1, ...), 1 to 100', default: 1 },
+  config: { kind: 'string', help: 'JSON config file (fields of config.json; flags override it)', defaultText: 'none: the defaults shown here' },
+  out: { kind: 'string', help: 'output directory (new, or one without a run in it)', defaultText: 'runs/<date-time>' },
+  resume: { kind: 'string', help: 'continue an interrupted run in DIR (with its saved config)' },
+  memory: { kind: 'string', help: 'redis://HOST:PORT/NAME: one episodic memory shared by the actors through Redis (memq agent; docs/scale.md)', defaultText: "none: each run its own memory" },
+  actors: { kind: 'int', help: 'with --memory: actor processes on this machine, each its own seed, 1 to 64', defaultText: '1' },
   json: { kind: 'boolean', help: 'print the summaries as JSON, no progress' },
   help: { kind: 'boolean', help: 'show this help' },
 };
@@ -52,7 +54,9 @@ function loadConfigFile(file: string): unknown {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
-    throw new CliError(`memq run: --config ${file}: cannot read it (${(e as Error).message})`);
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (e as Error).message;
+    throw new CliError(`memq run: --config ${file}: cannot read it (${why})`);
   }
   try {
     return JSON.parse(text);
@@ -63,8 +67,9 @@ function loadConfigFile(file: string): unknown {
 
 export function buildConfigs(flags: Record<string, any>): { configs: RunConfig[]; defaultsUsed: boolean } {
   let base = defaultConfig();
+  const fileConfig = flags.config ? loadConfigFile(flags.config) : undefined;
   try {
-    if (flags.config) base = mergeConfig(base, loadConfigFile(flags.config), `--config ${flags.config}`);
+    if (flags.config) base = mergeConfig(base, fileConfig, `--config ${flags.config}`);
     const patch: Record<string, unknown> = {};
     if (flags.env !== undefined) patch.env = flags.env;
     if (flags.episodes !== undefined) patch.episodes = flags.episodes;
@@ -91,7 +96,7 @@ export function buildConfigs(flags: Record<string, any>): { configs: RunConfig[]
     if (e instanceof ConfigError) throw new CliError(`memq run: ${e.message}`);
     throw e;
   }
-  const agents: string[] = flags.agent.length ? flags.agent : flags.config && (loadConfigFile(flags.config) as any).agent ? [base.agent] : ['memq', 'prior', 'nec'];
+  const agents: string[] = flags.agent.length ? flags.agent : fileConfig && (fileConfig as any).agent ? [base.agent] : ['memq', 'prior', 'nec'];
   const seeds = flags.seeds as number;
   if (!Number.isInteger(seeds) || seeds < 1 || seeds > 100) throw new CliError(`memq run: --seeds must be an integer in [1, 100], got ${seeds}`);
   const configs: RunConfig[] = [];
@@ -110,36 +115,144 @@ export function buildConfigs(flags: Record<string, any>): { configs: RunConfig[]
   return { configs, defaultsUsed: !flags.agent.length };
 }
 
+/**
+ * What validateConfig cannot see without touching the environment and the disk: the env accepts
+ * its options and has the evaluation splits, and a model prior's directory exists and loads
+ * (with Mem-EM, its adapter can be attached). Throws CliError naming where the value came from.
+ */
+export async function checkRunInputs(configs: RunConfig[], where: (c: RunConfig, field: 'prior' | 'env') => string): Promise<void> {
+  const envsSeen = new Set<string>();
+  for (const c of configs) {
+    const key = JSON.stringify([c.env, c.envOptions, c.evalSplits ?? null]);
+    if (envsSeen.has(key)) continue;
+    envsSeen.add(key);
+    const cmd = (c.envOptions as { command?: unknown }).command;
+    if (c.env === 'process' && typeof cmd === 'string' && cmd && !findExecutable(cmd)) {
+      throw new CliError(`${where(c, 'env')}: envOptions.command ${cmd}: no such program (expected a path to an executable file or a program on PATH)`);
+    }
+    let env;
+    try {
+      env = makeEnv(c.env, c.envOptions);
+    } catch (e) {
+      throw new CliError(`${where(c, 'env')}: env ${c.env} refuses envOptions ${JSON.stringify(c.envOptions)}: ${(e as Error).message}`);
+    }
+    try {
+      for (const s of c.evalSplits ?? []) {
+        if (!env.splits.includes(s)) throw new CliError(`${where(c, 'env')}: evalSplits: ${c.env} has no split '${s}' (known: ${env.splits.join(', ')})`);
+      }
+    } finally {
+      await env.close();
+    }
+  }
+  const priorsSeen = new Set<string>();
+  for (const c of configs) {
+    if (c.prior.kind !== 'model') continue;
+    const dir = c.prior.dir;
+    const needsEm = c.agent === 'memq' && c.em.every > 0;
+    const key = `${dir}\u0000${needsEm}`;
+    if (priorsSeen.has(key)) continue;
+    priorsSeen.add(key);
+    const w = where(c, 'prior');
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.statSync(dir);
+    } catch {
+      st = undefined;
+    }
+    const expected = 'expected a model directory with config.json, weights and tokenizer.json, as memq model init or memq model pretrain write';
+    if (!st) throw new CliError(`${w}: ${dir} does not exist (${expected})`);
+    if (!st.isDirectory()) throw new CliError(`${w}: ${dir} is not a directory (${expected})`);
+    for (const f of ['config.json', 'tokenizer.json']) {
+      if (!fs.existsSync(path.join(dir, f))) throw new CliError(`${w}: ${dir} has no ${f} (${expected})`);
+    }
+    try {
+      const prior = await makePrior(c);
+      if (needsEm) makeAgent(c, prior); // attaches the Mem-EM LoRA adapter: its targets must exist in the model
+    } catch (e) {
+      throw new CliError(`${w}: cannot load the model prior in ${dir}: ${userMessage(e)}`);
+    }
+  }
+}
+
+/** Reads and checks a run root's run.json (or a single run directory's config.json). */
+function readManifest(root: string, arg: string): Manifest {
+  const where = `memq run: --resume ${arg}`;
+  const mf = path.join(root, 'run.json');
+  if (fs.existsSync(mf)) {
+    const m = readJsonFile(where, mf) as Manifest;
+    const ok = m && typeof m === 'object' && Array.isArray(m.runs) && m.runs.length > 0 &&
+      m.runs.every((r) => r && typeof r.dir === 'string' && typeof r.agent === 'string' && Number.isInteger(r.seed) && !path.isAbsolute(r.dir) && !r.dir.split(/[\\/]/).includes('..'));
+    if (!ok) throw new CliError(`${where}: ${mf} is not a memq run manifest (expected {"version": 1, "runs": [{"agent", "seed", "dir"}, ...]})`);
+    return m;
+  }
+  const cf = path.join(root, 'config.json');
+  if (fs.existsSync(cf)) {
+    const c = readJsonFile(where, cf) as RunConfig;
+    if (!c || typeof c !== 'object') throw new CliError(`${where}: ${cf} must hold a JSON object`);
+    return { version: 1, runs: [{ agent: c.agent, seed: c.seed, dir: '.' }] };
+  }
+  throw new CliError(`${where}: not a memq run directory (no run.json or config.json)`);
+}
+
+/** The saved config of each run of a manifest, validated; complete runs are marked. */
+function readSavedConfigs(manifest: Manifest, root: string, arg: string): { config: RunConfig; complete: boolean }[] {
+  return manifest.runs.map((r) => {
+    const where = `memq run: --resume ${arg}`;
+    const dir = path.join(root, r.dir);
+    const cfg = path.join(dir, 'config.json');
+    if (!fs.existsSync(cfg)) throw new CliError(`${where}: ${r.dir} has no config.json`);
+    let config: RunConfig;
+    try {
+      config = validateConfig(configFromDisk(readJsonFile(where, cfg), cfg), envNames());
+    } catch (e) {
+      if (e instanceof ConfigError) throw new CliError(`${where}: ${e.message}`);
+      throw e;
+    }
+    const sfile = path.join(dir, 'summary.json');
+    let complete = false;
+    if (fs.existsSync(sfile)) {
+      try {
+        complete = (JSON.parse(fs.readFileSync(sfile, 'utf8')) as RunSummary).status === 'complete';
+      } catch {
+        complete = false; // a summary cut short: the run is resumed, which writes it again
+      }
+    }
+    return { config, complete };
+  });
+}
+
 export async function executeRuns(
   manifest: Manifest, configs: RunConfig[] | undefined, root: string, io: CliIO, json: boolean, resume: boolean,
 ): Promise<RunSummary[]> {
   const summaries: RunSummary[] = [];
+  const saved = resume ? readSavedConfigs(manifest, root, root) : undefined;
   for (let i = 0; i < manifest.runs.length; i++) {
     const r = manifest.runs[i];
     const dir = path.join(root, r.dir);
     let config: RunConfig;
-    if (resume) {
-      const cfg = path.join(dir, 'config.json');
-      if (!fs.existsSync(cfg)) throw new CliError(`memq run: --resume ${root}: ${r.dir} has no config.json`);
-      config = configFromDisk(JSON.parse(fs.readFileSync(cfg, 'utf8')), cfg);
-      const sfile = path.join(dir, 'summary.json');
-      if (fs.existsSync(sfile)) {
-        const prev = JSON.parse(fs.readFileSync(sfile, 'utf8')) as RunSummary;
-        if (prev.status === 'complete') {
-          summaries.push(prev);
-          continue;
-        }
+    if (saved) {
+      config = saved[i].config;
+      if (saved[i].complete) {
+        summaries.push(JSON.parse(fs.readFileSync(path.join(dir, 'summary.json'), 'utf8')) as RunSummary);
+        continue;
       }
     } else {
       config = configs![i];
     }
     const label = `[${i + 1}/${manifest.runs.length} ${r.agent} seed ${r.seed}]`;
     const progress = new ProgressReporter(io.stderr, json ? 'off' : io.isTTY ? 'tty' : 'plain', label);
-    const summary = await runTraining(config, dir, {
-      signal: io.signal,
-      onProgress: (p) => progress.update(p),
-      onMetrics: (d) => writeRunPlots(d, `${r.agent} on ${config.env} (seed ${r.seed})`),
-    }, resume);
+    let summary: RunSummary;
+    try {
+      summary = await runTraining(config, dir, {
+        signal: io.signal,
+        onProgress: (p) => progress.update(p),
+        onMetrics: (d) => writeRunPlots(d, `${r.agent} on ${config.env} (seed ${r.seed})`),
+      }, resume);
+    } catch (e) {
+      progress.done();
+      if (e instanceof CheckpointError) throw new CliError(`memq run: --resume ${root}: ${r.dir}: ${userMessage(e)}`);
+      throw e;
+    }
     progress.done();
     summaries.push(summary);
     if (io.signal?.aborted) break;
@@ -164,23 +277,26 @@ export const runCommand: Command = {
     const resume = flags.resume !== undefined;
     if (resume) {
       const conflicting = ['env', 'episodes', 'eval-every', 'eval-games', 'demos', 'seed', 'config', 'out', 'prior', 'em-every', 'em-steps', 'em-states', 'em-lr', 'em-weight', 'em-loss'].filter((k) => flags[k] !== undefined);
-      if (conflicting.length || flags.agent.length) throw new CliError(`memq run: --resume continues a run with its saved config; drop --${conflicting[0] ?? 'agent'}`);
-      root = path.resolve(flags.resume);
-      const mf = path.join(root, 'run.json');
-      if (fs.existsSync(mf)) manifest = JSON.parse(fs.readFileSync(mf, 'utf8'));
-      else if (fs.existsSync(path.join(root, 'config.json'))) {
-        const c = JSON.parse(fs.readFileSync(path.join(root, 'config.json'), 'utf8')) as RunConfig;
-        manifest = { version: 1, runs: [{ agent: c.agent, seed: c.seed, dir: '.' }] };
-      } else throw new CliError(`memq run: --resume ${flags.resume}: not a memq run directory (no run.json or config.json)`);
+      if (conflicting.length || flags.agent.length || flags.seeds !== 1) {
+        throw new CliError(`memq run: --resume continues a run with its saved config; drop --${conflicting[0] ?? (flags.agent.length ? 'agent' : 'seeds')}`);
+      }
+      if (!fs.existsSync(flags.resume)) throw new CliError(`memq run: --resume ${flags.resume}: not a memq run directory (${path.resolve(flags.resume)} does not exist)`);
+      root = checkInputDir(`memq run: --resume ${flags.resume}`, flags.resume);
+      manifest = readManifest(root, flags.resume);
+      // every saved config, and the model priors of the runs still to do, before anything runs
+      const saved = readSavedConfigs(manifest, root, flags.resume);
+      await checkRunInputs(saved.filter((s) => !s.complete).map((s) => s.config), (c, field) => `memq run: --resume ${flags.resume}: ${c.agent}-seed${c.seed}: ${field === 'prior' ? 'prior.dir' : 'env'}`);
     } else {
       const built = buildConfigs(flags);
       configs = built.configs;
-      root = path.resolve(flags.out ?? path.join('runs', stamp()));
+      root = checkOutputDir(`memq run: --out ${flags.out ?? path.join('runs', '<date-time>')}`, flags.out ?? path.join('runs', stamp()));
       if (fs.existsSync(path.join(root, 'run.json')) || fs.existsSync(path.join(root, 'config.json'))) {
         throw new CliError(`memq run: --out ${root} already holds a run; use --resume ${root} to continue it, or another --out`);
       }
+      const priorSource = flags.prior !== undefined ? `memq run: --prior ${flags.prior}` : `memq run: prior.dir (from --config ${flags.config})`;
+      await checkRunInputs(configs, (_c, field) => (field === 'prior' ? priorSource : `memq run: ${flags.config ? `--config ${flags.config}` : '--env'}`));
       manifest = { version: 1, runs: configs.map((c) => ({ agent: c.agent, seed: c.seed, dir: `${c.agent}-seed${c.seed}` })) };
-      fs.mkdirSync(root, { recursive: true });
+      makeDir(`memq run: --out ${flags.out ?? root}`, root);
       fs.writeFileSync(path.join(root, 'run.json'), JSON.stringify(manifest, null, 2) + '\n');
       if (!flags.json) {
         const c = configs[0];

@@ -4,13 +4,13 @@
  *   memq solve --mdp FILE.json [--alpha A] [--gamma G] [--method spi|svi|vi] [--tol T] [--max-iter N] --json
  */
 import { CliError, formatHelp, parseArgs, type CliIO, type Command, type FlagSpec } from '../args';
-import { loadMdpFile, MdpValidationError, validateAlpha, validateGamma, type FiniteMdp } from '../../policy/mdp';
+import { loadMdpFile, MDP_MAX_ACTIONS, MDP_MAX_STATES, MdpValidationError, validateAlpha, validateGamma, type FiniteMdp } from '../../policy/mdp';
 import { solveMdp, type SolveMethod } from '../../policy/solvers';
 
 const METHODS: SolveMethod[] = ['spi', 'svi', 'vi'];
 
 const spec: Record<string, FlagSpec> = {
-  mdp: { kind: 'string', help: 'MDP file (JSON: states, actions, P, R, prior?, terminal?, gamma?)' },
+  mdp: { kind: 'string', help: `MDP file (JSON: states ≤ ${MDP_MAX_STATES}, actions ≤ ${MDP_MAX_ACTIONS}, P [S][A][S] rows summing to 1, R [S][A], prior?, terminal?, gamma?)` },
   alpha: {
     kind: 'number',
     help: 'KL temperature α >= 0 (0 = hard max)',
@@ -19,7 +19,8 @@ const spec: Record<string, FlagSpec> = {
   },
   gamma: {
     kind: 'number',
-    help: "discount γ in [0, 1) (default: the file's gamma, else 0.95)",
+    help: 'discount γ in [0, 1)',
+    defaultText: "the file's gamma, else 0.95",
     check: (v: number) => (v >= 0 && v < 1 ? undefined : `must be in [0, 1), got ${v}`),
   },
   method: {
@@ -37,6 +38,7 @@ const spec: Record<string, FlagSpec> = {
   'max-iter': {
     kind: 'int',
     help: 'iteration cap',
+    defaultText: '1000 for spi, 100000 for svi and vi',
     check: (v: number) => (v >= 1 ? undefined : `must be >= 1, got ${v}`),
   },
   json: { kind: 'boolean', help: 'print the result as JSON' },
@@ -75,7 +77,13 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   } catch (err) {
     throw new CliError(`memq solve: ${(err as Error).message}`);
   }
-  const res = solveMdp(mdp, method, { alpha, gamma, tol: flags.tol, maxIter: flags['max-iter'] });
+  let res;
+  try {
+    res = solveMdp(mdp, method, { alpha, gamma, tol: flags.tol, maxIter: flags['max-iter'] });
+  } catch (err) {
+    if (err instanceof RangeError) throw new CliError(`memq solve: ${flags.mdp}: ${err.message}`);
+    throw err;
+  }
   if (!res.converged) {
     io.stderr(`memq solve: warning: stopped after ${res.iterations} iterations before reaching --tol ${flags.tol} (residual ${res.residual.toExponential(3)})\n`);
   }

@@ -146,7 +146,8 @@ export class HouseholdEnv implements TextEnv {
 
   expertAction(): string | undefined {
     if (!this.world || this.done) return undefined;
-    return commandIn(this.grammar, expertFor(this.world, this.expertMode));
+    const a = expertFor(this.world, this.expertMode);
+    return a === undefined ? undefined : commandIn(this.grammar, a);
   }
 
   async close(): Promise<void> {
