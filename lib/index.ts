@@ -27,6 +27,8 @@ export type { TextEnv, ResetOptions, ResetResult, StepResult, EnvInfo, EnvOption
 
 // Episodic memory, policy and exact solvers (MATH §3-§10).
 export * from './memory/index';
+export { SharedMemory, SharedMemoryError, parseMemoryUrl } from './scale/shared';
+export type { SharedMemoryOptions, SharedMemoryStats } from './scale/shared';
 export {
   klImproveRow, klImproveRows, mdpFromJson, mdpToJson, loadMdpFile, MdpValidationError, softValueIteration,
   softPolicyIteration, hardValueIteration, evaluatePolicy, softBellmanResidual, solveMdp, parzenPrior, parzenPriorBatch,

@@ -81,10 +81,23 @@ export class MemQAgent implements Agent {
   private confCount = 0;
   /** Mem-EM (MATH §11), when the prior is a model and it is switched on: refines the prior's LoRA. */
   em: MemEm | null = null;
+  /** True once useMemory gave this agent a memory it shares with others (lib/scale/shared.ts). */
+  private sharedMemory = false;
 
   constructor(readonly opts: MemQAgentOptions) {
     this.memory = new EpisodicMemory({ dim: opts.encoder.dim, kernel: opts.kernel, policy: opts.policy, merge: opts.merge, trust: opts.trust });
     this.rng = new AgentRng(opts.seed);
+  }
+
+  /**
+   * Use `memory` (a SharedMemory's replica: writes go to the shared log) instead of the agent's
+   * own. Its bandwidth must stay fixed (a per-actor kernel change would fork the replicas), and
+   * a resumed checkpoint keeps it instead of loading the saved copy.
+   */
+  useMemory(memory: EpisodicMemory): void {
+    if (this.opts.bandwidth.rule !== 'fixed') throw new RangeError(`a shared memory needs a fixed bandwidth (memq.bandwidthRule 'fixed'), got '${this.opts.bandwidth.rule}'`);
+    (this as { memory: EpisodicMemory }).memory = memory;
+    this.sharedMemory = true;
   }
 
   get alpha(): number {
@@ -220,8 +233,7 @@ export class MemQAgent implements Agent {
   }
 
   async load(dir: string): Promise<void> {
-    const loaded = EpisodicMemory.load(path.join(dir, 'memory'), { trust: this.opts.trust });
-    (this as { memory: EpisodicMemory }).memory = loaded;
+    if (!this.sharedMemory) (this as { memory: EpisodicMemory }).memory = EpisodicMemory.load(path.join(dir, 'memory'), { trust: this.opts.trust });
     const st = JSON.parse(fs.readFileSync(path.join(dir, 'agent.json'), 'utf8'));
     this.rng.state = st.rng >>> 0;
     if (this.em) {

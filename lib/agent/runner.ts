@@ -9,6 +9,8 @@ import * as path from 'path';
 import { makeEnv } from '../envs/registry';
 import type { EnvInfo, TextEnv } from '../envs/types';
 import { configFromDisk, makeAgentAsync, type RunConfig } from './config';
+import { MemQAgent } from './memq';
+import type { EpisodicMemory } from '../memory/episodic';
 import { stateText, type Agent, type EpisodeRecord, type Mode, type StepContext, type StepRecord } from './types';
 
 export interface EpisodeMetric {
@@ -76,6 +78,11 @@ export interface RunHooks {
   onProgress?: (p: Progress) => void;
   /** Called after each evaluation and at the end (plots are drawn here by the CLI). */
   onMetrics?: (dir: string) => void;
+  /**
+   * A memory shared with other actors (`memq run --memory redis://...`): given the agent's own
+   * fresh memory (for its options), returns the one to use instead (memq agent only).
+   */
+  sharedMemory?: (own: EpisodicMemory) => Promise<EpisodicMemory>;
 }
 
 /** Seeds of training episode i and demo episode j, derived from the run seed (disjoint streams). */
@@ -433,6 +440,10 @@ export async function runTraining(config: RunConfig, dir: string, hooks: RunHook
   fs.mkdirSync(dir, { recursive: true });
   const metricsFile = path.join(dir, 'metrics.jsonl');
   const agent = await makeAgentAsync(config);
+  if (hooks.sharedMemory) {
+    if (!(agent instanceof MemQAgent)) throw new RangeError(`a shared memory is for the memq agent, not '${config.agent}'`);
+    agent.useMemory(await hooks.sharedMemory(agent.memory));
+  }
   const env = makeEnv(config.env, config.envOptions);
   // Evaluations fall after every evalEvery-th training episode and at the end of training.
   const evalDue = (n: number) => n >= config.episodes || (config.evalEvery > 0 && n > 0 && n % config.evalEvery === 0);

@@ -11,6 +11,7 @@ import * as path from 'path';
 import { AGENT_NAMES, ConfigError, defaultConfig, mergeConfig, validateConfig, type AgentName, type RunConfig } from '../agent/config';
 import type { RunSummary } from '../agent/runner';
 import { envNames } from '../envs/registry';
+import { checkSlurmSettings, type SlurmSettings } from './slurmSettings';
 
 export class SweepError extends Error {
   constructor(message: string) {
@@ -36,6 +37,8 @@ export interface SweepSpec {
   seeds: number[] | { from: number; count: number };
   /** Cells run at once by the local executor (default: the number of cores). */
   parallel?: number;
+  /** Resources per array task for the Slurm executor (docs/sweep.md; flags override them). */
+  slurm?: SlurmSettings;
 }
 
 export interface SweepCell {
@@ -108,7 +111,7 @@ function safeName(s: string): string {
 /** Checks a sweep file's fields and expands it into cells (each a validated RunConfig). */
 export function expandSweep(raw: unknown, where = 'sweep file'): SweepPlan {
   if (!isObject(raw)) throw new SweepError(`${where} must be a JSON object, got ${Array.isArray(raw) ? 'an array' : raw === null ? 'null' : typeof raw}`);
-  const known = ['version', 'name', 'base', 'agents', 'variants', 'grid', 'seeds', 'parallel'];
+  const known = ['version', 'name', 'base', 'agents', 'variants', 'grid', 'seeds', 'parallel', 'slurm'];
   for (const k of Object.keys(raw)) {
     if (!known.includes(k)) throw new SweepError(`${where}: unknown field '${k}' (known: ${known.join(', ')})`);
   }
@@ -117,6 +120,13 @@ export function expandSweep(raw: unknown, where = 'sweep file'): SweepPlan {
   if (spec.name !== undefined && typeof spec.name !== 'string') throw new SweepError(`${where}: 'name' must be a string`);
   if (spec.parallel !== undefined && (!Number.isInteger(spec.parallel) || spec.parallel < 1 || spec.parallel > 256)) {
     throw new SweepError(`${where}: 'parallel' must be an integer in [1, 256], got ${JSON.stringify(spec.parallel)}`);
+  }
+  if (spec.slurm !== undefined) {
+    try {
+      checkSlurmSettings(spec.slurm, `${where}: slurm`);
+    } catch (e) {
+      throw new SweepError((e as Error).message);
+    }
   }
   const seeds = seedsOf(spec, where);
   let base: RunConfig;

@@ -14,7 +14,8 @@ import { spawn, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { cellDir, EXIT_FILE, readSweepFile, sweepStatus, type CellStatus } from './index';
+import { cellDir, EXIT_FILE, readSweepFile, sweepStatus } from './index';
+import type { ExecutorResult, SweepExecutor } from './executor';
 
 export interface LocalOptions {
   /** Cells at once (default: the number of cores). */
@@ -33,12 +34,7 @@ export type SweepEvent =
   | { kind: 'end'; id: string; index: number; total: number; state: 'done' | 'interrupted' | 'failed'; code: number | null; seconds: number; log: string }
   | { kind: 'wait'; id: string; pid: number };
 
-export interface LocalResult {
-  done: number;
-  failed: string[];
-  interrupted: boolean;
-  status: CellStatus[];
-}
+export type LocalResult = ExecutorResult;
 
 const LOCK = 'running.pid';
 
@@ -80,7 +76,7 @@ export async function runSweepLocal(root: string, opts: LocalOptions): Promise<L
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   if (opts.signal?.aborted) stopped = true;
 
-  const runCell = async (cell: CellStatus): Promise<void> => {
+  const runCell = async (cell: (typeof todo)[number]): Promise<void> => {
     const dir = cellDir(root, cell.id);
     const lock = path.join(dir, LOCK);
     // A process from an earlier sweep call may still be finishing this cell (it was orphaned and
@@ -139,3 +135,5 @@ export async function runSweepLocal(root: string, opts: LocalOptions): Promise<L
   const status = sweepStatus(root);
   return { done: status.filter((c) => c.state === 'done').length, failed, interrupted: stopped, status };
 }
+
+export const localExecutor: SweepExecutor<LocalOptions> = { name: 'local', run: runSweepLocal };

@@ -53,7 +53,7 @@ describe('fuzz suite', () => {
     const line = r.stdout.split('\n').find((l) => l.startsWith('fuzz: ') && l.includes(' calls, '));
     console.log(line);
     expect(line, r.stderr).toBeDefined();
-    expect(r.report.calls).toBeGreaterThan(200);
+    expect(r.report.calls).toBeGreaterThan(100);
     // On failure the message holds every distinct finding with its replay command.
     expect(r.status, r.stdout).toBe(0);
     expect(line).toMatch(/, 0 crashes, 0 wrong-class errors, 0 unchanged-state violations, 0 wrong results$/);

@@ -10,12 +10,15 @@ const spec: Record<string, FlagSpec> = {
   m: { kind: 'int', help: 'top-m (retrieval), 1 to 4096', default: 32, check: (v: number) => (v >= 1 && v <= 4096 ? undefined : `must be an integer in [1, 4096], got ${v}`) },
   peers: { kind: 'string', help: `peers, comma-separated subset of ${PEERS.join(',')} (retrieval)`, defaultText: PEERS.join(',') },
   quick: { kind: 'boolean', help: 'a small grid, for a smoke run' },
+  url: { kind: 'string', help: 'scale: redis://HOST:PORT of a running Redis', defaultText: 'start a redis-server here' },
+  actors: { kind: 'string', help: 'scale: actor counts, comma-separated, each 1 to 64', defaultText: '1,2,4' },
+  episodes: { kind: 'int', help: 'scale: training episodes per actor', defaultText: '200; 40 with --quick' },
   out: { kind: 'string', help: 'result JSON path', defaultText: 'bench/results/<name>-<date>.json' },
   json: { kind: 'boolean', help: 'print the result JSON instead of the table' },
   help: { kind: 'boolean', help: 'show this help' },
 };
 
-const LIST_MAX: Record<string, number> = { n: 100_000_000, d: 65_536, b: 65_536 };
+const LIST_MAX: Record<string, number> = { n: 100_000_000, d: 65_536, b: 65_536, actors: 64 };
 
 function list(s: string | undefined, name: string): number[] | undefined {
   if (s === undefined) return undefined;
@@ -29,21 +32,25 @@ function list(s: string | undefined, name: string): number[] | undefined {
 
 export const benchCommand: Command = {
   name: 'bench',
-  summary: 'benchmarks: retrieval (CPU, vs usearch/hnswlib/JS), envs, llm (engine tokens/s vs the C++ bench)',
+  summary: 'benchmarks: retrieval (CPU, vs usearch/hnswlib/JS), envs, llm (engine tokens/s vs the C++ bench), scale (shared memory through Redis)',
   async run(argv, io) {
     const { flags, positionals } = parseArgs(argv, spec, 'bench');
     const what = positionals[0];
     if (flags.help || !what) {
-      io.stdout(formatHelp('bench', 'retrieval|envs|llm [flags]', spec));
+      io.stdout(formatHelp('bench', 'retrieval|envs|llm|scale [flags]', spec));
       return flags.help ? 0 : 2;
     }
-    if (!['retrieval', 'envs', 'llm'].includes(what)) throw new CliError(`memq bench: unknown benchmark '${what}' (known: retrieval, envs, llm)`);
+    if (!['retrieval', 'envs', 'llm', 'scale'].includes(what)) throw new CliError(`memq bench: unknown benchmark '${what}' (known: retrieval, envs, llm, scale)`);
     if (positionals.length > 1) throw new CliError(`memq bench: unexpected argument '${positionals[1]}' (flags start with --)`);
     // every argument is checked before a benchmark runs (they take minutes)
     if (flags.out !== undefined) flags.out = checkOutputFile(`memq bench: --out ${flags.out}`, flags.out);
     if (what !== 'retrieval') {
       const only = ['n', 'd', 'b', 'peers'].find((k) => flags[k] !== undefined);
       if (only) throw new CliError(`memq bench: --${only} applies to the retrieval benchmark only`);
+    }
+    if (what !== 'scale') {
+      const only = ['url', 'actors', 'episodes'].find((k) => flags[k] !== undefined);
+      if (only) throw new CliError(`memq bench: --${only} applies to the scale benchmark only`);
     }
     if (flags.peers !== undefined) {
       const bad = String(flags.peers).split(',').map((p) => p.trim()).filter((p) => !PEERS.includes(p));
@@ -96,6 +103,14 @@ export const benchCommand: Command = {
       else io.stdout(r.text + `\nwritten: ${r.file}\n`);
       return 0;
     }
-    throw new CliError(`memq bench: unknown benchmark '${what}' (known: retrieval, envs, llm)`);
+    if (what === 'scale') {
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      const { benchScale } = require('../../../bench/scale');
+      const r = await benchScale({ url: flags.url, actors: list(flags.actors, 'actors'), episodes: flags.episodes, quick: flags.quick, out: flags.out, log });
+      if (flags.json) io.stdout(JSON.stringify(r.result, null, 2) + '\n');
+      else io.stdout(r.text + `\nwritten: ${r.file}\n`);
+      return 0;
+    }
+    throw new CliError(`memq bench: unknown benchmark '${what}' (known: retrieval, envs, llm, scale)`);
   },
 };

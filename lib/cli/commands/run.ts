@@ -46,6 +46,8 @@ const spec: Record<string, FlagSpec> = {
   config: { kind: 'string', help: 'JSON config file (fields of config.json; flags override it)', defaultText: 'none: the defaults shown here' },
   out: { kind: 'string', help: 'output directory (new, or one without a run in it)', defaultText: 'runs/<date-time>' },
   resume: { kind: 'string', help: 'continue an interrupted run in DIR (with its saved config)' },
+  memory: { kind: 'string', help: 'redis://HOST:PORT/NAME: one episodic memory shared by the actors through Redis (memq agent; docs/scale.md)', defaultText: "none: each run its own memory" },
+  actors: { kind: 'int', help: 'with --memory: actor processes on this machine, each its own seed, 1 to 64', defaultText: '1' },
   json: { kind: 'boolean', help: 'print the summaries as JSON, no progress' },
   help: { kind: 'boolean', help: 'show this help' },
 };
@@ -394,6 +396,7 @@ export const runCommand: Command = {
       return 0;
     }
     if (positionals.length) throw new CliError(`memq run: unexpected argument '${positionals[0]}' (flags start with --)`);
+    if (flags.memory !== undefined || flags.actors !== undefined) return (await import('../../scale/actors')).runShared(flags, io, buildConfigs);
     let root: string;
     let manifest: Manifest;
     let configs: RunConfig[] | undefined;

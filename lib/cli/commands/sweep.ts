@@ -4,23 +4,46 @@
  *   memq sweep FILE.json --out DIR [--parallel N] [--dry-run]    start (or continue) a sweep
  *   memq sweep DIR                                               continue it after Ctrl-C or a crash
  *   memq sweep status DIR [--json]                               what is done, partial, pending, failed
+ *   memq sweep FILE.json --out DIR --executor slurm [--partition P --time T --gpus-per-task G
+ *              --cpus-per-task C --mem M] [--wait]                as one Slurm job array (docs/sweep.md)
+ *   memq sweep DIR --executor slurm [--wait]                      submit the cells not done yet
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { CliError, formatHelp, parseArgs, type Command, type FlagSpec } from '../args';
 import { expandSweep, initSweepDir, isSweepDir, readSweepFile, sweepStatus, SweepError, type CellStatus } from '../../sweep/index';
 import { runSweepLocal } from '../../sweep/local';
+import { runSweepSlurm, SlurmError } from '../../sweep/slurm';
+import { checkSlurmSettings, type SlurmSettings } from '../../sweep/slurmSettings';
+import { EXECUTORS, type ExecutorName, type ExecutorResult } from '../../sweep/executor';
 import { packageRoot } from '../../native';
 
 const spec: Record<string, FlagSpec> = {
   out: { kind: 'string', help: 'the sweep directory (new or empty; required with a sweep file)' },
   parallel: { kind: 'int', help: "cells at once (default: the sweep file's 'parallel', else the number of cores)", check: (v) => (v >= 1 && v <= 256 ? undefined : 'must be in [1, 256]') },
   'dry-run': { kind: 'boolean', help: 'list the cells and exit without creating anything' },
+  executor: { kind: 'string', help: "local (child processes here, default) | slurm (one sbatch --array job; the directory must be shared with the nodes)", check: (v) => (EXECUTORS.includes(v) ? undefined : `must be one of ${EXECUTORS.join(', ')}, got '${v}'`) },
+  partition: { kind: 'string', help: "slurm: the partition (sweep file: slurm.partition)" },
+  time: { kind: 'string', help: 'slurm: time limit per cell, e.g. 2:00:00 (slurm.time)' },
+  'gpus-per-task': { kind: 'int', help: 'slurm: GPUs per cell (slurm.gpusPerTask)' },
+  'cpus-per-task': { kind: 'int', help: 'slurm: CPUs per cell, also its MEMQ_THREADS (slurm.cpusPerTask)' },
+  mem: { kind: 'string', help: 'slurm: memory per cell, e.g. 8G (slurm.mem)' },
+  'max-running': { kind: 'int', help: 'slurm: at most this many cells at once (slurm.maxRunning)' },
+  wait: { kind: 'boolean', help: 'slurm: wait until the array finishes (polls squeue), then report' },
   json: { kind: 'boolean', help: 'print JSON (status, or the final state), no progress lines' },
   help: { kind: 'boolean', help: 'show this help' },
 };
 
-const USAGE = 'FILE.json --out DIR [--parallel N] [--dry-run] | DIR | status DIR [--json]';
+const USAGE = 'FILE.json --out DIR [--parallel N] [--dry-run] [--executor local|slurm ...] | DIR [--executor slurm [--wait]] | status DIR [--json]';
+
+const SLURM_FLAGS: [string, keyof SlurmSettings][] = [
+  ['partition', 'partition'],
+  ['time', 'time'],
+  ['gpus-per-task', 'gpusPerTask'],
+  ['cpus-per-task', 'cpusPerTask'],
+  ['mem', 'mem'],
+  ['max-running', 'maxRunning'],
+];
 
 function readSpec(file: string): unknown {
   let text: string;
@@ -72,6 +95,22 @@ export const sweepCommand: Command = {
       const target = path.resolve(positionals[0]);
       let root: string;
       let parallel: number | undefined = flags.parallel;
+      const executor = (flags.executor ?? 'local') as ExecutorName;
+      const slurmPatch: Record<string, unknown> = {};
+      for (const [flag, field] of SLURM_FLAGS) if (flags[flag] !== undefined) slurmPatch[field] = flags[flag];
+      if (executor !== 'slurm') {
+        const given = [...SLURM_FLAGS.map(([f]) => f).filter((f) => flags[f] !== undefined), ...(flags.wait ? ['wait'] : [])];
+        if (given.length) throw new CliError(`memq sweep: --${given[0]} is for --executor slurm`);
+      } else {
+        if (flags.parallel !== undefined) throw new CliError('memq sweep: --parallel is for the local executor; with slurm use --max-running');
+        try {
+          checkSlurmSettings(slurmPatch, 'flags');
+        } catch (e) {
+          const field = /flags\.(\w+)/.exec((e as Error).message)?.[1];
+          const flag = SLURM_FLAGS.find(([, f]) => f === field)?.[0];
+          throw new CliError(`memq sweep: ${flag ? `--${flag}` : 'flags'}: ${(e as Error).message.replace(/^flags\.\w+ /, '')}`);
+        }
+      }
       let stat: fs.Stats | undefined;
       try {
         stat = fs.statSync(target);
@@ -98,28 +137,63 @@ export const sweepCommand: Command = {
       }
       const cells = readSweepFile(root).cells.length;
       if (!flags.json) io.stderr(`memq sweep: ${cells} cells in ${root}\n`);
-      const result = await runSweepLocal(root, {
-        parallel,
-        signal: io.signal,
-        cliPath: path.join(packageRoot(), 'bin', 'memq.js'),
-        onEvent: (e) => {
-          if (flags.json) return;
-          if (e.kind === 'start') io.stderr(`[${e.index}/${e.total}] ${e.id}: ${e.resumed ? 'resumed' : 'started'} (pid ${e.pid})\n`);
-          else if (e.kind === 'wait') io.stderr(`${e.id}: waiting for process ${e.pid} of an earlier call to finish\n`);
-          else io.stderr(`[${e.index}/${e.total}] ${e.id}: ${e.state} after ${e.seconds.toFixed(0)} s${e.state === 'failed' ? ` (exit ${e.code}; log ${e.log})` : ''}\n`);
-        },
-      });
+      let result: ExecutorResult;
+      if (executor === 'slurm') {
+        let settings: SlurmSettings;
+        try {
+          settings = checkSlurmSettings({ ...(readSweepFile(root).spec.slurm ?? {}), ...slurmPatch }, 'slurm settings');
+        } catch (e) {
+          throw new CliError(`memq sweep: ${(e as Error).message}`);
+        }
+        const r = await runSweepSlurm(root, {
+          settings,
+          cliPath: path.join(packageRoot(), 'bin', 'memq.js'),
+          wait: flags.wait,
+          signal: io.signal,
+          onEvent: (e) => {
+            if (flags.json) return;
+            if (e.kind === 'submit') io.stderr(`submitted job ${e.job}: ${e.cells} cell(s), array ${e.array} (${e.script})\n`);
+            else if (e.kind === 'skip') io.stderr(`skipped ${e.cells.length} cell(s): ${e.reason === 'done' ? 'done' : 'already queued or running'}\n`);
+            else if (e.kind === 'nothing') io.stderr(`nothing to submit: ${e.reason}\n`);
+            else if (e.kind === 'poll') io.stderr(`job ${e.job}: ${e.active} task(s) queued or running; ${e.done}/${e.total} cells done\n`);
+            else if (!e.ok) io.stderr(`sacct unavailable (${e.message}); failures are read from the cells' exit.json\n`);
+          },
+        });
+        if (flags.json) {
+          io.stdout(JSON.stringify({ root, executor, job: r.job ?? null, submitted: r.submitted, waited: r.waited, done: r.done, cells, failed: r.failed, interrupted: r.interrupted }, null, 2) + '\n');
+          if (r.interrupted) return 130;
+          return r.failed.length ? 1 : 0;
+        }
+        if (!r.waited) {
+          io.stdout(statusTable(r.status));
+          io.stdout(r.job ? `follow: memq sweep status ${root}   (squeue -j ${r.job})\n` : r.done === cells ? `compare: memq compare ${root}\n` : `follow: memq sweep status ${root}\n`);
+          return r.interrupted ? 130 : 0;
+        }
+        result = r;
+      } else {
+        result = await runSweepLocal(root, {
+          parallel,
+          signal: io.signal,
+          cliPath: path.join(packageRoot(), 'bin', 'memq.js'),
+          onEvent: (e) => {
+            if (flags.json) return;
+            if (e.kind === 'start') io.stderr(`[${e.index}/${e.total}] ${e.id}: ${e.resumed ? 'resumed' : 'started'} (pid ${e.pid})\n`);
+            else if (e.kind === 'wait') io.stderr(`${e.id}: waiting for process ${e.pid} of an earlier call to finish\n`);
+            else io.stderr(`[${e.index}/${e.total}] ${e.id}: ${e.state} after ${e.seconds.toFixed(0)} s${e.state === 'failed' ? ` (exit ${e.code}; log ${e.log})` : ''}\n`);
+          },
+        });
+      }
       if (flags.json) {
         io.stdout(JSON.stringify({ root, done: result.done, cells, failed: result.failed, interrupted: result.interrupted }, null, 2) + '\n');
       } else {
         io.stdout(statusTable(result.status));
         if (result.done === cells) io.stdout(`compare: memq compare ${root}\n`);
-        else io.stdout(`continue: memq sweep ${root}\n`);
+        else io.stdout(`continue: memq sweep ${root}${executor === 'slurm' ? ' --executor slurm' : ''}\n`);
       }
       if (result.interrupted) return 130;
       return result.failed.length ? 1 : 0;
     } catch (e) {
-      if (e instanceof SweepError) throw new CliError(`memq sweep: ${e.message}`);
+      if (e instanceof SweepError || e instanceof SlurmError) throw new CliError(`memq sweep: ${e.message}`, e instanceof SlurmError ? 1 : 2);
       throw e;
     }
   },
