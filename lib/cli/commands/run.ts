@@ -448,7 +448,14 @@ export const runCommand: Command = {
     } else {
       io.stdout('\n' + summaryTable(summaries, groupsOf));
       if (new Set(groupsOf).size > 1 && !interrupted) {
-        const table = groupTable(summaries.map((s, i) => ({ dir: path.join(root, manifest.runs[i].dir), group: groupsOf[i], summary: s })), {});
+        // The main job's baselines are the agents other than memq's own lineup (memq without
+        // Mem-EM is an ablation of memq-em, not a baseline).
+        const baselines = [...new Set(groupsOf)].filter((g) => !g.startsWith('memq'));
+        const hasTarget = groupsOf.includes('memq-em') || groupsOf.includes('memq');
+        const table = groupTable(
+          summaries.map((s, i) => ({ dir: path.join(root, manifest.runs[i].dir), group: groupsOf[i], summary: s })),
+          hasTarget && baselines.length ? { baselines } : {},
+        );
         io.stdout('\n' + formatExperimentTable(table));
       }
       io.stdout(`\noutputs: ${root}\n`);
