@@ -1,3 +1,4 @@
+import * as path from 'path';
 import { parseArgs, formatHelp, CliError, type Command, type FlagSpec } from '../args';
 
 const spec: Record<string, FlagSpec> = {
@@ -19,6 +20,27 @@ function list(s: string | undefined, name: string): number[] | undefined {
   return v;
 }
 
+/**
+ * A benchmark module from bench/ (compiled to dist/cjs/bench in a clone). The npm package does
+ * not ship bench/: the benchmarks compare against devDependencies (usearch, hnswlib-node), run
+ * the C++ bench executables of a source build and write into bench/results/ of the repository.
+ */
+function loadBench(name: string): any {
+  const request = `../../../bench/${name}`;
+  let file: string;
+  try {
+    file = require.resolve(request);
+  } catch {
+    throw new CliError(
+      `memq bench: the benchmarks are not part of the installed memq package (no bench/${name} next to ${path.resolve(__dirname, '../../..')}). ` +
+        "They run from a clone of the repository: 'npm install' there, then 'npx memq bench " + name + "'.",
+      1,
+    );
+  }
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  return require(file);
+}
+
 export const benchCommand: Command = {
   name: 'bench',
   summary: 'benchmarks: retrieval (CPU, vs usearch/hnswlib/JS), envs, llm (engine tokens/s vs the C++ bench)',
@@ -31,8 +53,7 @@ export const benchCommand: Command = {
     }
     const log = flags.json ? () => undefined : (s: string) => io.stderr(s);
     if (what === 'retrieval') {
-      // eslint-disable-next-line @typescript-eslint/no-var-requires
-      const { benchRetrieval } = require('../../../bench/retrieval');
+      const { benchRetrieval } = loadBench('retrieval');
       const quick = flags.quick as boolean;
       const r = await benchRetrieval({
         ns: list(flags.n, 'n') ?? (quick ? [10_000, 100_000] : undefined),
@@ -48,24 +69,15 @@ export const benchCommand: Command = {
       return 0;
     }
     if (what === 'envs') {
-      let mod: any;
-      try {
-        // eslint-disable-next-line @typescript-eslint/no-var-requires
-        mod = require('../../../bench/envs');
-      } catch {
-        throw new CliError('memq bench: the envs benchmark is not available in this build');
-      }
-      const r = await mod.benchEnvs({ print: !flags.json });
-      // eslint-disable-next-line @typescript-eslint/no-var-requires
-      const { machine, writeResult } = require('../../../bench/common');
+      const r = await loadBench('envs').benchEnvs({ print: !flags.json });
+      const { machine, writeResult } = loadBench('common');
       const file = writeResult('envs', { benchmark: 'envs', machine: machine(), ...r }, flags.out);
       if (flags.json) io.stdout(JSON.stringify(r, null, 2) + '\n');
       else io.stdout(`written: ${file}\n`);
       return 0;
     }
     if (what === 'llm') {
-      // eslint-disable-next-line @typescript-eslint/no-var-requires
-      const { benchLlm } = require('../../../bench/llm');
+      const { benchLlm } = loadBench('llm');
       const r = await benchLlm({ quick: flags.quick, out: flags.out, log });
       if (flags.json) io.stdout(JSON.stringify(r.result, null, 2) + '\n');
       else io.stdout(r.text + `\nwritten: ${r.file}\n`);
