@@ -23,6 +23,7 @@ export type {
   KeyType,
   MemoryIndexStats,
 } from './retrieval';
+export type { AddonKind } from './native';
 export type { TextEnv, ResetOptions, ResetResult, StepResult, EnvInfo, EnvOptions } from './envs/types';
 
 // Episodic memory, policy and exact solvers (MATH §3-§10).
@@ -54,8 +55,8 @@ export type { LlmConfig, LlmInferenceOptions } from './llm/model';
 export { LoraAdapter, LoraTrainer, ModelTrainer } from './llm/lora';
 export type { LoraOptions, LoraAdapterConfig, TrainOptions, TrainStats, TrainerState } from './llm/lora';
 export { ModelPrior } from './llm/modelPrior';
-export { loadTokenizer, qwen3TokenizerDir } from './llm/tokenizer';
-export type { TextTokenizer } from './llm/tokenizer';
+export { loadTokenizer, qwen3TokenizerDir, requireQwen3TokenizerDir, QWEN3_TOKENIZER_PACKAGE } from './llm/tokenizer';
+export type { TextTokenizer, PackageLookup } from './llm/tokenizer';
 export type { Prior } from './llm/prior';
 export { MemQAgent } from './agent/memq';
 export { RandomAgent, PriorAgent, NecAgent, MemRLAgent, QLearningAgent } from './agent/baselines';

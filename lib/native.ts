@@ -1,6 +1,8 @@
 /**
- * Loads the native addon (built by `npm install`: cmake-js into build/Release, or node-gyp).
- * MEMQ_ADDON=/path/to/memq.node overrides the search (used by CI to test the node-gyp build).
+ * Loads the native addon: MEMQ_ADDON=/path/to/memq.node when set (CI tests the node-gyp build
+ * this way), else a source build (build/Release/memq.node: `npm install` in a clone, or an
+ * installed package built with MEMQ_BUILD_FROM_SOURCE=1), else the prebuilt addon the npm
+ * package ships (prebuilds/<platform>-<arch>/, found by node-gyp-build).
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -150,45 +152,189 @@ export interface NativeAddon {
   ): { gemmGflops: number; gemmShape: string; bandwidthGBs: number; bandwidthBytes: number; threads: number; blas: string };
 }
 
-let cached: { addon: NativeAddon; path: string } | undefined;
+/** Where the loaded addon came from: MEMQ_ADDON, a source build in build/, or the package's prebuild. */
+export type AddonKind = 'MEMQ_ADDON' | 'source build' | 'prebuild';
 
-/** The package root (where package.json lives), from either lib/ (vitest) or dist/cjs/ (build). */
+let cached: { addon: NativeAddon; path: string; kind: AddonKind } | undefined;
+
+/** The package root (where memq's package.json lives), from either lib/ (vitest) or dist/cjs/lib/ (build). */
 export function packageRoot(): string {
   let dir = __dirname;
   for (let i = 0; i < 5; i++) {
-    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'native'))) return dir;
+    const pj = path.join(dir, 'package.json');
+    if (fs.existsSync(pj)) {
+      try {
+        if (JSON.parse(fs.readFileSync(pj, 'utf8')).name === 'memq') return dir;
+      } catch {
+        // not ours (or unreadable): keep looking upwards
+      }
+    }
     dir = path.dirname(dir);
   }
   return path.resolve(__dirname, '..');
 }
 
-export function addonCandidates(): string[] {
+// ---- environment variables the native core reads ------------------------------------------------
+// The core reads MEMQ_SIMD and MEMQ_THREADS once and would ignore a value it cannot parse; the
+// loader refuses such values instead, before the addon is loaded, so a typo is never silent.
+
+/** MEMQ_SIMD: the vector ISA cap (native/core/cpu/cpu_features.cpp); unset or empty = the CPU's best. */
+export const SIMD_LEVELS = ['scalar', 'avx2', 'avx512'] as const;
+/** MEMQ_THREADS: the native pool's default size (native/core/cpu/thread_pool.cpp caps it at 1024). */
+export const MAX_ENV_THREADS = 1024;
+/** MEMQ_BACKEND: the backend a MemoryIndex without a `backend` option uses. */
+export const BACKEND_REQUESTS = ['auto', 'cpu', 'cuda'] as const;
+
+/** Throws an Error naming the variable and its accepted forms when MEMQ_SIMD / MEMQ_THREADS / MEMQ_BACKEND is malformed. */
+export function checkNativeEnv(env: NodeJS.ProcessEnv = process.env): void {
+  const simd = env.MEMQ_SIMD;
+  if (simd !== undefined && simd !== '' && !(SIMD_LEVELS as readonly string[]).includes(simd)) {
+    throw new Error(
+      `MEMQ_SIMD must be one of ${SIMD_LEVELS.map((v) => `'${v}'`).join(', ')} (the highest vector ISA the kernels may use; unset or empty: the best this CPU has), got ${JSON.stringify(simd)}`,
+    );
+  }
+  const threads = env.MEMQ_THREADS;
+  if (threads !== undefined && threads !== '' && !(/^[1-9][0-9]*$/.test(threads) && Number(threads) <= MAX_ENV_THREADS)) {
+    throw new Error(
+      `MEMQ_THREADS must be a positive integer from 1 to ${MAX_ENV_THREADS} (the native thread pool's size; unset or empty: all cores), got ${JSON.stringify(threads)}`,
+    );
+  }
+  const backend = env.MEMQ_BACKEND;
+  if (backend !== undefined && backend !== '' && !(BACKEND_REQUESTS as readonly string[]).includes(backend)) {
+    throw new Error(`MEMQ_BACKEND must be 'auto', 'cpu' or 'cuda', got ${JSON.stringify(backend)}`);
+  }
+}
+
+// ---- finding and loading the addon --------------------------------------------------------------
+
+export interface AddonCandidate {
+  path: string;
+  kind: AddonKind;
+}
+
+/** The prebuilt addon for this platform, as node-gyp-build picks it (prebuilds/<platform>-<arch>/*.node). */
+function prebuildPath(root: string): string | undefined {
+  const dir = path.join(root, 'prebuilds');
+  if (!fs.existsSync(dir)) return undefined;
+  let resolve: (dir: string) => string;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    resolve = require('node-gyp-build').resolve;
+  } catch {
+    return undefined;
+  }
+  try {
+    const p = resolve(root);
+    // node-gyp-build looks in build/ first; the loader has already tried those files
+    return path.relative(dir, p).startsWith('..') ? undefined : p;
+  } catch {
+    return undefined; // no prebuild for this platform / arch / libc
+  }
+}
+
+/**
+ * The addon files the loader tries, in order: MEMQ_ADDON when set, a source build
+ * (build/Release, build/Debug: `npm install` in a clone, or an installed package built with
+ * MEMQ_BUILD_FROM_SOURCE=1), then the package's prebuild for this platform.
+ */
+export function addonCandidates(): AddonCandidate[] {
   const root = packageRoot();
-  const list: string[] = [];
-  if (process.env.MEMQ_ADDON) list.push(path.resolve(process.env.MEMQ_ADDON));
-  list.push(path.join(root, 'build', 'Release', 'memq.node'));
-  list.push(path.join(root, 'build', 'Debug', 'memq.node'));
+  const list: AddonCandidate[] = [];
+  if (process.env.MEMQ_ADDON) list.push({ path: path.resolve(process.env.MEMQ_ADDON), kind: 'MEMQ_ADDON' });
+  list.push({ path: path.join(root, 'build', 'Release', 'memq.node'), kind: 'source build' });
+  list.push({ path: path.join(root, 'build', 'Debug', 'memq.node'), kind: 'source build' });
+  const pre = prebuildPath(root);
+  if (pre) list.push({ path: pre, kind: 'prebuild' });
   return list;
 }
 
+function isMemqAddon(m: unknown): m is NativeAddon {
+  const a = m as Partial<NativeAddon> | null;
+  return !!a && typeof a.NativeMemoryIndex === 'function' && typeof a.backendInfo === 'function';
+}
+
+/** require() of a .node file (never of anything else: require would run it as JavaScript). */
+function loadAddonFile(file: string): NativeAddon {
+  if (!file.endsWith('.node')) throw new Error('not a Node addon (the file name must end in .node)');
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (e) {
+    throw new Error(`no such file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  if (!st.isFile()) throw new Error('not a file');
+  let m: unknown;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    m = require(file);
+  } catch (e) {
+    throw new Error(`it does not load: ${(e as Error).message.split('\n')[0]}`);
+  }
+  if (!isMemqAddon(m)) throw new Error("it loads but is not memq's addon (no NativeMemoryIndex / backendInfo exports)");
+  return m;
+}
+
+const HOW_TO_BUILD =
+  "Build it from source: in a clone of the repository 'npm install' (or 'npm run build:native'); " +
+  "in a project that depends on memq 'MEMQ_BUILD_FROM_SOURCE=1 npm rebuild memq' (when npm blocks install scripts, allow memq's first: 'npm install-scripts approve memq') " +
+  '(needs CMake >= 3.18 and a C++17 compiler, or node-gyp\'s toolchain).';
+
+/**
+ * Loads the native addon once per process (see addonCandidates for the order). Throws an Error
+ * when MEMQ_ADDON names a file that is missing or does not load as memq's addon, when a candidate
+ * that exists does not load, when no candidate exists, or when MEMQ_SIMD / MEMQ_THREADS /
+ * MEMQ_BACKEND is malformed (checkNativeEnv).
+ */
 export function loadNative(): NativeAddon {
   if (cached) return cached.addon;
-  const tried: string[] = [];
-  for (const p of addonCandidates()) {
-    if (!fs.existsSync(p)) {
-      tried.push(`${p} (missing)`);
+  checkNativeEnv();
+  const missing: string[] = [];
+  for (const c of addonCandidates()) {
+    if (c.kind === 'MEMQ_ADDON') {
+      const raw = process.env.MEMQ_ADDON as string;
+      let addon: NativeAddon;
+      try {
+        addon = loadAddonFile(c.path);
+      } catch (e) {
+        throw new Error(
+          `MEMQ_ADDON=${raw}${c.path !== raw ? ` (${c.path})` : ''}: ${(e as Error).message}. ` +
+            "Set MEMQ_ADDON to a built memq.node (e.g. build/Release/memq.node), or unset it to use memq's own addon.",
+        );
+      }
+      cached = { addon, path: c.path, kind: c.kind };
+      return addon;
+    }
+    if (!fs.existsSync(c.path)) {
+      missing.push(`${c.path} (${c.kind}: missing)`);
       continue;
     }
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    const addon = require(p) as NativeAddon;
-    cached = { addon, path: p };
+    let addon: NativeAddon;
+    try {
+      addon = loadAddonFile(c.path);
+    } catch (e) {
+      throw new Error(
+        `memq's native addon ${c.path} (${c.kind}) cannot be used: ${(e as Error).message}. ` +
+          (c.kind === 'prebuild'
+            ? `The prebuilt addon needs Linux x64 with glibc >= 2.27. ${HOW_TO_BUILD}`
+            : `Rebuild it, or delete it to fall back to the prebuild. ${HOW_TO_BUILD}`),
+      );
+    }
+    cached = { addon, path: c.path, kind: c.kind };
     return addon;
   }
   throw new Error(
-    `memq: the native addon is not built. Run 'npm install' (or 'npm run build:native') in ${packageRoot()}.\nTried:\n  ${tried.join('\n  ')}`,
+    `no memq native addon for ${process.platform}-${process.arch} (Node ${process.version}): ` +
+      `no source build in ${path.join(packageRoot(), 'build')} and no prebuild in ${path.join(packageRoot(), 'prebuilds')} fits this platform. ` +
+      `${HOW_TO_BUILD}\nTried:\n  ${missing.join('\n  ')}`,
   );
 }
 
+/** The file of the loaded addon (undefined before the first loadNative()). */
 export function nativePath(): string | undefined {
   return cached?.path;
+}
+
+/** Where the loaded addon came from (undefined before the first loadNative()). */
+export function nativeKind(): AddonKind | undefined {
+  return cached?.kind;
 }

@@ -4,7 +4,7 @@
  * again in C++; errors are TypeError (wrong type or shape) or RangeError (value out of range),
  * naming the argument and the expected form. A failed call leaves the index unchanged.
  */
-import { loadNative, nativePath, type NativeIndexStats, type NativeMemoryIndex } from './native';
+import { loadNative, nativeKind, nativePath, type AddonKind, type NativeIndexStats, type NativeMemoryIndex } from './native';
 
 export type KernelName = 'gaussian' | 'cosine' | 'inverse';
 /** Where a MemoryIndex keeps its keys and searches: host memory, or an NVIDIA GPU (docs/cuda.md). */
@@ -490,7 +490,10 @@ export interface BackendInfo {
   /** The LLM self-test's report, when it ran. */
   llmSelfTest?: string;
   buildSystem: string;
+  /** The addon file that loaded. */
   addonPath?: string;
+  /** Where it came from: the package's prebuild, a source build (build/Release), or MEMQ_ADDON. */
+  addonKind?: AddonKind;
 }
 
 export function backendInfo(): BackendInfo {
@@ -518,6 +521,7 @@ export function backendInfo(): BackendInfo {
     ...(selfTest !== undefined ? { selfTest } : {}),
     ...n,
     addonPath: nativePath(),
+    addonKind: nativeKind(),
   };
 }
 

