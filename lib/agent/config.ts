@@ -16,6 +16,7 @@ import { ReflectAgent, REFLECT_DEFAULTS } from './reflect';
 import { MemEm, MEM_EM_DEFAULTS, validateMemEm, type MemEmConfig } from '../train/memEm';
 import { MemRLAgent, MEMRL_DEFAULTS, NecAgent, NEC_DEFAULTS, PriorAgent, QLearningAgent, QLEARN_DEFAULTS, RandomAgent } from './baselines';
 import type { Agent } from './types';
+import { makeTrustPolicy, type TrustOptions } from '../memory/trust';
 
 export const AGENT_NAMES = ['memq', 'prior', 'nec', 'memrl', 'random', 'qlearn', 'reflect'] as const;
 export type AgentName = (typeof AGENT_NAMES)[number];
@@ -94,6 +95,8 @@ export interface RunConfig {
     mergeRate: number;
     tdRate: number;
     target: 'mc' | 'td' | 'mix';
+    /** Trust policy of the memory (docs/trust.md); null: none (native fast path). */
+    trust: TrustOptions | null;
   };
   nec: typeof NEC_DEFAULTS;
   memrl: typeof MEMRL_DEFAULTS;
@@ -132,6 +135,7 @@ export function defaultConfig(): RunConfig {
       mergeRate: MEMQ_DEFAULTS.merge.rate as number,
       tdRate: MEMQ_DEFAULTS.tdRate,
       target: MEMQ_DEFAULTS.target,
+      trust: null,
     },
     reflect: {
       alpha: REFLECT_DEFAULTS.alpha, m: REFLECT_DEFAULTS.m, voidWeight: REFLECT_DEFAULTS.voidWeight, gamma: REFLECT_DEFAULTS.gamma,
@@ -251,6 +255,13 @@ export function validateConfig(c: RunConfig, envNames: string[]): RunConfig {
   num('memq.mergeRate', q.mergeRate, 0, 1, true);
   num('memq.tdRate', q.tdRate, 0, 1);
   if (!['mc', 'td', 'mix'].includes(q.target)) fail(`memq.target must be mc, td or mix, got ${JSON.stringify(q.target)}`);
+  if (q.trust !== null) {
+    try {
+      makeTrustPolicy(q.trust);
+    } catch (e) {
+      fail(`memq.trust: ${(e as Error).message}`);
+    }
+  }
   const r = c.reflect;
   num('reflect.alpha', r.alpha, 0);
   int('reflect.m', r.m, 1, 4096);
@@ -332,7 +343,7 @@ export function makeAgent(c: RunConfig, priorIn?: Prior): Agent {
         encoder, prior, alpha: q.alpha, m: q.m, voidWeight: q.voidWeight, voidValue: q.voidValue, gamma: q.gamma,
         kernel, bandwidth: rule as any, policy: { kind: 'replay', capacity: q.capacity },
         merge: q.mergeEpsilon > 0 ? { epsilon: q.mergeEpsilon, rate: q.mergeRate } : undefined,
-        tdRate: q.tdRate, target: q.target, seed,
+        tdRate: q.tdRate, target: q.target, seed, trust: q.trust ?? undefined,
       });
       if (c.em.every > 0) {
         if (!(prior instanceof ModelPrior)) throw new ConfigError('Mem-EM (em.every > 0) needs a model prior');

@@ -321,3 +321,17 @@ describe('trusted reads refuse bad arguments', () => {
     expect(() => mem.search(new Float32Array(3), 1)).toThrow(TypeError);
   });
 });
+
+describe('run config: memq.trust', () => {
+  it('null by default; an object is checked and reaches the agent memory', async () => {
+    const { defaultConfig, mergeConfig, validateConfig, makeAgent, ConfigError } = await import('../../lib/agent/config');
+    const { envNames } = await import('../../lib/envs/registry');
+    expect(defaultConfig().memq.trust).toBeNull();
+    const cfg = validateConfig(mergeConfig(defaultConfig(), { env: 'gridworld', memq: { trust: { maxSourceShare: 0.5, valueRange: { min: 0, max: 1 } } } }), envNames());
+    const agent = makeAgent(cfg) as any;
+    expect(agent.memory.trust.maxSourceShare).toBe(0.5);
+    expect(makeAgent(validateConfig(mergeConfig(defaultConfig(), { env: 'gridworld' }), envNames())) .memorySize()).toBe(0);
+    expect(() => validateConfig(mergeConfig(defaultConfig(), { env: 'gridworld', memq: { trust: { maxSourceShare: 2 } } }), envNames())).toThrow(ConfigError);
+    expect(() => validateConfig(mergeConfig(defaultConfig(), { env: 'gridworld', memq: { trust: { maxSourceShare: 2 } } }), envNames())).toThrow(/memq.trust: trust.maxSourceShare must be in \(0, 1\]/);
+  });
+});
