@@ -64,21 +64,7 @@ export interface RunConfig {
   /** Mem-EM (MATH §11): every em.every training episodes, LoRA steps on the model prior (needs prior.kind 'model'). */
   em: MemEmConfig;
   /** The reflective agent (agent 'reflect', lib/agent/reflect.ts): retrieval actions over cases. */
-  reflect: {
-    alpha: number;
-    m: number;
-    voidWeight: number;
-    gamma: number;
-    bandwidth: number;
-    qBandwidth: number;
-    tdRate: number;
-    priorMix: number;
-    conditioning: 'project' | 'prompt';
-    gate: 'fixed' | 'learned';
-    gateLr: number;
-    explore: number;
-    capacity: number;
-  };
+  reflect: Omit<typeof REFLECT_DEFAULTS, 'tdRate'> & { tdRate: number };
   memq: {
     alpha: number;
     m: number;
@@ -137,12 +123,7 @@ export function defaultConfig(): RunConfig {
       target: MEMQ_DEFAULTS.target,
       trust: null,
     },
-    reflect: {
-      alpha: REFLECT_DEFAULTS.alpha, m: REFLECT_DEFAULTS.m, voidWeight: REFLECT_DEFAULTS.voidWeight, gamma: REFLECT_DEFAULTS.gamma,
-      bandwidth: REFLECT_DEFAULTS.bandwidth, qBandwidth: REFLECT_DEFAULTS.qBandwidth, tdRate: REFLECT_DEFAULTS.tdRate as number,
-      priorMix: REFLECT_DEFAULTS.priorMix, conditioning: REFLECT_DEFAULTS.conditioning, gate: REFLECT_DEFAULTS.gate,
-      gateLr: REFLECT_DEFAULTS.gateLr, explore: REFLECT_DEFAULTS.explore, capacity: REFLECT_DEFAULTS.capacity,
-    },
+    reflect: { ...REFLECT_DEFAULTS, tdRate: REFLECT_DEFAULTS.tdRate as number },
     nec: { ...NEC_DEFAULTS },
     memrl: { ...MEMRL_DEFAULTS },
     qlearn: { ...QLEARN_DEFAULTS },
@@ -269,6 +250,7 @@ export function validateConfig(c: RunConfig, envNames: string[]): RunConfig {
   num('reflect.gamma', r.gamma, 0, 1);
   if (r.gamma >= 1) fail(`reflect.gamma must be in [0, 1), got ${r.gamma}`);
   num('reflect.bandwidth', r.bandwidth, 0, Infinity, true);
+  num('reflect.qInit', r.qInit, -1e6, 1e6);
   num('reflect.qBandwidth', r.qBandwidth, 0, Infinity, true);
   num('reflect.tdRate', r.tdRate, 0, 1, true);
   num('reflect.priorMix', r.priorMix, 0, 1);
@@ -372,9 +354,7 @@ export function makeAgent(c: RunConfig, priorIn?: Prior): Agent {
         stateEncoder: c.encoder.kind === 'model' ? stateEncoder : wrap(stateEncoder),
         caseEncoder: wrap(new CachedEncoder(new HashingEncoder({ dim: c.encoder.dim, seed: 11 }))),
         actionEncoder: new CachedEncoder(new HashingEncoder({ dim: 128, seed: 7 })),
-        prior, alpha: r.alpha, m: r.m, voidWeight: r.voidWeight, gamma: r.gamma, bandwidth: r.bandwidth, qBandwidth: r.qBandwidth,
-        qInit: 0, tdRate: r.tdRate, priorMix: r.priorMix, conditioning: r.conditioning, gate: r.gate, gateLr: r.gateLr,
-        explore: r.explore, capacity: r.capacity, writeCases: true, seed,
+        prior, ...r, writeCases: true, seed,
       });
     }
   }
