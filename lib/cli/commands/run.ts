@@ -21,7 +21,7 @@ const spec: Record<string, FlagSpec> = {
   'eval-games': { kind: 'int', help: 'games per evaluation split (default: the whole fixed set)' },
   demos: { kind: 'int', help: 'expert demonstrations written to memory before learning' },
   seed: { kind: 'int', help: 'random seed' },
-  prior: { kind: 'string', help: "the prior μ(a|s): 'uniform' or 'model:DIR' (an HF model dir with tokenizer.json)" },
+  prior: { kind: 'string', help: "the prior μ(a|s): 'uniform', 'model:DIR' (an HF model dir with tokenizer.json) or 'gguf:FILE' (llama.cpp via the optional node-llama-cpp)" },
   'em-every': { kind: 'int', help: 'Mem-EM: E-step + LoRA M-step every K training episodes (memq agent, model prior; 0: off)' },
   'em-steps': { kind: 'int', help: 'Mem-EM: LoRA steps per M-step (default 4)' },
   'em-states': { kind: 'int', help: 'Mem-EM: states per LoRA step (default 16)' },
@@ -74,7 +74,8 @@ export function buildConfigs(flags: Record<string, any>): { configs: RunConfig[]
       const p = String(flags.prior);
       if (p === 'uniform') patch.prior = { kind: 'uniform' };
       else if (p.startsWith('model:') && p.length > 6) patch.prior = { kind: 'model', dir: path.resolve(p.slice(6)) };
-      else throw new CliError(`memq run: --prior must be 'uniform' or 'model:DIR', got '${p}'`);
+      else if (p.startsWith('gguf:') && p.length > 5) patch.prior = { kind: 'gguf', file: path.resolve(p.slice(5)) };
+      else throw new CliError(`memq run: --prior must be 'uniform', 'model:DIR' or 'gguf:FILE', got '${p}'`);
     }
     const em: Record<string, unknown> = {};
     if (flags['em-every'] !== undefined) em.every = flags['em-every'];
