@@ -24,7 +24,7 @@ import { ModelPrior } from '../../lib/llm/modelPrior';
 import { exportGguf, importGguf } from '../../lib/llm/ggufConvert';
 import { LlamaCppModel, loadNodeLlamaCpp, nodeLlamaCppAvailable, setNodeLlamaCppImporter } from '../../lib/llm/llamaCpp';
 import { LlamaCppPrior } from '../../lib/llm/llamaCppPrior';
-import { loadTokenizer } from '../../lib/llm/tokenizer';
+import { loadTokenizer, qwen3TokenizerDir } from '../../lib/llm/tokenizer';
 import { buildWordPieceTokenizer, wordPieceTokenizerConfig } from '../../lib/llm/wordTokenizer';
 import { defaultConfig, mergeConfig, validateConfig, ConfigError } from '../../lib/agent/config';
 import { main } from '../../lib/cli/main';
@@ -246,5 +246,51 @@ describe.skipIf(!available)('the llama.cpp prior', () => {
     const io2 = { stdout: () => undefined, stderr: (t: string) => (err2 += t), isTTY: false };
     expect(await main(['run', '--env', 'gridworld', '--prior', `gguf:${file}`, '--em-every', '1', '--out', path.join(tmp, 'run-em')], io2)).not.toBe(0);
     expect(err2).toMatch(/needs the memq engine/);
+  });
+});
+
+describe.skipIf(!available)('tokenizer metadata read by llama.cpp', () => {
+  const texts = [
+    'You arrive at cabinet 4. The cabinet 4 is closed.\n> open cabinet 4',
+    'task: put a clean apple in fridge 1; take apple 1 from countertop 1 (look, inventory)',
+  ];
+
+  it.skipIf(!qwen3TokenizerDir())('Qwen\'s byte-level BPE (gpt2 + merges, pre qwen2): llama.cpp tokenizes household text as memq does', async () => {
+    const qdir = qwen3TokenizerDir()!;
+    const tok = loadTokenizer(qdir);
+    const dir = path.join(tmp, 'qwen-bpe');
+    LlmModel.createRandom({ ...CONFIGS.qwen2, vocab_size: tok.vocabSize, hidden_size: 32, intermediate_size: 32, num_hidden_layers: 1 }, { seed: 5 }).save(dir);
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(qdir, f), path.join(dir, f));
+    const file = path.join(tmp, 'qwen-bpe.gguf');
+    expect(exportGguf(dir, file).tokenizer).toBe('gpt2');
+    const lc = await LlamaCppModel.load(file, LOAD);
+    try {
+      for (const t of texts) expect(Array.from(lc.model.tokenize(t, false) as number[])).toEqual(tok.encode(t));
+    } finally {
+      await lc.dispose();
+    }
+  });
+
+  it('memq\'s WordPiece (bert, ▁ word starts): llama.cpp tokenizes lower-case domain text as memq does', async () => {
+    const corpus = ['you arrive at cabinet 4. the cabinet 4 is closed. open cabinet', 'task: put a clean apple in fridge; take from countertop look inventory'];
+    const tokJson = buildWordPieceTokenizer(corpus);
+    const dir = path.join(tmp, 'wp');
+    const V = Object.keys((tokJson.model as { vocab: object }).vocab).length;
+    LlmModel.createRandom({ ...CONFIGS.qwen2, vocab_size: V }, { seed: 6 }).save(dir);
+    fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tokJson));
+    fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(wordPieceTokenizerConfig()));
+    const tok = loadTokenizer(dir);
+    const file = path.join(tmp, 'wp.gguf');
+    expect(exportGguf(dir, file).tokenizer).toBe('bert');
+    const lc = await LlamaCppModel.load(file, LOAD);
+    try {
+      for (const t of [...corpus, 'open fridge 1. take apple 1 from countertop 1']) {
+        const got = Array.from(lc.model.tokenize(t, false) as number[]);
+        console.log(`WordPiece '${t}': llama.cpp ${JSON.stringify(got)} memq ${JSON.stringify(tok.encode(t))}`);
+        expect(got).toEqual(tok.encode(t));
+      }
+    } finally {
+      await lc.dispose();
+    }
   });
 });
