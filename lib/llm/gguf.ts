@@ -93,6 +93,8 @@ export interface GgufFile {
 // ---------------------------------------------------------------------------------------------
 // reading
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 /** A bounds-checked cursor over a file, read through a window so headers of any size stream in. */
 class Cursor {
   pos = 0;
@@ -144,9 +146,11 @@ class Cursor {
     if (n > GGUF_MAX_STRING) this.fail(`${field} length`, `${n} exceeds the limit of ${GGUF_MAX_STRING} bytes`);
     if (n > this.left) this.fail(`${field} length`, `${n} exceeds the ${this.left} bytes left in the file`);
     const b = this.take(n, field);
-    const s = b.toString('utf8');
-    if (!Buffer.from(s, 'utf8').equals(b)) this.fail(field, 'is not valid UTF-8');
-    return s;
+    try {
+      return UTF8.decode(b);
+    } catch {
+      this.fail(field, 'is not valid UTF-8');
+    }
   }
 }
 
@@ -340,84 +344,91 @@ export interface GgufWriteTensor {
   data: Uint8Array;
 }
 
-function strBytes(s: string): Buffer {
-  const b = Buffer.from(s, 'utf8');
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(b.length));
-  return Buffer.concat([len, b]);
+/** A growable little-endian byte buffer (the header of a GGUF file). */
+class ByteWriter {
+  buf = Buffer.alloc(1 << 16);
+  len = 0;
+  private ensure(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    const b = Buffer.alloc(Math.max(this.buf.length * 2, this.len + n));
+    this.buf.copy(b, 0, 0, this.len);
+    this.buf = b;
+  }
+  u8(v: number): void { this.ensure(1); this.buf.writeUInt8(v, this.len); this.len += 1; }
+  i8(v: number): void { this.ensure(1); this.buf.writeInt8(v, this.len); this.len += 1; }
+  u16(v: number): void { this.ensure(2); this.buf.writeUInt16LE(v, this.len); this.len += 2; }
+  i16(v: number): void { this.ensure(2); this.buf.writeInt16LE(v, this.len); this.len += 2; }
+  u32(v: number): void { this.ensure(4); this.buf.writeUInt32LE(v, this.len); this.len += 4; }
+  i32(v: number): void { this.ensure(4); this.buf.writeInt32LE(v, this.len); this.len += 4; }
+  f32(v: number): void { this.ensure(4); this.buf.writeFloatLE(v, this.len); this.len += 4; }
+  f64(v: number): void { this.ensure(8); this.buf.writeDoubleLE(v, this.len); this.len += 8; }
+  u64(v: number | bigint): void { this.ensure(8); this.buf.writeBigUInt64LE(BigInt(v), this.len); this.len += 8; }
+  i64(v: number | bigint): void { this.ensure(8); this.buf.writeBigInt64LE(BigInt(v), this.len); this.len += 8; }
+  str(s: string): void {
+    const n = Buffer.byteLength(s, 'utf8');
+    this.u64(n);
+    this.ensure(n);
+    this.buf.write(s, this.len, 'utf8');
+    this.len += n;
+  }
 }
 
-function scalarBytes(type: GgufType, v: GgufScalar): Buffer {
-  const size = SCALAR_SIZE[type];
-  if (type === GgufType.STRING) return strBytes(v as string);
-  if (size === undefined) throw new TypeError(`GGUF value type ${type} is not a scalar`);
-  const b = Buffer.alloc(size);
+function writeScalar(w: ByteWriter, type: GgufType, v: GgufScalar): void {
   switch (type) {
-    case GgufType.UINT8: b.writeUInt8(v as number); break;
-    case GgufType.INT8: b.writeInt8(v as number); break;
-    case GgufType.UINT16: b.writeUInt16LE(v as number); break;
-    case GgufType.INT16: b.writeInt16LE(v as number); break;
-    case GgufType.UINT32: b.writeUInt32LE(v as number); break;
-    case GgufType.INT32: b.writeInt32LE(v as number); break;
-    case GgufType.FLOAT32: b.writeFloatLE(v as number); break;
-    case GgufType.FLOAT64: b.writeDoubleLE(v as number); break;
-    case GgufType.UINT64: b.writeBigUInt64LE(BigInt(v as number | bigint)); break;
-    case GgufType.INT64: b.writeBigInt64LE(BigInt(v as number | bigint)); break;
-    case GgufType.BOOL: b.writeUInt8(v ? 1 : 0); break;
+    case GgufType.UINT8: return w.u8(v as number);
+    case GgufType.INT8: return w.i8(v as number);
+    case GgufType.UINT16: return w.u16(v as number);
+    case GgufType.INT16: return w.i16(v as number);
+    case GgufType.UINT32: return w.u32(v as number);
+    case GgufType.INT32: return w.i32(v as number);
+    case GgufType.FLOAT32: return w.f32(v as number);
+    case GgufType.FLOAT64: return w.f64(v as number);
+    case GgufType.UINT64: return w.u64(v as number | bigint);
+    case GgufType.INT64: return w.i64(v as number | bigint);
+    case GgufType.BOOL: return w.u8(v ? 1 : 0);
+    case GgufType.STRING: return w.str(v as string);
+    default: throw new TypeError(`GGUF value type ${type} is not a scalar`);
   }
-  return b;
 }
 
-function valueBytes(v: GgufValue, parts: Buffer[]): void {
-  if (v.type !== GgufType.ARRAY) {
-    parts.push(scalarBytes(v.type, v.value as GgufScalar));
-    return;
-  }
-  const h = Buffer.alloc(12);
-  h.writeUInt32LE(v.itemType, 0);
-  h.writeBigUInt64LE(BigInt(v.value.length), 4);
-  parts.push(h);
+function writeValue(w: ByteWriter, v: GgufValue): void {
+  if (v.type !== GgufType.ARRAY) return writeScalar(w, v.type, v.value as GgufScalar);
   if (v.itemType === GgufType.ARRAY) throw new TypeError('nested arrays are not written');
-  for (const item of v.value) parts.push(scalarBytes(v.itemType, item as GgufScalar));
+  w.u32(v.itemType);
+  w.u64(v.value.length);
+  for (const item of v.value) writeScalar(w, v.itemType, item as GgufScalar);
 }
 
 /** Writes a GGUF v3 file (metadata in map order, tensors in array order, data aligned). */
 export function writeGguf(file: string, metadata: Map<string, GgufValue>, tensors: GgufWriteTensor[]): void {
   const alignment = metadata.has('general.alignment') ? (metadata.get('general.alignment')!.value as number) : GGUF_DEFAULT_ALIGNMENT;
-  const parts: Buffer[] = [];
-  const head = Buffer.alloc(24);
-  head.writeUInt32LE(GGUF_MAGIC, 0);
-  head.writeUInt32LE(3, 4);
-  head.writeBigUInt64LE(BigInt(tensors.length), 8);
-  head.writeBigUInt64LE(BigInt(metadata.size), 16);
-  parts.push(head);
+  const w = new ByteWriter();
+  w.u32(GGUF_MAGIC);
+  w.u32(3);
+  w.u64(tensors.length);
+  w.u64(metadata.size);
   for (const [k, v] of metadata) {
-    parts.push(strBytes(k));
-    const t = Buffer.alloc(4);
-    t.writeUInt32LE(v.type);
-    parts.push(t);
-    valueBytes(v, parts);
+    w.str(k);
+    w.u32(v.type);
+    writeValue(w, v);
   }
   let off = 0;
   const offsets: number[] = [];
   for (const t of tensors) {
     const want = ggmlNbytes(t.type, t.ne);
     if (t.data.length !== want) throw new Error(`GGUF writer: tensor '${t.name}' has ${t.data.length} bytes, ${ggmlTypeName(t.type)} ${JSON.stringify(t.ne)} needs ${want}`);
-    parts.push(strBytes(t.name));
-    const b = Buffer.alloc(4 + 8 * t.ne.length + 4 + 8);
-    b.writeUInt32LE(t.ne.length, 0);
-    t.ne.forEach((n, i) => b.writeBigUInt64LE(BigInt(n), 4 + 8 * i));
-    b.writeUInt32LE(t.type, 4 + 8 * t.ne.length);
-    b.writeBigUInt64LE(BigInt(off), 8 + 8 * t.ne.length);
-    parts.push(b);
+    w.str(t.name);
+    w.u32(t.ne.length);
+    for (const n of t.ne) w.u64(n);
+    w.u32(t.type);
+    w.u64(off);
     offsets.push(off);
     off = Math.ceil((off + want) / alignment) * alignment;
   }
-  const headerLen = parts.reduce((a, p) => a + p.length, 0);
-  const pad = Math.ceil(headerLen / alignment) * alignment - headerLen;
+  const pad = Math.ceil(w.len / alignment) * alignment - w.len;
   const fd = fs.openSync(file, 'w');
   try {
-    for (const p of parts) fs.writeSync(fd, p);
+    fs.writeSync(fd, w.buf, 0, w.len);
     fs.writeSync(fd, Buffer.alloc(pad));
     let pos = 0;
     tensors.forEach((t, i) => {

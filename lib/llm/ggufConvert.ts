@@ -21,6 +21,8 @@
  * BPE such as Qwen's as model "gpt2" with its merges; memq's WordPiece domain tokenizers as model
  * "bert", llama.cpp's WordPiece) and verbatim under memq.tokenizer.json (+ memq.tokenizer_config.json),
  * which import restores and the llama.cpp prior tokenizes with, so memq's tokenization is exact.
+ * A GGUF without that copy whose vocabulary is byte-level BPE (model "gpt2", pre "qwen2" or
+ * "gpt2") gets a tokenizer.json rebuilt from its tokens and merges on import.
  * A model directory without tokenizer.json gets placeholder tokens [T0] … [T{V−1}] as a WordPiece
  * vocabulary (llama.cpp aborts on a "none" vocabulary as soon as it is asked about tokens, so that
  * is not written); score token ids directly.
@@ -28,7 +30,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import {
-  GgmlType, GgufType, dequantizeQ8_0, ggmlTypeName, ggufFloat, ggufInt, ggufString, quantizeQ8_0, readGguf, readGgufTensorData,
+  GgmlType, GgufType, dequantizeQ8_0, ggmlTypeName, ggufFloat, ggufInt, ggufString, ggufStringArray, quantizeQ8_0, readGguf, readGgufTensorData,
   writeGguf, type GgufFile, type GgufTensorInfo, type GgufValue, type GgufWriteTensor,
 } from './gguf';
 import { readModelTensorsRaw, toFloat32, fromFloat32, writeSafetensorsRaw, ST_DTYPE_SIZE, type RawTensor, type StDtype } from './safetensorsRaw';
@@ -172,6 +174,24 @@ function boolv(v: boolean): GgufValue {
   return { type: GgufType.BOOL, value: v };
 }
 
+/**
+ * llama.cpp's name for a byte-level BPE's pre-tokenizer: the split regex of tokenizer.json matched
+ * against the ones llama.cpp knows by name (Qwen2's, GPT-2's); otherwise "default".
+ */
+function bpePreName(tok: any): string {
+  const regexes: string[] = [];
+  const walk = (p: any) => {
+    if (!p || typeof p !== 'object') return;
+    if (p.type === 'Split' && typeof p.pattern?.Regex === 'string') regexes.push(p.pattern.Regex);
+    for (const q of p.pretokenizers ?? []) walk(q);
+  };
+  walk(tok.pre_tokenizer);
+  for (const [name, re] of Object.entries(BPE_PRE_REGEX)) if (regexes.includes(re)) return name;
+  // GPT-2's own ByteLevel pre-tokenizer (use_regex: true) is the gpt2 split
+  if (tok.pre_tokenizer?.type === 'ByteLevel' && tok.pre_tokenizer.use_regex !== false) return 'gpt2';
+  return 'default';
+}
+
 /** tokenizer.ggml.* entries for a tokenizer.json (see the module comment). */
 function tokenizerMetadata(tok: any, tokCfg: any, vocabSize: number, arch: string, where: string): Map<string, GgufValue> {
   const md = new Map<string, GgufValue>();
@@ -214,7 +234,7 @@ function tokenizerMetadata(tok: any, tokCfg: any, vocabSize: number, arch: strin
     md.set('tokenizer.ggml.model', str('bert'));
   } else {
     md.set('tokenizer.ggml.model', str('gpt2'));
-    md.set('tokenizer.ggml.pre', str(arch === 'llama' ? 'default' : 'qwen2'));
+    md.set('tokenizer.ggml.pre', str(bpePreName(tok)));
   }
   md.set('tokenizer.ggml.tokens', { type: GgufType.ARRAY, itemType: GgufType.STRING, value: tokens as string[] });
   md.set('tokenizer.ggml.token_type', { type: GgufType.ARRAY, itemType: GgufType.INT32, value: types });
@@ -378,8 +398,70 @@ export interface GgufImportReport {
   tensors: number;
   /** GGUF tensor types found, with counts. */
   types: Record<string, number>;
+  /** Whether tokenizer.json was written. */
   tokenizer: boolean;
+  /** Where it came from: memq's verbatim copy, or rebuilt from tokenizer.ggml.* (byte-level BPE). */
+  tokenizerSource: 'memq' | 'gguf-bpe' | null;
+  /** Why no tokenizer.json was written, when none was. */
+  tokenizerNote?: string;
   config: LlmConfig;
+}
+
+/** Pre-tokenizer split patterns of llama.cpp's BPE pre-tokenizer names that import can rebuild. */
+const BPE_PRE_REGEX: Record<string, string> = {
+  qwen2: "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+  gpt2: "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+",
+};
+
+/**
+ * A Hugging Face tokenizer.json rebuilt from a GGUF's byte-level BPE vocabulary (tokenizer.ggml.model
+ * "gpt2": tokens, token types, merges, pre-tokenizer name). CONTROL and USER_DEFINED tokens become
+ * added tokens (CONTROL ones special); UNUSED padding tokens are dropped.
+ */
+function bpeTokenizerFromGguf(g: GgufFile): { json?: Record<string, unknown>; config?: Record<string, unknown>; note?: string } {
+  const model = ggufString(g, 'tokenizer.ggml.model');
+  if (model !== 'gpt2') return { note: `tokenizer.ggml.model is ${JSON.stringify(model ?? null)}; only byte-level BPE ("gpt2") is rebuilt` };
+  const pre = ggufString(g, 'tokenizer.ggml.pre') ?? 'default';
+  const regex = BPE_PRE_REGEX[pre];
+  if (!regex) return { note: `tokenizer.ggml.pre '${pre}' is not one import rebuilds (${Object.keys(BPE_PRE_REGEX).join(', ')})` };
+  const tokens = ggufStringArray(g, 'tokenizer.ggml.tokens');
+  const merges = ggufStringArray(g, 'tokenizer.ggml.merges');
+  if (!tokens || !merges) return { note: 'tokenizer.ggml.tokens or tokenizer.ggml.merges is missing' };
+  const tv = g.metadata.get('tokenizer.ggml.token_type');
+  const types = tv && tv.type === GgufType.ARRAY ? (tv.value as number[]).map(Number) : [];
+  const vocab: Record<string, number> = {};
+  const added: Record<string, unknown>[] = [];
+  tokens.forEach((t, id) => {
+    const ty = types[id] ?? TOKEN_NORMAL;
+    if (ty === TOKEN_UNUSED) return;
+    if (ty === TOKEN_CONTROL || ty === TOKEN_USER_DEFINED) {
+      added.push({ id, content: t, single_word: false, lstrip: false, rstrip: false, normalized: false, special: ty === TOKEN_CONTROL });
+    } else vocab[t] = id;
+  });
+  const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false };
+  const json = {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: added,
+    normalizer: pre === 'qwen2' ? { type: 'NFC' } : null,
+    pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Split', pattern: { Regex: regex }, behavior: 'Isolated', invert: false }, byteLevel] },
+    post_processor: byteLevel,
+    decoder: byteLevel,
+    model: {
+      type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '', fuse_unk: false,
+      byte_fallback: false, ignore_merges: false, vocab, merges: merges.map((m) => m.split(' ')),
+    },
+  };
+  const config: Record<string, unknown> = { tokenizer_class: 'PreTrainedTokenizerFast', add_bos_token: false, clean_up_tokenization_spaces: false };
+  for (const [key, field] of [['eos_token_id', 'eos_token'], ['bos_token_id', 'bos_token'], ['padding_token_id', 'pad_token']] as const) {
+    const k = `tokenizer.ggml.${key}`;
+    if (g.metadata.has(k)) {
+      const id = ggufInt(g, k);
+      if (id >= 0 && id < tokens.length) config[field] = tokens[id];
+    }
+  }
+  return { json, config };
 }
 
 function archOfGguf(g: GgufFile): Arch {
@@ -500,7 +582,21 @@ export function importGguf(file: string, outDir: string): GgufImportReport {
   fs.writeFileSync(path.join(outDir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
   const tokJson = ggufString(g, 'memq.tokenizer.json');
   const tokCfg = ggufString(g, 'memq.tokenizer_config.json');
-  if (tokJson !== undefined) fs.writeFileSync(path.join(outDir, 'tokenizer.json'), tokJson);
-  if (tokCfg !== undefined) fs.writeFileSync(path.join(outDir, 'tokenizer_config.json'), tokCfg);
-  return { dir: outDir, arch: a.arch, tensors: out.size, types, tokenizer: tokJson !== undefined, config };
+  let tokenizerSource: GgufImportReport['tokenizerSource'] = null;
+  let tokenizerNote: string | undefined;
+  if (tokJson !== undefined) {
+    fs.writeFileSync(path.join(outDir, 'tokenizer.json'), tokJson);
+    if (tokCfg !== undefined) fs.writeFileSync(path.join(outDir, 'tokenizer_config.json'), tokCfg);
+    tokenizerSource = 'memq';
+  } else if (ggufString(g, 'memq.tokenizer') === 'placeholder') {
+    tokenizerNote = 'the GGUF has placeholder tokens only (exported from a directory without tokenizer.json)';
+  } else {
+    const rebuilt = bpeTokenizerFromGguf(g);
+    if (rebuilt.json) {
+      fs.writeFileSync(path.join(outDir, 'tokenizer.json'), JSON.stringify(rebuilt.json));
+      fs.writeFileSync(path.join(outDir, 'tokenizer_config.json'), JSON.stringify(rebuilt.config, null, 2) + '\n');
+      tokenizerSource = 'gguf-bpe';
+    } else tokenizerNote = rebuilt.note;
+  }
+  return { dir: outDir, arch: a.arch, tensors: out.size, types, tokenizer: tokenizerSource !== null, tokenizerSource, tokenizerNote, config };
 }

@@ -21,6 +21,7 @@ import { GgmlType, GgufType, dequantizeQ8_0, quantizeQ8_0, readGguf, readGgufTen
 import { exportGguf, importGguf } from '../../lib/llm/ggufConvert';
 import { fromFloat32, readSafetensorsRaw, toFloat32, f32ToF16Bits, f16BitsToF32, f32ToBf16Bits, bf16BitsToF32 } from '../../lib/llm/safetensorsRaw';
 import { buildWordPieceTokenizer, wordPieceTokenizerConfig } from '../../lib/llm/wordTokenizer';
+import { loadTokenizer, qwen3TokenizerDir } from '../../lib/llm/tokenizer';
 import { main } from '../../lib/cli/main';
 import { TestRng } from '../helpers/rng';
 
@@ -85,11 +86,12 @@ describe('float conversions', () => {
     expect(f32ToBf16Bits(1 + 2 ** -8)).toBe(0x3f80); // tie → even
     expect(f32ToBf16Bits(1 + 3 * 2 ** -8)).toBe(0x3f82);
     // every f16 value survives decode → encode
+    const bad: number[] = [];
     for (let h = 0; h < 0x10000; h++) {
       const v = f16BitsToF32(h);
-      if (Number.isNaN(v)) continue;
-      expect(f32ToF16Bits(v)).toBe(h);
+      if (!Number.isNaN(v) && f32ToF16Bits(v) !== h) bad.push(h);
     }
+    expect(bad).toEqual([]);
     const rng = new TestRng(3);
     for (let i = 0; i < 2000; i++) {
       const x = Math.fround((rng.next() - 0.5) * 10 ** (rng.int(10) - 5));
@@ -202,11 +204,14 @@ describe('export → import round trip', () => {
           continue;
         }
         // rows of ne[0] = shape[1] values; llama's q/k rows are permuted as whole rows, so blocks stay blocks
+        let worst = 0; // the largest error as a fraction of the block's step max|x|/127
         for (let s = 0; s < x.length; s += 32) {
           let amax = 0;
           for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[s + j]));
-          for (let j = 0; j < 32; j++) expect(Math.abs(y[s + j] - x[s + j])).toBeLessThanOrEqual((0.57 * amax) / 127 + 1e-12);
+          for (let j = 0; j < 32; j++) worst = Math.max(worst, Math.abs(y[s + j] - x[s + j]) / (amax / 127));
         }
+        expect(worst, k).toBeLessThanOrEqual(0.57);
+        expect(worst, k).toBeGreaterThan(0.3); // it does quantise
       }
       const d = await maxLogprobDiff(model, await LlmModel.load(out), seqs(cfg.vocab_size, 3));
       console.log(`q8_0 ${arch}: max |Δ log p| vs f32 = ${d.toExponential(2)}`);
@@ -275,6 +280,46 @@ describe('tokenizer metadata', () => {
     expect(importGguf(file, out).tokenizer).toBe(true);
     expect(fs.readFileSync(path.join(out, 'tokenizer.json'), 'utf8')).toBe(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8'));
     expect(JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')).eos_token_id).toBe(v['<|endoftext|>']);
+  });
+});
+
+describe('tokenizer rebuilt from a foreign GGUF', () => {
+  it.skipIf(!qwen3TokenizerDir())('Qwen\'s byte-level BPE without memq\'s copy: import rebuilds a tokenizer.json that encodes as the original', () => {
+    const qdir = qwen3TokenizerDir()!;
+    const tok = loadTokenizer(qdir);
+    const dir = path.join(tmp, 'qwen-bpe');
+    LlmModel.createRandom({ ...GGUF_TEST_CONFIGS.qwen2, vocab_size: tok.vocabSize, hidden_size: 32, intermediate_size: 32, num_hidden_layers: 1 }, { seed: 5 }).save(dir);
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(qdir, f), path.join(dir, f));
+    const file = path.join(tmp, 'qwen-bpe.gguf');
+    exportGguf(dir, file);
+    const g = readGguf(file);
+    expect(g.metadata.get('tokenizer.ggml.pre')?.value).toBe('qwen2');
+    // the same file as another converter would write it: no memq.* keys
+    const md = new Map([...g.metadata].filter(([k]) => !k.startsWith('memq.')));
+    const foreign = path.join(tmp, 'qwen-bpe-foreign.gguf');
+    writeGguf(foreign, md, g.tensors.map((t) => ({ name: t.name, ne: t.ne, type: t.type, data: readGgufTensorData(g, t) })));
+    const out = path.join(tmp, 'qwen-bpe-imported');
+    const rep = importGguf(foreign, out);
+    expect(rep.tokenizerSource).toBe('gguf-bpe');
+    const rebuilt = loadTokenizer(out);
+    expect(rebuilt.vocabSize).toBe(tok.vocabSize);
+    expect(rebuilt.eosToken).toBe(tok.eosToken);
+    for (const t of ['You arrive at cabinet 4. The cabinet 4 is closed.\n> open cabinet 4', 'Größe: 12,5 € — naïve café <|im_end|> x  y\t\tz', '1234567 tokens\r\n']) {
+      expect(rebuilt.encode(t), t).toEqual(tok.encode(t));
+      expect(rebuilt.decode(rebuilt.encode(t))).toBe(t);
+    }
+    // placeholder and unknown pre-tokenizers write none, with a note
+    const ph = path.join(tmp, 'placeholder.gguf');
+    exportGguf(saveRandom('placeholder', GGUF_TEST_CONFIGS.qwen2, 27).dir, ph);
+    const rep2 = importGguf(ph, path.join(tmp, 'placeholder-imported'));
+    expect(rep2.tokenizer).toBe(false);
+    expect(rep2.tokenizerNote).toMatch(/placeholder/);
+    md.set('tokenizer.ggml.pre', { type: GgufType.STRING, value: 'llama-bpe' });
+    const f3 = path.join(tmp, 'qwen-bpe-llama3.gguf');
+    writeGguf(f3, md, g.tensors.map((t) => ({ name: t.name, ne: t.ne, type: t.type, data: readGgufTensorData(g, t) })));
+    const rep3 = importGguf(f3, path.join(tmp, 'qwen-bpe-llama3'));
+    expect(rep3.tokenizer).toBe(false);
+    expect(rep3.tokenizerNote).toMatch(/tokenizer\.ggml\.pre 'llama-bpe' is not one import rebuilds/);
   });
 });
 
