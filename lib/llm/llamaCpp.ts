@@ -117,6 +117,15 @@ export class LlamaCppModel {
     return run;
   }
 
+  /** Tokens one sequence may hold (the context size): longer inputs are refused, never shifted. */
+  get contextSize(): number {
+    return this.context.contextSize;
+  }
+
+  private checkLength(name: string, n: number): void {
+    if (n > this.contextSize) throw new RangeError(`${name} needs ${n} tokens of context, more than the context size ${this.contextSize} (LlamaCppModelOptions.contextSize)`);
+  }
+
   private checkIds(name: string, ids: number[]): void {
     const V = this.vocabSize;
     ids.forEach((t, i) => {
@@ -135,6 +144,7 @@ export class LlamaCppModel {
   tokenLogprobs(seq: number[]): Promise<Float64Array> {
     return this.serial(async () => {
       this.checkIds('seq', seq);
+      this.checkLength('seq', seq.length);
       await this.seq.clearHistory();
       const out = new Float64Array(seq.length);
       if (seq.length < 2) return out;
@@ -148,6 +158,7 @@ export class LlamaCppModel {
   nextTokenLogprobs(seq: number[]): Promise<Float64Array[]> {
     return this.serial(async () => {
       this.checkIds('seq', seq);
+      this.checkLength('seq', seq.length);
       await this.seq.clearHistory();
       const probs = await this.evalWithProbs(seq, () => true);
       const V = this.vocabSize;
@@ -167,7 +178,10 @@ export class LlamaCppModel {
     return this.serial(async () => {
       if (!Array.isArray(prompt) || prompt.length === 0) throw new RangeError('prompt must be a non-empty array of token ids');
       this.checkIds('prompt', prompt);
-      candidates.forEach((c, k) => this.checkIds(`candidates[${k}]`, c));
+      candidates.forEach((c, k) => {
+        this.checkIds(`candidates[${k}]`, c);
+        this.checkLength(`prompt + candidates[${k}]`, prompt.length + c.length - 1);
+      });
       await this.seq.clearHistory();
       const [first] = (await this.evalWithProbs(prompt, (i) => i === prompt.length - 1)).slice(-1);
       const out = new Float64Array(candidates.length);

@@ -173,6 +173,11 @@ describe.skipIf(!available)('llama.cpp vs the memq engine (same weights, same to
       cands.forEach((_, k) => expect(b[cands.length - 1 - k]).toBeCloseTo(a[k], 5));
       await expect(lc.score([], cands, false)).rejects.toThrow(RangeError);
       await expect(lc.score(prompt, [[cfg.vocab_size]], false)).rejects.toThrow(/candidates\[0\]\[0\] must be a token id in \[0, 96\)/);
+      const long = Array.from({ length: lc.contextSize + 1 }, (_, i) => i % cfg.vocab_size);
+      await expect(lc.tokenLogprobs(long)).rejects.toThrow(/needs \d+ tokens of context, more than the context size/);
+      // after a refused call the model still scores as before
+      const again = await lc.score(prompt, cands, false);
+      cands.forEach((_, k) => expect(again[k]).toBeCloseTo(a[k], 5));
     } finally {
       await lc.dispose();
     }
