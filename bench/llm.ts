@@ -8,7 +8,8 @@
  * Other peers in the same run, on the same weights: llama.cpp scoring through node-llama-cpp (f32
  * and q8_0 GGUF exports of the model; skipped when node-llama-cpp is absent) and plain PyTorch
  * float32 on the CPU (scripts/torch_reference.py --bench: scoring, forward, LoRA training; skipped
- * when no python3 with torch is found; MEMQ_PYTHON names one).
+ * when no python3 with torch is found; MEMQ_PYTHON names one; MEMQ_LLAMA_THREADS sets llama.cpp's
+ * threads, default all cores as the engine).
  */
 import * as fs from 'fs';
 import * as os from 'os';
@@ -99,7 +100,8 @@ async function peerRows(s: Spec, model: LlmModel, minMs: number, log: (s: string
       for (const type of ['f32', 'q8_0'] as const) {
         const file = path.join(dir, `model.${type}.gguf`);
         exportGguf(dir, file, { type });
-        const lc = await LlamaCppModel.load(file, { threads: os.cpus().length });
+        // llama.cpp's spinning thread pool collapses on an oversubscribed machine: MEMQ_LLAMA_THREADS overrides
+        const lc = await LlamaCppModel.load(file, { threads: Number(process.env.MEMQ_LLAMA_THREADS) || os.cpus().length });
         try {
           const t = await secondsPerCall(async () => {
             for (let b = 0; b < B; b++) await lc.score(prompts[b], cands[b], false);
