@@ -10,6 +10,7 @@ import type { Encoder } from '../encoders/types';
 import { UniformPrior, type Prior } from '../llm/prior';
 import { LLM_DEVICES, LlmModel, type LlmDeviceName } from '../llm/model';
 import { ModelPrior } from '../llm/modelPrior';
+import { LlamaCppPrior } from '../llm/llamaCppPrior';
 import { loadTokenizer } from '../llm/tokenizer';
 import { MemQAgent, MEMQ_DEFAULTS } from './memq';
 import { ReflectAgent, REFLECT_DEFAULTS } from './reflect';
@@ -60,7 +61,9 @@ export interface RunConfig {
    */
   prior:
     | { kind: 'uniform' }
-    | { kind: 'model'; dir: string; lengthNormalize?: boolean; endToken?: boolean; device?: LlmDeviceName; precision?: 'bf16' | 'fp32' };
+    | { kind: 'model'; dir: string; lengthNormalize?: boolean; endToken?: boolean; device?: LlmDeviceName; precision?: 'bf16' | 'fp32' }
+    /** A GGUF file scored by llama.cpp (node-llama-cpp, optional); no Mem-EM (see llamaCppPrior.ts). */
+    | { kind: 'gguf'; file: string; lengthNormalize?: boolean; endToken?: boolean; threads?: number };
   /** Mem-EM (MATH §11): every em.every training episodes, LoRA steps on the model prior (needs prior.kind 'model'). */
   em: MemEmConfig;
   /** The reflective agent (agent 'reflect', lib/agent/reflect.ts): retrieval actions over cases. */
@@ -204,13 +207,19 @@ export function validateConfig(c: RunConfig, envNames: string[]): RunConfig {
   if (c.encoder.kind === 'pair' && c.encoder.dim % 2 !== 0) fail(`encoder.dim must be even for the pair encoder, got ${c.encoder.dim}`);
   num('encoder.actionWeight', c.encoder.actionWeight, 0, 1, true);
   if (c.encoder.actionWeight >= 1) fail(`encoder.actionWeight must be in (0, 1), got ${c.encoder.actionWeight}`);
-  if (!['uniform', 'model'].includes(c.prior.kind)) fail(`prior.kind must be 'uniform' or 'model', got ${JSON.stringify(c.prior.kind)}`);
+  if (!['uniform', 'model', 'gguf'].includes(c.prior.kind)) fail(`prior.kind must be 'uniform', 'model' or 'gguf', got ${JSON.stringify(c.prior.kind)}`);
   if (c.prior.kind === 'model' && (typeof c.prior.dir !== 'string' || !c.prior.dir)) fail('prior.dir must name a model directory when prior.kind is "model"');
   if (c.prior.kind === 'model' && c.prior.device !== undefined && !LLM_DEVICES.includes(c.prior.device)) {
     fail(`prior.device must be 'cpu', 'cuda' or 'auto', got ${JSON.stringify(c.prior.device)}`);
   }
   if (c.prior.kind === 'model' && c.prior.precision !== undefined && !['bf16', 'fp32'].includes(c.prior.precision)) {
     fail(`prior.precision must be 'bf16' or 'fp32', got ${JSON.stringify(c.prior.precision)}`);
+  }
+  if (c.prior.kind === 'gguf' && (typeof c.prior.file !== 'string' || !c.prior.file)) fail('prior.file must name a .gguf file when prior.kind is "gguf"');
+  if (c.prior.kind === 'gguf' && c.prior.threads !== undefined) int('prior.threads', c.prior.threads, 1, 1024);
+  if (c.em.every > 0 && c.prior.kind === 'gguf') {
+    fail('em.every > 0 (Mem-EM) needs the memq engine (LoRA gradients; llama.cpp only runs forward): ' +
+      'memq model import FILE.gguf --out DIR, then --prior model:DIR (export the result with memq model export DIR --lora ADAPTER)');
   }
   if (c.em.every > 0 && c.prior.kind !== 'model') fail('em.every > 0 (Mem-EM) needs a model prior: --prior model:DIR');
   // Mem-EM applies to the memq agent (its memory gives the E-step's Q̂); other agents ignore c.em.
@@ -292,6 +301,9 @@ function makeBaseEncoder(c: RunConfig, prior?: Prior): Encoder {
 /** The prior a config names; a model prior loads its model and tokenizer (async). */
 export async function makePrior(c: RunConfig): Promise<Prior> {
   if (c.prior.kind === 'uniform') return new UniformPrior();
+  if (c.prior.kind === 'gguf') {
+    return LlamaCppPrior.load(c.prior.file, { lengthNormalize: c.prior.lengthNormalize ?? true, endToken: c.prior.endToken, threads: c.prior.threads });
+  }
   const dir = c.prior.dir;
   const device = { device: c.prior.device, precision: c.prior.precision };
   const [model, tokenizer] = await Promise.all([LlmModel.load(dir, device), Promise.resolve().then(() => loadTokenizer(dir))]);

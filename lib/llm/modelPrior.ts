@@ -26,22 +26,21 @@ export interface ModelPriorOptions {
   lora?: LoraAdapter;
 }
 
-export class ModelPrior implements Prior {
-  readonly name = 'model';
-  /** The adapter scoring uses (null: the base model). */
-  lora: LoraAdapter | null;
-  constructor(
-    readonly model: LlmModel,
-    readonly tokenizer: TextTokenizer,
-    private readonly opts: ModelPriorOptions = {},
-  ) {
+/**
+ * What every language-model prior shares: the prompt and action token ids, the end token, length
+ * normalisation and temperature, and log μ(a_j | s) = score_j/τ − logsumexp_k score_k/τ over the
+ * admissible set. A subclass supplies `scoreMany`: log p(action tokens | prompt) per candidate,
+ * summed or (lengthNormalize) averaged over the candidate's tokens.
+ */
+export abstract class TokenizedPrior implements Prior {
+  abstract readonly name: string;
+  constructor(readonly tokenizer: TextTokenizer, protected readonly opts: ModelPriorOptions = {}) {
     const t = opts.temperature ?? 1;
     if (!(t > 0 && Number.isFinite(t))) throw new RangeError(`temperature must be a finite number > 0, got ${t}`);
     const e = opts.endToken;
     if (e !== undefined && !(Number.isInteger(e) && e >= 0 && e < tokenizer.vocabSize)) {
       throw new RangeError(`endToken must be a token id in [0, ${tokenizer.vocabSize}), got ${e}`);
     }
-    this.lora = opts.lora ?? null;
   }
 
   /** Whether scores are mean (true) or summed (false) token log-probabilities. */
@@ -69,6 +68,51 @@ export class ModelPrior implements Prior {
     return ids;
   }
 
+  /** log p(candidate tokens | prompt) for every candidate of every prompt (one array per prompt). */
+  protected abstract scoreMany(prompts: number[][], candidates: number[][][]): Promise<ArrayLike<number>[]>;
+
+  async logPrior(state: string, actions: string[]): Promise<Float32Array> {
+    return (await this.logPriorMany([{ state, actions }]))[0];
+  }
+
+  /** log μ(· | s) for many states in one batched call (the E-step of Mem-EM). */
+  async logPriorMany(items: { state: string; actions: string[] }[]): Promise<Float32Array[]> {
+    const live = items.filter((it) => it.actions.length > 0);
+    const scores = live.length
+      ? await this.scoreMany(
+        live.map((it) => this.promptTokens(it.state)),
+        live.map((it) => it.actions.map((a) => this.actionTokens(a))),
+      )
+      : [];
+    const tau = this.opts.temperature ?? 1;
+    let k = 0;
+    return items.map((it) => {
+      if (it.actions.length === 0) return new Float32Array(0);
+      const sc = Array.from(scores[k++]);
+      let m = -Infinity;
+      for (const s of sc) m = Math.max(m, s / tau);
+      let z = 0;
+      for (const s of sc) z += Math.exp(s / tau - m);
+      const lse = m + Math.log(z);
+      return Float32Array.from(sc, (s) => s / tau - lse);
+    });
+  }
+}
+
+/** The prior from memq's own transformer engine (LoRA-trainable: Mem-EM). */
+export class ModelPrior extends TokenizedPrior {
+  readonly name = 'model';
+  /** The adapter scoring uses (null: the base model). */
+  lora: LoraAdapter | null;
+  constructor(
+    readonly model: LlmModel,
+    tokenizer: TextTokenizer,
+    opts: ModelPriorOptions = {},
+  ) {
+    super(tokenizer, opts);
+    this.lora = opts.lora ?? null;
+  }
+
   /**
    * Training sequences in the prior's format for actions of one state: prompt(s) (tokenized once)
    * then each action's tokens (and end token), with per-token loss weights: `actionWeight(k, n)`
@@ -92,31 +136,7 @@ export class ModelPrior implements Prior {
     return { seqs, weights };
   }
 
-  async logPrior(state: string, actions: string[]): Promise<Float32Array> {
-    return (await this.logPriorMany([{ state, actions }]))[0];
-  }
-
-  /** log μ(· | s) for many states in one batched engine call (the E-step of Mem-EM). */
-  async logPriorMany(items: { state: string; actions: string[] }[]): Promise<Float32Array[]> {
-    const live = items.filter((it) => it.actions.length > 0);
-    const scores = live.length
-      ? await this.model.score(
-        live.map((it) => this.promptTokens(it.state)),
-        live.map((it) => it.actions.map((a) => this.actionTokens(a))),
-        { lengthNormalize: this.opts.lengthNormalize ?? true, lora: this.lora ?? undefined },
-      )
-      : [];
-    const tau = this.opts.temperature ?? 1;
-    let k = 0;
-    return items.map((it) => {
-      if (it.actions.length === 0) return new Float32Array(0);
-      const sc = scores[k++];
-      let m = -Infinity;
-      for (const s of sc) m = Math.max(m, s / tau);
-      let z = 0;
-      for (const s of sc) z += Math.exp(s / tau - m);
-      const lse = m + Math.log(z);
-      return Float32Array.from(sc, (s) => s / tau - lse);
-    });
+  protected scoreMany(prompts: number[][], candidates: number[][][]): Promise<Float32Array[]> {
+    return this.model.score(prompts, candidates, { lengthNormalize: this.lengthNormalize, lora: this.lora ?? undefined });
   }
 }

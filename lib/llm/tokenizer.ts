@@ -52,14 +52,28 @@ function vocabSizeOf(json: any): number {
 export function loadTokenizer(dir: string): TextTokenizer {
   const file = path.join(dir, 'tokenizer.json');
   if (!fs.existsSync(file)) throw new Error(`no tokenizer.json in ${dir}`);
+  const cfgFile = path.join(dir, 'tokenizer_config.json');
+  return tokenizerFromJson(
+    fs.readFileSync(file, 'utf8'), fs.existsSync(cfgFile) ? fs.readFileSync(cfgFile, 'utf8') : undefined, file,
+  );
+}
+
+/** A tokenizer from the text of a tokenizer.json (and of its tokenizer_config.json); `where` names the source in errors. */
+export function tokenizerFromJson(tokenizerJson: string, configJson: string | undefined, where: string): TextTokenizer {
   let json: any;
   try {
-    json = JSON.parse(fs.readFileSync(file, 'utf8'));
+    json = JSON.parse(tokenizerJson);
   } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+    throw new Error(`${where}: not valid JSON (${(e as Error).message})`);
   }
-  const cfgFile = path.join(dir, 'tokenizer_config.json');
-  const cfg = fs.existsSync(cfgFile) ? JSON.parse(fs.readFileSync(cfgFile, 'utf8')) : {};
+  let cfg: Record<string, unknown> = {};
+  if (configJson !== undefined) {
+    try {
+      cfg = JSON.parse(configJson);
+    } catch (e) {
+      throw new Error(`${where}: tokenizer_config.json is not valid JSON (${(e as Error).message})`);
+    }
+  }
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const { Tokenizer } = require('@huggingface/tokenizers');
   return new HfTokenizer(new Tokenizer(json, cfg), vocabSizeOf(json), cfg);

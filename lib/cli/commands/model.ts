@@ -10,6 +10,9 @@ import { loadTokenizer, requireQwen3TokenizerDir } from '../../llm/tokenizer';
 import { defaultPretrainConfig, pretrainPrior, type PretrainConfig, type PretrainProgress } from '../../train/pretrain';
 import { envNames } from '../../envs/registry';
 import { checkOutputDir, makeDir } from '../paths';
+import { GGUF_EXPORT_TYPES, exportGguf, importGguf, type GgufExportType } from '../../llm/ggufConvert';
+import { LoraAdapter } from '../../llm/lora';
+import * as os from 'os';
 
 const pd = defaultPretrainConfig();
 const pretrainSpec: Record<string, FlagSpec> = {
@@ -118,6 +121,88 @@ const PRETRAIN_FLAG: Record<string, string> = {
   evalGames: 'eval-games', historyWindow: 'history-window', kvHeads: 'kv-heads', initStd: 'init-std',
 };
 
+const exportSpec: Record<string, FlagSpec> = {
+  format: { kind: 'string', help: 'output format (gguf)', default: 'gguf' },
+  type: { kind: 'string', help: `tensor type of the 2-D weights: ${GGUF_EXPORT_TYPES.join(' | ')} (norms and biases stay f32)`, default: 'f32' },
+  lora: { kind: 'string', help: 'a PEFT LoRA adapter directory to merge into the weights first' },
+  out: { kind: 'string', help: 'output .gguf file' },
+  json: { kind: 'boolean', help: 'print the report as JSON' },
+  help: { kind: 'boolean', help: 'show this help' },
+};
+
+async function runExport(argv: string[], io: CliIO): Promise<number> {
+  const { flags, positionals } = parseArgs(argv, exportSpec, 'model export');
+  if (flags.help) {
+    io.stdout(formatHelp('model', 'export DIR --format gguf [--type f32|f16|bf16|q8_0] [--lora ADAPTER_DIR] --out FILE.gguf', exportSpec));
+    return 0;
+  }
+  const dir = positionals[0];
+  if (!dir || positionals.length > 1) throw new CliError('memq model export: give one model directory: memq model export DIR --out FILE.gguf');
+  if (flags.format !== 'gguf') throw new CliError(`memq model export: --format must be gguf, got '${flags.format}'`);
+  if (!GGUF_EXPORT_TYPES.includes(flags.type)) throw new CliError(`memq model export: --type must be one of ${GGUF_EXPORT_TYPES.join(', ')}, got '${flags.type}'`);
+  if (!flags.out) throw new CliError('memq model export: --out FILE.gguf is required');
+  let src = path.resolve(dir);
+  let tmp: string | undefined;
+  try {
+    if (flags.lora) {
+      // fold the adapter into a float32 copy of the weights, then export that copy
+      const model = await LlmModel.load(src);
+      const lora = await LoraAdapter.load(path.resolve(flags.lora), model);
+      const merged = await model.mergeLora(lora);
+      tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'memq-export-'));
+      merged.save(tmp);
+      for (const f of ['tokenizer.json', 'tokenizer_config.json']) {
+        if (fs.existsSync(path.join(src, f))) fs.copyFileSync(path.join(src, f), path.join(tmp, f));
+      }
+      src = tmp;
+    }
+    const report = exportGguf(src, path.resolve(flags.out), { type: flags.type as GgufExportType, name: path.basename(path.resolve(dir)) });
+    if (flags.json) io.stdout(JSON.stringify({ ...report, lora: flags.lora ?? null }, null, 2) + '\n');
+    else {
+      io.stdout(`wrote ${report.file} (${report.arch}, ${report.type}, ${report.tensors} tensors, ${report.bytes.toLocaleString('en-US')} bytes, tokenizer ${report.tokenizer}${flags.lora ? ', LoRA merged' : ''})\n`);
+      if (report.f16Fallback.length) io.stdout(`note: ${report.f16Fallback.length} weight(s) written as f16 (rows not a multiple of 32): ${report.f16Fallback.join(', ')}\n`);
+    }
+    return 0;
+  } catch (e) {
+    if (e instanceof CliError) throw e;
+    throw new CliError(`memq model export: ${(e as Error).message}`);
+  } finally {
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+const importSpec: Record<string, FlagSpec> = {
+  out: { kind: 'string', help: 'output model directory (new or empty)' },
+  json: { kind: 'boolean', help: 'print the report as JSON' },
+  help: { kind: 'boolean', help: 'show this help' },
+};
+
+async function runImport(argv: string[], io: CliIO): Promise<number> {
+  const { flags, positionals } = parseArgs(argv, importSpec, 'model import');
+  if (flags.help) {
+    io.stdout(formatHelp('model', 'import FILE.gguf --out DIR', importSpec));
+    return 0;
+  }
+  const file = positionals[0];
+  if (!file || positionals.length > 1) throw new CliError('memq model import: give one .gguf file: memq model import FILE.gguf --out DIR');
+  if (!flags.out) throw new CliError('memq model import: --out DIR is required');
+  const out = path.resolve(flags.out);
+  if (fs.existsSync(out) && fs.readdirSync(out).length > 0) throw new CliError(`memq model import: --out ${out} is not an empty directory`);
+  let report;
+  try {
+    report = importGguf(path.resolve(file), out);
+  } catch (e) {
+    fs.rmSync(path.join(out, 'model.safetensors'), { force: true });
+    throw new CliError(`memq model import: ${(e as Error).message}`);
+  }
+  if (flags.json) io.stdout(JSON.stringify(report, null, 2) + '\n');
+  else {
+    const types = Object.entries(report.types).map(([k, v]) => `${v} ${k}`).join(', ');
+    io.stdout(`wrote ${out} (${report.arch}, ${report.tensors} tensors from ${types}${report.tokenizer ? ', tokenizer.json' : ', no tokenizer'})\n`);
+  }
+  return 0;
+}
+
 const spec: Record<string, FlagSpec> = {
   arch: { kind: 'string', help: 'qwen2 | llama | qwen3', default: 'qwen2' },
   layers: { kind: 'int', help: 'num_hidden_layers', default: 2 },
@@ -139,16 +224,18 @@ const spec: Record<string, FlagSpec> = {
 
 export const modelCommand: Command = {
   name: 'model',
-  summary: 'transformer models: init (random HF-layout model), pretrain (tiny domain prior from expert transcripts)',
+  summary: 'transformer models: init (random HF-layout model), pretrain (tiny domain prior), export (GGUF), import (GGUF)',
   async run(argv, io) {
     if (argv[0] === 'pretrain') return runPretrain(argv.slice(1), io);
+    if (argv[0] === 'export') return runExport(argv.slice(1), io);
+    if (argv[0] === 'import') return runImport(argv.slice(1), io);
     const { flags, positionals } = parseArgs(argv, spec, 'model');
     const sub = positionals[0];
     if (flags.help || !sub) {
-      io.stdout(formatHelp('model', 'init --out DIR [flags]   |   pretrain --out DIR [flags] (memq model pretrain --help)', spec));
+      io.stdout(formatHelp('model', 'init --out DIR [flags]   |   pretrain --out DIR [flags]   |   export DIR --format gguf --out FILE   |   import FILE.gguf --out DIR  (memq model <sub> --help)', spec));
       return flags.help ? 0 : 2;
     }
-    if (sub !== 'init') throw new CliError(`memq model: unknown subcommand '${sub}' (known: init, pretrain)`);
+    if (sub !== 'init') throw new CliError(`memq model: unknown subcommand '${sub}' (known: init, pretrain, export, import)`);
     if (positionals.length > 1) throw new CliError(`memq model init: unexpected argument '${positionals[1]}' (flags start with --)`);
     if (!flags.out) throw new CliError('memq model init: --out DIR is required');
     if (!['qwen2', 'llama', 'qwen3'].includes(flags.arch)) throw new CliError(`memq model init: --arch must be qwen2, llama or qwen3, got '${flags.arch}'`);

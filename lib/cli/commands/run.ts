@@ -33,7 +33,7 @@ const spec: Record<string, FlagSpec> = {
   'eval-games': { kind: 'int', help: 'games per evaluation split', defaultText: 'the whole fixed set; 100 where a split has no fixed set' },
   demos: { kind: 'int', help: 'expert demonstrations written to memory before learning', defaultText: String(D.demos) },
   seed: { kind: 'int', help: 'random seed', defaultText: String(D.seed) },
-  prior: { kind: 'string', help: "the prior μ(a|s): 'uniform', 'pretrained' (the env's domain prior, built by memq model pretrain on first use and cached: MEMQ_CACHE) or 'model:DIR' (an HF model dir with tokenizer.json)", defaultText: "pretrained for the main job (no --agent), else uniform" },
+  prior: { kind: 'string', help: "the prior μ(a|s): 'uniform', 'pretrained' (the env's domain prior, built by memq model pretrain on first use and cached: MEMQ_CACHE) 'model:DIR' (an HF model dir with tokenizer.json) or 'gguf:FILE' (llama.cpp via node-llama-cpp, installed separately)", defaultText: "pretrained for the main job (no --agent), else uniform" },
   device: { kind: 'string', help: "where the model prior runs: cpu | cuda | auto (CUDA when usable and its self-test passes, else cpu)", defaultText: 'cpu' },
   'em-every': { kind: 'int', help: 'Mem-EM: E-step + LoRA M-step every K training episodes (memq agent, model prior; 0: off)', defaultText: String(D.em.every) },
   'em-steps': { kind: 'int', help: 'Mem-EM: LoRA steps per M-step', defaultText: String(D.em.steps) },
@@ -105,7 +105,8 @@ export function buildConfigs(flags: Record<string, any>): { configs: RunConfig[]
       if (p === 'uniform') patch.prior = { kind: 'uniform' };
       else if (p === 'pretrained') pretrained = true;
       else if (p.startsWith('model:') && p.length > 6) patch.prior = { kind: 'model', dir: path.resolve(p.slice(6)) };
-      else throw new CliError(`memq run: --prior must be 'uniform', 'pretrained' or 'model:DIR', got '${p}'`);
+      else if (p.startsWith('gguf:') && p.length > 5) patch.prior = { kind: 'gguf', file: path.resolve(p.slice(5)) };
+      else throw new CliError(`memq run: --prior must be 'uniform', 'pretrained', 'model:DIR' or 'gguf:FILE', got '${p}'`);
     }
     const em: Record<string, unknown> = {};
     if (flags['em-every'] !== undefined) em.every = flags['em-every'];
