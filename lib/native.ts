@@ -57,6 +57,21 @@ export interface NativeBackendInfo {
   autoReason: string;
   device?: string;
   buildSystem: string;
+  /** MEMQ_SIMD / MEMQ_THREADS as accepted by the native side (null: unset or rejected). */
+  envParsed?: { MEMQ_SIMD: string | null; MEMQ_THREADS: number | null };
+  /** Why a MEMQ_SIMD / MEMQ_THREADS value was rejected (then ignored); absent in older builds. */
+  envErrors?: string[];
+  /** native/core/include/memq/limits.h */
+  limits?: NativeLimits;
+}
+export interface NativeLimits {
+  maxResultElements: number;
+  maxM: number;
+  maxKappa: number;
+  minDelta: number;
+  maxLayers: number;
+  maxParams: number;
+  maxActivationFloats: number;
 }
 export interface NativeBackendChoice {
   /** false when 'cuda' was requested and cannot be used (reason says why). */
