@@ -89,8 +89,8 @@ export const LIMITS = Object.freeze({
   maxKappa: 88,
   /** Inverse kernel: delta >= 1e-30, so 1/delta stays finite in float32. */
   minDelta: 1e-30,
-  /** Keys and queries: squared norm (in double) at most FLT_MAX, so float32 norms stay finite. */
-  maxSquaredNorm: 3.4028234663852886e38,
+  /** Keys and queries: squared norm (in double) at most 2^125 (~4.25e37), so every distance stays finite in float32. */
+  maxSquaredNorm: 2 ** 125,
 });
 
 function typeName(v: unknown): string {
@@ -158,12 +158,16 @@ function checkResultElements(where: string, what: string, count: number): void {
   }
 }
 
-/** RangeError unless every row's squared norm (in double) is at most FLT_MAX (finite values assumed). */
+/** RangeError unless every row's squared norm (in double) is at most 2^125 (finite values assumed). */
 function checkRowNorms(name: string, a: Float32Array, dim: number): void {
   for (let r = 0, o = 0; o < a.length; r++, o += dim) {
     let s = 0;
     for (let c = 0; c < dim; c++) s += a[o + c] * a[o + c];
-    if (!(s <= LIMITS.maxSquaredNorm)) throw new RangeError(`${name}: the squared norm of row ${r} overflows float32`);
+    if (!(s <= LIMITS.maxSquaredNorm)) {
+      throw new RangeError(
+        `${name}: the squared norm of row ${r} is over the limit of 2^125 (about 4.25e37), so that distances stay finite in float32`,
+      );
+    }
   }
 }
 
@@ -348,6 +352,9 @@ export class MemoryIndex {
 
   /** Change the kernel or its parameter (e.g. a bandwidth rule of MATH §9). */
   setKernel(options: KernelOptions): void {
+    if (options === null || typeof options !== 'object') {
+      throw new TypeError(`setKernel expects an object like { kernel: 'cosine', kappa: 5 }, got ${typeName(options)}`);
+    }
     const k = kernelParams(options);
     this.native.setKernel(k.code, k.param);
     this.kernelName = k.name;
@@ -484,12 +491,12 @@ export class MemoryIndex {
   private voidArgs(opts: EstimateOptions | undefined): [number, number] {
     const voidWeight = opts?.voidWeight ?? 0;
     const voidValue = opts?.voidValue ?? 0;
-    if (typeof voidWeight !== 'number' || !Number.isFinite(voidWeight) || voidWeight < 0) {
+    if (typeof voidWeight !== 'number') throw new TypeError(`voidWeight must be a number, got ${typeName(voidWeight)}`);
+    if (!Number.isFinite(voidWeight) || voidWeight < 0) {
       throw new RangeError(`voidWeight must be a finite number >= 0, got ${String(voidWeight)}`);
     }
-    if (typeof voidValue !== 'number' || !Number.isFinite(voidValue)) {
-      throw new RangeError(`voidValue must be a finite number, got ${String(voidValue)}`);
-    }
+    if (typeof voidValue !== 'number') throw new TypeError(`voidValue must be a number, got ${typeName(voidValue)}`);
+    if (!Number.isFinite(voidValue)) throw new RangeError(`voidValue must be a finite number, got ${String(voidValue)}`);
     return [voidWeight, voidValue];
   }
 
@@ -533,7 +540,8 @@ function klArgs(input: KlImproveInput) {
   const rows = checkInt('rows', input.rows, 0, LIMITS.maxResultElements);
   const cols = checkInt('cols', input.cols, 0, LIMITS.maxResultElements);
   checkResultElements('klImprove', `rows*cols = ${rows}*${cols}`, rows * cols);
-  if (typeof input.alpha !== 'number' || !Number.isFinite(input.alpha) || input.alpha < 0) {
+  if (typeof input.alpha !== 'number') throw new TypeError(`alpha must be a number, got ${typeName(input.alpha)}`);
+  if (!Number.isFinite(input.alpha) || input.alpha < 0) {
     throw new RangeError(`alpha must be a finite number >= 0, got ${String(input.alpha)}`);
   }
   if (logPrior.length !== rows * cols) {

@@ -581,8 +581,7 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
                                               "are lost. Do not transfer out arrays until the Promise settles");
         }
         if (!c.scratch->empty()) {
-          std::memcpy(static_cast<char*>(ta.ArrayBuffer().Data()) + ta.ByteOffset(), c.scratch->data(),
-                      c.scratch->size());
+          std::memcpy(typed_data(ta), c.scratch->data(), c.scratch->size());
         }
       }
       return r;

@@ -65,9 +65,30 @@ struct ArrayArg {
 
 // True when the typed array's ArrayBuffer was detached (transferred, e.g. by structuredClone
 // with `transfer`): its length then reads 0 and its memory belongs to someone else.
+// A detached view reads as length 0, so only an empty view needs the (ArrayBuffer-only) napi
+// query; a view over a SharedArrayBuffer (which cannot be detached) makes that query fail, and
+// counts as attached.
 inline bool is_detached(const Napi::TypedArray& ta) {
-  Napi::ArrayBuffer ab = ta.ArrayBuffer();
-  return !ab.IsEmpty() && ab.IsDetached();
+  napi_env env = ta.Env();
+  napi_typedarray_type type;
+  size_t length = 0, offset = 0;
+  void* data = nullptr;
+  napi_value ab = nullptr;
+  if (napi_get_typedarray_info(env, ta, &type, &length, &data, &ab, &offset) != napi_ok) return false;
+  if (length > 0 || !ab) return false;
+  bool detached = false;
+  if (napi_is_detached_arraybuffer(env, ab, &detached) != napi_ok) return false;
+  return detached;
+}
+
+// The first byte of a typed array's view (ArrayBuffer or SharedArrayBuffer), or null when empty.
+inline char* typed_data(const Napi::TypedArray& ta) {
+  napi_typedarray_type type;
+  size_t length = 0, offset = 0;
+  void* data = nullptr;
+  napi_value ab = nullptr;
+  if (napi_get_typedarray_info(ta.Env(), ta, &type, &length, &data, &ab, &offset) != napi_ok) return nullptr;
+  return static_cast<char*>(data);
 }
 
 template <typename T>
@@ -200,7 +221,7 @@ inline MemRange mem_range(const std::string& name, const Napi::TypedArray& ta) {
   MemRange r;
   r.name = name;
   r.bytes = ta.ByteLength();
-  if (r.bytes > 0) r.begin = static_cast<const char*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+  if (r.bytes > 0) r.begin = typed_data(ta);
   return r;
 }
 // TypeError when two of the ranges share memory (the same buffer twice, or overlapping views of

@@ -1,5 +1,7 @@
 #include "memq/key_store.h"
 
+#include "memq/limits.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -149,8 +151,8 @@ Status KeyStore::validate_rows(const float* keys, const float* values, int64_t n
   }
   // Every search reads the cached float32 squared norm of every alive row and refuses a
   // non-finite one, so a key whose squared norm overflows float32 would disable the whole
-  // index: refuse it here. The rule (as the CUDA store's): ||k||^2 in double <= FLT_MAX, and
-  // the float32 norm the store caches (row_norms2) finite as well.
+  // index, and one near FLT_MAX would give infinite distances: refuse them here. The rule (as
+  // the CUDA store's, limits.h): ||k||^2 in double <= 2^125.
   if (n > 0) {
     std::vector<float> n2;
     try {
@@ -162,8 +164,8 @@ Status KeyStore::validate_rows(const float* keys, const float* values, int64_t n
     for (int64_t r = 0; r < n; ++r) {
       double s = 0.0;
       for (int64_t c = 0; c < dim_; ++c) s += static_cast<double>(keys[r * dim_ + c]) * keys[r * dim_ + c];
-      if (!(s <= static_cast<double>(std::numeric_limits<float>::max())) || !std::isfinite(n2[static_cast<size_t>(r)]))
-        return Status::OutOfRange("keys: the squared norm of row " + num(r) + " overflows float32");
+      if (!(s <= limits::kMaxSquaredNorm) || !std::isfinite(n2[static_cast<size_t>(r)]))
+        return Status::OutOfRange("keys: the squared norm of row " + num(r) + " is over the limit of " + limits::kMaxSquaredNormText + ", so that distances stay finite in float32");
     }
   }
   for (int64_t i = 0; i < n; ++i) {

@@ -719,7 +719,8 @@ MEMQ_TEST(kl_improve_limits_and_invalid) {
 }
 
 // A key whose squared norm overflows float32 would make every later search fail on its cached
-// norm: the store refuses it (naming the row), unchanged, and keeps searching.
+// norm, and one near FLT_MAX would give infinite distances: the store refuses squared norms over
+// 2^125 (naming the row), unchanged, and keeps searching.
 MEMQ_TEST(key_store_refuses_norm_overflow) {
   KeyStoreOptions o;
   o.dim = 4;
@@ -730,14 +731,25 @@ MEMQ_TEST(key_store_refuses_norm_overflow) {
   CHECK(s->add(ids, ok, vals, 2).ok());
   const float bad[8] = {0, 0, 1, 0, 3e38f, 0, 0, 0};
   Status st = s->add(ids, bad, vals, 2);
-  CHECK(st.code() == StatusCode::kOutOfRange && st.message() == "keys: the squared norm of row 1 overflows float32");
+  CHECK(st.code() == StatusCode::kOutOfRange &&
+        st.message() == "keys: the squared norm of row 1 is over the limit of 2^125 (about 4.25e37), so that "
+                        "distances stay finite in float32");
   const float bad2[4] = {1.5e19f, 1.5e19f, 0, 0};  // each finite, ||k||^2 = 4.5e38
   CHECK(s->add(ids, bad2, vals, 1).code() == StatusCode::kOutOfRange);
   const int32_t new_ids[2] = {5, 6};
   CHECK(s->add_with_ids(new_ids, bad, vals, 2).code() == StatusCode::kOutOfRange);
   CHECK(s->size() == 2 && s->rows() == 2 && s->next_id() == 2);
-  const float big[4] = {1e19f, 0, 0, 0};  // ||k||^2 = 1e38 fits
+  const float over[4] = {7e18f, 0, 0, 0};  // ||k||^2 = 4.9e37 > 2^125: finite, but distances could overflow
+  CHECK(s->add(ids, over, vals, 1).code() == StatusCode::kOutOfRange);
+  const float big[4] = {6e18f, 0, 0, 0};  // ||k||^2 = 3.6e37 fits
   CHECK(s->add(ids, big, vals, 1).ok());
+  // The farthest query allowed from it: dist2 = (1.2e19)^2 = 1.44e38, finite in a filled slot.
+  const float far[4] = {-6e18f, 0, 0, 0};
+  int64_t frow[4];
+  float fk[4], fd[4];
+  CHECK(search_topm(frow, fk, fd, far, 1, s->snapshot().view(), 4, KernelParams()).ok());
+  for (int j = 0; j < 3; ++j) CHECK(frow[j] >= 0 && std::isfinite(fd[j]));
+  CHECK(frow[0] != 2 && frow[2] == 2 && std::fabs(fd[2] / 1.44e38 - 1.0) < 1e-6);
   const float qv[4] = {0, 1, 0, 0};
   int64_t rows[3];
   float kern[3], d2[3];

@@ -139,7 +139,7 @@ describe('keys whose squared norm overflows float32 are refused at add (was: the
     const ix = index4();
     const before = contents(ix);
     const bad = Float32Array.from([0, 0, 1, 0, 3e38, 0, 0, 0]);
-    expectErr(() => ix.add(bad, Float32Array.from([9, 9])), RangeError, /^keys: the squared norm of row 1 overflows float32$/);
+    expectErr(() => ix.add(bad, Float32Array.from([9, 9])), RangeError, /^keys: the squared norm of row 1 is over the limit of 2\^125 \(about 4\.25e37\), so that distances stay finite in float32$/);
     expectErr(() => ix.addWithIds([10, 11], bad, Float32Array.from([9, 9])), RangeError, /squared norm of row 1/);
     // Elementwise finite, norm^2 = 2 * (1.5e19)^2 = 4.5e38 > FLT_MAX: refused too.
     expectErr(() => ix.add(Float32Array.from([1.5e19, 1.5e19, 0, 0]), Float32Array.of(1)), RangeError, /row 0/);
@@ -147,21 +147,37 @@ describe('keys whose squared norm overflows float32 are refused at add (was: the
     expect(Array.from(ix.searchSync(Float32Array.from([1, 0, 0, 0]), 2).ids)).toEqual([0, 1]);
     // The C++ store refuses them as well (the same class and words).
     const n = native4();
-    expectErr(() => n.add(bad, Float32Array.from([9, 9])), RangeError, /MemoryIndex\.add: keys: the squared norm of row 1 overflows float32/);
-    expectErr(() => n.addWithIds(Int32Array.of(10, 11), bad, Float32Array.from([9, 9])), RangeError, /row 1 overflows float32/);
+    expectErr(() => n.add(bad, Float32Array.from([9, 9])), RangeError, /MemoryIndex\.add: keys: the squared norm of row 1 is over the limit of 2\^125 \(about 4\.25e37\), so that distances stay finite in float32/);
+    expectErr(() => n.addWithIds(Int32Array.of(10, 11), bad, Float32Array.from([9, 9])), RangeError, /row 1 is over the limit of 2\^125/);
     expect(n.stats().size).toBe(2);
     expect(Array.from(n.searchSync(Float32Array.from([0, 1, 0, 0]), 1).ids)).toEqual([1]);
-    // A large key whose norm^2 (1e38) fits is accepted, and every search keeps working.
-    ix.add(Float32Array.from([1e19, 0, 0, 0]), Float32Array.of(5));
+    // Finite norms near FLT_MAX would give dist2 = +Infinity (the empty-slot marker) in a filled
+    // slot: the limit is ||k||^2 <= 2^125, so 7e18 (4.9e37) is refused and 6e18 (3.6e37) accepted.
+    expectErr(() => ix.add(Float32Array.from([7e18, 0, 0, 0]), Float32Array.of(5)), RangeError, /row 0 is over the limit of 2\^125/);
+    ix.add(Float32Array.from([6e18, 0, 0, 0]), Float32Array.of(5));
     const est = ix.estimateSync(Float32Array.from([0, 1, 0, 0]), 3);
     expect(Number.isFinite(est.value[0])).toBe(true);
+  });
+
+  it('the farthest allowed key and query: a filled slot with a finite dist2 equal to float64 (fuzz F2)', () => {
+    const ix = new MemoryIndex({ dim: 2, backend: 'cpu' });
+    ix.add(Float32Array.of(6e18, 0), Float32Array.of(1));
+    const q = Float32Array.of(-6e18, 0);
+    const r = ix.searchSync(q, 1);
+    expect(r.ids[0]).toBe(0);
+    expect(Number.isFinite(r.dist2[0])).toBe(true);
+    expect(Math.abs(r.dist2[0] / (Math.fround(6e18) * 2) ** 2 - 1)).toBeLessThan(1e-6);
+    // 1.3e19 (|k|^2 = 1.69e38 < FLT_MAX) was accepted before and then gave dist2 = Infinity.
+    expectErr(() => ix.add(Float32Array.of(1.3e19, 0), Float32Array.of(1)), RangeError, /over the limit of 2\^125/);
+    expectErr(() => ix.searchSync(Float32Array.of(-1.3e19, 0), 1), RangeError, /queries: the squared norm of row 0 is over the limit/);
+    expectErr(() => native4().searchSync(Float32Array.of(-1.3e19, 0, 0, 0), 1), RangeError, /queries: the squared norm of row 0 is over the limit of 2\^125/);
   });
 
   it('queries whose squared norm overflows float32: a RangeError from both layers', () => {
     const ix = index4();
     const q = Float32Array.from([3e38, 0, 0, 0]);
-    expectErr(() => ix.searchSync(q, 1), RangeError, /queries: the squared norm of row 0 overflows float32/);
-    expectErr(() => native4().searchSync(q, 1), RangeError, /queries: the squared norm of row 0 overflows float32/);
+    expectErr(() => ix.searchSync(q, 1), RangeError, /queries: the squared norm of row 0 is over the limit of 2\^125/);
+    expectErr(() => native4().searchSync(q, 1), RangeError, /queries: the squared norm of row 0 is over the limit of 2\^125/);
   });
 });
 
@@ -334,6 +350,41 @@ describe('one error class per kind of error, the same from TS and from C++', () 
     const cap = new (loadNative().NativeMemoryIndex)(4, 0, 1, 1, 'cpu');
     cap.add(new Float32Array(4), Float32Array.of(0));
     expectErr(() => cap.add(new Float32Array(4), Float32Array.of(0)), RangeError, /capacity exceeded/);
+  });
+});
+
+describe('fuzz findings F1, F3, F4, F6: SharedArrayBuffers, option classes', () => {
+  it('arrays over a SharedArrayBuffer are accepted (not "Invalid argument"), and aliasing is still seen', async () => {
+    const ix = index4();
+    const n = native4();
+    const q = new Float32Array(new SharedArrayBuffer(16));
+    q.set([0, 1, 0, 0]);
+    const ids = new Int32Array(new SharedArrayBuffer(8));
+    for (const r of [ix.searchSync(q, 2, { out: { ids } }), await ix.search(q, 2, { out: { ids } }), n.searchSync(q, 2, { ids })]) {
+      expect(Array.from(r.ids)).toEqual([1, 0]);
+    }
+    const shared = new SharedArrayBuffer(64);
+    const k = new Float32Array(shared, 0, 2), d2 = new Float32Array(shared, 4, 2);
+    expectErr(() => n.searchSync(q, 2, { kernel: k, dist2: d2 }), TypeError, /out\.kernel and out\.dist2 share memory/);
+    expectErr(() => ix.searchSync(q, 2, { out: { kernel: k, dist2: d2 } }), TypeError, /share memory/);
+    expect(ix.searchSync(new Float32Array(new SharedArrayBuffer(0)), 1).ids.length).toBe(0);
+  });
+
+  it('non-numbers are TypeErrors, numbers out of range (incl. NaN, ±Infinity) RangeErrors', () => {
+    const ix = index4();
+    const q = new Float32Array(4);
+    expectErr(() => ix.estimateSync(q, 1, { voidWeight: '1' as never }), TypeError, /voidWeight must be a number, got string/);
+    expectErr(() => ix.estimateSync(q, 1, { voidValue: true as never }), TypeError, /voidValue must be a number/);
+    expectErr(() => ix.estimateSync(q, 1, { voidWeight: NaN }), RangeError, /voidWeight must be a finite number >= 0/);
+    const kl = { logPrior: new Float32Array(1), q: new Float32Array(1), rows: 1, cols: 1 };
+    expectErr(() => klImprove({ ...kl, alpha: true as never }), TypeError, /alpha must be a number, got boolean/);
+    expectErr(() => klImprove({ ...kl, alpha: Infinity }), RangeError, /alpha must be a finite number >= 0/);
+    expectErr(() => ix.searchSync(q, Infinity), RangeError, /m must be an integer in \[1, 16777216\], got Infinity/);
+    expectErr(() => new MemoryIndex({ dim: -Infinity }), RangeError, /dim must be an integer/);
+    expectErr(() => ix.has(NaN), RangeError, /id must be an integer/);
+    expectErr(() => ix.setKernel(undefined as never), TypeError, /setKernel expects an object/);
+    expectErr(() => ix.setKernel('cosine' as never), TypeError, /setKernel expects an object/);
+    expect(ix.kernel).toEqual({ kernel: 'gaussian', bandwidth: 1 });
   });
 });
 

@@ -78,9 +78,12 @@ Status prepare_queries(QueryBlocks& qb, SimdLevel lv, const float* queries, int6
     qb.qinv[B].assign(qb.bp[B], 0.0f);
     cpu::row_norms2_level(lv, qb.qn[B].data(), queries + q0 * d, n, d);
     for (int64_t i = 0; i < n; ++i) {
-      if (!finite(qb.qn[B][i]))
-        return Status::OutOfRange("queries: the squared norm of row " + std::to_string(q0 + i) +
-                               " overflows float32");
+      // limits.h: ||q||^2 (in double) <= 2^125, so that distances stay finite in float32.
+      const float* qr = queries + (q0 + i) * d;
+      double s2 = 0.0;
+      for (int64_t j = 0; j < d; ++j) s2 += double(qr[j]) * double(qr[j]);
+      if (!(s2 <= limits::kMaxSquaredNorm) || !finite(qb.qn[B][i]))
+        return Status::OutOfRange("queries: the squared norm of row " + std::to_string(q0 + i) + " is over the limit of " + limits::kMaxSquaredNormText + ", so that distances stay finite in float32");
       qb.qinv[B][i] = cpu::inv_norm(qb.qn[B][i]);
     }
     cpu::pack_queries(qb.packed[B].get(qb.bp[B] * d), queries + q0 * d, n, d, qb.pw[B]);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common.cuh"
+#include "memq/limits.h"
 
 namespace memq {
 namespace cudak {
@@ -63,9 +64,12 @@ Status check_queries(const float* queries, int64_t b, int64_t d, std::vector<flo
                                std::to_string(j));
   qn->resize((size_t)b);
   row_norms2(qn->data(), queries, b, d);
-  for (int64_t i = 0; i < b; ++i)
-    if (!finite((*qn)[(size_t)i]))
-      return Status::OutOfRange("queries: the squared norm of row " + std::to_string(i) + " overflows float32");
+  for (int64_t i = 0; i < b; ++i) {
+    double s2 = 0.0;  // limits.h, as the CPU twin
+    for (int64_t j = 0; j < d; ++j) s2 += double(queries[i * d + j]) * double(queries[i * d + j]);
+    if (!(s2 <= limits::kMaxSquaredNorm) || !finite((*qn)[(size_t)i]))
+      return Status::OutOfRange("queries: the squared norm of row " + std::to_string(i) + " is over the limit of " + limits::kMaxSquaredNormText + ", so that distances stay finite in float32");
+  }
   return Status::Ok();
 }
 

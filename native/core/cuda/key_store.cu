@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common.cuh"
+#include "memq/limits.h"
 
 namespace memq {
 
@@ -144,7 +145,7 @@ struct CudaKeyStore::Impl {
     return Status::Ok();
   }
 
-  // Finite, representable in the stored type, squared norm (of the rounded row) finite in float32.
+  // Finite, representable in the stored type, squared norm (of the rounded row) <= 2^125 (limits.h).
   Status validate_rows(const float* k, const float* v, int64_t n, int64_t need_live) const {
     if (n < 0) return Status::OutOfRange("n must be >= 0");
     if (n > 0 && (!k || !v)) return Status::Invalid("keys and values must not be null");
@@ -164,8 +165,8 @@ struct CudaKeyStore::Impl {
                                  cuda_key_type_name(type) + " keys");
         s += (double)y * (double)y;
       }
-      if (s > (double)FLT_MAX)
-        return Status::OutOfRange("keys: the squared norm of row " + num(r) + " overflows float32");
+      if (!(s <= limits::kMaxSquaredNorm))
+        return Status::OutOfRange("keys: the squared norm of row " + num(r) + " is over the limit of " + limits::kMaxSquaredNormText + ", so that distances stay finite in float32");
     }
     for (int64_t i = 0; i < n; ++i)
       if (!std::isfinite(v[i])) return Status::OutOfRange("values must be finite: values[" + num(i) + "] is not");
@@ -269,7 +270,8 @@ struct CudaKeyStore::Impl {
                                  cuda_key_type_name(type));
         s += (double)y * (double)y;
       }
-      if (s > (double)FLT_MAX) return Status::OutOfRange("queries: the squared norm of row " + num(r) + " overflows float32");
+      if (!(s <= limits::kMaxSquaredNorm))
+        return Status::OutOfRange("queries: the squared norm of row " + num(r) + " is over the limit of " + limits::kMaxSquaredNormText + ", so that distances stay finite in float32");
     }
     return Status::Ok();
   }

@@ -84,7 +84,11 @@ Status ModelConfig::from_json(const Json& j, const std::string& where, ModelConf
   c.num_key_value_heads = c.num_attention_heads;
   if (j.find("num_key_value_heads") && !j.find("num_key_value_heads")->is_null())
     MEMQ_RETURN_IF_ERROR(json_get_int(j, "num_key_value_heads", where, &c.num_key_value_heads));
-  if (j.find("head_dim") && !j.find("head_dim")->is_null()) MEMQ_RETURN_IF_ERROR(json_get_int(j, "head_dim", where, &c.head_dim));
+  if (j.find("head_dim") && !j.find("head_dim")->is_null()) {
+    MEMQ_RETURN_IF_ERROR(json_get_int(j, "head_dim", where, &c.head_dim));
+    // 0 inside the struct means "hidden_size / num_attention_heads"; a given head_dim is >= 1.
+    if (c.head_dim < 1) return Status::OutOfRange(where + ": head_dim must be >= 1 when given, got " + std::to_string(c.head_dim));
+  }
   if (j.find("max_position_embeddings"))
     MEMQ_RETURN_IF_ERROR(json_get_int(j, "max_position_embeddings", where, &c.max_position_embeddings));
   if (j.find("rms_norm_eps")) MEMQ_RETURN_IF_ERROR(json_get_double(j, "rms_norm_eps", where, &c.rms_norm_eps));
@@ -97,6 +101,8 @@ Status ModelConfig::from_json(const Json& j, const std::string& where, ModelConf
     return Status::Invalid(where + ": rope_scaling is not supported (only plain RoPE)");
   if (const Json* sw = j.find("use_sliding_window"); sw && sw->is_bool() && sw->as_bool())
     return Status::Invalid(where + ": use_sliding_window = true is not supported");
+  if (const Json* act = j.find("hidden_act"); act && !act->is_null() && !act->is_string())
+    return Status::Invalid(where + ": field \"hidden_act\" must be a string");
   if (const Json* act = j.find("hidden_act"); act && act->is_string() && act->as_string() != "silu")
     return Status::Invalid(where + ": hidden_act \"" + act->as_string() + "\" is not supported (silu)");
   if (const Json* b = j.find("bos_token_id"); b && b->is_integer()) c.bos_token_id = b->as_int();
@@ -629,7 +635,10 @@ struct ModelRunner {
       att_total += double(H) * lq * lk;
       kv_total += lk * double(KD);
     }
-    if (att_total > double(limits::kMaxActivationFloats) || kv_total > double(limits::kMaxActivationFloats))
+    // The attention probabilities are kept only for training; prefix keys/values are gathered only
+    // when scoring.
+    if ((keep && att_total > double(limits::kMaxActivationFloats)) ||
+        (prefix && kv_total > double(limits::kMaxActivationFloats)))
       return Status::OutOfRange("batch too large: attention over these sequences needs " +
                                 std::to_string(int64_t(std::min(att_total, 9.0e18))) +
                                 " floats, over the limit of 2^32; split it into smaller batches (or shorter sequences)");

@@ -26,8 +26,12 @@ constexpr int64_t kMaxM = int64_t{1} << 24;
 constexpr float kMaxKappa = 88.0f;
 constexpr float kMinDelta = 1e-30f;
 
-// Keys (and queries) must have a squared norm, computed in double, of at most FLT_MAX: the
-// kernels cache and combine float32 squared norms (see key_store.cpp).
+// Keys (store rows) and queries: squared norm, computed in double, at most 2^125 (~4.25e37,
+// FLT_MAX / 8). Then every squared distance |q - k|^2 <= (|q| + |k|)^2 <= 2^127 and the float32
+// GEMM expansion |q|^2 + |k|^2 - 2 q.k stay finite, so a filled result slot never reads
+// dist2 = +inf (the empty-slot marker), and the cached float32 norms are finite.
+constexpr double kMaxSquaredNorm = 42535295865117307932921825928971026432.0;  // 2^125
+constexpr const char* kMaxSquaredNormText = "2^125 (about 4.25e37)";
 
 // LLM engine (native/core/llm): decoder layers of a config, parameters of a model or of a LoRA
 // adapter (float32; 2^32 floats = 16 GiB), and the activation floats one forward pass may
