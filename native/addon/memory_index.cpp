@@ -577,8 +577,8 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
         Napi::TypedArray ta = v.As<Napi::TypedArray>();
         if (is_detached(ta) || ta.ByteLength() != c.scratch->size()) {
           throw Napi::TypeError::New(env, w + ": out." + c.key +
-                                              " was detached (transferred) before the call finished; its results "
-                                              "are lost. Do not transfer out arrays until the Promise settles");
+                                              " was detached (transferred) or shrunk before the call finished; its results "
+                                              "are lost. Do not transfer or resize out arrays until the Promise settles");
         }
         if (!c.scratch->empty()) {
           std::memcpy(typed_data(ta), c.scratch->data(), c.scratch->size());

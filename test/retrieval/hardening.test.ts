@@ -308,12 +308,31 @@ describe('detached buffers: a TypeError "X is detached" (was: treated as empty)'
     expect(kr.value[0]).toBeCloseTo(Math.log(Math.exp(1) + Math.exp(2) + Math.exp(3)), 5);
   });
 
+  it('a resizable input or out buffer shrunk while the search runs (fuzz F16: was SIGSEGV)', async () => {
+    const ix = new MemoryIndex({ dim: 1, backend: 'cpu' });
+    ix.add(Float32Array.of(1, 2, 3), Float32Array.of(1, 2, 3));
+    const RAB = ArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => ArrayBuffer & { resize(n: number): void };
+    for (let i = 0; i < 50; i++) {
+      const ab = new RAB(4000, { maxByteLength: 1 << 20 });
+      const q = new Float32Array(ab).fill(0.5);
+      const p = ix.search(q, 2);
+      ab.resize(0);
+      const r = await p;
+      expect(r.ids.length).toBe(2000);
+      expect([r.ids[0], r.ids[1]]).toEqual([0, 1]);
+    }
+    const ob = new RAB(8, { maxByteLength: 64 });
+    const p = ix.search(Float32Array.of(2), 2, { out: { kernel: new Float32Array(ob) } });
+    ob.resize(0);
+    await expect(p).rejects.toThrow(/out\.kernel was detached \(transferred\) or shrunk before the call finished/);
+  });
+
   it('an out array transferred while the search runs: the Promise rejects with a TypeError', async () => {
     const ix = index4();
     const out = { kernel: new Float32Array(2), dist2: new Float32Array(2) };
     const p = loadNative().NativeMemoryIndex.prototype.search.call((ix as unknown as { native: unknown }).native, Float32Array.from([1, 0, 0, 0]), 2, out);
     detach(out.kernel);
-    await expect(p).rejects.toThrow(/out\.kernel was detached \(transferred\) before the call finished/);
+    await expect(p).rejects.toThrow(/out\.kernel was detached \(transferred\) or shrunk before the call finished/);
     // Untouched out arrays get their results when the Promise settles.
     const out2 = { kernel: new Float32Array(2).fill(NaN), dist2: new Float32Array(2).fill(NaN) };
     const r = await ix.search(Float32Array.from([1, 0, 0, 0]), 2, { out: out2 });
