@@ -22,7 +22,7 @@
       "dependencies": ["memq_avx2", "memq_avx512"],
       "sources": ["<!@(node scripts/gyp-sources.js generic)", "<!@(node scripts/gyp-sources.js addon)"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native/core/include"],
-      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "MEMQ_BUILD_SYSTEM=\"node-gyp\""],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_CPP_EXCEPTIONS_ALL", "NODE_ADDON_API_DISABLE_DEPRECATED", "MEMQ_BUILD_SYSTEM=\"node-gyp\""],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc": ["<@(memq_cflags)"],
       "libraries": ["-lpthread"]

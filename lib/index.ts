@@ -8,6 +8,7 @@ export {
   klImproveAsync,
   backendInfo,
   setThreads,
+  LIMITS,
 } from './retrieval';
 export type {
   MemoryIndexOptions,

@@ -65,6 +65,21 @@ export interface NativeBackendInfo {
   /** The LLM self-test's report, when it ran. */
   llmSelfTest?: string;
   buildSystem: string;
+  /** MEMQ_SIMD / MEMQ_THREADS as accepted by the native side (null: unset or rejected). */
+  envParsed?: { MEMQ_SIMD: string | null; MEMQ_THREADS: number | null };
+  /** Why a MEMQ_SIMD / MEMQ_THREADS value was rejected (then ignored); absent in older builds. */
+  envErrors?: string[];
+  /** native/core/include/memq/limits.h */
+  limits?: NativeLimits;
+}
+export interface NativeLimits {
+  maxResultElements: number;
+  maxM: number;
+  maxKappa: number;
+  minDelta: number;
+  maxLayers: number;
+  maxParams: number;
+  maxActivationFloats: number;
 }
 export interface NativeBackendChoice {
   /** false when 'cuda' was requested and cannot be used (reason says why). */

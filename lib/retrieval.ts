@@ -4,7 +4,7 @@
  * again in C++; errors are TypeError (wrong type or shape) or RangeError (value out of range),
  * naming the argument and the expected form. A failed call leaves the index unchanged.
  */
-import { loadNative, nativeKind, nativePath, type AddonKind, type NativeIndexStats, type NativeMemoryIndex } from './native';
+import { loadNative, nativeKind, nativePath, type AddonKind, type NativeIndexStats, type NativeLimits, type NativeMemoryIndex } from './native';
 
 export type KernelName = 'gaussian' | 'cosine' | 'inverse';
 /** Where a MemoryIndex keeps its keys and searches: host memory, or an NVIDIA GPU (docs/cuda.md). */
@@ -75,6 +75,24 @@ export interface EstimateResult {
 
 const KERNEL_CODES: Record<KernelName, number> = { gaussian: 0, cosine: 1, inverse: 2 };
 
+/**
+ * Limits on caller-controlled sizes and kernel parameters, checked here first and again in C++
+ * (native/core/include/memq/limits.h; backendInfo().limits reports the native values). A call
+ * over a limit is a RangeError naming the argument and the limit.
+ */
+export const LIMITS = Object.freeze({
+  /** Elements of any one result array: search/estimate b*m, klImprove rows*cols and rows, getKeys ids*dim. */
+  maxResultElements: 2 ** 28,
+  /** m, results per query. */
+  maxM: 2 ** 24,
+  /** Cosine kernel: kappa <= 88, so exp(kappa) (~1.65e38) stays finite in float32. */
+  maxKappa: 88,
+  /** Inverse kernel: delta >= 1e-30, so 1/delta stays finite in float32. */
+  minDelta: 1e-30,
+  /** Keys and queries: squared norm (in double) at most 2^125 (~4.25e37), so every distance stays finite in float32. */
+  maxSquaredNorm: 2 ** 125,
+});
+
 function typeName(v: unknown): string {
   if (v === null) return 'null';
   if (ArrayBuffer.isView(v)) return v.constructor.name;
@@ -82,15 +100,82 @@ function typeName(v: unknown): string {
   return typeof v;
 }
 
+/**
+ * Whether a typed array's ArrayBuffer was detached (transferred, e.g. by structuredClone with
+ * `transfer`): it then reads as length 0. Node 20 has no ArrayBuffer.prototype.detached, so a
+ * zero-length buffer is probed: constructing a view on a detached buffer throws a TypeError.
+ */
+export function isDetached(v: ArrayBufferView): boolean {
+  if (v.byteLength !== 0) return false;
+  const buf = v.buffer as ArrayBuffer & { detached?: boolean };
+  if (typeof buf.detached === 'boolean') return buf.detached;
+  if (buf.byteLength !== 0) return false;
+  if (typeof SharedArrayBuffer !== 'undefined' && (buf as unknown) instanceof SharedArrayBuffer) return false;
+  try {
+    new Uint8Array(buf);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+function checkAttached(name: string, v: ArrayBufferView): void {
+  if (isDetached(v)) {
+    throw new TypeError(`${name} is detached (its ArrayBuffer was transferred); pass a live ${v.constructor.name}`);
+  }
+}
+
 function checkFloat32(name: string, v: unknown): Float32Array {
   if (!(v instanceof Float32Array)) {
     throw new TypeError(`${name} must be a Float32Array, got ${typeName(v)}`);
   }
+  checkAttached(name, v);
   return v;
 }
 
+/** TypeError when two of the views share memory (the same array, or overlapping ranges of one buffer). */
+function checkNoOverlap(where: string, views: [string, ArrayBufferView | undefined][]): void {
+  const live = views.filter((e): e is [string, ArrayBufferView] => ArrayBuffer.isView(e[1]) && e[1].byteLength > 0);
+  for (let i = 0; i < live.length; i++) {
+    for (let j = i + 1; j < live.length; j++) {
+      const [an, a] = live[i];
+      const [bn, b] = live[j];
+      if (a.buffer !== b.buffer) continue;
+      if (a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength) {
+        throw new TypeError(
+          `${where}: ${an} and ${bn} share memory (the same array, or overlapping views of one ArrayBuffer); pass separate arrays`,
+        );
+      }
+    }
+  }
+}
+
+function checkResultElements(where: string, what: string, count: number): void {
+  if (count > LIMITS.maxResultElements) {
+    throw new RangeError(
+      `${where}: ${what} = ${count} result elements is over the limit of 2^28 = ${LIMITS.maxResultElements} (split the call)`,
+    );
+  }
+}
+
+/** RangeError unless every row's squared norm (in double) is at most 2^125 (finite values assumed). */
+function checkRowNorms(name: string, a: Float32Array, dim: number): void {
+  for (let r = 0, o = 0; o < a.length; r++, o += dim) {
+    let s = 0;
+    for (let c = 0; c < dim; c++) s += a[o + c] * a[o + c];
+    if (!(s <= LIMITS.maxSquaredNorm)) {
+      throw new RangeError(
+        `${name}: the squared norm of row ${r} is over the limit of 2^125 (about 4.25e37), so that distances stay finite in float32`,
+      );
+    }
+  }
+}
+
 function checkInt32(name: string, v: unknown): Int32Array {
-  if (v instanceof Int32Array) return v;
+  if (v instanceof Int32Array) {
+    checkAttached(name, v);
+    return v;
+  }
   if (Array.isArray(v) && v.every((x) => Number.isInteger(x) && x >= -2147483648 && x <= 2147483647)) {
     return Int32Array.from(v);
   }
@@ -112,10 +197,13 @@ function checkFinite(name: string, a: Float32Array, dim?: number): void {
 }
 
 function checkInt(name: string, v: unknown, lo: number, hi = Number.MAX_SAFE_INTEGER): number {
-  if (typeof v !== 'number' || !Number.isInteger(v)) {
-    throw new TypeError(`${name} must be an integer, got ${typeName(v)} ${String(v)}`);
+  if (typeof v !== 'number') {
+    throw new TypeError(`${name} must be an integer (a number), got ${typeName(v)} ${String(v)}`);
   }
-  if (v < lo || v > hi) throw new RangeError(`${name} must be an integer in [${lo}, ${hi}], got ${v}`);
+  // A number that is not an integer (1.5, NaN, Infinity) is a value out of range, as in JS itself.
+  if (!Number.isInteger(v) || v < lo || v > hi) {
+    throw new RangeError(`${name} must be an integer in [${lo}, ${hi}], got ${v}`);
+  }
   return v;
 }
 
@@ -132,8 +220,18 @@ function kernelParams(opts: KernelOptions): { name: KernelName; code: number; pa
   }
   const o = opts as Record<string, unknown>;
   if (name === 'gaussian') return { name, code: 0, param: checkPositive('bandwidth', o.bandwidth ?? 1) };
-  if (name === 'cosine') return { name, code: 1, param: checkPositive('kappa', o.kappa ?? 1) };
-  return { name, code: 2, param: checkPositive('delta', o.delta ?? 1e-3) };
+  if (name === 'cosine') {
+    const kappa = checkPositive('kappa', o.kappa ?? 1);
+    if (kappa > LIMITS.maxKappa) {
+      throw new RangeError(`kappa must be in (0, 88] (so that exp(kappa) stays finite in float32), got ${kappa}`);
+    }
+    return { name, code: 1, param: kappa };
+  }
+  const delta = checkPositive('delta', o.delta ?? 1e-3);
+  if (delta < LIMITS.minDelta) {
+    throw new RangeError(`delta must be >= 1e-30 (so that 1/delta stays finite in float32), got ${delta}`);
+  }
+  return { name, code: 2, param: delta };
 }
 
 const BACKEND_NAMES = ['auto', 'cpu', 'cuda'] as const;
@@ -194,6 +292,9 @@ function checkKeyType(v: unknown): KeyType {
   return v as KeyType;
 }
 
+const SEARCH_OUT = ['ids', 'kernel', 'dist2'];
+const ESTIMATE_OUT = ['value', 'confidence'];
+
 /**
  * An episodic key store with kernel retrieval. Keys are float32 rows of length `dim`; each has
  * a float32 value and a stable int32 id. Searches run on worker threads and see the index as it
@@ -251,6 +352,9 @@ export class MemoryIndex {
 
   /** Change the kernel or its parameter (e.g. a bandwidth rule of MATH §9). */
   setKernel(options: KernelOptions): void {
+    if (options === null || typeof options !== 'object') {
+      throw new TypeError(`setKernel expects an object like { kernel: 'cosine', kappa: 5 }, got ${typeName(options)}`);
+    }
     const k = kernelParams(options);
     this.native.setKernel(k.code, k.param);
     this.kernelName = k.name;
@@ -273,6 +377,7 @@ export class MemoryIndex {
       throw new RangeError(`values.length must equal the number of keys (${n}), got ${values.length}`);
     }
     checkFinite('keys', keys, this.dim);
+    checkRowNorms('keys', keys, this.dim);
     checkFinite('values', values);
     return this.native.add(keys, values);
   }
@@ -287,6 +392,7 @@ export class MemoryIndex {
       throw new RangeError(`ids.length and values.length must equal the number of keys (${n})`);
     }
     checkFinite('keys', keys, this.dim);
+    checkRowNorms('keys', keys, this.dim);
     checkFinite('values', values);
     this.native.addWithIds(idArr, keys, values);
   }
@@ -306,7 +412,9 @@ export class MemoryIndex {
   }
 
   getKeys(ids: Int32Array | number[]): Float32Array {
-    return this.native.getKeys(checkInt32('ids', ids));
+    const idArr = checkInt32('ids', ids);
+    checkResultElements('getKeys', `ids.length*dim = ${idArr.length}*${this.dim}`, idArr.length * this.dim);
+    return this.native.getKeys(idArr);
   }
 
   getValues(ids: Int32Array | number[]): Float32Array {
@@ -342,55 +450,69 @@ export class MemoryIndex {
     };
   }
 
-  private checkQueries(queries: Float32Array, m: number): void {
+  private checkQueries(where: string, queries: Float32Array, m: number, out: object | undefined, keys: string[]): void {
     checkFloat32('queries', queries);
-    this.rows('queries', queries);
-    checkInt('m', m, 1, 1 << 24);
+    const b = this.rows('queries', queries);
+    checkInt('m', m, 1, LIMITS.maxM);
+    checkResultElements(where, `b*m = ${b}*${m}`, b * m);
     checkFinite('queries', queries, this.dim);
+    checkRowNorms('queries', queries, this.dim);
+    if (out !== undefined && out !== null) {
+      if (typeof out !== 'object') throw new TypeError('out must be an object of typed arrays');
+      const o = out as Record<string, unknown>;
+      const views: [string, ArrayBufferView | undefined][] = [['queries', queries]];
+      for (const k of keys) {
+        const v = o[k];
+        if (v === undefined) continue;
+        if (!ArrayBuffer.isView(v)) throw new TypeError(`out.${k} must be a ${k === 'ids' ? 'Int32Array' : 'Float32Array'}, got ${typeName(v)}`);
+        checkAttached(`out.${k}`, v);
+        views.push([`out.${k}`, v]);
+      }
+      checkNoOverlap(where, views);
+    }
   }
 
   /** Top-m cases per query by kernel value, descending (MATH §2). Runs on a worker thread. */
   search(queries: Float32Array, m: number, opts?: SearchOptions): Promise<SearchResult> {
     try {
-      this.checkQueries(queries, m);
+      this.checkQueries('search', queries, m, opts?.out, SEARCH_OUT);
+      return this.native.search(queries, m, opts?.out);
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.native.search(queries, m, opts?.out);
   }
 
   /** As search, on the calling thread: for small batches in a tight loop. */
   searchSync(queries: Float32Array, m: number, opts?: SearchOptions): SearchResult {
-    this.checkQueries(queries, m);
+    this.checkQueries('searchSync', queries, m, opts?.out, SEARCH_OUT);
     return this.native.searchSync(queries, m, opts?.out);
   }
 
   private voidArgs(opts: EstimateOptions | undefined): [number, number] {
     const voidWeight = opts?.voidWeight ?? 0;
     const voidValue = opts?.voidValue ?? 0;
-    if (typeof voidWeight !== 'number' || !Number.isFinite(voidWeight) || voidWeight < 0) {
+    if (typeof voidWeight !== 'number') throw new TypeError(`voidWeight must be a number, got ${typeName(voidWeight)}`);
+    if (!Number.isFinite(voidWeight) || voidWeight < 0) {
       throw new RangeError(`voidWeight must be a finite number >= 0, got ${String(voidWeight)}`);
     }
-    if (typeof voidValue !== 'number' || !Number.isFinite(voidValue)) {
-      throw new RangeError(`voidValue must be a finite number, got ${String(voidValue)}`);
-    }
+    if (typeof voidValue !== 'number') throw new TypeError(`voidValue must be a number, got ${typeName(voidValue)}`);
+    if (!Number.isFinite(voidValue)) throw new RangeError(`voidValue must be a finite number, got ${String(voidValue)}`);
     return [voidWeight, voidValue];
   }
 
   /** Kernel-weighted value with the void case over the top-m (MATH §3), per query. */
   estimate(queries: Float32Array, m: number, opts?: EstimateOptions): Promise<EstimateResult> {
-    let v: [number, number];
     try {
-      this.checkQueries(queries, m);
-      v = this.voidArgs(opts);
+      this.checkQueries('estimate', queries, m, opts?.out, ESTIMATE_OUT);
+      const v = this.voidArgs(opts);
+      return this.native.estimate(queries, m, v[0], v[1], opts?.out);
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.native.estimate(queries, m, v[0], v[1], opts?.out);
   }
 
   estimateSync(queries: Float32Array, m: number, opts?: EstimateOptions): EstimateResult {
-    this.checkQueries(queries, m);
+    this.checkQueries('estimateSync', queries, m, opts?.out, ESTIMATE_OUT);
     const [w, q] = this.voidArgs(opts);
     return this.native.estimateSync(queries, m, w, q, opts?.out);
   }
@@ -415,9 +537,11 @@ function klArgs(input: KlImproveInput) {
   }
   const logPrior = checkFloat32('logPrior', input.logPrior);
   const q = checkFloat32('q', input.q);
-  const rows = checkInt('rows', input.rows, 0);
-  const cols = checkInt('cols', input.cols, 0);
-  if (typeof input.alpha !== 'number' || !Number.isFinite(input.alpha) || input.alpha < 0) {
+  const rows = checkInt('rows', input.rows, 0, LIMITS.maxResultElements);
+  const cols = checkInt('cols', input.cols, 0, LIMITS.maxResultElements);
+  checkResultElements('klImprove', `rows*cols = ${rows}*${cols}`, rows * cols);
+  if (typeof input.alpha !== 'number') throw new TypeError(`alpha must be a number, got ${typeName(input.alpha)}`);
+  if (!Number.isFinite(input.alpha) || input.alpha < 0) {
     throw new RangeError(`alpha must be a finite number >= 0, got ${String(input.alpha)}`);
   }
   if (logPrior.length !== rows * cols) {
@@ -494,6 +618,12 @@ export interface BackendInfo {
   addonPath?: string;
   /** Where it came from: the package's prebuild, a source build (build/Release), or MEMQ_ADDON. */
   addonKind?: AddonKind;
+  /** MEMQ_SIMD / MEMQ_THREADS as the native side accepted them (null: unset or rejected). */
+  envParsed?: { MEMQ_SIMD: string | null; MEMQ_THREADS: number | null };
+  /** Why a MEMQ_SIMD / MEMQ_THREADS value was rejected by the native side (then ignored). */
+  envErrors?: string[];
+  /** The native limits (limits.h); equal to LIMITS. */
+  limits?: NativeLimits;
 }
 
 export function backendInfo(): BackendInfo {

@@ -69,7 +69,8 @@ export class LoraAdapter {
       cfg.r = opts.r;
     }
     if (opts.alpha !== undefined) {
-      if (typeof opts.alpha !== 'number' || !Number.isFinite(opts.alpha)) throw new TypeError(`opts.alpha must be a finite number, got ${opts.alpha}`);
+      if (typeof opts.alpha !== 'number') throw new TypeError(`opts.alpha must be a number, got ${typeof opts.alpha}`);
+      if (!Number.isFinite(opts.alpha)) throw new RangeError(`opts.alpha must be a finite number, got ${opts.alpha}`);
       cfg.lora_alpha = opts.alpha;
     }
     if (opts.targetModules !== undefined) {

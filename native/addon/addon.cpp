@@ -1,6 +1,7 @@
 // Module entry of the memq N-API addon: MemoryIndex, klImprove, backendInfo.
 #include <napi.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -9,6 +10,7 @@
 #include "memq/cuda/cuda_backend.h"
 #include "memq/kernels.h"
 #include "memq/llm/device.h"
+#include "memq/limits.h"
 #include "memq/thread_pool.h"
 #include "util.h"
 
@@ -31,20 +33,26 @@ struct KlJob {
   float alpha = 1.f;
   float* policy = nullptr;
   float* value = nullptr;
-  memq::Status run() {
+  // Async: copies of the inputs (the caller may reuse or transfer its arrays at once).
+  std::shared_ptr<std::vector<float>> lp_copy, q_copy;
+  std::shared_ptr<std::vector<int32_t>> rl_copy;
+  memq::Status run() const {
     return memq::kl_improve(policy, value, log_prior, q, rows, cols, row_lengths, alpha);
   }
 };
 
-// klImprove(logPrior, q, rows, cols, alpha, rowLengths | undefined) -> { policy, value }
-KlJob make_kl_job(const Napi::CallbackInfo& info, Napi::Object* result) {
+// klImprove(logPrior, q, rows, cols, alpha, rowLengths | undefined) -> { policy, value }. rows,
+// rows*cols are checked against limits::kMaxResultElements before the outputs are allocated.
+KlJob make_kl_job(const Napi::CallbackInfo& info, bool async, const char* where, Napi::Object* result) {
   Napi::Env env = info.Env();
   auto lp = typed_array_arg<float>(info[0], "logPrior");
   auto q = typed_array_arg<float>(info[1], "q");
   KlJob job;
-  job.rows = int_arg(info[2], "rows", 0, int64_t{1} << 40);
-  job.cols = int_arg(info[3], "cols", 0, int64_t{1} << 40);
+  job.rows = int_arg(info[2], "rows", 0, memq::limits::kMaxResultElements);
+  job.cols = int_arg(info[3], "cols", 0, memq::limits::kMaxResultElements);
   job.alpha = static_cast<float>(number_arg(info[4], "alpha"));
+  check_result_elements(env, where, "rows*cols = " + std::to_string(job.rows) + "*" + std::to_string(job.cols),
+                        static_cast<double>(job.rows) * static_cast<double>(job.cols));
   size_t expect = static_cast<size_t>(job.rows * job.cols);
   if (lp.length != expect) {
     throw Napi::RangeError::New(env, "logPrior.length must be rows*cols (" + std::to_string(expect) + "), got " +
@@ -54,17 +62,29 @@ KlJob make_kl_job(const Napi::CallbackInfo& info, Napi::Object* result) {
     throw Napi::RangeError::New(env, "q.length must be rows*cols (" + std::to_string(expect) + "), got " +
                                          std::to_string(q.length));
   }
+  ArrayArg<int32_t> rl;
   if (info.Length() > 5 && !info[5].IsUndefined() && !info[5].IsNull()) {
-    auto rl = typed_array_arg<int32_t>(info[5], "rowLengths");
+    rl = typed_array_arg<int32_t>(info[5], "rowLengths");
     if (rl.length != static_cast<size_t>(job.rows)) {
       throw Napi::RangeError::New(env, "rowLengths.length must equal rows (" + std::to_string(job.rows) + ")");
     }
+  }
+  if (async) {
+    job.lp_copy = std::make_shared<std::vector<float>>(lp.data, lp.data + lp.length);
+    job.q_copy = std::make_shared<std::vector<float>>(q.data, q.data + q.length);
+    job.log_prior = job.lp_copy->data();
+    job.q = job.q_copy->data();
+    if (rl.data) {
+      job.rl_copy = std::make_shared<std::vector<int32_t>>(rl.data, rl.data + rl.length);
+      job.row_lengths = job.rl_copy->data();
+    }
+  } else {
+    job.log_prior = lp.data;
+    job.q = q.data;
     job.row_lengths = rl.data;
   }
-  job.log_prior = lp.data;
-  job.q = q.data;
-  auto policy = Napi::Float32Array::New(env, expect);
-  auto value = Napi::Float32Array::New(env, static_cast<size_t>(job.rows));
+  auto policy = new_typed_array<float>(env, expect, std::string(where) + " policy (rows*cols)");
+  auto value = new_typed_array<float>(env, static_cast<size_t>(job.rows), std::string(where) + " value (rows)");
   job.policy = policy.Data();
   job.value = value.Data();
   *result = Napi::Object::New(env);
@@ -75,19 +95,16 @@ KlJob make_kl_job(const Napi::CallbackInfo& info, Napi::Object* result) {
 
 Napi::Value KlImprove(const Napi::CallbackInfo& info) {
   Napi::Object result;
-  KlJob job = make_kl_job(info, &result);
+  KlJob job = make_kl_job(info, false, "klImprove", &result);
   memq::Status st = job.run();
   if (!st.ok()) throw status_error(info.Env(), st, "klImprove");
   return result;
 }
 
-
 Napi::Value KlImproveAsync(const Napi::CallbackInfo& info) {
   Napi::Object result;
-  KlJob job = make_kl_job(info, &result);
-  std::vector<Napi::Value> keep;
-  for (size_t i = 0; i < info.Length(); ++i) keep.push_back(info[i]);
-  return PromiseWorker::Start(info.Env(), "klImproveAsync", [job]() mutable { return job.run(); }, resolve_to(result), keep);
+  KlJob job = make_kl_job(info, true, "klImproveAsync", &result);
+  return PromiseWorker::Start(info.Env(), "klImproveAsync", [job]() { return job.run(); }, resolve_to(result), {});
 }
 
 Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
@@ -115,6 +132,28 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
   o.Set("llmReason", Napi::String::New(env, lst.ok() ? llm.reason : lst.message()));
   if (!llm.self_test_report.empty()) o.Set("llmSelfTest", Napi::String::New(env, llm.self_test_report));
   o.Set("buildSystem", Napi::String::New(env, MEMQ_BUILD_SYSTEM));
+  // MEMQ_SIMD / MEMQ_THREADS as the native side parsed them, and why a value was rejected
+  // (a rejected value is ignored: no SIMD cap, the hardware thread count).
+  Napi::Object parsed = Napi::Object::New(env);
+  parsed.Set("MEMQ_SIMD", memq::simd_env_value().empty() ? env.Null() : Napi::String::New(env, memq::simd_env_value()));
+  parsed.Set("MEMQ_THREADS", memq::threads_env_value() > 0 ? Napi::Number::New(env, memq::threads_env_value())
+                                                           : env.Null());
+  o.Set("envParsed", parsed);
+  Napi::Array errors = Napi::Array::New(env);
+  uint32_t ne = 0;
+  for (const std::string& e : {memq::simd_env_error(), memq::threads_env_error()})
+    if (!e.empty()) errors.Set(ne++, Napi::String::New(env, e));
+  o.Set("envErrors", errors);
+  // limits.h, so that lib/retrieval.ts can be held to the same numbers.
+  Napi::Object lim = Napi::Object::New(env);
+  lim.Set("maxResultElements", Napi::Number::New(env, static_cast<double>(memq::limits::kMaxResultElements)));
+  lim.Set("maxM", Napi::Number::New(env, static_cast<double>(memq::limits::kMaxM)));
+  lim.Set("maxKappa", Napi::Number::New(env, memq::limits::kMaxKappa));
+  lim.Set("minDelta", Napi::Number::New(env, 1e-30));  // kMinDelta = 1e-30f: any double >= 1e-30 rounds to >= it
+  lim.Set("maxLayers", Napi::Number::New(env, static_cast<double>(memq::limits::kMaxLayers)));
+  lim.Set("maxParams", Napi::Number::New(env, static_cast<double>(memq::limits::kMaxParams)));
+  lim.Set("maxActivationFloats", Napi::Number::New(env, static_cast<double>(memq::limits::kMaxActivationFloats)));
+  o.Set("limits", lim);
   return o;
 }
 
@@ -152,7 +191,11 @@ Napi::Value MeasureCeilings(const Napi::CallbackInfo& info) {
   int64_t n = int_arg(info[1], "n", 1, 1 << 24);
   int64_t d = int_arg(info[2], "d", 1, 1 << 16);
   double seconds = number_arg(info[3], "seconds");
-  int64_t bytes = int_arg(info[4], "bandwidthBytes", 1 << 20, int64_t{1} << 40);
+  int64_t bytes = int_arg(info[4], "bandwidthBytes", 1 << 20, int64_t{1} << 32);
+  // Each pool thread allocates b*d, n*d and b*n floats.
+  check_result_elements(env, "measureCeilings", "b*d", static_cast<double>(b) * static_cast<double>(d));
+  check_result_elements(env, "measureCeilings", "n*d", static_cast<double>(n) * static_cast<double>(d));
+  check_result_elements(env, "measureCeilings", "b*n", static_cast<double>(b) * static_cast<double>(n));
   memq::GemmCeiling g = memq::measure_gemm_ceiling(b, n, d, seconds);
   memq::BandwidthCeiling bw = memq::measure_read_bandwidth(bytes, 5);
   Napi::Object o = Napi::Object::New(env);
@@ -165,15 +208,22 @@ Napi::Value MeasureCeilings(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// Every exported function runs through guard(): a C++ exception becomes a JS Error.
+template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+Napi::Function fn(Napi::Env env, const char* name) {
+  return Napi::Function::New(
+      env, [name](const Napi::CallbackInfo& info) { return guard(info.Env(), name, [&] { return F(info); }); }, name);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("measureCeilings", Napi::Function::New(env, MeasureCeilings, "measureCeilings"));
+  exports.Set("measureCeilings", fn<MeasureCeilings>(env, "measureCeilings"));
   exports.Set("NativeMemoryIndex", InitMemoryIndex(env));
   InitLlm(env, exports);
-  exports.Set("klImprove", Napi::Function::New(env, KlImprove, "klImprove"));
-  exports.Set("klImproveAsync", Napi::Function::New(env, KlImproveAsync, "klImproveAsync"));
-  exports.Set("backendInfo", Napi::Function::New(env, BackendInfo, "backendInfo"));
-  exports.Set("selectBackend", Napi::Function::New(env, SelectBackend, "selectBackend"));
-  exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
+  exports.Set("klImprove", fn<KlImprove>(env, "klImprove"));
+  exports.Set("klImproveAsync", fn<KlImproveAsync>(env, "klImproveAsync"));
+  exports.Set("backendInfo", fn<BackendInfo>(env, "backendInfo"));
+  exports.Set("selectBackend", fn<SelectBackend>(env, "selectBackend"));
+  exports.Set("setThreads", fn<SetThreads>(env, "setThreads"));
   return exports;
 }
 

@@ -44,21 +44,27 @@ class LlmModelWrap : public Napi::ObjectWrap<LlmModelWrap> {
   static Napi::Function Init(Napi::Env env) {
     Napi::Function f = DefineClass(env, "NativeLlmModel",
                                    {
-                                       InstanceMethod("save", &LlmModelWrap::Save),
-                                       InstanceMethod("config", &LlmModelWrap::Config),
-                                       InstanceMethod("numParams", &LlmModelWrap::NumParams),
-                                       InstanceMethod("score", &LlmModelWrap::Score),
-                                       InstanceMethod("tokenLogprobs", &LlmModelWrap::TokenLogprobs),
-                                       InstanceMethod("embedMean", &LlmModelWrap::EmbedMean),
-                                       InstanceMethod("clone", &LlmModelWrap::Clone),
-                                       InstanceMethod("mergeLora", &LlmModelWrap::MergeLora),
-                                       InstanceMethod("device", &LlmModelWrap::Device),
+                                       InstanceMethod("save", &LlmModelWrap::G<&LlmModelWrap::Save>),
+                                       InstanceMethod("config", &LlmModelWrap::G<&LlmModelWrap::Config>),
+                                       InstanceMethod("numParams", &LlmModelWrap::G<&LlmModelWrap::NumParams>),
+                                       InstanceMethod("score", &LlmModelWrap::G<&LlmModelWrap::Score>),
+                                       InstanceMethod("tokenLogprobs", &LlmModelWrap::G<&LlmModelWrap::TokenLogprobs>),
+                                       InstanceMethod("embedMean", &LlmModelWrap::G<&LlmModelWrap::EmbedMean>),
+                                       InstanceMethod("clone", &LlmModelWrap::G<&LlmModelWrap::Clone>),
+                                       InstanceMethod("mergeLora", &LlmModelWrap::G<&LlmModelWrap::MergeLora>),
+                                       InstanceMethod("device", &LlmModelWrap::G<&LlmModelWrap::Device>),
                                    });
     ctor = new Napi::FunctionReference(Napi::Persistent(f));
     return f;
   }
 
   explicit LlmModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<LlmModelWrap>(info) {}
+
+  // Every method runs through G: a C++ exception becomes a JS Error, never std::terminate.
+  template <Napi::Value (LlmModelWrap::*M)(const Napi::CallbackInfo&)>
+  Napi::Value G(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), "LlmModel", [&] { return (this->*M)(info); });
+  }
 
   static Napi::Object Wrap(Napi::Env env, std::shared_ptr<ModelHolder> h) {
     Napi::Object o = ctor->New({});
@@ -135,11 +141,14 @@ class LlmModelWrap : public Napi::ObjectWrap<LlmModelWrap> {
     }
     const bool norm = info.Length() > 5 && info[5].ToBoolean().Value();
     auto lora = lora_arg(info, 6, *h);
-    auto out = Napi::Float32Array::New(env, n_cands);
+    auto out = new_typed_array<float>(env, n_cands, "LlmModel.score scores");
     float* outp = out.Data();
-    const int32_t* ptd = pt.data;
-    const int32_t* ctd = ct.data;
-    auto body = [h, lora, po, co, cg, ptd, ctd, n_prompts, n_cands, norm, outp]() {
+    // Copies: the caller may reuse or transfer its arrays while the worker runs.
+    auto ptv = std::make_shared<std::vector<int32_t>>(pt.data, pt.data + pt.length);
+    auto ctv = std::make_shared<std::vector<int32_t>>(ct.data, ct.data + ct.length);
+    auto body = [h, lora, po, co, cg, ptv, ctv, n_prompts, n_cands, norm, outp]() {
+      const int32_t* ptd = ptv->data();
+      const int32_t* ctd = ctv->data();
       memq::llm::ScoreRequest req;
       req.prompt_tokens = ptd;
       req.prompt_offsets = po->data();
@@ -152,8 +161,7 @@ class LlmModelWrap : public Napi::ObjectWrap<LlmModelWrap> {
       InferenceLocks locks(*h, lora.get());
       return h->model->score(outp, nullptr, req, lora ? lora->lora.get() : nullptr);
     };
-    return PromiseWorker::Start(env, "LlmModel.score", body, resolve_to(out),
-                                {info[0], info[1], info[2], info[3], info[4], info.This()});
+    return PromiseWorker::Start(env, "LlmModel.score", body, resolve_to(out), {info.This()});
   }
 
   // Shared by tokenLogprobs and embedMean: (tokens, offsets, lora?) -> Float32Array of `per` floats.
@@ -164,21 +172,26 @@ class LlmModelWrap : public Napi::ObjectWrap<LlmModelWrap> {
     auto off = std::make_shared<std::vector<int64_t>>(offsets_arg(info[1], "offsets", tk.length));
     auto lora = lora_arg(info, 2, *h);
     const int64_t n_seqs = static_cast<int64_t>(off->size() - 1);
+    const char* where = embed ? "LlmModel.embedMean" : "LlmModel.tokenLogprobs";
+    if (embed) {
+      check_result_elements(env, where, "sequences*hidden_size = " + std::to_string(n_seqs) + "*" +
+                            std::to_string(h->cfg.hidden_size),
+                            static_cast<double>(n_seqs) * static_cast<double>(h->cfg.hidden_size));
+    }
     const size_t n_out = embed ? static_cast<size_t>(n_seqs * h->cfg.hidden_size) : tk.length;
-    auto out = Napi::Float32Array::New(env, n_out);
+    auto out = new_typed_array<float>(env, n_out, std::string(where) + " result");
     float* outp = out.Data();
-    const int32_t* tkd = tk.data;
-    auto body = [h, lora, off, tkd, n_seqs, outp, embed]() {
+    auto tkv = std::make_shared<std::vector<int32_t>>(tk.data, tk.data + tk.length);  // a copy (see score)
+    auto body = [h, lora, off, tkv, n_seqs, outp, embed]() {
       memq::llm::TokenBatch b;
-      b.tokens = tkd;
+      b.tokens = tkv->data();
       b.offsets = off->data();
       b.n_seqs = n_seqs;
       InferenceLocks locks(*h, lora.get());
       const LoraAdapter* l = lora ? lora->lora.get() : nullptr;
       return embed ? h->model->embed_mean(outp, b, l) : h->model->token_logprobs(outp, b, l);
     };
-    return PromiseWorker::Start(env, embed ? "LlmModel.embedMean" : "LlmModel.tokenLogprobs", body, resolve_to(out),
-                                {info[0], info[1], info.This()});
+    return PromiseWorker::Start(env, where, body, resolve_to(out), {info.This()});
   }
   Napi::Value TokenLogprobs(const Napi::CallbackInfo& info) { return BatchCall(info, false); }
   Napi::Value EmbedMean(const Napi::CallbackInfo& info) { return BatchCall(info, true); }
@@ -299,8 +312,18 @@ Napi::Value LlmLoad(const Napi::CallbackInfo& info) {
 
 void InitLlm(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeLlmModel", LlmModelWrap::Init(env));
-  exports.Set("llmCreateRandom", Napi::Function::New(env, LlmCreateRandom, "llmCreateRandom"));
-  exports.Set("llmLoad", Napi::Function::New(env, LlmLoad, "llmLoad"));
+  exports.Set("llmCreateRandom", Napi::Function::New(
+                                     env,
+                                     [](const Napi::CallbackInfo& info) {
+                                       return guard(info.Env(), "LlmModel.createRandom", [&] { return LlmCreateRandom(info); });
+                                     },
+                                     "llmCreateRandom"));
+  exports.Set("llmLoad", Napi::Function::New(
+                             env,
+                             [](const Napi::CallbackInfo& info) {
+                               return guard(info.Env(), "LlmModel.load", [&] { return LlmLoad(info); });
+                             },
+                             "llmLoad"));
   InitLlmTrain(env, exports);
 }
 

@@ -120,7 +120,7 @@ LoraConfig lora_config_arg(const Napi::Value& v) {
   LoraConfig c;
   double x;
   if (opt_number(env, j, name, "r", &x)) {
-    if (std::floor(x) != x) throw Napi::TypeError::New(env, "config.r must be an integer");
+    if (std::floor(x) != x) range_error(env, "config.r", "an integer in [1, 65536]", x);
     if (!(x >= 1 && x <= 65536)) range_error(env, "config.r", "an integer in [1, 65536]", x);
     c.r = static_cast<int64_t>(x);
   }
@@ -181,20 +181,30 @@ class LoraAdapterWrap : public Napi::ObjectWrap<LoraAdapterWrap> {
   static Napi::Function Init(Napi::Env env) {
     Napi::Function f = DefineClass(env, "NativeLoraAdapter",
                                    {
-                                       StaticMethod("create", &LoraAdapterWrap::Create),
-                                       StaticMethod("load", &LoraAdapterWrap::Load),
-                                       InstanceMethod("save", &LoraAdapterWrap::Save),
-                                       InstanceMethod("config", &LoraAdapterWrap::Config),
-                                       InstanceMethod("numParams", &LoraAdapterWrap::NumParams),
-                                       InstanceMethod("getParams", &LoraAdapterWrap::GetParams),
-                                       InstanceMethod("setParams", &LoraAdapterWrap::SetParams),
-                                       InstanceMethod("clone", &LoraAdapterWrap::Clone),
+                                       StaticMethod("create", &LoraAdapterWrap::SG<&LoraAdapterWrap::Create>),
+                                       StaticMethod("load", &LoraAdapterWrap::SG<&LoraAdapterWrap::Load>),
+                                       InstanceMethod("save", &LoraAdapterWrap::G<&LoraAdapterWrap::Save>),
+                                       InstanceMethod("config", &LoraAdapterWrap::G<&LoraAdapterWrap::Config>),
+                                       InstanceMethod("numParams", &LoraAdapterWrap::G<&LoraAdapterWrap::NumParams>),
+                                       InstanceMethod("getParams", &LoraAdapterWrap::G<&LoraAdapterWrap::GetParams>),
+                                       InstanceMethod("setParams", &LoraAdapterWrap::G<&LoraAdapterWrap::SetParams>),
+                                       InstanceMethod("clone", &LoraAdapterWrap::G<&LoraAdapterWrap::Clone>),
                                    });
     ctor = new Napi::FunctionReference(Napi::Persistent(f));
     return f;
   }
 
   explicit LoraAdapterWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<LoraAdapterWrap>(info) {}
+
+  // Methods run through G / SG: a C++ exception becomes a JS Error, never std::terminate.
+  template <Napi::Value (LoraAdapterWrap::*M)(const Napi::CallbackInfo&)>
+  Napi::Value G(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), "LoraAdapter", [&] { return (this->*M)(info); });
+  }
+  template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+  static Napi::Value SG(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), "LoraAdapter", [&] { return F(info); });
+  }
 
   static Napi::Object Wrap(Napi::Env env, std::shared_ptr<AdapterHolder> h) {
     Napi::Object o = ctor->New({});
@@ -277,7 +287,7 @@ class LoraAdapterWrap : public Napi::ObjectWrap<LoraAdapterWrap> {
   Napi::Value GetParams(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto h = holder(env);
-    auto out = Napi::Float32Array::New(env, static_cast<size_t>(h->size));
+    auto out = new_typed_array<float>(env, static_cast<size_t>(h->size), "LoraAdapter.getParams");
     UrgentSharedLock lock(h->mu);
     if (h->size > 0) std::memcpy(out.Data(), h->lora->params(), sizeof(float) * static_cast<size_t>(h->size));
     return out;
@@ -364,15 +374,26 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap<kLora>> {
   static Napi::Function Init(Napi::Env env) {
     return Base::DefineClass(env, kLora ? "NativeLoraTrainer" : "NativeModelTrainer",
                              {
-                                 Base::InstanceMethod("accumulate", &TrainerWrap::Accumulate),
-                                 Base::InstanceMethod("step", &TrainerWrap::Step),
-                                 Base::InstanceMethod("steps", &TrainerWrap::Steps),
-                                 Base::InstanceMethod("getState", &TrainerWrap::GetState),
-                                 Base::InstanceMethod("setState", &TrainerWrap::SetState),
+                                 Base::InstanceMethod("accumulate", &TrainerWrap::template G<&TrainerWrap::Accumulate>),
+                                 Base::InstanceMethod("step", &TrainerWrap::template G<&TrainerWrap::Step>),
+                                 Base::InstanceMethod("steps", &TrainerWrap::template G<&TrainerWrap::Steps>),
+                                 Base::InstanceMethod("getState", &TrainerWrap::template G<&TrainerWrap::GetState>),
+                                 Base::InstanceMethod("setState", &TrainerWrap::template G<&TrainerWrap::SetState>),
                              });
   }
 
   explicit TrainerWrap(const Napi::CallbackInfo& info) : Base(info) {
+    guard(info.Env(), kName, [&] { init(info); });
+  }
+
+ private:
+  // Methods run through G: a C++ exception becomes a JS Error, never std::terminate.
+  template <Napi::Value (TrainerWrap::*M)(const Napi::CallbackInfo&)>
+  Napi::Value G(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), kName, [&] { return (this->*M)(info); });
+  }
+
+  void init(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!info.IsConstructCall()) throw Napi::TypeError::New(env, std::string(kName) + " must be called with new");
     auto box = std::make_shared<Box>();
@@ -393,7 +414,6 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap<kLora>> {
     box_ = std::move(box);
   }
 
- private:
   std::shared_ptr<Box> box_;
   int64_t size_ = 0;
 
@@ -408,11 +428,14 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap<kLora>> {
                                            "), got " + std::to_string(w.length));
     }
     auto loss = std::make_shared<double>(0.0);
-    const int32_t* tkd = tk.data;
-    const float* wd = w.data;
+    // Copies: the caller may reuse or transfer its arrays while the worker runs.
+    auto tkv = std::make_shared<std::vector<int32_t>>(tk.data, tk.data + tk.length);
+    auto wv = std::make_shared<std::vector<float>>(w.data, w.data + w.length);
     const int64_t n_seqs = static_cast<int64_t>(off->size() - 1);
     auto box = box_;
-    auto body = [box, off, tkd, wd, n_seqs, loss]() {
+    auto body = [box, off, tkv, wv, n_seqs, loss]() {
+      const int32_t* tkd = tkv->data();
+      const float* wd = wv->data();
       // Shared locks: the forward/backward reads the model (and adapter) and writes only the
       // trainer's gradient. Validation (batch, weights, shapes) precedes any write to it.
       std::lock_guard<std::mutex> tl(box->mu);
@@ -429,7 +452,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap<kLora>> {
     static const std::string where = std::string(kName) + ".accumulate";
     return PromiseWorker::Start(
         env, where.c_str(), body, [loss](Napi::Env e) -> Napi::Value { return Napi::Number::New(e, *loss); },
-        {info[0], info[1], info[2], info.This()});
+        {info.This()});
   }
 
   // step() -> Promise<{loss, gradNorm, step, microBatches}>: average, clip, AdamW, zero.
@@ -481,8 +504,8 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap<kLora>> {
         env, where.c_str(), body,
         [s](Napi::Env e) -> Napi::Value {
           Napi::Object o = Napi::Object::New(e);
-          auto m = Napi::Float32Array::New(e, s->m.size());
-          auto v = Napi::Float32Array::New(e, s->v.size());
+          auto m = new_typed_array<float>(e, s->m.size(), "trainer state m");
+          auto v = new_typed_array<float>(e, s->v.size(), "trainer state v");
           if (!s->m.empty()) std::memcpy(m.Data(), s->m.data(), sizeof(float) * s->m.size());
           if (!s->v.empty()) std::memcpy(v.Data(), s->v.data(), sizeof(float) * s->v.size());
           o.Set("m", m);

@@ -10,6 +10,8 @@
 #include <napi.h>
 
 #include <atomic>
+#include <cstring>
+#include <new>
 #include <cmath>
 #include <condition_variable>
 #include <functional>
@@ -21,6 +23,7 @@
 #include "memq/cuda/cuda_backend.h"
 #include "memq/kernels.h"
 #include "memq/key_store.h"
+#include "memq/limits.h"
 #include "util.h"
 
 namespace memq_addon {
@@ -136,19 +139,21 @@ class CpuStore final : public ForwardingStore<memq::KeyStore> {
 
  private:
   static Status run(const Snapshot& snap, const SearchArgs& a) {
-    const int64_t bm = a.b * a.m;
-    std::vector<int64_t> rows(static_cast<size_t>(bm));
+    const int64_t bm = a.b * a.m;  // <= limits::kMaxResultElements (checked by make_job)
+    std::vector<int64_t> rows;
     std::vector<float> kbuf, dbuf;
     float* kout = a.kernel;
     float* dout = a.dist2;
-    if (!kout) {
-      kbuf.resize(static_cast<size_t>(bm));
-      kout = kbuf.data();
+    try {
+      rows.resize(static_cast<size_t>(bm));
+      if (!kout) kbuf.resize(static_cast<size_t>(bm));
+      if (!dout) dbuf.resize(static_cast<size_t>(bm));
+    } catch (const std::bad_alloc&) {
+      return Status::NoMemory("out of memory while allocating " + std::to_string(bm) +
+                              " rows for search results (b*m = " + std::to_string(a.b) + "*" + std::to_string(a.m) + ")");
     }
-    if (!dout) {
-      dbuf.resize(static_cast<size_t>(bm));
-      dout = dbuf.data();
-    }
+    if (!kout) kout = kbuf.data();
+    if (!dout) dout = dbuf.data();
     MEMQ_RETURN_IF_ERROR(memq::search_topm(rows.data(), kout, dout, a.queries, a.b, snap.view(), a.m, a.params));
     if (a.ids) {
       const int32_t* row_ids = snap.ids();
@@ -225,7 +230,13 @@ class CudaStore final : public ForwardingStore<memq::CudaKeyStore> {
       return s.search_value(a.value, a.confidence, a.queries, a.b, a.m, a.params, a.void_weight, a.void_value);
     }
     // search_topm writes ids (-1 in empty slots), kernel (0) and dist2 (+inf) like the CPU path.
-    std::vector<int64_t> rows(static_cast<size_t>(a.b * a.m));
+    std::vector<int64_t> rows;
+    try {
+      rows.resize(static_cast<size_t>(a.b * a.m));
+    } catch (const std::bad_alloc&) {
+      return Status::NoMemory("out of memory while allocating " + std::to_string(a.b * a.m) +
+                              " rows for search results (b*m = " + std::to_string(a.b) + "*" + std::to_string(a.m) + ")");
+    }
     return s.search_topm(rows.data(), a.ids, a.kernel, a.dist2, a.queries, a.b, a.m, a.params);
   }
 
@@ -240,22 +251,22 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "NativeMemoryIndex",
                        {
-                           InstanceMethod("add", &MemoryIndexWrap::Add),
-                           InstanceMethod("addWithIds", &MemoryIndexWrap::AddWithIds),
-                           InstanceMethod("updateValues", &MemoryIndexWrap::UpdateValues),
-                           InstanceMethod("remove", &MemoryIndexWrap::Remove),
-                           InstanceMethod("getKeys", &MemoryIndexWrap::GetKeys),
-                           InstanceMethod("getValues", &MemoryIndexWrap::GetValues),
-                           InstanceMethod("liveIds", &MemoryIndexWrap::LiveIds),
-                           InstanceMethod("contains", &MemoryIndexWrap::Contains),
-                           InstanceMethod("compact", &MemoryIndexWrap::Compact),
-                           InstanceMethod("clear", &MemoryIndexWrap::Clear),
-                           InstanceMethod("setKernel", &MemoryIndexWrap::SetKernel),
-                           InstanceMethod("search", &MemoryIndexWrap::Search),
-                           InstanceMethod("searchSync", &MemoryIndexWrap::SearchSync),
-                           InstanceMethod("estimate", &MemoryIndexWrap::Estimate),
-                           InstanceMethod("estimateSync", &MemoryIndexWrap::EstimateSync),
-                           InstanceMethod("stats", &MemoryIndexWrap::Stats),
+                           InstanceMethod("add", &MemoryIndexWrap::G<&MemoryIndexWrap::Add>),
+                           InstanceMethod("addWithIds", &MemoryIndexWrap::G<&MemoryIndexWrap::AddWithIds>),
+                           InstanceMethod("updateValues", &MemoryIndexWrap::G<&MemoryIndexWrap::UpdateValues>),
+                           InstanceMethod("remove", &MemoryIndexWrap::G<&MemoryIndexWrap::Remove>),
+                           InstanceMethod("getKeys", &MemoryIndexWrap::G<&MemoryIndexWrap::GetKeys>),
+                           InstanceMethod("getValues", &MemoryIndexWrap::G<&MemoryIndexWrap::GetValues>),
+                           InstanceMethod("liveIds", &MemoryIndexWrap::G<&MemoryIndexWrap::LiveIds>),
+                           InstanceMethod("contains", &MemoryIndexWrap::G<&MemoryIndexWrap::Contains>),
+                           InstanceMethod("compact", &MemoryIndexWrap::G<&MemoryIndexWrap::Compact>),
+                           InstanceMethod("clear", &MemoryIndexWrap::G<&MemoryIndexWrap::Clear>),
+                           InstanceMethod("setKernel", &MemoryIndexWrap::G<&MemoryIndexWrap::SetKernel>),
+                           InstanceMethod("search", &MemoryIndexWrap::G<&MemoryIndexWrap::Search>),
+                           InstanceMethod("searchSync", &MemoryIndexWrap::G<&MemoryIndexWrap::SearchSync>),
+                           InstanceMethod("estimate", &MemoryIndexWrap::G<&MemoryIndexWrap::Estimate>),
+                           InstanceMethod("estimateSync", &MemoryIndexWrap::G<&MemoryIndexWrap::EstimateSync>),
+                           InstanceMethod("stats", &MemoryIndexWrap::G<&MemoryIndexWrap::Stats>),
                        });
   }
 
@@ -263,6 +274,18 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
   // backend is the resolved one (lib/retrieval.ts asks selectBackend for 'auto'); keyType
   // 'float32' | 'bf16' | 'fp16', the last two with 'cuda' only.
   explicit MemoryIndexWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<MemoryIndexWrap>(info) {
+    guard(info.Env(), "MemoryIndex", [&] { init(info); });
+  }
+
+ private:
+  // Every method runs through G: any C++ exception (std::bad_alloc from an allocation) becomes a
+  // JS Error instead of std::terminate.
+  template <Napi::Value (MemoryIndexWrap::*M)(const Napi::CallbackInfo&)>
+  Napi::Value G(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), "MemoryIndex", [&] { return (this->*M)(info); });
+  }
+
+  void init(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() < 4) {
       throw Napi::TypeError::New(env, "NativeMemoryIndex(dim, kernel, param, capacity[, backend, keyType])");
@@ -306,7 +329,6 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
     }
   }
 
- private:
   static std::string string_option(const Napi::CallbackInfo& info, size_t i, const char* name, const char* dflt) {
     if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return dflt;
     if (!info[i].IsString()) throw Napi::TypeError::New(info.Env(), std::string("MemoryIndex: ") + name + " must be a string");
@@ -345,7 +367,7 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
       throw Napi::RangeError::New(env, "values.length must equal the number of keys (" + std::to_string(n) + "), got " +
                                            std::to_string(values.length));
     }
-    auto out = Napi::Int32Array::New(env, static_cast<size_t>(n));
+    auto out = new_typed_array<int32_t>(env, static_cast<size_t>(n), "MemoryIndex.add ids");
     Status st = store_->add(out.Data(), keys.data, values.data, n);
     if (!st.ok()) throw status_error(env, st, "MemoryIndex.add");
     return out;
@@ -387,7 +409,9 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
   Napi::Value GetKeys(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto ids = typed_array_arg<int32_t>(info[0], "ids");
-    auto out = Napi::Float32Array::New(env, ids.length * static_cast<size_t>(store_->dim()));
+    check_result_elements(env, "MemoryIndex.getKeys", "ids.length*dim = " + std::to_string(ids.length) + "*" +
+                          std::to_string(store_->dim()), static_cast<double>(ids.length) * static_cast<double>(store_->dim()));
+    auto out = new_typed_array<float>(env, ids.length * static_cast<size_t>(store_->dim()), "MemoryIndex.getKeys");
     Status st = store_->get_keys(out.Data(), ids.data, static_cast<int64_t>(ids.length));
     if (!st.ok()) throw status_error(env, st, "MemoryIndex.getKeys");
     return out;
@@ -396,21 +420,21 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
   Napi::Value GetValues(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto ids = typed_array_arg<int32_t>(info[0], "ids");
-    auto out = Napi::Float32Array::New(env, ids.length);
+    auto out = new_typed_array<float>(env, ids.length, "MemoryIndex.getValues");
     Status st = store_->get_values(out.Data(), ids.data, static_cast<int64_t>(ids.length));
     if (!st.ok()) throw status_error(env, st, "MemoryIndex.getValues");
     return out;
   }
 
   Napi::Value LiveIds(const Napi::CallbackInfo& info) {
-    auto out = Napi::Int32Array::New(info.Env(), static_cast<size_t>(store_->size()));
+    auto out = new_typed_array<int32_t>(info.Env(), static_cast<size_t>(store_->size()), "MemoryIndex.ids");
     store_->live_ids(out.Data());
     return out;
   }
 
   Napi::Value Contains(const Napi::CallbackInfo& info) {
     auto ids = typed_array_arg<int32_t>(info[0], "ids");
-    auto out = Napi::Uint8Array::New(info.Env(), ids.length);
+    auto out = new_typed_array<uint8_t>(info.Env(), ids.length, "MemoryIndex.has");
     store_->contains(out.Data(), ids.data, static_cast<int64_t>(ids.length));
     return out;
   }
@@ -431,16 +455,30 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
     return info.Env().Undefined();
   }
 
+  // An output of an async search that the caller supplied: the worker writes `scratch`, and
+  // the result builder copies it into the caller's array on the main thread (the caller could
+  // detach that array while the work runs; its memory would then be gone).
+  struct PendingCopy {
+    std::string key;  // property of the result object ("kernel", "value", ...)
+    std::shared_ptr<std::vector<char>> scratch;
+  };
+
   // Builds a search from (queries, m[, voidWeight, voidValue][, out]), allocates its outputs and
-  // binds it to the store as it is now.
-  std::function<Status()> make_job(const Napi::CallbackInfo& info, bool estimate, Napi::Object* result) {
+  // binds it to the store as it is now. Sizes are checked against limits.h before anything is
+  // allocated; out arrays must be live, of the right type and length, and share no memory with
+  // each other or with the queries. Async jobs copy the queries (the caller may reuse or
+  // transfer them at once) and route caller-owned outputs through `copies`.
+  std::function<Status()> make_job(const Napi::CallbackInfo& info, bool estimate, bool async, const char* where,
+                                   Napi::Object* result, std::vector<PendingCopy>* copies) {
     Napi::Env env = info.Env();
     auto q = typed_array_arg<float>(info[0], "queries");
     int64_t b = rows_of(q.length, "queries", env);
-    int64_t m = int_arg(info[1], "m", 1, 1 << 24);
+    int64_t m = int_arg(info[1], "m", 1, memq::limits::kMaxM);
+    // b*m elements of ids/kernel/dist2 (and of the internal rows, for estimate too).
+    check_result_elements(env, where, "b*m = " + std::to_string(b) + "*" + std::to_string(m),
+                          static_cast<double>(b) * static_cast<double>(m));
     SearchArgs job;
     job.params = params_;
-    job.queries = q.data;
     job.b = b;
     job.m = m;
     *result = Napi::Object::New(env);
@@ -451,17 +489,23 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
       if (!info[out_arg].IsObject()) throw Napi::TypeError::New(env, "out must be an object of typed arrays");
       out = info[out_arg].As<Napi::Object>();
     }
-    auto out_f32 = [&](const char* name, size_t len) {
-      if (!out.IsEmpty() && out.Has(name) && !out.Get(name).IsUndefined()) {
-        auto a = typed_array_arg<float>(out.Get(name), (std::string("out.") + name).c_str());
-        if (a.length != len) {
-          throw Napi::RangeError::New(env, std::string("out.") + name + ".length must be " + std::to_string(len) +
-                                               ", got " + std::to_string(a.length));
-        }
-        return a.value.As<Napi::Float32Array>();
+    std::vector<MemRange> ranges{mem_range("queries", q.value.As<Napi::TypedArray>())};
+    // The caller's out.<name> (checked), or an empty value when absent.
+    auto given = [&](const char* name, auto tag, size_t len) -> Napi::Value {
+      using T = decltype(tag);
+      if (out.IsEmpty() || !out.Has(name) || out.Get(name).IsUndefined()) return Napi::Value();
+      const std::string full = std::string("out.") + name;
+      auto a = typed_array_arg<T>(out.Get(name), full.c_str());
+      if (a.length != len) {
+        throw Napi::RangeError::New(env, full + ".length must be " + std::to_string(len) + ", got " +
+                                             std::to_string(a.length));
       }
-      return Napi::Float32Array::New(env, len);
+      ranges.push_back(mem_range(full, a.value.template As<Napi::TypedArray>()));
+      return a.value;
     };
+    const size_t bm = static_cast<size_t>(b * m);
+    const size_t nb = static_cast<size_t>(b);
+    Napi::Value g_value, g_conf, g_ids, g_kernel, g_dist2;
     if (estimate) {
       job.void_weight = static_cast<float>(number_arg(info[2], "voidWeight"));
       job.void_value = static_cast<float>(number_arg(info[3], "voidValue"));
@@ -469,37 +513,51 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
         throw Napi::RangeError::New(env, "voidWeight must be a finite number >= 0");
       }
       if (!std::isfinite(job.void_value)) throw Napi::RangeError::New(env, "voidValue must be finite");
-      auto value = out_f32("value", static_cast<size_t>(b));
-      auto conf = out_f32("confidence", static_cast<size_t>(b));
-      job.value = value.Data();
-      job.confidence = conf.Data();
-      result->Set("value", value);
-      result->Set("confidence", conf);
+      g_value = given("value", float{}, nb);
+      g_conf = given("confidence", float{}, nb);
     } else {
-      size_t bm = static_cast<size_t>(b * m);
-      Napi::Int32Array ids;
-      if (!out.IsEmpty() && out.Has("ids") && !out.Get("ids").IsUndefined()) {
-        auto a = typed_array_arg<int32_t>(out.Get("ids"), "out.ids");
-        if (a.length != bm) throw Napi::RangeError::New(env, "out.ids.length must be " + std::to_string(bm));
-        ids = a.value.As<Napi::Int32Array>();
-      } else {
-        ids = Napi::Int32Array::New(env, bm);
-      }
-      auto kernel = out_f32("kernel", bm);
-      auto dist2 = out_f32("dist2", bm);
-      job.ids = ids.Data();
-      job.kernel = kernel.Data();
-      job.dist2 = dist2.Data();
-      result->Set("ids", ids);
-      result->Set("kernel", kernel);
-      result->Set("dist2", dist2);
+      g_ids = given("ids", int32_t{}, bm);
+      g_kernel = given("kernel", float{}, bm);
+      g_dist2 = given("dist2", float{}, bm);
     }
-    return store_->bind_search(job);  // last: nothing may throw after the search is bound
+    check_no_overlap(env, where, ranges);
+
+    // Each output: the caller's array (sync: written directly; async: through scratch), or a
+    // new array only this call holds until the Promise settles.
+    auto bind = [&](const char* key, const Napi::Value& g, size_t len, auto tag) -> decltype(tag)* {
+      using T = decltype(tag);
+      if (!g.IsEmpty() && async) {
+        auto scratch = std::make_shared<std::vector<char>>(len * sizeof(T));
+        copies->push_back(PendingCopy{key, scratch});
+        result->Set(key, g);
+        return reinterpret_cast<T*>(scratch->data());
+      }
+      Napi::TypedArrayOf<T> arr = g.IsEmpty() ? new_typed_array<T>(env, len, std::string(where) + " results (" + key + ")")
+                                              : g.template As<Napi::TypedArrayOf<T>>();
+      result->Set(key, arr);
+      return arr.Data();
+    };
+    if (estimate) {
+      job.value = bind("value", g_value, nb, float{});
+      job.confidence = bind("confidence", g_conf, nb, float{});
+    } else {
+      job.ids = bind("ids", g_ids, bm, int32_t{});
+      job.kernel = bind("kernel", g_kernel, bm, float{});
+      job.dist2 = bind("dist2", g_dist2, bm, float{});
+    }
+    if (!async) {
+      job.queries = q.data;
+      return store_->bind_search(job);  // last: nothing may throw after the search is bound
+    }
+    auto qcopy = std::make_shared<std::vector<float>>(q.data, q.data + q.length);
+    job.queries = qcopy->data();
+    std::function<Status()> run = store_->bind_search(job);
+    return [run, qcopy]() { return run(); };
   }
 
   Napi::Value run_sync(const Napi::CallbackInfo& info, bool estimate, const char* where) {
     Napi::Object result;
-    std::function<Status()> job = make_job(info, estimate, &result);
+    std::function<Status()> job = make_job(info, estimate, false, where, &result, nullptr);
     Status st = job();
     if (!st.ok()) throw status_error(info.Env(), st, where);
     return result;
@@ -507,8 +565,28 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
 
   Napi::Value run_async(const Napi::CallbackInfo& info, bool estimate, const char* where) {
     Napi::Object result;
-    std::function<Status()> job = make_job(info, estimate, &result);
-    return PromiseWorker::Start(info.Env(), where, std::move(job), resolve_to(result), {info[0], info.This()});
+    auto copies = std::make_shared<std::vector<PendingCopy>>();
+    std::function<Status()> job = make_job(info, estimate, true, where, &result, copies.get());
+    auto ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(result));
+    std::string w = where;
+    auto finish = [ref, copies, w](Napi::Env env) -> Napi::Value {
+      Napi::Object r = ref->Value();
+      ref->Reset();
+      for (const PendingCopy& c : *copies) {
+        Napi::Value v = r.Get(c.key);
+        Napi::TypedArray ta = v.As<Napi::TypedArray>();
+        if (is_detached(ta) || ta.ByteLength() != c.scratch->size()) {
+          throw Napi::TypeError::New(env, w + ": out." + c.key +
+                                              " was detached (transferred) or shrunk before the call finished; its results "
+                                              "are lost. Do not transfer or resize out arrays until the Promise settles");
+        }
+        if (!c.scratch->empty()) {
+          std::memcpy(typed_data(ta), c.scratch->data(), c.scratch->size());
+        }
+      }
+      return r;
+    };
+    return PromiseWorker::Start(info.Env(), where, std::move(job), finish, {info.This()});
   }
 
   Napi::Value Search(const Napi::CallbackInfo& info) { return run_async(info, false, "MemoryIndex.search"); }

@@ -1,5 +1,7 @@
 #include "memq/key_store.h"
 
+#include "memq/limits.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -62,13 +64,13 @@ const float* Snapshot::keys() const { return keys_ ? keys_->keys.p : nullptr; }
 
 Status KeyStore::Create(const KeyStoreOptions& opts, std::unique_ptr<KeyStore>* out) {
   if (opts.dim < 1 || opts.dim > (1 << 20)) {
-    return Status::Invalid("dim must be an integer in [1, 1048576], got " + num(opts.dim));
+    return Status::OutOfRange("dim must be an integer in [1, 1048576], got " + num(opts.dim));
   }
   if (opts.capacity < 0 || opts.capacity > std::numeric_limits<int32_t>::max()) {
-    return Status::Invalid("capacity must be 0 (unlimited) or a positive integer < 2^31, got " + num(opts.capacity));
+    return Status::OutOfRange("capacity must be 0 (unlimited) or a positive integer < 2^31, got " + num(opts.capacity));
   }
   if (!(opts.compact_fraction > 0.0 && opts.compact_fraction <= 1.0)) {
-    return Status::Invalid("compact_fraction must be in (0, 1]");
+    return Status::OutOfRange("compact_fraction must be in (0, 1]");
   }
   std::unique_ptr<KeyStore> s(new KeyStore());
   s->dim_ = opts.dim;
@@ -139,16 +141,35 @@ ValueBlock* KeyStore::writable_values() {
 }
 
 Status KeyStore::validate_rows(const float* keys, const float* values, int64_t n, int64_t need_live) const {
-  if (n < 0) return Status::Invalid("n must be >= 0");
+  if (n < 0) return Status::OutOfRange("n must be >= 0");
   if (n > 0 && (!keys || !values)) return Status::Invalid("keys and values must not be null");
   for (int64_t i = 0; i < n * dim_; ++i) {
     if (!std::isfinite(keys[i])) {
-      return Status::Invalid("keys must be finite: keys[" + num(i) + "] (row " + num(i / dim_) + ", column " +
+      return Status::OutOfRange("keys must be finite: keys[" + num(i) + "] (row " + num(i / dim_) + ", column " +
                              num(i % dim_) + ") is " + (std::isnan(keys[i]) ? "NaN" : "infinite"));
     }
   }
+  // Every search reads the cached float32 squared norm of every alive row and refuses a
+  // non-finite one, so a key whose squared norm overflows float32 would disable the whole
+  // index, and one near FLT_MAX would give infinite distances: refuse them here. The rule (as
+  // the CUDA store's, limits.h): ||k||^2 in double <= 2^125.
+  if (n > 0) {
+    std::vector<float> n2;
+    try {
+      n2.resize(static_cast<size_t>(n));
+    } catch (const std::bad_alloc&) {
+      return Status::NoMemory("out of memory while checking the norms of " + num(n) + " keys");
+    }
+    row_norms2(n2.data(), keys, n, dim_);
+    for (int64_t r = 0; r < n; ++r) {
+      double s = 0.0;
+      for (int64_t c = 0; c < dim_; ++c) s += static_cast<double>(keys[r * dim_ + c]) * keys[r * dim_ + c];
+      if (!(s <= limits::kMaxSquaredNorm) || !std::isfinite(n2[static_cast<size_t>(r)]))
+        return Status::OutOfRange("keys: the squared norm of row " + num(r) + " is over the limit of " + limits::kMaxSquaredNormText + ", so that distances stay finite in float32");
+    }
+  }
   for (int64_t i = 0; i < n; ++i) {
-    if (!std::isfinite(values[i])) return Status::Invalid("values must be finite: values[" + num(i) + "] is not");
+    if (!std::isfinite(values[i])) return Status::OutOfRange("values must be finite: values[" + num(i) + "] is not");
   }
   if (capacity_ > 0 && live_ + need_live > capacity_) {
     return Status::Capacity("capacity exceeded: the store holds " + num(live_) + " of at most " + num(capacity_) +
@@ -194,14 +215,14 @@ Status KeyStore::add_with_ids(const int32_t* ids, const float* keys, const float
   if (!ids) return Status::Invalid("ids must not be null");
   int32_t prev = next_id_ - 1;
   for (int64_t i = 0; i < n; ++i) {
-    if (ids[i] < 0) return Status::Invalid("ids must be >= 0: ids[" + num(i) + "] is " + num(ids[i]));
+    if (ids[i] < 0) return Status::OutOfRange("ids must be >= 0: ids[" + num(i) + "] is " + num(ids[i]));
     if (ids[i] <= prev) {
-      return Status::Invalid("ids must be strictly increasing and greater than every id already issued (" +
+      return Status::OutOfRange("ids must be strictly increasing and greater than every id already issued (" +
                              num(next_id_ - 1) + "): ids[" + num(i) + "] is " + num(ids[i]));
     }
     prev = ids[i];
   }
-  if (prev == std::numeric_limits<int32_t>::max()) return Status::Invalid("id 2147483647 is reserved");
+  if (prev == std::numeric_limits<int32_t>::max()) return Status::OutOfRange("id 2147483647 is reserved");
   MEMQ_RETURN_IF_ERROR(ensure_room(n));
   try {
     append_rows(ids, keys, values, n);
@@ -213,9 +234,10 @@ Status KeyStore::add_with_ids(const int32_t* ids, const float* keys, const float
 }
 
 Status KeyStore::update_values(const int32_t* ids, const float* values, int64_t n) {
+  if (n < 0) return Status::OutOfRange("n must be >= 0");
   std::vector<int64_t> rows(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
-    if (!std::isfinite(values[i])) return Status::Invalid("values must be finite: values[" + num(i) + "] is not");
+    if (!std::isfinite(values[i])) return Status::OutOfRange("values must be finite: values[" + num(i) + "] is not");
     rows[static_cast<size_t>(i)] = find_row(ids[i]);
     if (rows[static_cast<size_t>(i)] < 0) return Status::NotFound("unknown id: ids[" + num(i) + "] = " + num(ids[i]));
   }
@@ -226,6 +248,7 @@ Status KeyStore::update_values(const int32_t* ids, const float* values, int64_t 
 }
 
 Status KeyStore::remove(const int32_t* ids, int64_t n) {
+  if (n < 0) return Status::OutOfRange("n must be >= 0");
   std::vector<int64_t> rows(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     rows[static_cast<size_t>(i)] = find_row(ids[i]);
@@ -234,7 +257,7 @@ Status KeyStore::remove(const int32_t* ids, int64_t n) {
   std::vector<int64_t> sorted = rows;
   std::sort(sorted.begin(), sorted.end());
   if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) {
-    return Status::Invalid("ids must not repeat within one remove call");
+    return Status::OutOfRange("ids must not repeat within one remove call");
   }
   if (n == 0) return Status::Ok();
   ValueBlock* vb = writable_values();
@@ -248,6 +271,7 @@ Status KeyStore::remove(const int32_t* ids, int64_t n) {
 }
 
 Status KeyStore::get_keys(float* keys_out, const int32_t* ids, int64_t n) const {
+  if (n < 0) return Status::OutOfRange("n must be >= 0");
   std::vector<int64_t> rows(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     rows[static_cast<size_t>(i)] = find_row(ids[i]);
@@ -261,6 +285,7 @@ Status KeyStore::get_keys(float* keys_out, const int32_t* ids, int64_t n) const 
 }
 
 Status KeyStore::get_values(float* values_out, const int32_t* ids, int64_t n) const {
+  if (n < 0) return Status::OutOfRange("n must be >= 0");
   std::vector<int64_t> rows(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     rows[static_cast<size_t>(i)] = find_row(ids[i]);

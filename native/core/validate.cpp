@@ -1,5 +1,7 @@
 #include "memq/validate.h"
 
+#include "memq/limits.h"
+
 #include <cmath>
 #include <limits>
 #include <string>
@@ -13,13 +15,13 @@ const float kInf = std::numeric_limits<float>::infinity();
 }  // namespace
 
 Status validate_key_view(const KeyView& keys) {
-  if (keys.n < 0) return Status::Invalid("keys.n must be >= 0");
-  if (keys.d < 1) return Status::Invalid("keys.d must be >= 1");
+  if (keys.n < 0) return Status::OutOfRange("keys.n must be >= 0");
+  if (keys.d < 1) return Status::OutOfRange("keys.d must be >= 1");
   if (keys.n > 0 && !keys.keys) return Status::Invalid("keys.keys is null");
   if (keys.norms2) {
     for (int64_t i = 0; i < keys.n; ++i)
       if ((!keys.alive || keys.alive[i]) && !(finite(keys.norms2[i]) && keys.norms2[i] >= 0.0f))
-        return Status::Invalid(at("keys.norms2", i) + " is not a finite squared norm");
+        return Status::OutOfRange(at("keys.norms2", i) + " is not a finite squared norm");
   }
   return Status::Ok();
 }
@@ -27,12 +29,12 @@ Status validate_key_view(const KeyView& keys) {
 Status validate_kernel_weighted_value_args(const int64_t* rows, const float* kernel, const float* row_values,
                                            int64_t n_rows, int64_t b, int64_t m, float void_weight,
                                            float void_value, const float* value_out) {
-  if (b < 0) return Status::Invalid("b must be >= 0");
-  if (m < 1) return Status::Invalid("m must be >= 1");
-  if (n_rows < 0) return Status::Invalid("n_rows must be >= 0");
+  if (b < 0) return Status::OutOfRange("b must be >= 0");
+  if (m < 1) return Status::OutOfRange("m must be >= 1");
+  if (n_rows < 0) return Status::OutOfRange("n_rows must be >= 0");
   if (!(std::isfinite(void_weight) && void_weight >= 0.0f))
-    return Status::Invalid("void_weight must be finite and >= 0");
-  if (!std::isfinite(void_value)) return Status::Invalid("void_value must be finite");
+    return Status::OutOfRange("void_weight must be finite and >= 0");
+  if (!std::isfinite(void_value)) return Status::OutOfRange("void_value must be finite");
   if (b == 0) return Status::Ok();
   if (!value_out) return Status::Invalid("value_out is null");
   if (!rows) return Status::Invalid("rows is null");
@@ -45,8 +47,8 @@ Status validate_kernel_weighted_value_args(const int64_t* rows, const float* ker
       return Status::OutOfRange(at("rows", e) + " = " + std::to_string(r) + " is outside [0, n_rows = " +
                                 std::to_string(n_rows) + ")");
     if (!(std::isfinite(kernel[e]) && kernel[e] >= 0.0f))
-      return Status::Invalid(at("kernel", e) + " must be finite and >= 0");
-    if (!std::isfinite(row_values[r])) return Status::Invalid(at("row_values", r) + " is not finite");
+      return Status::OutOfRange(at("kernel", e) + " must be finite and >= 0");
+    if (!std::isfinite(row_values[r])) return Status::OutOfRange(at("row_values", r) + " is not finite");
   }
   return Status::Ok();
 }
@@ -54,10 +56,16 @@ Status validate_kernel_weighted_value_args(const int64_t* rows, const float* ker
 Status validate_kl_improve_args(const float* log_prior, const float* q, int64_t rows, int64_t cols,
                                 const int32_t* row_lengths, float alpha, const float* policy_out,
                                 const float* value_out) {
-  if (rows < 0) return Status::Invalid("rows must be >= 0");
-  if (cols < 0) return Status::Invalid("cols must be >= 0");
+  if (rows < 0) return Status::OutOfRange("rows must be >= 0");
+  if (cols < 0) return Status::OutOfRange("cols must be >= 0");
+  if (rows > limits::kMaxResultElements)
+    return Status::OutOfRange("rows = " + std::to_string(rows) + " is over the limit of " +
+                              limits::kMaxResultElementsText + " result elements");
+  if (cols > 0 && rows > limits::kMaxResultElements / cols)
+    return Status::OutOfRange("rows*cols = " + std::to_string(rows) + "*" + std::to_string(cols) +
+                              " is over the limit of " + limits::kMaxResultElementsText + " result elements");
   if (std::isnan(alpha) || !(alpha >= 0.0f) || std::isinf(alpha))
-    return Status::Invalid("alpha must be finite and >= 0");
+    return Status::OutOfRange("alpha must be finite and >= 0");
   if (rows == 0) return Status::Ok();
   if (!policy_out && cols > 0) return Status::Invalid("policy_out is null");
   if (!value_out) return Status::Invalid("value_out is null");
@@ -75,8 +83,8 @@ Status validate_kl_improve_args(const float* log_prior, const float* q, int64_t 
       const int64_t e = i * cols + c;
       const float lp = log_prior[e];
       if (std::isnan(lp) || lp == kInf)
-        return Status::Invalid(at("log_prior", e) + " is NaN or +inf (only -inf, mu = 0, is allowed)");
-      if (!std::isfinite(q[e])) return Status::Invalid(at("q", e) + " is not finite");
+        return Status::OutOfRange(at("log_prior", e) + " is NaN or +inf (only -inf, mu = 0, is allowed)");
+      if (!std::isfinite(q[e])) return Status::OutOfRange(at("q", e) + " is not finite");
     }
   }
   return Status::Ok();

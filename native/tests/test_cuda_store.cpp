@@ -129,7 +129,7 @@ void mirror_sequence(CudaKeyType kt, uint32_t seed) {
       std::vector<float> k2 = gauss(rng, 2 * d), v2 = {0.25f, -0.5f};
       CHECK(cs->add_with_ids(ids.data(), k2.data(), v2.data(), 2).ok());
       CHECK(gs->add_with_ids(ids.data(), k2.data(), v2.data(), 2).ok());
-      CHECK(gs->add_with_ids(ids.data(), k2.data(), v2.data(), 2).code() == StatusCode::kInvalidArgument);
+      CHECK(gs->add_with_ids(ids.data(), k2.data(), v2.data(), 2).code() == StatusCode::kOutOfRange);
     }
     std::vector<int32_t> live(cs->size());
     cs->live_ids(live.data());
@@ -206,7 +206,7 @@ MEMQ_TEST(create_without_device_is_clean) {
   std::printf("  Create without a device: %s\n", st.message().c_str());
   // Options are still validated first (when the backend is compiled in).
   o.dim = 0;
-  if (cuda_compiled()) CHECK(CudaKeyStore::Create(o, &s).code() == StatusCode::kInvalidArgument);
+  if (cuda_compiled()) CHECK(CudaKeyStore::Create(o, &s).code() == StatusCode::kOutOfRange);
   double gbps = 0;
   CHECK(!cuda_bench_copy_bandwidth(1 << 20, 1, &gbps).ok());
 }
@@ -234,18 +234,18 @@ MEMQ_TEST(store_rejects_unrepresentable_keys) {
   if (!s) return;
   float big[2] = {70000.0f, 0.0f}, ok[2] = {65504.0f, 1.0f}, v = 0.0f, nan2[2] = {kNaN, 0.0f};
   int32_t id;
-  CHECK(s->add(&id, big, &v, 1).code() == StatusCode::kInvalidArgument);
-  CHECK(s->add(&id, nan2, &v, 1).code() == StatusCode::kInvalidArgument);
+  CHECK(s->add(&id, big, &v, 1).code() == StatusCode::kOutOfRange);
+  CHECK(s->add(&id, nan2, &v, 1).code() == StatusCode::kOutOfRange);
   CHECK(s->size() == 0);
   CHECK(s->add(&id, ok, &v, 1).ok());
   float huge[2] = {3e19f, 3e19f};  // finite, but the squared norm overflows float32
   o.key_type = CudaKeyType::kFloat32;
   std::unique_ptr<CudaKeyStore> s2;
   CHECK(CudaKeyStore::Create(o, &s2).ok());
-  if (s2) CHECK(s2->add(&id, huge, &v, 1).code() == StatusCode::kInvalidArgument);
+  if (s2) CHECK(s2->add(&id, huge, &v, 1).code() == StatusCode::kOutOfRange);
   std::vector<int64_t> r(2);
   CHECK(s->search_topm(r.data(), nullptr, nullptr, nullptr, big, 1, 2, KernelParams()).code() ==
-        StatusCode::kInvalidArgument);  // query outside the fp16 range
+        StatusCode::kOutOfRange);  // query outside the fp16 range
   o.capacity = 1;
   std::unique_ptr<CudaKeyStore> s3;
   CHECK(CudaKeyStore::Create(o, &s3).ok());

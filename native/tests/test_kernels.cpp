@@ -24,6 +24,7 @@
 #include "../core/cpu/internal.h"
 #include "memq/cpu_features.h"
 #include "memq/kernels.h"
+#include "memq/key_store.h"
 #include "memq/thread_pool.h"
 #include "testing.h"
 
@@ -315,13 +316,30 @@ MEMQ_TEST(kernel_values_and_validation) {
     KernelParams p = g;
     p.bandwidth = bad;
     Status s = validate_kernel(p);
-    CHECK(s.code() == StatusCode::kInvalidArgument && s.message().find("bandwidth") != std::string::npos);
+    CHECK(s.code() == StatusCode::kOutOfRange && s.message().find("bandwidth") != std::string::npos);
     p = c;
     p.kappa = bad;
-    CHECK(validate_kernel(p).code() == StatusCode::kInvalidArgument);
+    CHECK(validate_kernel(p).code() == StatusCode::kOutOfRange);
     p = v;
     p.delta = bad;
-    CHECK(validate_kernel(p).code() == StatusCode::kInvalidArgument);
+    CHECK(validate_kernel(p).code() == StatusCode::kOutOfRange);
+  }
+  // Bounds for which the kernel values stay finite in float32 (limits.h): kappa <= 88, delta >= 1e-30.
+  {
+    KernelParams q = c;
+    q.kappa = 88.0f;
+    CHECK(validate_kernel(q).ok());
+    CHECK(std::isfinite(kernel_value(q, 0, 1.0f)) && kernel_value(q, 0, 1.0f) > 1e38f);
+    q.kappa = 88.01f;
+    Status s = validate_kernel(q);
+    CHECK(s.code() == StatusCode::kOutOfRange && s.message().find("(0, 88]") != std::string::npos);
+    q = v;
+    q.delta = 1e-30f;
+    CHECK(validate_kernel(q).ok());
+    CHECK(std::isfinite(kernel_value(q, 0, 0)) && kernel_value(q, 0, 0) > 9.9e29f);
+    q.delta = 1e-31f;
+    s = validate_kernel(q);
+    CHECK(s.code() == StatusCode::kOutOfRange && s.message().find(">= 1e-30") != std::string::npos);
   }
   KernelParams p = g;
   p.bandwidth = 0;
@@ -484,24 +502,24 @@ MEMQ_TEST(search_invalid_arguments_write_nothing) {
   };
   KernelParams bad = p;
   bad.bandwidth = kNaN;
-  expect(x, bad, m, StatusCode::kInvalidArgument, "bandwidth");
-  expect(x, p, 0, StatusCode::kInvalidArgument, "m");
+  expect(x, bad, m, StatusCode::kOutOfRange, "bandwidth");
+  expect(x, p, 0, StatusCode::kOutOfRange, "m");
   Data y = x;
   y.queries[7] = kNaN;
-  expect(y, p, m, StatusCode::kInvalidArgument, "queries");
+  expect(y, p, m, StatusCode::kOutOfRange, "queries");
   y = x;
   y.queries[7] = 1e30f;  // finite, but the squared norm overflows
-  expect(y, p, m, StatusCode::kInvalidArgument, "queries");
+  expect(y, p, m, StatusCode::kOutOfRange, "queries");
   y = x;
   y.keys[6 * 40 + 2] = std::numeric_limits<float>::infinity();
-  expect(y, p, m, StatusCode::kInvalidArgument, "keys");
+  expect(y, p, m, StatusCode::kOutOfRange, "keys");
   std::vector<float> norms(x.n);
   row_norms2(norms.data(), x.keys.data(), x.n, x.d);
   norms[9] = kNaN;
-  expect(x, p, m, StatusCode::kInvalidArgument, "keys.norms2", norms.data());
+  expect(x, p, m, StatusCode::kOutOfRange, "keys.norms2", norms.data());
   y = x;
   y.d = 0;
-  expect(y, p, m, StatusCode::kInvalidArgument, "keys.d");
+  expect(y, p, m, StatusCode::kOutOfRange, "keys.d");
   // A tombstoned row may hold anything.
   y = x;
   y.alive.assign(x.n, 1);
@@ -571,15 +589,15 @@ MEMQ_TEST(kernel_weighted_value_vs_double) {
   auto k2 = kernel;
   k2[0] = kNaN;
   rows[0] = 1;
-  expect(rows, k2, values, 0, 0, StatusCode::kInvalidArgument, "kernel");
+  expect(rows, k2, values, 0, 0, StatusCode::kOutOfRange, "kernel");
   k2[0] = -1;
-  expect(rows, k2, values, 0, 0, StatusCode::kInvalidArgument, "kernel");
+  expect(rows, k2, values, 0, 0, StatusCode::kOutOfRange, "kernel");
   auto v2 = values;
   v2[1] = std::numeric_limits<float>::infinity();
-  expect(rows, kernel, v2, 0, 0, StatusCode::kInvalidArgument, "row_values");
-  expect(rows, kernel, values, -0.5f, 0, StatusCode::kInvalidArgument, "void_weight");
-  expect(rows, kernel, values, kNaN, 0, StatusCode::kInvalidArgument, "void_weight");
-  expect(rows, kernel, values, 0, kNaN, StatusCode::kInvalidArgument, "void_value");
+  expect(rows, kernel, v2, 0, 0, StatusCode::kOutOfRange, "row_values");
+  expect(rows, kernel, values, -0.5f, 0, StatusCode::kOutOfRange, "void_weight");
+  expect(rows, kernel, values, kNaN, 0, StatusCode::kOutOfRange, "void_weight");
+  expect(rows, kernel, values, 0, kNaN, StatusCode::kOutOfRange, "void_value");
 }
 
 // ---- kl_improve (MATH §5) ---------------------------------------------------------------------------
@@ -677,13 +695,13 @@ MEMQ_TEST(kl_improve_limits_and_invalid) {
     CHECK(std::isnan(p2[0]) && std::isnan(p2[1]) && std::isnan(p2[2]) && std::isnan(v2));
   };
   for (float a : {kNaN, -1.0f, std::numeric_limits<float>::infinity()})
-    expect(lp, q, nullptr, a, StatusCode::kInvalidArgument, "alpha");
+    expect(lp, q, nullptr, a, StatusCode::kOutOfRange, "alpha");
   float l2[3] = {lp[0], kNaN, lp[2]};
-  expect(l2, q, nullptr, 1, StatusCode::kInvalidArgument, "log_prior");
+  expect(l2, q, nullptr, 1, StatusCode::kOutOfRange, "log_prior");
   l2[1] = std::numeric_limits<float>::infinity();
-  expect(l2, q, nullptr, 1, StatusCode::kInvalidArgument, "log_prior");
+  expect(l2, q, nullptr, 1, StatusCode::kOutOfRange, "log_prior");
   float q2[3] = {1, std::numeric_limits<float>::infinity(), 0};
-  expect(lp, q2, nullptr, 1, StatusCode::kInvalidArgument, "q");
+  expect(lp, q2, nullptr, 1, StatusCode::kOutOfRange, "q");
   int32_t len = 4;
   expect(lp, q, &len, 1, StatusCode::kOutOfRange, "row_lengths");
   len = -1;
@@ -693,6 +711,56 @@ MEMQ_TEST(kl_improve_limits_and_invalid) {
   CHECK(kl_improve(pi, &v, lp, q2, 1, 3, &len, 1).ok());
   CHECK(pi[0] == 1.0f && pi[1] == 0.0f && pi[2] == 0.0f);
   CHECK_NEAR(v, std::log(0.2) + 1.0, 1e-6, 0);
+  // Sizes over limits.h are refused before anything is read (no buffers behind these).
+  Status big = kl_improve(pi, &v, lp, q, int64_t{1} << 40, 0, nullptr, 1);
+  CHECK(big.code() == StatusCode::kOutOfRange && big.message().find("2^28") != std::string::npos);
+  big = kl_improve(pi, &v, lp, q, int64_t{1} << 20, int64_t{1} << 20, nullptr, 1);
+  CHECK(big.code() == StatusCode::kOutOfRange && big.message().find("rows*cols") != std::string::npos);
+}
+
+// A key whose squared norm overflows float32 would make every later search fail on its cached
+// norm, and one near FLT_MAX would give infinite distances: the store refuses squared norms over
+// 2^125 (naming the row), unchanged, and keeps searching.
+MEMQ_TEST(key_store_refuses_norm_overflow) {
+  KeyStoreOptions o;
+  o.dim = 4;
+  std::unique_ptr<KeyStore> s;
+  CHECK(KeyStore::Create(o, &s).ok());
+  const float ok[8] = {1, 0, 0, 0, 0, 1, 0, 0}, vals[2] = {1, 2};
+  int32_t ids[2];
+  CHECK(s->add(ids, ok, vals, 2).ok());
+  const float bad[8] = {0, 0, 1, 0, 3e38f, 0, 0, 0};
+  Status st = s->add(ids, bad, vals, 2);
+  CHECK(st.code() == StatusCode::kOutOfRange &&
+        st.message() == "keys: the squared norm of row 1 is over the limit of 2^125 (about 4.25e37), so that "
+                        "distances stay finite in float32");
+  const float bad2[4] = {1.5e19f, 1.5e19f, 0, 0};  // each finite, ||k||^2 = 4.5e38
+  CHECK(s->add(ids, bad2, vals, 1).code() == StatusCode::kOutOfRange);
+  const int32_t new_ids[2] = {5, 6};
+  CHECK(s->add_with_ids(new_ids, bad, vals, 2).code() == StatusCode::kOutOfRange);
+  CHECK(s->size() == 2 && s->rows() == 2 && s->next_id() == 2);
+  const float over[4] = {7e18f, 0, 0, 0};  // ||k||^2 = 4.9e37 > 2^125: finite, but distances could overflow
+  CHECK(s->add(ids, over, vals, 1).code() == StatusCode::kOutOfRange);
+  const float big[4] = {6e18f, 0, 0, 0};  // ||k||^2 = 3.6e37 fits
+  CHECK(s->add(ids, big, vals, 1).ok());
+  // The farthest query allowed from it: dist2 = (1.2e19)^2 = 1.44e38, finite in a filled slot.
+  const float far[4] = {-6e18f, 0, 0, 0};
+  int64_t frow[4];
+  float fk[4], fd[4];
+  CHECK(search_topm(frow, fk, fd, far, 1, s->snapshot().view(), 4, KernelParams()).ok());
+  for (int j = 0; j < 3; ++j) CHECK(frow[j] >= 0 && std::isfinite(fd[j]));
+  CHECK(frow[0] != 2 && frow[2] == 2 && std::fabs(fd[2] / 1.44e38 - 1.0) < 1e-6);
+  const float qv[4] = {0, 1, 0, 0};
+  int64_t rows[3];
+  float kern[3], d2[3];
+  KernelParams p;
+  CHECK(search_topm(rows, kern, d2, qv, 1, s->snapshot().view(), 3, p).ok());
+  CHECK(rows[0] == 1);
+  // Order and repeats are values out of range too.
+  const int32_t back[1] = {1};
+  CHECK(s->add_with_ids(back, ok, vals, 1).code() == StatusCode::kOutOfRange);
+  const int32_t rep[2] = {0, 0};
+  CHECK(s->remove(rep, 2).code() == StatusCode::kOutOfRange);
 }
 
 MEMQ_TEST_MAIN()

@@ -188,6 +188,29 @@ MEMQ_TEST(refuses_bad_headers_and_offsets) {
   expect_refused("truncated", one("F32", "[2]", "[0,8]"), std::string(5, '\0'), "truncated");
 }
 
+// The format does not require aligned offsets (a U8 tensor of odd length may precede an F32
+// one), and the reader copies bytewise: unaligned tensors read their exact values. Malformed
+// headers are kCorrupt (a JS Error), a missing file kIOError.
+MEMQ_TEST(unaligned_offsets_read_correctly_and_error_codes) {
+  std::string data = "\x01\x02\x03";
+  float f[2] = {1.25f, -7.5f};
+  data.append(reinterpret_cast<const char*>(f), 8);
+  double g = 3.0;
+  data.append(reinterpret_cast<const char*>(&g), 8);
+  const std::string header =
+      R"({"pad":{"dtype":"U8","shape":[3],"data_offsets":[0,3]},"x":{"dtype":"F32","shape":[2],"data_offsets":[3,11]},)"
+      R"("y":{"dtype":"F64","shape":[1],"data_offsets":[11,19]}})";
+  std::unique_ptr<SafetensorsFile> sf;
+  CHECK(SafetensorsFile::open(craft("unaligned", header, data), &sf).ok());
+  if (!sf) return;
+  float out[2] = {0, 0};
+  CHECK(sf->read_f32("x", {2}, out).ok() && out[0] == 1.25f && out[1] == -7.5f);
+  CHECK(sf->read_f32("y", {1}, out).ok() && out[0] == 3.0f);
+  CHECK(sf->read_f32("pad", {3}, out).code() == StatusCode::kCorrupt);  // U8 does not convert
+  CHECK(open_path(craft("bad_json", "{\"x\":", "")).code() == StatusCode::kCorrupt);
+  CHECK(open_path(dir() + "/no-such-file.safetensors").code() == StatusCode::kIOError);
+}
+
 MEMQ_TEST(byte_flip_fuzz_never_crashes_and_never_reads_out_of_bounds) {
   // Flip every header byte of a real file (several patterns); each file must be either refused
   // or, when still valid, readable within its own bounds.

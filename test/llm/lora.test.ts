@@ -392,7 +392,7 @@ describe('LoRA adapters and trainers from TypeScript', () => {
 
     await expect(trainer.accumulate(seqs, [[0, 1]])).rejects.toThrow(/weights\[0\]\.length must equal seqs\[0\]\.length \(4\)/);
     await expect(trainer.accumulate(seqs, [])).rejects.toThrow(/weights must hold one array per sequence/);
-    await expect(trainer.accumulate(seqs, [[1, 1, 1, 1]])).rejects.toThrow(TypeError);
+    await expect(trainer.accumulate(seqs, [[1, 1, 1, 1]])).rejects.toThrow(RangeError);
     await expect(trainer.accumulate(seqs, [[1, 1, 1, 1]])).rejects.toThrow(/first token of sequence 0 .*weight must be 0/);
     await expect(trainer.accumulate(seqs, [[0, -1, 1, 1]])).rejects.toThrow(/weight 1 must be finite and >= 0/);
     await expect(trainer.accumulate([[1, 2, 99]], [[0, 1, 1]])).rejects.toThrow(RangeError);

@@ -65,7 +65,7 @@ describe('MemoryIndex key store', () => {
     const resBefore = await index.search(q, 5);
     const bad: [() => unknown, RegExp, any][] = [
       [() => new MemoryIndex({ dim: 0 }), /dim must be an integer in \[1/, RangeError],
-      [() => new MemoryIndex({ dim: 2.5 }), /dim must be an integer/, TypeError],
+      [() => new MemoryIndex({ dim: 2.5 }), /dim must be an integer/, RangeError],
       [() => new MemoryIndex({ dim: 4, kernel: 'gaussian', bandwidth: 0 }), /bandwidth must be a finite number > 0/, RangeError],
       [() => new MemoryIndex({ dim: 4, kernel: 'cosine', kappa: -1 }), /kappa must be/, RangeError],
       [() => new MemoryIndex({ dim: 4, kernel: 'inverse', delta: NaN }), /delta must be/, RangeError],
@@ -78,7 +78,7 @@ describe('MemoryIndex key store', () => {
       [() => index.add(new Float32Array(6), Float32Array.of(Infinity)), /values must be finite/, RangeError],
       [() => index.updateValues([999], Float32Array.of(1)), /unknown id: ids\[0\] = 999/, RangeError],
       [() => index.updateValues([1, 2], Float32Array.of(1)), /values.length must equal ids.length/, RangeError],
-      [() => index.remove([3, 3]), /must not repeat/, TypeError],
+      [() => index.remove([3, 3]), /must not repeat/, RangeError],
       [() => index.remove([5, 12345]), /unknown id: ids\[1\] = 12345/, RangeError],
       [() => index.remove([1.5] as any), /ids must be an Int32Array/, TypeError],
       [() => index.searchSync(q, 0), /m must be an integer in \[1/, RangeError],

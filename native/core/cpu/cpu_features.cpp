@@ -33,15 +33,33 @@ SimdLevel detect_hw() {
   return SimdLevel::kScalar;
 }
 
-// MEMQ_SIMD caps the level (read once; an unknown value is ignored).
+// MEMQ_SIMD caps the level (read once). Only scalar | avx2 | avx512 are accepted; anything else
+// is rejected (no cap) and the reason kept for simd_env_error().
+struct SimdEnv {
+  std::string value;  // the accepted value, "" when unset or rejected
+  std::string error;
+};
+SimdEnv parse_simd_env() {
+  SimdEnv r;
+  const char* env = std::getenv("MEMQ_SIMD");
+  if (!env || !*env) return r;
+  if (!std::strcmp(env, "scalar") || !std::strcmp(env, "avx2") || !std::strcmp(env, "avx512")) {
+    r.value = env;
+  } else {
+    r.error = std::string("MEMQ_SIMD='") + env + "' is not one of scalar, avx2, avx512; ignored";
+  }
+  return r;
+}
+const SimdEnv& simd_env() {
+  static const SimdEnv e = parse_simd_env();
+  return e;
+}
+
 SimdLevel detect() {
   SimdLevel hw = detect_hw();
-  const char* env = std::getenv("MEMQ_SIMD");
-  if (env && *env) {
-    SimdLevel cap = hw;
-    if (!std::strcmp(env, "scalar")) cap = SimdLevel::kScalar;
-    else if (!std::strcmp(env, "avx2")) cap = SimdLevel::kAVX2;
-    else if (!std::strcmp(env, "avx512")) cap = SimdLevel::kAVX512;
+  const std::string& v = simd_env().value;
+  if (!v.empty()) {
+    SimdLevel cap = v == "scalar" ? SimdLevel::kScalar : v == "avx2" ? SimdLevel::kAVX2 : SimdLevel::kAVX512;
     if (static_cast<int>(cap) < static_cast<int>(hw)) hw = cap;
   }
   return hw;
@@ -57,6 +75,9 @@ SimdLevel simd_level() {
   if (o >= 0 && o < static_cast<int>(detected)) return static_cast<SimdLevel>(o);
   return detected;
 }
+
+std::string simd_env_value() { return simd_env().value; }
+std::string simd_env_error() { return simd_env().error; }
 
 const char* simd_name(SimdLevel level) {
   switch (level) {

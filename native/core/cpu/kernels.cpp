@@ -3,10 +3,12 @@
 // policy improvement. Validation first, then compute: on error no output is written.
 #include "memq/kernels.h"
 #include "memq/validate.h"
+#include "memq/limits.h"
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -25,6 +27,12 @@ namespace {
 
 
 bool finite(float x) { return std::isfinite(x); }
+
+std::string fmt_g(double x) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.9g", x);
+  return buf;
+}
 
 // Key tile: ~256 KiB of keys, so the tile, the packed queries and the C^T tile share L2.
 // Depends on d only (never on threads or b); in any case every element is one FMA chain
@@ -47,7 +55,7 @@ Status check_finite(const float* x, int64_t rows, int64_t cols, const char* name
   for (int64_t i = 0; i < rows; ++i)
     for (int64_t j = 0; j < cols; ++j)
       if (!finite(x[i * cols + j]))
-        return Status::Invalid(std::string(name) + " has a non-finite value at row " +
+        return Status::OutOfRange(std::string(name) + " has a non-finite value at row " +
                                std::to_string(i) + ", column " + std::to_string(j));
   return Status::Ok();
 }
@@ -70,9 +78,12 @@ Status prepare_queries(QueryBlocks& qb, SimdLevel lv, const float* queries, int6
     qb.qinv[B].assign(qb.bp[B], 0.0f);
     cpu::row_norms2_level(lv, qb.qn[B].data(), queries + q0 * d, n, d);
     for (int64_t i = 0; i < n; ++i) {
-      if (!finite(qb.qn[B][i]))
-        return Status::Invalid("queries: the squared norm of row " + std::to_string(q0 + i) +
-                               " overflows float32");
+      // limits.h: ||q||^2 (in double) <= 2^125, so that distances stay finite in float32.
+      const float* qr = queries + (q0 + i) * d;
+      double s2 = 0.0;
+      for (int64_t j = 0; j < d; ++j) s2 += double(qr[j]) * double(qr[j]);
+      if (!(s2 <= limits::kMaxSquaredNorm) || !finite(qb.qn[B][i]))
+        return Status::OutOfRange("queries: the squared norm of row " + std::to_string(q0 + i) + " is over the limit of " + limits::kMaxSquaredNormText + ", so that distances stay finite in float32");
       qb.qinv[B][i] = cpu::inv_norm(qb.qn[B][i]);
     }
     cpu::pack_queries(qb.packed[B].get(qb.bp[B] * d), queries + q0 * d, n, d, qb.pw[B]);
@@ -217,13 +228,19 @@ Status validate_kernel(const KernelParams& p) {
   auto positive = [](float x) { return std::isfinite(x) && x > 0.0f; };
   switch (p.type) {
     case KernelType::kGaussian:
-      if (!positive(p.bandwidth)) return Status::Invalid("kernel bandwidth must be finite and > 0");
+      if (!positive(p.bandwidth)) return Status::OutOfRange("kernel bandwidth must be finite and > 0");
       return Status::Ok();
     case KernelType::kCosine:
-      if (!positive(p.kappa)) return Status::Invalid("kernel kappa must be finite and > 0");
+      // exp(kappa * cos) must stay finite in float32 for cos = 1 (limits.h).
+      if (!positive(p.kappa) || p.kappa > limits::kMaxKappa)
+        return Status::OutOfRange("kernel kappa must be in (0, 88] (so that exp(kappa) stays finite in float32), got " +
+                                  fmt_g(p.kappa));
       return Status::Ok();
     case KernelType::kInverse:
-      if (!positive(p.delta)) return Status::Invalid("kernel delta must be finite and > 0");
+      // 1 / (dist2 + delta) <= 1 / delta must stay finite in float32 (limits.h).
+      if (!(std::isfinite(p.delta) && p.delta >= limits::kMinDelta))
+        return Status::OutOfRange("kernel delta must be finite and >= 1e-30 (so that 1/delta stays finite in float32), got " +
+                                  fmt_g(p.delta));
       return Status::Ok();
   }
   return Status::Invalid("kernel type must be gaussian (0), cosine (1) or inverse (2)");
@@ -247,7 +264,7 @@ float kernel_value(const KernelParams& p, float dist2, float cosine) {
 Status similarity(float* kernel_out, float* dist2_out, const float* queries, int64_t b,
                   const KeyView& keys, const KernelParams& p) {
   MEMQ_RETURN_IF_ERROR(validate_kernel(p));
-  if (b < 0) return Status::Invalid("b must be >= 0");
+  if (b < 0) return Status::OutOfRange("b must be >= 0");
   MEMQ_RETURN_IF_ERROR(validate_key_view(keys));
   if (b == 0 || keys.n == 0) return Status::Ok();
   if (!queries) return Status::Invalid("queries is null");
@@ -274,7 +291,7 @@ Status similarity(float* kernel_out, float* dist2_out, const float* queries, int
         }
       });
       if (bad.load() != std::numeric_limits<int64_t>::max())
-        return Status::Invalid("keys: row " + std::to_string(bad.load()) +
+        return Status::OutOfRange("keys: row " + std::to_string(bad.load()) +
                                " is not finite (or its squared norm overflows float32)");
     }
     parallel_for(0, items, 1, [&](int64_t lo, int64_t hi) {
@@ -317,13 +334,13 @@ Status similarity(float* kernel_out, float* dist2_out, const float* queries, int
 Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const float* queries,
                    int64_t b, const KeyView& keys, int64_t m, const KernelParams& p) {
   MEMQ_RETURN_IF_ERROR(validate_kernel(p));
-  if (b < 0) return Status::Invalid("b must be >= 0");
-  if (m < 1) return Status::Invalid("m must be >= 1");
+  if (b < 0) return Status::OutOfRange("b must be >= 0");
+  if (m < 1) return Status::OutOfRange("m must be >= 1");
   MEMQ_RETURN_IF_ERROR(validate_key_view(keys));
   if (b == 0) return Status::Ok();
   if (!queries) return Status::Invalid("queries is null");
   if (!rows_out) return Status::Invalid("rows_out is null");
-  if (b > std::numeric_limits<int64_t>::max() / m) return Status::Invalid("b * m overflows");
+  if (b > std::numeric_limits<int64_t>::max() / m) return Status::OutOfRange("b * m overflows");
   try {
     const SimdLevel lv = simd_level();
     const int64_t n = keys.n, d = keys.d, tile = tile_rows(d);
@@ -383,7 +400,7 @@ Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const
       }
     });
     if (bad.load() != std::numeric_limits<int64_t>::max())
-      return Status::Invalid("keys: row " + std::to_string(bad.load()) +
+      return Status::OutOfRange("keys: row " + std::to_string(bad.load()) +
                              " is not finite (or its squared norm overflows float32)");
 
     // Merge the ranges per query, sort, write (the first output written is here).

@@ -13,6 +13,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -51,12 +52,34 @@ struct Job {
   }
 };
 
-int default_threads() {
+// MEMQ_THREADS, parsed strictly: a decimal integer in [1, 1024]. Anything else is rejected
+// (the hardware count is used) and the reason kept for threads_env_error().
+struct ThreadsEnv {
+  int value = 0;      // 0: unset or rejected
+  std::string error;  // why it was rejected
+};
+ThreadsEnv parse_threads_env() {
+  ThreadsEnv r;
   const char* env = std::getenv("MEMQ_THREADS");
-  if (env && *env) {
-    int n = std::atoi(env);
-    if (n > 0) return std::min(n, 1024);
+  if (!env || !*env) return r;
+  const std::string s(env);
+  bool digits = s.size() <= 7;
+  for (char c : s) digits = digits && c >= '0' && c <= '9';
+  const long n = digits ? std::strtol(s.c_str(), nullptr, 10) : -1;
+  if (!digits || n < 1 || n > 1024) {
+    r.error = "MEMQ_THREADS='" + s + "' is not an integer in [1, 1024]; ignored";
+    return r;
   }
+  r.value = static_cast<int>(n);
+  return r;
+}
+const ThreadsEnv& threads_env() {
+  static const ThreadsEnv e = parse_threads_env();
+  return e;
+}
+
+int default_threads() {
+  if (threads_env().value > 0) return threads_env().value;
   unsigned hw = std::thread::hardware_concurrency();
   return hw ? static_cast<int>(hw) : 1;
 }
@@ -146,6 +169,9 @@ Pool& pool() {
 }  // namespace
 
 int num_threads() { return pool().size(); }
+
+int threads_env_value() { return threads_env().value; }
+std::string threads_env_error() { return threads_env().error; }
 
 void set_num_threads(int n) {
   Pool& p = pool();

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common.cuh"
+#include "memq/limits.h"
 
 namespace memq {
 namespace cudak {
@@ -59,13 +60,16 @@ Status check_queries(const float* queries, int64_t b, int64_t d, std::vector<flo
   for (int64_t i = 0; i < b; ++i)
     for (int64_t j = 0; j < d; ++j)
       if (!finite(queries[i * d + j]))
-        return Status::Invalid("queries has a non-finite value at row " + std::to_string(i) + ", column " +
+        return Status::OutOfRange("queries has a non-finite value at row " + std::to_string(i) + ", column " +
                                std::to_string(j));
   qn->resize((size_t)b);
   row_norms2(qn->data(), queries, b, d);
-  for (int64_t i = 0; i < b; ++i)
-    if (!finite((*qn)[(size_t)i]))
-      return Status::Invalid("queries: the squared norm of row " + std::to_string(i) + " overflows float32");
+  for (int64_t i = 0; i < b; ++i) {
+    double s2 = 0.0;  // limits.h, as the CPU twin
+    for (int64_t j = 0; j < d; ++j) s2 += double(queries[i * d + j]) * double(queries[i * d + j]);
+    if (!(s2 <= limits::kMaxSquaredNorm) || !finite((*qn)[(size_t)i]))
+      return Status::OutOfRange("queries: the squared norm of row " + std::to_string(i) + " is over the limit of " + limits::kMaxSquaredNormText + ", so that distances stay finite in float32");
+  }
   return Status::Ok();
 }
 
@@ -73,7 +77,7 @@ Status check_queries(const float* queries, int64_t b, int64_t d, std::vector<flo
 Status check_keys(const KeyView& keys) {
   MEMQ_RETURN_IF_ERROR(validate_key_view(keys));
   if (keys.n >= std::numeric_limits<int32_t>::max())
-    return Status::Invalid("the CUDA kernels support fewer than 2^31 - 1 rows");
+    return Status::OutOfRange("the CUDA kernels support fewer than 2^31 - 1 rows");
   return Status::Ok();
 }
 
@@ -87,7 +91,7 @@ Status key_norms(const KeyView& keys, std::vector<float>* kn) {
   }
   for (int64_t i = 0; i < keys.n; ++i)
     if ((!keys.alive || keys.alive[i]) && !finite((*kn)[(size_t)i]))
-      return Status::Invalid("keys: row " + std::to_string(i) + " is not finite (or its squared norm overflows float32)");
+      return Status::OutOfRange("keys: row " + std::to_string(i) + " is not finite (or its squared norm overflows float32)");
   return Status::Ok();
 }
 
@@ -139,7 +143,7 @@ using namespace cudak;
 Status cuda_similarity(float* kernel_out, float* dist2_out, const float* queries, int64_t b, const KeyView& keys,
                        const KernelParams& p) {
   MEMQ_RETURN_IF_ERROR(validate_kernel(p));
-  if (b < 0) return Status::Invalid("b must be >= 0");
+  if (b < 0) return Status::OutOfRange("b must be >= 0");
   MEMQ_RETURN_IF_ERROR(check_keys(keys));
   if (b == 0 || keys.n == 0) return Status::Ok();
   if (!queries) return Status::Invalid("queries is null");
@@ -166,13 +170,13 @@ Status cuda_similarity(float* kernel_out, float* dist2_out, const float* queries
 Status cuda_search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const float* queries, int64_t b,
                         const KeyView& keys, int64_t m, const KernelParams& p) {
   MEMQ_RETURN_IF_ERROR(validate_kernel(p));
-  if (b < 0) return Status::Invalid("b must be >= 0");
-  if (m < 1) return Status::Invalid("m must be >= 1");
+  if (b < 0) return Status::OutOfRange("b must be >= 0");
+  if (m < 1) return Status::OutOfRange("m must be >= 1");
   MEMQ_RETURN_IF_ERROR(check_keys(keys));
   if (b == 0) return Status::Ok();
   if (!queries) return Status::Invalid("queries is null");
   if (!rows_out) return Status::Invalid("rows_out is null");
-  if (b > std::numeric_limits<int64_t>::max() / m) return Status::Invalid("b * m overflows");
+  if (b > std::numeric_limits<int64_t>::max() / m) return Status::OutOfRange("b * m overflows");
   std::vector<float> qn, kn;
   MEMQ_RETURN_IF_ERROR(check_queries(queries, b, keys.d, &qn));
   MEMQ_RETURN_IF_ERROR(key_norms(keys, &kn));

@@ -93,7 +93,7 @@ Status ensure_device(int device) {
   Status st = cuda_device_info(&info);
   if (!st.ok()) return st;
   if (device < 0 || device >= info.device_count)
-    return Status::Invalid("device " + std::to_string(device) + " does not exist (" +
+    return Status::OutOfRange("device " + std::to_string(device) + " does not exist (" +
                            std::to_string(info.device_count) + " found)");
   MEMQ_CUDA_TRY(cudaSetDevice(device));
   return Status::Ok();

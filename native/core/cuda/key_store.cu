@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common.cuh"
+#include "memq/limits.h"
 
 namespace memq {
 
@@ -144,9 +145,9 @@ struct CudaKeyStore::Impl {
     return Status::Ok();
   }
 
-  // Finite, representable in the stored type, squared norm (of the rounded row) finite in float32.
+  // Finite, representable in the stored type, squared norm (of the rounded row) <= 2^125 (limits.h).
   Status validate_rows(const float* k, const float* v, int64_t n, int64_t need_live) const {
-    if (n < 0) return Status::Invalid("n must be >= 0");
+    if (n < 0) return Status::OutOfRange("n must be >= 0");
     if (n > 0 && (!k || !v)) return Status::Invalid("keys and values must not be null");
     for (int64_t r = 0; r < n; ++r) {
       double s = 0.0;
@@ -154,21 +155,21 @@ struct CudaKeyStore::Impl {
         const int64_t e = r * dim + c;
         const float x = k[e];
         if (!std::isfinite(x))
-          return Status::Invalid("keys must be finite: keys[" + num(e) + "] (row " + num(r) + ", column " + num(c) +
+          return Status::OutOfRange("keys must be finite: keys[" + num(e) + "] (row " + num(r) + ", column " + num(c) +
                                  ") is " + (std::isnan(x) ? "NaN" : "infinite"));
         const float y = type == CudaKeyType::kBFloat16 ? round_to_bf16(x)
                         : type == CudaKeyType::kFloat16 ? round_to_fp16(x)
                                                         : x;
         if (!std::isfinite(y))
-          return Status::Invalid("keys[" + num(e) + "] = " + std::to_string(x) + " is outside the range of " +
+          return Status::OutOfRange("keys[" + num(e) + "] = " + std::to_string(x) + " is outside the range of " +
                                  cuda_key_type_name(type) + " keys");
         s += (double)y * (double)y;
       }
-      if (s > (double)FLT_MAX)
-        return Status::Invalid("keys: the squared norm of row " + num(r) + " overflows float32");
+      if (!(s <= limits::kMaxSquaredNorm))
+        return Status::OutOfRange("keys: the squared norm of row " + num(r) + " is over the limit of " + limits::kMaxSquaredNormText + ", so that distances stay finite in float32");
     }
     for (int64_t i = 0; i < n; ++i)
-      if (!std::isfinite(v[i])) return Status::Invalid("values must be finite: values[" + num(i) + "] is not");
+      if (!std::isfinite(v[i])) return Status::OutOfRange("values must be finite: values[" + num(i) + "] is not");
     if (capacity > 0 && live + need_live > capacity)
       return Status::Capacity("capacity exceeded: the store holds " + num(live) + " of at most " + num(capacity) +
                               " cases and cannot take " + num(need_live) + " more");
@@ -260,16 +261,17 @@ struct CudaKeyStore::Impl {
       for (int64_t c = 0; c < dim; ++c) {
         const float x = q[r * dim + c];
         if (!std::isfinite(x))
-          return Status::Invalid("queries has a non-finite value at row " + num(r) + ", column " + num(c));
+          return Status::OutOfRange("queries has a non-finite value at row " + num(r) + ", column " + num(c));
         const float y = type == CudaKeyType::kBFloat16 ? round_to_bf16(x)
                         : type == CudaKeyType::kFloat16 ? round_to_fp16(x)
                                                         : x;
         if (!std::isfinite(y))
-          return Status::Invalid("queries: row " + num(r) + ", column " + num(c) + " is outside the range of " +
+          return Status::OutOfRange("queries: row " + num(r) + ", column " + num(c) + " is outside the range of " +
                                  cuda_key_type_name(type));
         s += (double)y * (double)y;
       }
-      if (s > (double)FLT_MAX) return Status::Invalid("queries: the squared norm of row " + num(r) + " overflows float32");
+      if (!(s <= limits::kMaxSquaredNorm))
+        return Status::OutOfRange("queries: the squared norm of row " + num(r) + " is over the limit of " + limits::kMaxSquaredNormText + ", so that distances stay finite in float32");
     }
     return Status::Ok();
   }
@@ -297,10 +299,10 @@ struct CudaKeyStore::Impl {
 
   Status check_search_args(const float* queries, int64_t b, int64_t m, const KernelParams& p) const {
     MEMQ_RETURN_IF_ERROR(validate_kernel(p));
-    if (b < 0) return Status::Invalid("b must be >= 0");
-    if (m < 1) return Status::Invalid("m must be >= 1");
+    if (b < 0) return Status::OutOfRange("b must be >= 0");
+    if (m < 1) return Status::OutOfRange("m must be >= 1");
     if (b > 0 && !queries) return Status::Invalid("queries is null");
-    if (b > 0 && b > std::numeric_limits<int64_t>::max() / m) return Status::Invalid("b * m overflows");
+    if (b > 0 && b > std::numeric_limits<int64_t>::max() / m) return Status::OutOfRange("b * m overflows");
     return Status::Ok();
   }
 };
@@ -311,16 +313,16 @@ CudaKeyStore::~CudaKeyStore() = default;
 Status CudaKeyStore::Create(const CudaKeyStoreOptions& opts, std::unique_ptr<CudaKeyStore>* out) {
   if (!out) return Status::Invalid("out is null");
   if (opts.dim < 1 || opts.dim > (1 << 20))
-    return Status::Invalid("dim must be an integer in [1, 1048576], got " + num(opts.dim));
+    return Status::OutOfRange("dim must be an integer in [1, 1048576], got " + num(opts.dim));
   if (opts.capacity < 0 || opts.capacity > std::numeric_limits<int32_t>::max())
-    return Status::Invalid("capacity must be 0 (unlimited) or a positive integer < 2^31, got " + num(opts.capacity));
+    return Status::OutOfRange("capacity must be 0 (unlimited) or a positive integer < 2^31, got " + num(opts.capacity));
   if (!(opts.compact_fraction > 0.0 && opts.compact_fraction <= 1.0))
-    return Status::Invalid("compact_fraction must be in (0, 1]");
+    return Status::OutOfRange("compact_fraction must be in (0, 1]");
   if (opts.key_type != CudaKeyType::kFloat32 && opts.key_type != CudaKeyType::kBFloat16 &&
       opts.key_type != CudaKeyType::kFloat16)
     return Status::Invalid("key_type must be float32, bf16 or fp16");
   if (opts.initial_rows < 0 || opts.initial_rows >= std::numeric_limits<int32_t>::max())
-    return Status::Invalid("initial_rows must be in [0, 2^31 - 1)");
+    return Status::OutOfRange("initial_rows must be in [0, 2^31 - 1)");
   MEMQ_RETURN_IF_ERROR(ensure_device(opts.device));
   std::unique_ptr<CudaKeyStore> s(new CudaKeyStore());
   Impl& I = *s->impl_;
@@ -362,13 +364,13 @@ Status CudaKeyStore::add_with_ids(const int32_t* ids, const float* keys, const f
   if (!ids) return Status::Invalid("ids must not be null");
   int32_t prev = I.next_id - 1;
   for (int64_t i = 0; i < n; ++i) {
-    if (ids[i] < 0) return Status::Invalid("ids must be >= 0: ids[" + num(i) + "] is " + num(ids[i]));
+    if (ids[i] < 0) return Status::OutOfRange("ids must be >= 0: ids[" + num(i) + "] is " + num(ids[i]));
     if (ids[i] <= prev)
-      return Status::Invalid("ids must be strictly increasing and greater than every id already issued (" +
+      return Status::OutOfRange("ids must be strictly increasing and greater than every id already issued (" +
                              num(I.next_id - 1) + "): ids[" + num(i) + "] is " + num(ids[i]));
     prev = ids[i];
   }
-  if (prev == std::numeric_limits<int32_t>::max()) return Status::Invalid("id 2147483647 is reserved");
+  if (prev == std::numeric_limits<int32_t>::max()) return Status::OutOfRange("id 2147483647 is reserved");
   MEMQ_RETURN_IF_ERROR(I.use_device());
   MEMQ_RETURN_IF_ERROR(I.append_rows(ids, keys, values, n));
   I.next_id = prev + 1;
@@ -378,11 +380,11 @@ Status CudaKeyStore::add_with_ids(const int32_t* ids, const float* keys, const f
 Status CudaKeyStore::update_values(const int32_t* ids, const float* values, int64_t n) {
   Impl& I = *impl_;
   std::lock_guard<std::mutex> lock(I.mu);
-  if (n < 0) return Status::Invalid("n must be >= 0");
+  if (n < 0) return Status::OutOfRange("n must be >= 0");
   if (n > 0 && (!ids || !values)) return Status::Invalid("ids and values must not be null");
   std::vector<int32_t> rows((size_t)n);
   for (int64_t i = 0; i < n; ++i) {
-    if (!std::isfinite(values[i])) return Status::Invalid("values must be finite: values[" + num(i) + "] is not");
+    if (!std::isfinite(values[i])) return Status::OutOfRange("values must be finite: values[" + num(i) + "] is not");
     const int64_t r = I.find_row(ids[i]);
     if (r < 0) return Status::NotFound("unknown id: ids[" + num(i) + "] = " + num(ids[i]));
     rows[(size_t)i] = (int32_t)r;
@@ -419,7 +421,7 @@ Status CudaKeyStore::update_values(const int32_t* ids, const float* values, int6
 Status CudaKeyStore::remove(const int32_t* ids, int64_t n) {
   Impl& I = *impl_;
   std::lock_guard<std::mutex> lock(I.mu);
-  if (n < 0) return Status::Invalid("n must be >= 0");
+  if (n < 0) return Status::OutOfRange("n must be >= 0");
   if (n > 0 && !ids) return Status::Invalid("ids must not be null");
   std::vector<int32_t> rows((size_t)n);
   for (int64_t i = 0; i < n; ++i) {
@@ -430,7 +432,7 @@ Status CudaKeyStore::remove(const int32_t* ids, int64_t n) {
   std::vector<int32_t> sorted = rows;
   std::sort(sorted.begin(), sorted.end());
   if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
-    return Status::Invalid("ids must not repeat within one remove call");
+    return Status::OutOfRange("ids must not repeat within one remove call");
   if (n == 0) return Status::Ok();
   MEMQ_RETURN_IF_ERROR(I.use_device());
   MEMQ_RETURN_IF_ERROR(I.upload_rows_idx(rows));
@@ -451,7 +453,7 @@ Status CudaKeyStore::remove(const int32_t* ids, int64_t n) {
 Status CudaKeyStore::get_keys(float* keys_out, const int32_t* ids, int64_t n) const {
   Impl& I = *impl_;
   std::lock_guard<std::mutex> lock(I.mu);
-  if (n < 0) return Status::Invalid("n must be >= 0");
+  if (n < 0) return Status::OutOfRange("n must be >= 0");
   if (n > 0 && (!ids || !keys_out)) return Status::Invalid("ids and keys_out must not be null");
   std::vector<int32_t> rows((size_t)n);
   for (int64_t i = 0; i < n; ++i) {
@@ -473,7 +475,7 @@ Status CudaKeyStore::get_keys(float* keys_out, const int32_t* ids, int64_t n) co
 Status CudaKeyStore::get_values(float* values_out, const int32_t* ids, int64_t n) const {
   const Impl& I = *impl_;
   std::lock_guard<std::mutex> lock(I.mu);
-  if (n < 0) return Status::Invalid("n must be >= 0");
+  if (n < 0) return Status::OutOfRange("n must be >= 0");
   std::vector<int64_t> rows((size_t)n);
   for (int64_t i = 0; i < n; ++i) {
     rows[(size_t)i] = I.find_row(ids[i]);
@@ -548,8 +550,8 @@ Status CudaKeyStore::search_value(float* value_out, float* confidence_out, const
   Impl& I = *impl_;
   std::lock_guard<std::mutex> lock(I.mu);
   MEMQ_RETURN_IF_ERROR(I.check_search_args(queries, b, m, p));
-  if (!(std::isfinite(void_weight) && void_weight >= 0.0f)) return Status::Invalid("void_weight must be finite and >= 0");
-  if (!std::isfinite(void_value)) return Status::Invalid("void_value must be finite");
+  if (!(std::isfinite(void_weight) && void_weight >= 0.0f)) return Status::OutOfRange("void_weight must be finite and >= 0");
+  if (!std::isfinite(void_value)) return Status::OutOfRange("void_value must be finite");
   if (b == 0) return Status::Ok();
   if (!value_out) return Status::Invalid("value_out is null");
   MEMQ_RETURN_IF_ERROR(I.validate_queries(queries, b));

@@ -639,10 +639,10 @@ Status search_dispatch(const DevKeys& k, const DevQueries& q, int64_t m, const K
 Status search_device(const DevKeys& keys, const DevQueries& queries, int64_t m, const KernelParams& p,
                      const SearchOut& out, DevBuf& ws, int64_t reserve, cudaStream_t stream) {
   if (queries.b <= 0) return Status::Ok();
-  if (m < 1 || m > INT32_MAX / 4) return Status::Invalid("m must be in [1, 2^29]");
+  if (m < 1 || m > INT32_MAX / 4) return Status::OutOfRange("m must be in [1, 2^29]");
   if (!out.rows) return Status::Invalid("rows_out is null");
   if (keys.ld != queries.ld || keys.ld % 64 != 0) return Status::Internal("key/query row strides disagree");
-  if (keys.n >= INT32_MAX) return Status::Invalid("the CUDA search supports fewer than 2^31 - 1 rows");
+  if (keys.n >= INT32_MAX) return Status::OutOfRange("the CUDA search supports fewer than 2^31 - 1 rows");
   if (keys.n == 0) {  // every slot empty; the id map is never read
     const int64_t total = queries.b * m;
     const unsigned blocks = (unsigned)((total + 255) / 256);
@@ -653,7 +653,7 @@ Status search_device(const DevKeys& keys, const DevQueries& queries, int64_t m, 
   }
   if (out.ids && !out.id_map) return Status::Internal("ids requested without an id map");
   if (queries.b > INT32_MAX / 2 || queries.b * m > ((int64_t)1 << 40))
-    return Status::Invalid("b * m is too large for one search");
+    return Status::OutOfRange("b * m is too large for one search");
   switch (keys.type) {
     case CudaKeyType::kFloat32: return search_dispatch<float>(keys, queries, m, p, out, ws, reserve, stream);
     case CudaKeyType::kBFloat16: return search_dispatch<__nv_bfloat16>(keys, queries, m, p, out, ws, reserve, stream);
@@ -667,7 +667,7 @@ Status similarity_device(float* kernel_out, float* dist2_out, const DevKeys& k, 
   if (qs.b <= 0 || k.n <= 0) return Status::Ok();
   if (k.ld != qs.ld || k.ld % 64 != 0) return Status::Internal("key/query row strides disagree");
   if (k.n >= INT32_MAX || qs.b > (int64_t)65535 * 16)
-    return Status::Invalid("the dense CUDA similarity supports n < 2^31 - 1 and b <= 1048560");
+    return Status::OutOfRange("the dense CUDA similarity supports n < 2^31 - 1 and b <= 1048560");
   DeviceProps dp;
   int dev = 0;
   MEMQ_CUDA_TRY(cudaGetDevice(&dev));

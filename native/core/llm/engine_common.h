@@ -89,8 +89,8 @@ inline Status validate_score_request(const ScoreRequest& r, int64_t vocab) {
   if (!r.cand_groups || r.cand_groups[0] != 0 || r.cand_groups[r.n_prompts] != r.n_cands)
     return Status::Invalid("score: cand_groups must start at 0 and end at n_cands");
   for (int64_t b = 0; b < r.n_prompts; ++b) {
-    if (r.cand_groups[b + 1] < r.cand_groups[b]) return Status::Invalid("score: cand_groups must be non-decreasing");
-    if (r.prompt_offsets[b + 1] == r.prompt_offsets[b]) return Status::Invalid("score: prompt " + std::to_string(b) + " is empty");
+    if (r.cand_groups[b + 1] < r.cand_groups[b]) return Status::OutOfRange("score: cand_groups must be non-decreasing");
+    if (r.prompt_offsets[b + 1] == r.prompt_offsets[b]) return Status::OutOfRange("score: prompt " + std::to_string(b) + " is empty");
   }
   return Status::Ok();
 }
@@ -115,11 +115,11 @@ inline Status loss_rows(const TokenBatch& batch, LossNorm norm, int64_t vocab, L
       // the token NLLs, e.g. the listwise KL gradient of Mem-EM); kWeightSum divides by sum w and
       // needs w >= 0.
       if (!std::isfinite(wt) || (wt < 0.0f && norm != LossNorm::kSum))
-        return Status::Invalid("train batch: weight " + std::to_string(t) + " must be finite" +
+        return Status::OutOfRange("train batch: weight " + std::to_string(t) + " must be finite" +
                                (norm == LossNorm::kSum ? "" : " and >= 0 (negative weights need LossNorm::kSum)"));
       if (wt == 0.0f) continue;
       if (t == batch.offsets[b])
-        return Status::Invalid("train batch: the first token of sequence " + std::to_string(b) +
+        return Status::OutOfRange("train batch: the first token of sequence " + std::to_string(b) +
                                " has no prediction; its weight must be 0");
       r.rows.push_back(t - 1);
       r.targets.push_back(batch.tokens[t]);

@@ -12,6 +12,7 @@
 #include "engine_common.h"
 #include "memq/json.h"
 #include "memq/llm/device.h"
+#include "memq/limits.h"
 #include "memq/llm/safetensors.h"
 
 namespace memq {
@@ -79,21 +80,36 @@ std::string LoraAdapter::peft_key(int64_t layer, LoraTarget t, bool is_b) {
 
 Status LoraAdapter::init_storage(const ModelConfig& model, const LoraConfig& cfg) {
   MEMQ_RETURN_IF_ERROR(model.validate());
-  if (cfg.r <= 0) return Status::Invalid("lora: r must be positive");
-  if (!std::isfinite(cfg.alpha)) return Status::Invalid("lora: lora_alpha must be finite");
-  if (cfg.target_modules.empty()) return Status::Invalid("lora: target_modules is empty");
+  if (cfg.r <= 0 || cfg.r > limits::kMaxLoraRank)
+    return Status::OutOfRange("lora: r must be in [1, " + std::to_string(limits::kMaxLoraRank) + "], got " +
+                              std::to_string(cfg.r));
+  if (!std::isfinite(cfg.alpha)) return Status::OutOfRange("lora: lora_alpha must be finite");
+  if (cfg.target_modules.empty()) return Status::OutOfRange("lora: target_modules is empty");
   cfg_ = cfg;
   cfg_.target_modules.clear();
   for (int t = 0; t < kLoraNumTargets; ++t) targeted_[t] = false;
   for (const auto& name : cfg.target_modules) {
     LoraTarget t;
     if (!lora_target_from_name(name, &t))
-      return Status::Invalid("lora: unknown target module \"" + name + "\" (q_proj k_proj v_proj o_proj gate_proj up_proj down_proj)");
-    if (targeted_[t]) return Status::Invalid("lora: target module \"" + name + "\" listed twice");
+      return Status::OutOfRange("lora: unknown target module \"" + name + "\" (q_proj k_proj v_proj o_proj gate_proj up_proj down_proj)");
+    if (targeted_[t]) return Status::OutOfRange("lora: target module \"" + name + "\" listed twice");
     targeted_[t] = true;
   }
   for (int t = 0; t < kLoraNumTargets; ++t)
     if (targeted_[t]) cfg_.target_modules.push_back(kTargetNames[t]);
+  // The parameter count before anything is sized from it (limits.h), in double.
+  {
+    double total = 0;
+    for (int t = 0; t < kLoraNumTargets; ++t) {
+      if (!targeted_[t]) continue;
+      int64_t in = 0, out = 0;
+      target_dims(model, LoraTarget(t), &in, &out);
+      total += double(model.num_hidden_layers) * double(cfg.r) * double(in + out);
+    }
+    if (total > double(limits::kMaxParams))
+      return Status::OutOfRange("lora: r = " + std::to_string(cfg.r) + " gives " + std::to_string(int64_t(total)) +
+                                " adapter parameters, over the limit of 2^32");
+  }
   n_layers_ = model.num_hidden_layers;
   modules_.assign(size_t(n_layers_ * kLoraNumTargets), LoraModule());
   int64_t off = 0;
@@ -107,7 +123,11 @@ Status LoraAdapter::init_storage(const ModelConfig& model, const LoraConfig& cfg
       m.b_offset = off;
       off += m.out * cfg.r;
     }
-  params_.assign(size_t(off), 0.0f);
+  try {
+    params_.assign(size_t(off), 0.0f);
+  } catch (const std::bad_alloc&) {
+    return Status::NoMemory("lora: out of memory allocating " + std::to_string(off) + " adapter parameters");
+  }
   touch();
   for (int64_t l = 0; l < n_layers_; ++l)
     for (int t = 0; t < kLoraNumTargets; ++t) {
@@ -164,9 +184,9 @@ Status LoraAdapter::save(const std::string& dir) const {
   j.set("use_rslora", Json::boolean(cfg_.use_rslora));
   {
     std::ofstream f(dir + "/adapter_config.json", std::ios::trunc);
-    if (!f) return Status::Invalid(dir + "/adapter_config.json: cannot write");
+    if (!f) return Status::IOError(dir + "/adapter_config.json: cannot write");
     f << j.dump(2) << "\n";
-    if (!f) return Status::Invalid(dir + "/adapter_config.json: write failed");
+    if (!f) return Status::IOError(dir + "/adapter_config.json: write failed");
   }
   std::vector<TensorToWrite> ts;
   for (int64_t l = 0; l < n_layers_; ++l)
@@ -182,68 +202,108 @@ Status LoraAdapter::save(const std::string& dir) const {
 Status LoraAdapter::load(const std::string& dir, const ModelConfig& model, std::unique_ptr<LoraAdapter>* out) {
   const std::string cpath = dir + "/adapter_config.json";
   std::ifstream in(cpath, std::ios::binary);
-  if (!in) return Status::NotFound(cpath + ": cannot read");
+  if (!in) return Status::IOError(cpath + ": cannot read");
   std::stringstream ss;
   ss << in.rdbuf();
   Json j;
   Status st = Json::parse(ss.str(), &j);
-  if (!st.ok()) return Status::Invalid(cpath + ": " + st.message());
-  if (!j.is_object()) return Status::Invalid(cpath + ": not a JSON object");
+  if (!st.ok()) return Status::Corrupt(cpath + ": " + st.message());
+  if (!j.is_object()) return Status::Corrupt(cpath + ": not a JSON object");
   std::string peft_type;
-  MEMQ_RETURN_IF_ERROR(json_get_string(j, "peft_type", cpath, &peft_type));
-  if (peft_type != "LORA") return Status::Invalid(cpath + ": peft_type \"" + peft_type + "\" is not LORA");
+  MEMQ_RETURN_IF_ERROR(json_get_string(j, "peft_type", cpath, &peft_type).with_code(StatusCode::kCorrupt));
+  if (peft_type != "LORA") return Status::Corrupt(cpath + ": peft_type \"" + peft_type + "\" is not LORA");
   LoraConfig cfg;
-  MEMQ_RETURN_IF_ERROR(json_get_int(j, "r", cpath, &cfg.r));
-  MEMQ_RETURN_IF_ERROR(json_get_double(j, "lora_alpha", cpath, &cfg.alpha));
+  MEMQ_RETURN_IF_ERROR(json_get_int(j, "r", cpath, &cfg.r).with_code(StatusCode::kCorrupt));
+  MEMQ_RETURN_IF_ERROR(json_get_double(j, "lora_alpha", cpath, &cfg.alpha).with_code(StatusCode::kCorrupt));
   const Json* tm = j.find("target_modules");
   cfg.target_modules.clear();
   if (tm && tm->is_string() && tm->as_string() == "all-linear") {  // PEFT's shorthand
     for (int t = 0; t < kLoraNumTargets; ++t) cfg.target_modules.push_back(kTargetNames[t]);
   } else {
     if (!tm || !tm->is_array())
-      return Status::Invalid(cpath + ": target_modules must be a list of module names (or \"all-linear\")");
+      return Status::Corrupt(cpath + ": target_modules must be a list of module names (or \"all-linear\")");
     for (const Json& t : tm->items()) {
-      if (!t.is_string()) return Status::Invalid(cpath + ": target_modules entries must be strings");
+      if (!t.is_string()) return Status::Corrupt(cpath + ": target_modules entries must be strings");
       cfg.target_modules.push_back(t.as_string());
     }
   }
   if (const Json* v = j.find("use_rslora"); v && v->is_bool()) cfg.use_rslora = v->as_bool();
-  if (const Json* v = j.find("use_dora"); v && v->is_bool() && v->as_bool()) return Status::Invalid(cpath + ": use_dora is not supported");
+  if (const Json* v = j.find("use_dora"); v && v->is_bool() && v->as_bool()) return Status::Corrupt(cpath + ": use_dora is not supported");
   if (const Json* v = j.find("fan_in_fan_out"); v && v->is_bool() && v->as_bool())
-    return Status::Invalid(cpath + ": fan_in_fan_out is not supported");
+    return Status::Corrupt(cpath + ": fan_in_fan_out is not supported");
   if (const Json* v = j.find("bias"); v && v->is_string() && v->as_string() != "none")
-    return Status::Invalid(cpath + ": bias \"" + v->as_string() + "\" is not supported (none)");
+    return Status::Corrupt(cpath + ": bias \"" + v->as_string() + "\" is not supported (none)");
   for (const char* k : {"rank_pattern", "alpha_pattern"})
     if (const Json* v = j.find(k); v && v->is_object() && v->size() > 0)
-      return Status::Invalid(cpath + ": " + k + " is not supported");
+      return Status::Corrupt(cpath + ": " + k + " is not supported");
   for (const char* k : {"layers_to_transform", "modules_to_save"})
-    if (const Json* v = j.find(k); v && !v->is_null()) return Status::Invalid(cpath + ": " + k + " is not supported");
+    if (const Json* v = j.find(k); v && !v->is_null()) return Status::Corrupt(cpath + ": " + k + " is not supported");
   if (const Json* v = j.find("base_model_name_or_path"); v && v->is_string()) cfg.base_model_name_or_path = v->as_string();
-  auto a = std::unique_ptr<LoraAdapter>(new LoraAdapter());
-  st = a->init_storage(model, cfg);
-  if (!st.ok()) return Status::Invalid(cpath + ": " + st.message());
+  if (cfg.r <= 0 || cfg.r > limits::kMaxLoraRank)
+    return Status::Corrupt(cpath + ": r must be in [1, " + std::to_string(limits::kMaxLoraRank) + "], got " +
+                           std::to_string(cfg.r));
 
+  // The tensors first (header only): every targeted module of every layer must be present with
+  // the shapes r and the model give and a float dtype, and nothing else, BEFORE the adapter's
+  // storage is allocated (its size then is bounded by the file's).
   std::unique_ptr<SafetensorsFile> f;
   MEMQ_RETURN_IF_ERROR(SafetensorsFile::open(dir + "/adapter_model.safetensors", &f));
+  std::vector<LoraTarget> targets;
+  for (const auto& name : cfg.target_modules) {
+    LoraTarget t;
+    if (!lora_target_from_name(name, &t))
+      return Status::Corrupt(cpath + ": unknown target module \"" + name + "\" (q_proj k_proj v_proj o_proj gate_proj up_proj down_proj)");
+    targets.push_back(t);
+  }
+  MEMQ_RETURN_IF_ERROR(model.validate());
   size_t expected = 0;
+  for (LoraTarget t : targets) {
+    int64_t in = 0, out = 0;
+    target_dims(model, t, &in, &out);
+    for (int64_t l = 0; l < model.num_hidden_layers; ++l)
+      for (bool is_b : {false, true}) {
+        const std::string key = peft_key(l, t, is_b);
+        const std::vector<int64_t> want = is_b ? std::vector<int64_t>{out, cfg.r} : std::vector<int64_t>{cfg.r, in};
+        const TensorInfo* ti = f->find(key);
+        if (!ti)
+          return Status::Corrupt(f->path() + ": no tensor \"" + key + "\", which adapter_config.json's target_modules (" +
+                                 lora_target_name(t) + ") and the model's " + std::to_string(model.num_hidden_layers) +
+                                 " layers require");
+        if (ti->shape != want) {
+          std::string have, exp;
+          for (int64_t v : ti->shape) have += (have.empty() ? "" : ", ") + std::to_string(v);
+          for (int64_t v : want) exp += (exp.empty() ? "" : ", ") + std::to_string(v);
+          return Status::Corrupt(f->path() + ": tensor \"" + key + "\" has shape [" + have + "], but adapter_config.json's r = " +
+                                 std::to_string(cfg.r) + " and the model give [" + exp + "]");
+        }
+        if (ti->dtype != DType::kF32 && ti->dtype != DType::kF16 && ti->dtype != DType::kBF16 && ti->dtype != DType::kF64)
+          return Status::Corrupt(f->path() + ": tensor \"" + key + "\" has dtype " + dtype_name(ti->dtype) +
+                                 "; adapter weights must be F32, F16, BF16 or F64");
+        ++expected;
+      }
+  }
+  if (f->tensors().size() != expected) {
+    for (const auto& t : f->tensors()) {
+      bool known = false;
+      for (LoraTarget tt : targets)
+        for (int64_t l = 0; l < model.num_hidden_layers && !known; ++l)
+          known = t.name == peft_key(l, tt, false) || t.name == peft_key(l, tt, true);
+      if (!known) return Status::Corrupt(f->path() + ": unexpected tensor \"" + t.name + "\" for this adapter config");
+    }
+    return Status::Corrupt(f->path() + ": duplicate target modules in adapter_config.json");
+  }
+
+  auto a = std::unique_ptr<LoraAdapter>(new LoraAdapter());
+  st = a->init_storage(model, cfg);
+  if (!st.ok()) return Status(st.code() == StatusCode::kOutOfMemory ? st.code() : StatusCode::kCorrupt, cpath + ": " + st.message());
   for (int64_t l = 0; l < a->n_layers_; ++l)
     for (int t = 0; t < kLoraNumTargets; ++t) {
       if (!a->targeted_[t]) continue;
       LoraModule& m = a->modules_[size_t(l * kLoraNumTargets + t)];
       MEMQ_RETURN_IF_ERROR(f->read_f32(peft_key(l, LoraTarget(t), false), {cfg.r, m.in}, m.A));
       MEMQ_RETURN_IF_ERROR(f->read_f32(peft_key(l, LoraTarget(t), true), {m.out, cfg.r}, m.B));
-      expected += 2;
     }
   a->touch();
-  if (f->tensors().size() != expected) {
-    for (const auto& t : f->tensors()) {
-      bool known = false;
-      for (int64_t l = 0; l < a->n_layers_ && !known; ++l)
-        for (int tt = 0; tt < kLoraNumTargets && !known; ++tt)
-          known = a->targeted_[tt] && (t.name == peft_key(l, LoraTarget(tt), false) || t.name == peft_key(l, LoraTarget(tt), true));
-      if (!known) return Status::Invalid(f->path() + ": unexpected tensor \"" + t.name + "\" for this adapter config");
-    }
-  }
   *out = std::move(a);
   return Status::Ok();
 }

@@ -11,6 +11,7 @@
 
 #include "engine_common.h"
 #include "memq/llm/device.h"
+#include "memq/limits.h"
 #include "memq/llm/lora.h"
 #include "memq/llm/ops.h"
 #include "memq/llm/safetensors.h"
@@ -28,21 +29,47 @@ double Rng::normal() {
 // ---------------------------------------------------------------------------------------------
 // config
 
+// Values are range-checked (kOutOfRange) including the limits of limits.h, before anything is
+// sized from them: the layer count and the parameter count (computed in double, no overflow).
 Status ModelConfig::validate() const {
   if (model_type != "qwen2" && model_type != "llama" && model_type != "qwen3")
-    return Status::Invalid("model config: model_type must be \"qwen2\", \"qwen3\" or \"llama\", got \"" + model_type + "\"");
-  if (vocab_size <= 0 || hidden_size <= 0 || intermediate_size <= 0 || num_hidden_layers <= 0 ||
-      num_attention_heads <= 0 || num_key_value_heads <= 0)
-    return Status::Invalid("model config: sizes must be positive");
-  if (vocab_size > (int64_t(1) << 31) - 1) return Status::Invalid("model config: vocab_size too large");
+    return Status::OutOfRange("model config: model_type must be \"qwen2\", \"qwen3\" or \"llama\", got \"" + model_type + "\"");
+  const std::pair<const char*, int64_t> sizes[] = {
+      {"vocab_size", vocab_size}, {"hidden_size", hidden_size}, {"intermediate_size", intermediate_size},
+      {"num_hidden_layers", num_hidden_layers}, {"num_attention_heads", num_attention_heads},
+      {"num_key_value_heads", num_key_value_heads}};
+  for (const auto& [name, v] : sizes) {
+    if (v <= 0) return Status::OutOfRange(std::string("model config: ") + name + " must be positive, got " + std::to_string(v));
+    if (v > (int64_t(1) << 31) - 1)
+      return Status::OutOfRange(std::string("model config: ") + name + " = " + std::to_string(v) + " is over 2^31 - 1");
+  }
+  if (head_dim < 0 || head_dim > (int64_t(1) << 31) - 1)
+    return Status::OutOfRange("model config: head_dim must be in [0, 2^31 - 1], got " + std::to_string(head_dim));
+  if (num_hidden_layers > limits::kMaxLayers)
+    return Status::OutOfRange("model config: num_hidden_layers = " + std::to_string(num_hidden_layers) +
+                              " is over the limit of " + std::to_string(limits::kMaxLayers));
   if (num_attention_heads % num_key_value_heads != 0)
-    return Status::Invalid("model config: num_attention_heads must be a multiple of num_key_value_heads");
+    return Status::OutOfRange("model config: num_attention_heads must be a multiple of num_key_value_heads");
   if (head_dim <= 0 && hidden_size % num_attention_heads != 0)
-    return Status::Invalid("model config: hidden_size must be a multiple of num_attention_heads");
-  if (dim_head() % 2 != 0) return Status::Invalid("model config: head_dim must be even (RoPE)");
-  if (!(rms_norm_eps > 0) || !(rope_theta > 0)) return Status::Invalid("model config: rms_norm_eps and rope_theta must be > 0");
-  if (max_position_embeddings <= 0) return Status::Invalid("model config: max_position_embeddings must be positive");
+    return Status::OutOfRange("model config: hidden_size must be a multiple of num_attention_heads");
+  if (dim_head() % 2 != 0) return Status::OutOfRange("model config: head_dim must be even (RoPE)");
+  if (!(rms_norm_eps > 0) || !(rope_theta > 0)) return Status::OutOfRange("model config: rms_norm_eps and rope_theta must be > 0");
+  if (max_position_embeddings <= 0) return Status::OutOfRange("model config: max_position_embeddings must be positive");
+  const double n = param_count();
+  if (n > double(limits::kMaxParams))
+    return Status::OutOfRange("model config: " + std::to_string(int64_t(n)) + " parameters is over the limit of 2^32 (" +
+                              std::to_string(limits::kMaxParams) + ")");
   return Status::Ok();
+}
+
+double ModelConfig::param_count() const {
+  const double C = double(hidden_size), I = double(intermediate_size), D = double(dim_head());
+  const double QD = double(num_attention_heads) * D, KD = double(num_key_value_heads) * D;
+  double layer = 2 * C + QD * C + 2 * KD * C + C * QD + 3 * I * C;
+  if (qkv_bias()) layer += QD + 2 * KD;
+  if (qk_norm()) layer += 2 * D;
+  if (o_bias()) layer += C;
+  return double(vocab_size) * C * (tie_word_embeddings ? 1 : 2) + double(num_hidden_layers) * layer + C;
 }
 
 Status ModelConfig::from_json(const Json& j, const std::string& where, ModelConfig* out) {
@@ -50,7 +77,7 @@ Status ModelConfig::from_json(const Json& j, const std::string& where, ModelConf
   ModelConfig c;
   MEMQ_RETURN_IF_ERROR(json_get_string(j, "model_type", where, &c.model_type));
   if (c.model_type != "qwen2" && c.model_type != "llama" && c.model_type != "qwen3")
-    return Status::Invalid(where + ": model_type \"" + c.model_type + "\" is not supported (qwen2 | qwen3 | llama)");
+    return Status::OutOfRange(where + ": model_type \"" + c.model_type + "\" is not supported (qwen2 | qwen3 | llama)");
   MEMQ_RETURN_IF_ERROR(json_get_int(j, "vocab_size", where, &c.vocab_size));
   MEMQ_RETURN_IF_ERROR(json_get_int(j, "hidden_size", where, &c.hidden_size));
   MEMQ_RETURN_IF_ERROR(json_get_int(j, "intermediate_size", where, &c.intermediate_size));
@@ -59,7 +86,11 @@ Status ModelConfig::from_json(const Json& j, const std::string& where, ModelConf
   c.num_key_value_heads = c.num_attention_heads;
   if (j.find("num_key_value_heads") && !j.find("num_key_value_heads")->is_null())
     MEMQ_RETURN_IF_ERROR(json_get_int(j, "num_key_value_heads", where, &c.num_key_value_heads));
-  if (j.find("head_dim") && !j.find("head_dim")->is_null()) MEMQ_RETURN_IF_ERROR(json_get_int(j, "head_dim", where, &c.head_dim));
+  if (j.find("head_dim") && !j.find("head_dim")->is_null()) {
+    MEMQ_RETURN_IF_ERROR(json_get_int(j, "head_dim", where, &c.head_dim));
+    // 0 inside the struct means "hidden_size / num_attention_heads"; a given head_dim is >= 1.
+    if (c.head_dim < 1) return Status::OutOfRange(where + ": head_dim must be >= 1 when given, got " + std::to_string(c.head_dim));
+  }
   if (j.find("max_position_embeddings"))
     MEMQ_RETURN_IF_ERROR(json_get_int(j, "max_position_embeddings", where, &c.max_position_embeddings));
   if (j.find("rms_norm_eps")) MEMQ_RETURN_IF_ERROR(json_get_double(j, "rms_norm_eps", where, &c.rms_norm_eps));
@@ -72,12 +103,14 @@ Status ModelConfig::from_json(const Json& j, const std::string& where, ModelConf
     return Status::Invalid(where + ": rope_scaling is not supported (only plain RoPE)");
   if (const Json* sw = j.find("use_sliding_window"); sw && sw->is_bool() && sw->as_bool())
     return Status::Invalid(where + ": use_sliding_window = true is not supported");
+  if (const Json* act = j.find("hidden_act"); act && !act->is_null() && !act->is_string())
+    return Status::Invalid(where + ": field \"hidden_act\" must be a string");
   if (const Json* act = j.find("hidden_act"); act && act->is_string() && act->as_string() != "silu")
     return Status::Invalid(where + ": hidden_act \"" + act->as_string() + "\" is not supported (silu)");
   if (const Json* b = j.find("bos_token_id"); b && b->is_integer()) c.bos_token_id = b->as_int();
   if (const Json* e = j.find("eos_token_id"); e && e->is_integer()) c.eos_token_id = e->as_int();
   Status st = c.validate();
-  if (!st.ok()) return Status::Invalid(where + ": " + st.message());
+  if (!st.ok()) return Status(st.code(), where + ": " + st.message());
   *out = c;
   return Status::Ok();
 }
@@ -240,17 +273,55 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 
 }  // namespace
 
+namespace {
+
+// Which config fields give a tensor's expected shape (for errors naming them).
+std::string shape_fields(const std::string& name) {
+  auto has = [&](const char* suffix) { return ends_with(name, suffix); };
+  if (has("embed_tokens.weight") || name == "lm_head.weight") return "[vocab_size, hidden_size]";
+  if (has("q_proj.weight")) return "[num_attention_heads*head_dim, hidden_size]";
+  if (has("q_proj.bias")) return "[num_attention_heads*head_dim]";
+  if (has("k_proj.weight") || has("v_proj.weight")) return "[num_key_value_heads*head_dim, hidden_size]";
+  if (has("k_proj.bias") || has("v_proj.bias")) return "[num_key_value_heads*head_dim]";
+  if (has("o_proj.weight")) return "[hidden_size, num_attention_heads*head_dim]";
+  if (has("q_norm.weight") || has("k_norm.weight")) return "[head_dim]";
+  if (has("gate_proj.weight") || has("up_proj.weight")) return "[intermediate_size, hidden_size]";
+  if (has("down_proj.weight")) return "[hidden_size, intermediate_size]";
+  return "[hidden_size]";  // the norms and o_proj.bias
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string t;
+  for (int64_t v : shape) t += (t.empty() ? "" : ", ") + std::to_string(v);
+  return "[" + t + "]";
+}
+
+// The layer index of "model.layers.<i>.<...>", or -1.
+int64_t layer_of(const std::string& name) {
+  static const std::string pre = "model.layers.";
+  if (name.compare(0, pre.size(), pre) != 0) return -1;
+  size_t i = pre.size();
+  int64_t v = 0;
+  size_t digits = 0;
+  while (i < name.size() && name[i] >= '0' && name[i] <= '9' && digits < 10) v = v * 10 + (name[i++] - '0'), ++digits;
+  return digits > 0 && i < name.size() && name[i] == '.' ? v : -1;
+}
+
+}  // namespace
+
+// Opens every weight file first (headers only, each validated and bounded), then checks the
+// config against the tensors actually present (names, shapes, dtypes) BEFORE allocating the
+// parameters: the allocation is then bounded by what the files hold. Errors: a file that cannot
+// be read is kIOError; malformed or inconsistent files (config.json included) are kCorrupt.
 Status Model::load(const std::string& dir, std::unique_ptr<Model>* out) {
   const std::string cfg_path = dir + "/config.json";
   std::string text;
-  if (!read_text_file(cfg_path, &text)) return Status::NotFound(cfg_path + ": cannot read");
+  if (!read_text_file(cfg_path, &text)) return Status::IOError(cfg_path + ": cannot read");
   Json cj;
   Status st = Json::parse(text, &cj);
-  if (!st.ok()) return Status::Invalid(cfg_path + ": " + st.message());
+  if (!st.ok()) return Status::Corrupt(cfg_path + ": " + st.message());
   ModelConfig cfg;
-  MEMQ_RETURN_IF_ERROR(ModelConfig::from_json(cj, cfg_path, &cfg));
-  auto m = std::unique_ptr<Model>(new Model());
-  MEMQ_RETURN_IF_ERROR(m->init_storage(cfg));
+  MEMQ_RETURN_IF_ERROR(ModelConfig::from_json(cj, cfg_path, &cfg).with_code(StatusCode::kCorrupt));
 
   // tensor name -> shard file
   std::map<std::string, std::unique_ptr<SafetensorsFile>> files;
@@ -262,17 +333,17 @@ Status Model::load(const std::string& dir, std::unique_ptr<Model>* out) {
     for (const auto& t : f->tensors()) where[t.name] = f.get();
     files[single] = std::move(f);
   } else if (file_exists(index)) {
-    if (!read_text_file(index, &text)) return Status::NotFound(index + ": cannot read");
+    if (!read_text_file(index, &text)) return Status::IOError(index + ": cannot read");
     Json ij;
     st = Json::parse(text, &ij);
-    if (!st.ok()) return Status::Invalid(index + ": " + st.message());
+    if (!st.ok()) return Status::Corrupt(index + ": " + st.message());
     const Json* wm = ij.find("weight_map");
-    if (!wm || !wm->is_object()) return Status::Invalid(index + ": missing object \"weight_map\"");
+    if (!wm || !wm->is_object()) return Status::Corrupt(index + ": missing object \"weight_map\"");
     for (const auto& [name, fv] : wm->members()) {
-      if (!fv.is_string()) return Status::Invalid(index + ": weight_map[\"" + name + "\"] must be a file name");
+      if (!fv.is_string()) return Status::Corrupt(index + ": weight_map[\"" + name + "\"] must be a file name");
       const std::string& fname = fv.as_string();
       if (fname.empty() || fname.find('/') != std::string::npos || fname.find('\\') != std::string::npos || fname == "..")
-        return Status::Invalid(index + ": weight_map[\"" + name + "\"] is not a plain file name");
+        return Status::Corrupt(index + ": weight_map[\"" + name + "\"] is not a plain file name");
       const std::string path = dir + "/" + fname;
       if (!files.count(path)) {
         std::unique_ptr<SafetensorsFile> f;
@@ -280,25 +351,53 @@ Status Model::load(const std::string& dir, std::unique_ptr<Model>* out) {
         files[path] = std::move(f);
       }
       SafetensorsFile* f = files[path].get();
-      if (!f->find(name)) return Status::Invalid(index + ": tensor \"" + name + "\" is not in " + path);
+      if (!f->find(name)) return Status::Corrupt(index + ": tensor \"" + name + "\" is not in " + path);
       where[name] = f;
     }
   } else {
-    return Status::NotFound(dir + ": neither model.safetensors nor model.safetensors.index.json");
+    return Status::IOError(dir + ": neither model.safetensors nor model.safetensors.index.json");
   }
-  for (const auto& p : m->layout_) {
+
+  // The layer count first (param_layout is linear in it): the layers the files hold.
+  int64_t file_layers = 0;
+  for (const auto& kv : where) file_layers = std::max(file_layers, layer_of(kv.first) + 1);
+  if (cfg.num_hidden_layers != file_layers)
+    return Status::Corrupt(cfg_path + ": num_hidden_layers = " + std::to_string(cfg.num_hidden_layers) +
+                           " but the weight files hold tensors for " + std::to_string(file_layers) + " layers" +
+                           (cfg.num_hidden_layers > file_layers
+                                ? " (no tensor \"model.layers." + std::to_string(file_layers) + ".input_layernorm.weight\")"
+                                : ""));
+  // Every tensor of the layout present, with the shape the config gives and a float dtype.
+  int64_t total = 0;
+  const std::vector<ParamTensor> layout = param_layout(cfg, &total);
+  for (const auto& p : layout) {
     auto it = where.find(p.name);
-    if (it == where.end()) return Status::NotFound(dir + ": missing tensor \"" + p.name + "\"");
-    MEMQ_RETURN_IF_ERROR(it->second->read_f32(p.name, p.shape, m->params_.data() + p.offset));
+    if (it == where.end())
+      return Status::Corrupt(dir + ": config.json expects tensor \"" + p.name + "\" (shape " + shape_fields(p.name) +
+                             " = " + shape_text(p.shape) + "), which no weight file holds");
+    const TensorInfo* t = it->second->find(p.name);
+    if (t->shape != p.shape)
+      return Status::Corrupt(dir + ": config.json does not match the weights: tensor \"" + p.name + "\" in " +
+                             it->second->path() + " has shape " + shape_text(t->shape) + ", but config.json's " +
+                             shape_fields(p.name) + " = " + shape_text(p.shape));
+    if (t->dtype != DType::kF32 && t->dtype != DType::kF16 && t->dtype != DType::kBF16 && t->dtype != DType::kF64)
+      return Status::Corrupt(it->second->path() + ": tensor \"" + p.name + "\" has dtype " + dtype_name(t->dtype) +
+                             "; weights must be F32, F16, BF16 or F64");
   }
   // Unknown tensors would mean a different architecture; the rotary inv_freq buffers some
   // exporters keep are harmless.
-  for (const auto& [name, f] : where) {
-    bool known = false;
-    for (const auto& p : m->layout_) known = known || p.name == name;
-    if (!known && !ends_with(name, "rotary_emb.inv_freq") && !(name == "lm_head.weight" && cfg.tie_word_embeddings))
-      return Status::Invalid(f->path() + ": unexpected tensor \"" + name + "\" for a " + cfg.model_type + " model");
+  {
+    std::map<std::string, bool> known;
+    for (const auto& p : layout) known[p.name] = true;
+    for (const auto& [name, f] : where)
+      if (!known.count(name) && !ends_with(name, "rotary_emb.inv_freq") && !(name == "lm_head.weight" && cfg.tie_word_embeddings))
+        return Status::Corrupt(f->path() + ": unexpected tensor \"" + name + "\" for a " + cfg.model_type + " model");
   }
+
+  auto m = std::unique_ptr<Model>(new Model());
+  MEMQ_RETURN_IF_ERROR(m->init_storage(cfg));
+  for (const auto& p : m->layout_)
+    MEMQ_RETURN_IF_ERROR(where[p.name]->read_f32(p.name, p.shape, m->params_.data() + p.offset));
   *out = std::move(m);
   return Status::Ok();
 }
@@ -376,9 +475,9 @@ Status Model::save(const std::string& dir, bool bf16) const {
   std::filesystem::create_directories(dir, ec);  // an error shows up when the files are written
   {
     std::ofstream f(dir + "/config.json", std::ios::trunc);
-    if (!f) return Status::Invalid(dir + "/config.json: cannot write");
+    if (!f) return Status::IOError(dir + "/config.json: cannot write");
     f << cfg_.to_json().dump(2) << "\n";
-    if (!f) return Status::Invalid(dir + "/config.json: write failed");
+    if (!f) return Status::IOError(dir + "/config.json: write failed");
   }
   std::vector<TensorToWrite> ts;
   for (const auto& p : layout_) ts.push_back({p.name, p.shape, params_.data() + p.offset});
@@ -397,9 +496,9 @@ Status validate_batch(const int32_t* tokens, const int64_t* offsets, int64_t n_s
                       const std::string& what) {
   if (n_seqs < 0) return Status::Invalid(what + ": negative sequence count");
   if (!offsets) return Status::Invalid(what + ": null offsets");
-  if (offsets[0] != 0) return Status::Invalid(what + ": offsets[0] must be 0");
+  if (offsets[0] != 0) return Status::OutOfRange(what + ": offsets[0] must be 0");
   for (int64_t b = 0; b < n_seqs; ++b)
-    if (offsets[b + 1] < offsets[b]) return Status::Invalid(what + ": offsets must be non-decreasing (at " + std::to_string(b) + ")");
+    if (offsets[b + 1] < offsets[b]) return Status::OutOfRange(what + ": offsets must be non-decreasing (at " + std::to_string(b) + ")");
   const int64_t N = offsets[n_seqs];
   if (N > 0 && !tokens) return Status::Invalid(what + ": null tokens");
   for (int64_t i = 0; i < N; ++i)
@@ -457,6 +556,13 @@ struct Acts {
         nl * N * C, nl * N, nl * N * I, nl * N * I, nl * N * I, nl * N * R * kLoraNumTargets,
         N * C, N * C, N,
         qkn * nl * N * QD, qkn * nl * N * KD, qkn * nl * N * QD / D, qkn * nl * N * KD / D};
+    // Sized from the batch (tokens, sequence lengths): checked against limits.h in double first.
+    double dtotal = 0;
+    for (int64_t s : sizes) dtotal += s < 0 ? 1e300 : double(s);
+    if (dtotal > double(limits::kMaxActivationFloats))
+      return Status::OutOfRange("batch too large: one forward pass over " + std::to_string(n) + " tokens needs " +
+                                std::to_string(int64_t(dtotal)) + " activation floats, over the limit of 2^32; " +
+                                "split it into smaller batches (or shorter sequences)");
     int64_t total = 0;
     for (int64_t s : sizes) total += s;
     try {
@@ -531,6 +637,20 @@ struct ModelRunner {
     const int64_t H = c.num_attention_heads, KVH = c.num_key_value_heads, QD = H * D, KD = KVH * D;
     // attention bookkeeping
     std::vector<int64_t> kv_off(size_t(B + 1), 0), att_off(size_t(B + 1), 0);
+    double att_total = 0, kv_total = 0;  // in double first: the int64 sums below must not overflow
+    for (int64_t b = 0; b < B; ++b) {
+      const double lq = double(offsets[b + 1] - offsets[b]);
+      const double lk = lq + (prefix ? double(prefix->len[b]) : 0.0);
+      att_total += double(H) * lq * lk;
+      kv_total += lk * double(KD);
+    }
+    // The attention probabilities are kept only for training; prefix keys/values are gathered only
+    // when scoring.
+    if ((keep && att_total > double(limits::kMaxActivationFloats)) ||
+        (prefix && kv_total > double(limits::kMaxActivationFloats)))
+      return Status::OutOfRange("batch too large: attention over these sequences needs " +
+                                std::to_string(int64_t(std::min(att_total, 9.0e18))) +
+                                " floats, over the limit of 2^32; split it into smaller batches (or shorter sequences)");
     for (int64_t b = 0; b < B; ++b) {
       const int64_t Lq = offsets[b + 1] - offsets[b];
       const int64_t Lk = Lq + (prefix ? prefix->len[b] : 0);
@@ -799,6 +919,9 @@ Status Model::score(float* scores, float* token_logprobs_out, const ScoreRequest
   positions_for(&cpos, r.cand_offsets, r.n_cands, plen.data(), &max_pos2);
   RopeTable rope;
   rope.build(std::max(max_pos, max_pos2), cfg_.dim_head(), cfg_.rope_theta);
+  if (double(L) * double(NP) * double(KD) > double(limits::kMaxActivationFloats))
+    return Status::OutOfRange("score: the prompts' key/value cache (" + std::to_string(NP) +
+                              " tokens) is over the limit of 2^32 floats; split the request");
   std::vector<float> cache_k(size_t(L * NP * KD)), cache_v(size_t(L * NP * KD)), last_hidden(size_t(r.n_prompts * C));
   {
     Acts a;

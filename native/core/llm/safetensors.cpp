@@ -27,8 +27,9 @@ const DTypeEntry kDTypes[] = {
 // The safetensors crate refuses headers above 100 MB; so do we.
 constexpr uint64_t kMaxHeader = 100ull * 1000 * 1000;
 
+// A malformed file: kCorrupt (a JS Error), naming the file and the field.
 Status bad(const std::string& path, const std::string& what) {
-  return Status::Invalid("safetensors " + path + ": " + what);
+  return Status::Corrupt("safetensors " + path + ": " + what);
 }
 
 }  // namespace
@@ -91,7 +92,7 @@ uint16_t f32_to_bf16(float f) {
 
 Status SafetensorsFile::open(const std::string& path, std::unique_ptr<SafetensorsFile>* out) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) return Status::NotFound("safetensors " + path + ": cannot open file");
+  if (!in) return Status::IOError("safetensors " + path + ": cannot open file");
   const uint64_t file_size = uint64_t(in.tellg());
   if (file_size < 8) return bad(path, "file is " + std::to_string(file_size) + " bytes, shorter than the 8-byte header length");
   in.seekg(0);
@@ -195,18 +196,24 @@ Status SafetensorsFile::read_f32(const std::string& name, const std::vector<int6
     std::string a, b;
     for (auto s : t->shape) a += (a.empty() ? "" : ",") + std::to_string(s);
     for (auto s : expect_shape) b += (b.empty() ? "" : ",") + std::to_string(s);
-    return Status::Invalid("safetensors " + path_ + ": tensor \"" + name + "\" has shape [" + a + "], expected [" + b + "]");
+    return Status::Corrupt("safetensors " + path_ + ": tensor \"" + name + "\" has shape [" + a + "], expected [" + b + "]");
   }
   if (t->dtype != DType::kF32 && t->dtype != DType::kF16 && t->dtype != DType::kBF16 && t->dtype != DType::kF64)
-    return Status::Invalid("safetensors " + path_ + ": tensor \"" + name + "\" has dtype " + dtype_name(t->dtype) +
+    return Status::Corrupt("safetensors " + path_ + ": tensor \"" + name + "\" has dtype " + dtype_name(t->dtype) +
                            "; only F32, F16, BF16 and F64 convert to float32");
   std::ifstream in(path_, std::ios::binary);
-  if (!in) return Status::NotFound("safetensors " + path_ + ": cannot open file");
+  if (!in) return Status::IOError("safetensors " + path_ + ": cannot open file");
   const uint64_t bytes = t->end - t->begin;
-  std::vector<char> buf(static_cast<size_t>(bytes));
+  std::vector<char> buf;
+  try {
+    buf.resize(static_cast<size_t>(bytes));  // <= the file's size (open() checked the offsets)
+  } catch (const std::bad_alloc&) {
+    return Status::NoMemory("safetensors " + path_ + ": out of memory reading tensor \"" + name + "\" (" +
+                            std::to_string(bytes) + " bytes)");
+  }
   in.seekg(std::streamoff(data_start_ + t->begin));
   if (bytes) in.read(buf.data(), std::streamsize(bytes));
-  if (!in) return Status::Invalid("safetensors " + path_ + ": cannot read tensor \"" + name + "\" (file changed?)");
+  if (!in) return Status::IOError("safetensors " + path_ + ": cannot read tensor \"" + name + "\" (file changed?)");
   const int64_t n = t->numel();
   const char* p = buf.data();
   for (int64_t i = 0; i < n; ++i) {
@@ -254,7 +261,7 @@ Status write_safetensors(const std::string& path, const std::vector<TensorToWrit
   std::string h = header.dump();
   while (h.size() % 8 != 0) h.push_back(' ');
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) return Status::Invalid("write_safetensors " + path + ": cannot create file");
+  if (!out) return Status::IOError("write_safetensors " + path + ": cannot create file");
   unsigned char len_bytes[8];
   uint64_t n = h.size();
   for (int k = 0; k < 8; ++k) len_bytes[k] = (unsigned char)((n >> (8 * k)) & 0xFF);
@@ -271,7 +278,7 @@ Status write_safetensors(const std::string& path, const std::vector<TensorToWrit
       out.write(reinterpret_cast<const char*>(t.data), std::streamsize(numel * 4));
     }
   }
-  if (!out) return Status::Invalid("write_safetensors " + path + ": write failed");
+  if (!out) return Status::IOError("write_safetensors " + path + ": write failed");
   return Status::Ok();
 }
 

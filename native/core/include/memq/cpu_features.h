@@ -10,6 +10,9 @@ enum class SimdLevel : int { kScalar = 0, kAVX2 = 1, kAVX512 = 2 };
 // environment caps it, for testing every path on one machine).
 SimdLevel simd_level();
 const char* simd_name(SimdLevel level);
+// MEMQ_SIMD as accepted ("" when unset or rejected) and, when set but rejected, why.
+std::string simd_env_value();
+std::string simd_env_error();
 // "openblas <version>" when cblas_sgemm comes from OpenBLAS, else "builtin".
 std::string blas_name();
 

@@ -4,11 +4,16 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <string>
 
 namespace memq {
 
 // Number of threads used by parallel_for (MEMQ_THREADS, else hardware concurrency).
 int num_threads();
+// MEMQ_THREADS as parsed (0 when unset or rejected) and, when it was set but rejected (not an
+// integer in [1, 1024]), why ("" otherwise).
+int threads_env_value();
+std::string threads_env_error();
 // Resize the pool (0 = default). Not to be called while work is in flight.
 void set_num_threads(int n);
 

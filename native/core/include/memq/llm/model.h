@@ -47,7 +47,10 @@ struct ModelConfig {
   bool o_bias() const { return model_type != "qwen2" && attention_bias; }
   bool qk_norm() const { return model_type == "qwen3"; }
 
+  // Range checks, incl. limits.h (num_hidden_layers <= kMaxLayers, param_count() <= kMaxParams).
   Status validate() const;
+  // Parameters of the layout param_layout() builds, computed in double (never overflows).
+  double param_count() const;
   // HF config.json <-> config. `where` names the file in errors.
   static Status from_json(const Json& j, const std::string& where, ModelConfig* out);
   Json to_json() const;
