@@ -22,17 +22,6 @@ namespace {
 const char* kTargetNames[kLoraNumTargets] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 const char* kShortNames[kLoraNumTargets] = {"q", "k", "v", "o", "gate", "up", "down"};
 
-void target_dims(const ModelConfig& c, LoraTarget t, int64_t* in, int64_t* out) {
-  const int64_t C = c.hidden_size, I = c.intermediate_size, D = c.dim_head();
-  const int64_t QD = c.num_attention_heads * D, KD = c.num_key_value_heads * D;
-  switch (t) {
-    case kLoraQ: *in = C; *out = QD; break;
-    case kLoraK: case kLoraV: *in = C; *out = KD; break;
-    case kLoraO: *in = QD; *out = C; break;
-    case kLoraGate: case kLoraUp: *in = C; *out = I; break;
-    default: *in = I; *out = C; break;
-  }
-}
 
 float* base_weight(ParamViews& w, int64_t l, LoraTarget t) {
   LayerParams& L = w.layers[size_t(l)];
@@ -103,7 +92,7 @@ Status LoraAdapter::init_storage(const ModelConfig& model, const LoraConfig& cfg
     for (int t = 0; t < kLoraNumTargets; ++t) {
       if (!targeted_[t]) continue;
       int64_t in = 0, out = 0;
-      target_dims(model, LoraTarget(t), &in, &out);
+      detail::linear_dims(model, LoraTarget(t), &in, &out);
       total += double(model.num_hidden_layers) * double(cfg.r) * double(in + out);
     }
     if (total > double(limits::kMaxParams))
@@ -116,7 +105,7 @@ Status LoraAdapter::init_storage(const ModelConfig& model, const LoraConfig& cfg
   for (int64_t l = 0; l < n_layers_; ++l)
     for (int t = 0; t < kLoraNumTargets; ++t) {
       LoraModule& m = modules_[size_t(l * kLoraNumTargets + t)];
-      target_dims(model, LoraTarget(t), &m.in, &m.out);
+      detail::linear_dims(model, LoraTarget(t), &m.in, &m.out);
       if (!targeted_[t]) continue;
       m.a_offset = off;
       off += cfg.r * m.in;
@@ -259,7 +248,7 @@ Status LoraAdapter::load(const std::string& dir, const ModelConfig& model, std::
   size_t expected = 0;
   for (LoraTarget t : targets) {
     int64_t in = 0, out = 0;
-    target_dims(model, t, &in, &out);
+    detail::linear_dims(model, t, &in, &out);
     for (int64_t l = 0; l < model.num_hidden_layers; ++l)
       for (bool is_b : {false, true}) {
         const std::string key = peft_key(l, t, is_b);
@@ -319,7 +308,7 @@ Status merge_lora(Model* model, const LoraAdapter& lora) {
       if (!lora.targets(LoraTarget(t))) continue;
       const LoraModule& m = lora.module(l, LoraTarget(t));
       int64_t in = 0, out = 0;
-      target_dims(c, LoraTarget(t), &in, &out);
+      detail::linear_dims(c, LoraTarget(t), &in, &out);
       if (in != m.in || out != m.out) return Status::Invalid("merge_lora: adapter shapes do not match the model");
       float* W = base_weight(w, l, LoraTarget(t));
       for (int64_t o = 0; o < out; ++o)
