@@ -260,36 +260,27 @@ export class EpisodicMemory {
       const keys = this.getKeys(ids);
       const r2 = rule.radius * rule.radius;
       const size = this.index.size;
-      let pending = Array.from(ids.keys());
-      let width = Math.min(size, Math.max(4 * rule.k, 32) + untrusted.length);
-      for (;;) {
-        const q = new Float32Array(pending.length * this.dim);
-        pending.forEach((i, r) => q.set(keys.subarray(i * this.dim, (i + 1) * this.dim), r * this.dim));
-        const hits = await this.index.search(q, width);
-        const again: number[] = [];
-        pending.forEach((i, r) => {
-          const v = this.values.get(ids[i])!;
-          let agree = 0;
-          let lastWithin = true;
-          for (let j = 0; j < width; j++) {
-            const id = hits.ids[r * width + j];
-            if (id < 0) {
-              lastWithin = false;
-              break;
-            }
-            const d2 = hits.dist2[r * width + j];
-            lastWithin = d2 <= r2;
-            const m = this.meta.get(id);
-            if (d2 <= r2 && m && pol.selfSources.includes(m.source) && Math.abs(this.values.get(id)! - v) <= rule.delta) agree++;
+      const width = Math.min(size, Math.max(4 * rule.k, 32) + untrusted.length);
+      await this.widenedSearch(keys, Array.from(ids.keys()), width, (i, hits, off, w, canWiden) => {
+        const v = this.values.get(ids[i])!;
+        let agree = 0;
+        let lastWithin = true;
+        for (let j = 0; j < w; j++) {
+          const id = hits.ids[off + j];
+          if (id < 0) {
+            lastWithin = false;
+            break;
           }
-          if (agree >= rule.k) return;
-          if (lastWithin && width < size) again.push(i);
-          else quarantined.add(ids[i]);
-        });
-        if (again.length === 0) break;
-        pending = again;
-        width = Math.min(size, width * 4);
-      }
+          const d2 = hits.dist2[off + j];
+          lastWithin = d2 <= r2;
+          const m = this.meta.get(id);
+          if (d2 <= r2 && m && pol.selfSources.includes(m.source) && Math.abs(this.values.get(id)! - v) <= rule.delta) agree++;
+        }
+        if (agree >= rule.k) return false;
+        if (lastWithin && canWiden) return true;
+        quarantined.add(ids[i]);
+        return false;
+      });
     }
     for (const id of this.hubFlags) if (this.meta.has(id)) quarantined.add(id);
     const range = pol.valueRange === 'none' ? undefined : pol.valueRange === 'learned' ? learnedRange(selfValues, pol.learnedMargin) : pol.valueRange;
@@ -503,33 +494,48 @@ export class EpisodicMemory {
     const bestD2 = new Float64Array(n).fill(Infinity);
     const size = this.index.size;
     if (size === 0 || n === 0) return { best, bestD2 };
-    let pending = Array.from({ length: n }, (_, i) => i);
-    let width = Math.min(m, size);
+    await this.widenedSearch(keys, Array.from({ length: n }, (_, i) => i), Math.min(m, size), (i, hits, off, w, canWiden) => {
+      const action = cases[i].action;
+      let allWithin = true;
+      for (let j = 0; j < w; j++) {
+        const id = hits.ids[off + j];
+        if (id < 0) {
+          allWithin = false;
+          break;
+        }
+        const d2 = hits.dist2[off + j];
+        if (d2 > eps2) allWithin = false;
+        const meta = this.meta.get(id);
+        if (meta && meta.action === action && (!this.trustPolicy || meta.source === cases[i].source) && d2 <= eps2 && (d2 < bestD2[i] || (d2 === bestD2[i] && id < best[i]))) {
+          best[i] = id;
+          bestD2[i] = d2;
+        }
+      }
+      return best[i] < 0 && allWithin && canWiden;
+    });
+    return { best, bestD2 };
+  }
+
+  /**
+   * One batched search of `rows` of `keys` with `width` results each; `visit(row, hits, offset,
+   * width, canWiden)` reads a row's results and returns true to search that row again four times
+   * wider (canWiden: the width is still below the memory's size). Used where a question about
+   * an ε-ball needs every case inside it (merge candidates, quarantine release).
+   */
+  private async widenedSearch(
+    keys: Float32Array,
+    rows: number[],
+    width: number,
+    visit: (row: number, hits: { ids: Int32Array; dist2: Float32Array }, offset: number, width: number, canWiden: boolean) => boolean,
+  ): Promise<void> {
+    const size = this.index.size;
+    let pending = rows;
     for (;;) {
       const q = new Float32Array(pending.length * this.dim);
       pending.forEach((i, r) => q.set(keys.subarray(i * this.dim, (i + 1) * this.dim), r * this.dim));
       const hits = await this.index.search(q, width);
-      const again: number[] = [];
-      pending.forEach((i, r) => {
-        const action = cases[i].action;
-        let allWithin = true;
-        for (let j = 0; j < width; j++) {
-          const id = hits.ids[r * width + j];
-          if (id < 0) {
-            allWithin = false;
-            break;
-          }
-          const d2 = hits.dist2[r * width + j];
-          if (d2 > eps2) allWithin = false;
-          const meta = this.meta.get(id);
-          if (meta && meta.action === action && (!this.trustPolicy || meta.source === cases[i].source) && d2 <= eps2 && (d2 < bestD2[i] || (d2 === bestD2[i] && id < best[i]))) {
-            best[i] = id;
-            bestD2[i] = d2;
-          }
-        }
-        if (best[i] < 0 && allWithin && width < size) again.push(i);
-      });
-      if (again.length === 0) return { best, bestD2 };
+      const again = pending.filter((i, r) => visit(i, hits, r * width, width, width < size));
+      if (again.length === 0) return;
       pending = again;
       width = Math.min(size, width * 4);
     }
