@@ -25,7 +25,6 @@ export interface LlmConfig {
   [k: string]: unknown;
 }
 
-/** @internal Packs ragged token-id arrays into (tokens, offsets[n+1]) with checks naming `name`. */
 /** The shape of a decoder, in memq's words (for makeLlmConfig). */
 export interface LlmShape {
   arch: 'qwen2' | 'llama' | 'qwen3';
@@ -57,6 +56,7 @@ export function makeLlmConfig(s: LlmShape): LlmConfig {
   };
 }
 
+/** @internal Packs ragged token-id arrays into (tokens, offsets[n+1]) with checks naming `name`. */
 export function tokenArray(name: string, seqs: unknown): { tokens: Int32Array; offsets: Int32Array } {
   if (!Array.isArray(seqs)) throw new TypeError(`${name} must be an array of token-id arrays`);
   let total = 0;

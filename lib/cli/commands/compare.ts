@@ -7,6 +7,7 @@ import { writeComparePlots } from '../../agent/plots';
 import { checkOutputFile, makeDir, readJsonFile } from '../paths';
 import { expandRunDirs as expandRunDirsOf, expandRunGroups, finalEvalGames } from '../runDirs';
 import { experimentTable, formatExperimentTable, type ExperimentTable, type RunRecord } from '../../stats/experiments';
+import { mean as meanOf, sampleVariance } from '../../stats/index';
 
 const spec: Record<string, FlagSpec> = {
   target: { kind: 'string', help: "the group compared with the best other group per split (relative improvement, bootstrap CI, Welch and paired tests)", defaultText: "memq-em when present, else memq, else none" },
@@ -18,13 +19,6 @@ const spec: Record<string, FlagSpec> = {
 };
 
 const pct = (x: number | undefined) => (x === undefined ? '-' : `${(100 * x).toFixed(1)}%`);
-
-/** Mean and sample standard deviation. */
-export function meanSd(xs: number[]): { mean: number; sd: number } {
-  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
-  const sd = xs.length > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1)) : 0;
-  return { mean, sd };
-}
 
 /** One row per run (labelled by its group, default its agent), then (with several seeds) mean ± sd per group. */
 export function summaryTable(summaries: RunSummary[], groupsIn?: string[]): string {
@@ -42,7 +36,8 @@ export function summaryTable(summaries: RunSummary[], groupsIn?: string[]): stri
       const ms = (f: (s: RunSummary) => number | undefined) => {
         const xs = ss.map(f).filter((x): x is number => x !== undefined);
         if (!xs.length) return '-';
-        const { mean, sd } = meanSd(xs);
+        const mean = meanOf(xs);
+        const sd = xs.length > 1 ? Math.sqrt(sampleVariance(xs)) : 0;
         return `${(100 * mean).toFixed(1)}±${(100 * sd).toFixed(1)}%`;
       };
       rows.push([`${a} (mean±sd, ${ss.length} seeds)`, '', ms((s) => s.trainSuccess), ms((s) => s.trainSuccessLast), ...splits.map((sp) => ms((s) => s.evals[sp]?.success)), '', '', '', '']);

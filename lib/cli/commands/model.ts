@@ -36,7 +36,8 @@ const pretrainSpec: Record<string, FlagSpec> = {
   help: { kind: 'boolean', help: 'show this help' },
 };
 
-function pretrainProgress(io: CliIO, mode: 'tty' | 'plain' | 'off'): { update: (p: PretrainProgress) => void; done: () => void } {
+/** Progress lines of memq model pretrain (also shown while memq run builds its cached prior). */
+export function pretrainProgress(io: CliIO, mode: 'tty' | 'plain' | 'off'): { update: (p: PretrainProgress) => void; done: () => void } {
   let last = 0;
   let drawn = false;
   return {

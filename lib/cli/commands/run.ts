@@ -17,6 +17,7 @@ import { checkInputDir, checkOutputDir, findExecutable, makeDir, readJsonFile, u
 import { LLM_DEVICES, type LlmDeviceName } from '../../llm/model';
 import { ProgressReporter } from '../progress';
 import { groupTable, summaryTable } from './compare';
+import { pretrainProgress } from './model';
 import { formatExperimentTable } from '../../stats/experiments';
 import { cachedPrior, priorCacheDir } from '../../train/priorCache';
 import { defaultPretrainConfig, type PretrainConfig } from '../../train/pretrain';
@@ -176,16 +177,13 @@ async function ensurePretrainedPriors(configs: RunConfig[], io: CliIO, json: boo
     const pc = pretrainConfigFor(c);
     if (priorCacheDir(pc) !== c.prior.dir) continue; // a model directory of the user's
     done.add(c.prior.dir);
-    const progress = new ProgressReporter(io.stderr, json ? 'off' : io.isTTY ? 'tty' : 'plain', '[prior]');
+    const progress = pretrainProgress(io, json ? 'off' : io.isTTY ? 'tty' : 'plain');
     const r = await cachedPrior(pc, {
       signal: io.signal,
       onBuild: (dir) => {
         if (!json) io.stderr(`memq run: building the ${c.env} domain prior (memq model pretrain: ${pc.games} expert games, ${pc.steps} steps; about a minute on 2 cores), cached in ${dir}\n`);
       },
-      onProgress: (p) => {
-        if (!json && !io.isTTY && p.done !== p.total && p.done % Math.max(1, Math.floor(p.total / 4)) !== 0) return;
-        if (!json) io.stderr(`memq run: prior ${p.phase} ${p.done}/${p.total}${p.loss !== undefined ? ` loss ${p.loss.toFixed(3)}` : ''}\n`);
-      },
+      onProgress: progress.update,
     });
     progress.done();
     if (r.built && !json) io.stderr(`memq run: domain prior ready in ${r.seconds.toFixed(0)} s\n`);
@@ -199,6 +197,12 @@ async function ensurePretrainedPriors(configs: RunConfig[], io: CliIO, json: boo
  * (with Mem-EM, its adapter can be attached). Throws CliError naming where the value came from.
  */
 export async function checkRunInputs(configs: RunConfig[], where: (c: RunConfig, field: 'prior' | 'env') => string): Promise<void> {
+  await checkRunEnvs(configs, where);
+  await checkRunPriors(configs, where);
+}
+
+/** The environments accept their options and have the evaluation splits (cheap: no model is loaded). */
+async function checkRunEnvs(configs: RunConfig[], where: (c: RunConfig, field: 'prior' | 'env') => string): Promise<void> {
   const envsSeen = new Set<string>();
   for (const c of configs) {
     const key = JSON.stringify([c.env, c.envOptions, c.evalSplits ?? null]);
@@ -222,6 +226,10 @@ export async function checkRunInputs(configs: RunConfig[], where: (c: RunConfig,
       await env.close();
     }
   }
+}
+
+/** Each model prior's directory exists and loads (with Mem-EM, its adapter attaches). */
+async function checkRunPriors(configs: RunConfig[], where: (c: RunConfig, field: 'prior' | 'env') => string): Promise<void> {
   const priorsSeen = new Set<string>();
   for (const c of configs) {
     if (c.prior.kind !== 'model') continue;
@@ -443,9 +451,10 @@ export const runCommand: Command = {
       }
       const priorSource = flags.prior !== undefined ? `memq run: --prior ${flags.prior}` : flags.config ? `memq run: prior.dir (from --config ${flags.config})` : 'memq run: the cached domain prior';
       // the environments first (cheap), then the domain prior (a minute to build on first use)
-      await checkRunInputs(configs.map((c) => ({ ...c, prior: { kind: 'uniform' as const } })), (_c, field) => (field === 'prior' ? priorSource : `memq run: ${flags.config ? `--config ${flags.config}` : '--env'}`));
+      const where = (_c: RunConfig, field: 'prior' | 'env') => (field === 'prior' ? priorSource : `memq run: ${flags.config ? `--config ${flags.config}` : '--env'}`);
+      await checkRunEnvs(configs, where);
       await ensurePretrainedPriors(configs, io, flags.json);
-      await checkRunInputs(configs, (_c, field) => (field === 'prior' ? priorSource : `memq run: ${flags.config ? `--config ${flags.config}` : '--env'}`));
+      await checkRunPriors(configs, where);
       manifest = {
         version: 1,
         runs: configs.map((c, i) => ({ agent: c.agent, seed: c.seed, dir: `${groups[i]}-seed${c.seed}`, ...(groups[i] !== c.agent ? { group: groups[i] } : {}) })),
