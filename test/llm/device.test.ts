@@ -15,6 +15,7 @@ import { LlmModel, type LlmConfig } from '../../lib/llm/model';
 import { LoraAdapter, LoraTrainer } from '../../lib/llm/lora';
 import { backendInfo } from '../../lib/retrieval';
 import { buildConfigs } from '../../lib/cli/commands/run';
+import { thrown } from '../helpers/errors';
 
 const tiny: LlmConfig = {
   model_type: 'qwen2', vocab_size: 40, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2,
@@ -34,15 +35,6 @@ async function rejection(p: Promise<unknown>): Promise<Error> {
     return e as Error;
   }
   throw new Error('expected a rejection');
-}
-
-function thrown(fn: () => unknown): Error {
-  try {
-    fn();
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected a throw');
 }
 
 // What the reason names on a machine without a usable device.

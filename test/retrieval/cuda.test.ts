@@ -13,6 +13,7 @@ import { loadNative } from '../../lib/native';
 import { infoCommand } from '../../lib/cli/commands/info';
 import { TestRng, testSeed } from '../helpers/rng';
 import { refCos, refDist2, refKernelValue, type RefKernel } from './reference';
+import { thrown } from '../helpers/errors';
 
 const seed = testSeed();
 const autoChoice = loadNative().selectBackend('auto');
@@ -31,15 +32,6 @@ function setEnv(v: string | undefined) {
   else process.env.MEMQ_BACKEND = v;
 }
 afterEach(() => setEnv(savedEnv));
-
-function thrown(fn: () => unknown): Error {
-  try {
-    fn();
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected a throw');
-}
 
 function escapeRe(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

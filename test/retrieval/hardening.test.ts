@@ -11,17 +11,9 @@ import { LIMITS, MemoryIndex, backendInfo, klImprove, klImproveAsync } from '../
 import { loadNative, nativePath } from '../../lib/native';
 import { TestRng, testSeed } from '../helpers/rng';
 import { refKernelWeightedValue, refRanked, type RefKernel } from './reference';
+import { thrown } from '../helpers/errors';
 
 const seed = testSeed();
-
-function thrown(fn: () => unknown): Error {
-  try {
-    fn();
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected a throw');
-}
 
 function expectErr(fn: () => unknown, cls: ErrorConstructor | TypeErrorConstructor | RangeErrorConstructor, msg: RegExp) {
   const e = thrown(fn);
