@@ -7,7 +7,11 @@
  *    while training; Monte-Carlo returns written with the DND's exact-match update.
  *  - MemRLAgent: MemRL-style two-phase retrieval: a similarity filter on the state, then a
  *    z-scored blend of similarity and a learned utility Q per case; ε-greedy; Q updated towards
- *    the episode's reward for the cases that were used.
+ *    the episode's reward for the cases that were used. MemRL keeps the LLM frozen and puts
+ *    the retrieved experience in its context, so the model still acts where memory has no
+ *    usable case: here the selected case's action is taken (the "naive LLM" limit of a
+ *    case-conditioned model), and without a usable case the agent acts from the prior μ(a|s)
+ *    (sampled while training, argmax when evaluating), not uniformly at random.
  *  - QLearningAgent: tabular Q-learning over exact state texts (meant for tabular envs).
  */
 import * as fs from 'fs';
@@ -16,7 +20,7 @@ import { EpisodicMemory } from '../memory/episodic';
 import { stateActionText } from '../policy/memq';
 import { discountedReturns } from '../policy/returns';
 import { encodePairs, type Encoder } from '../encoders/types';
-import type { Prior } from '../llm/prior';
+import { UniformPrior, type Prior } from '../llm/prior';
 import { AgentRng } from './rng';
 import type { Agent, EpisodeRecord, Mode, StepContext } from './types';
 
@@ -148,6 +152,8 @@ export class NecAgent implements Agent {
 
 export interface MemRLOptions {
   encoder: Encoder;
+  /** The frozen model μ(a|s) that acts where no retrieved case is usable (default uniform). */
+  prior?: Prior;
   /** Phase 1: how many cases to retrieve by state similarity, and the similarity floor. */
   k1: number;
   minSimilarity: number;
@@ -177,7 +183,11 @@ export class MemRLAgent implements Agent {
   private used = new Set<number>();
   /** Learned utility Q per case id (kept beside the memory, which only serves similarity). */
   private utility = new Map<number, number>();
+  /** Steps that acted from a retrieved case / from the prior, per mode, since the last stats call. */
+  private counts = { train: { fromMemory: 0, fromPrior: 0 }, eval: { fromMemory: 0, fromPrior: 0 } };
+  private readonly prior: Prior;
   constructor(private readonly opts: MemRLOptions) {
+    this.prior = opts.prior ?? new UniformPrior();
     // Keys are state embeddings; cosine similarity with κ = 1 keeps exp(cos) monotone in cos.
     this.memory = new EpisodicMemory({
       dim: opts.encoder.dim,
@@ -187,10 +197,17 @@ export class MemRLAgent implements Agent {
     });
     this.rng = new AgentRng(opts.seed);
   }
+  /** The frozen model's own choice: sampled from μ(a|s) while training, its argmax when evaluating. */
+  private async fromPrior(ctx: StepContext, mode: Mode): Promise<number> {
+    this.counts[mode].fromPrior++;
+    const lp = await this.prior.logPrior(ctx.state, ctx.admissible);
+    if (mode === 'eval') return this.rng.argmax(lp, 1e-7);
+    return this.rng.categorical(Array.from(lp, (x) => Math.exp(x)));
+  }
   async act(ctx: StepContext, mode: Mode): Promise<number> {
     const n = ctx.admissible.length;
     if (mode === 'train' && this.rng.next() < this.opts.epsilon) return this.rng.int(n);
-    if (this.memory.size === 0) return this.rng.int(n);
+    if (this.memory.size === 0) return this.fromPrior(ctx, mode);
     const key = await this.opts.encoder.encode([ctx.state]);
     const hits = await this.memory.searchAuto(key, this.opts.k1);
     // Phase 1: similarity filter; only cases whose action is admissible here.
@@ -204,14 +221,28 @@ export class MemRLAgent implements Agent {
       const a = ctx.admissible.indexOf(c.action);
       if (a >= 0) cand.push({ id, sim, q: this.utility.get(id) ?? c.value, action: a });
     }
-    if (cand.length === 0) return this.rng.int(n);
+    if (cand.length === 0) return this.fromPrior(ctx, mode);
     // Phase 2: z-scored blend of similarity and utility.
     const zs = zscores(cand.map((c) => c.sim));
     const zq = zscores(cand.map((c) => c.q));
     const score = cand.map((_, i) => (1 - this.opts.lambda) * zs[i] + this.opts.lambda * zq[i]);
     const best = cand[this.rng.argmax(score, 1e-9)];
     if (mode === 'train') this.used.add(best.id);
+    this.counts[mode].fromMemory++;
     return best.action;
+  }
+  private share(mode: Mode): Record<string, number> {
+    const { fromMemory, fromPrior } = this.counts[mode];
+    this.counts[mode] = { fromMemory: 0, fromPrior: 0 };
+    return { memoryShare: fromMemory + fromPrior ? fromMemory / (fromMemory + fromPrior) : 0 };
+  }
+  /** The share of training steps since the last call that acted from a retrieved case (the rest: the prior or ε). */
+  stats(): Record<string, number> {
+    return this.share('train');
+  }
+  /** The same share over the evaluation steps since the last call. */
+  evalStats(): Record<string, number> {
+    return this.share('eval');
   }
   async endEpisode(ep: EpisodeRecord): Promise<void> {
     const R = ep.totalReward;

@@ -352,8 +352,9 @@ export function makeAgent(c: RunConfig, priorIn?: Prior): Agent {
     case 'nec':
       return new NecAgent({ encoder, ...c.nec, seed });
     case 'memrl':
-      // MemRL keys cases by the state alone (its phase 1 is a state-similarity filter)
-      return new MemRLAgent({ encoder: new CachedEncoder(new HashingEncoder({ dim: c.encoder.dim })), ...c.memrl, seed });
+      // MemRL keys cases by the state alone (its phase 1 is a state-similarity filter); the
+      // frozen model (the prior) acts where no retrieved case is usable
+      return new MemRLAgent({ encoder: new CachedEncoder(new HashingEncoder({ dim: c.encoder.dim })), prior, ...c.memrl, seed });
     case 'qlearn':
       return new QLearningAgent({ ...c.qlearn, seed });
     case 'reflect': {
