@@ -15,6 +15,7 @@ import { loadTokenizer } from '../llm/tokenizer';
 import { MemQAgent, MEMQ_DEFAULTS } from './memq';
 import { ReflectAgent, REFLECT_DEFAULTS } from './reflect';
 import { MemEm, MEM_EM_DEFAULTS, validateMemEm, type MemEmConfig } from '../train/memEm';
+import { caseStateEncoder } from '../train/caseCorpus';
 import { MemRLAgent, MEMRL_DEFAULTS, NecAgent, NEC_DEFAULTS, PriorAgent, QLearningAgent, QLEARN_DEFAULTS, RandomAgent } from './baselines';
 import type { Agent } from './types';
 import { makeTrustPolicy, type TrustOptions } from '../memory/trust';
@@ -361,10 +362,10 @@ export function makeAgent(c: RunConfig, priorIn?: Prior): Agent {
       // Keys of states alone (the retrieval is over past situations), a separate hash for the
       // case half of Q's keys, and a small action encoder for projecting a case's action.
       const r = c.reflect;
-      const stateEncoder = c.encoder.kind === 'model' ? encoder : new CachedEncoder(new HashingEncoder({ dim: c.encoder.dim }));
       const wrap = (e: Encoder) => (c.encoder.abstractIds ? new AbstractingEncoder(e) : e);
       return new ReflectAgent({
-        stateEncoder: c.encoder.kind === 'model' ? stateEncoder : wrap(stateEncoder),
+        // the state encoder of the case-conditioned pretraining corpus (caseStateEncoder)
+        stateEncoder: c.encoder.kind === 'model' ? encoder : caseStateEncoder(c.encoder.dim, c.encoder.abstractIds),
         caseEncoder: wrap(new CachedEncoder(new HashingEncoder({ dim: c.encoder.dim, seed: 11 }))),
         actionEncoder: new CachedEncoder(new HashingEncoder({ dim: 128, seed: 7 })),
         prior, ...r, writeCases: true, seed,

@@ -38,6 +38,10 @@ import { klImprove } from '../retrieval';
 import { pairText, type Encoder } from '../encoders/types';
 import type { Prior } from '../llm/prior';
 import { AgentRng } from './rng';
+import { CASE_RETRIEVAL_DEFAULTS, caseConditionedState, caseMemory } from '../train/caseCorpus';
+
+/** The prompt format shared with `memq model pretrain` (lib/train/caseCorpus.ts). */
+export { caseConditionedState };
 import type { Agent, EpisodeRecord, Mode, StepContext } from './types';
 
 export interface ReflectOptions {
@@ -83,10 +87,11 @@ export interface ReflectOptions {
 
 export const REFLECT_DEFAULTS = {
   alpha: 0.1,
-  m: 16,
-  voidWeight: 0.05,
-  gamma: 0.95,
-  bandwidth: 0.4,
+  // m, voidWeight, gamma, bandwidth: the retrieval the case-conditioned pretraining corpus uses
+  m: CASE_RETRIEVAL_DEFAULTS.m,
+  voidWeight: CASE_RETRIEVAL_DEFAULTS.voidWeight,
+  gamma: CASE_RETRIEVAL_DEFAULTS.gamma,
+  bandwidth: CASE_RETRIEVAL_DEFAULTS.bandwidth,
   qBandwidth: 0.3,
   qInit: 0,
   tdRate: 0.5 as MergeRule['rate'],
@@ -97,11 +102,6 @@ export const REFLECT_DEFAULTS = {
   explore: 0.1,
   capacity: 50_000,
 };
-
-/** The prompt of the case-conditioned kernel: the retrieved case, then the current state. */
-export function caseConditionedState(state: string, c: { state: string; action: string; value: number }): string {
-  return `a similar past situation:\n${c.state}\n> ${c.action}\noutcome: ${c.value > 0 ? 'success' : 'no success'} (return ${c.value.toFixed(2)})\n\nnow:\n${state}`;
-}
 
 /** One retrieval decision in a state: candidates, their prior and Q, the policy over them. */
 export interface RetrievalChoice {
@@ -154,12 +154,7 @@ export class ReflectAgent implements Agent {
   constructor(readonly opts: ReflectOptions) {
     this.dS = opts.stateEncoder.dim;
     this.dC = opts.caseEncoder.dim;
-    this.cases = new EpisodicMemory({
-      dim: this.dS,
-      kernel: { kernel: 'gaussian', bandwidth: opts.bandwidth },
-      policy: { kind: 'replay', capacity: opts.capacity },
-      merge: { epsilon: 1e-4, rate: 'average' },
-    });
+    this.cases = caseMemory(this.dS, opts.bandwidth, opts.capacity);
     this.qmem = this.newQMemory();
     this.rng = new AgentRng(opts.seed);
     // The void case's half of a Q key: a fixed random unit vector (no case text encodes to it).

@@ -23,6 +23,7 @@ import { ModelTrainer } from '../llm/lora';
 import { ModelPrior } from '../llm/modelPrior';
 import { loadTokenizer, type TextTokenizer } from '../llm/tokenizer';
 import { buildWordPieceTokenizer, wordPieceTokenizerConfig } from '../llm/wordTokenizer';
+import { CASE_RETRIEVAL_DEFAULTS, caseConditionedState, caseGain, caseMemoryOf, caseStateEncoder, sampleCases, type CaseGain, type CaseRef } from './caseCorpus';
 
 export interface PretrainConfig {
   env: string;
@@ -55,6 +56,15 @@ export interface PretrainConfig {
   promptWeight: number;
   /** Words seen fewer times than this are spelled from character pieces. */
   minWordCount: number;
+  /**
+   * Case-conditioned prompts (the reflect agent's `conditioning: 'prompt'`, docs/reflect.md):
+   * each corpus step is trained on its plain prompt (the void case) and, with probability
+   * `share`, also on a prompt carrying a case retrieved for it from the other games of the
+   * corpus by the reflect agent's retrieval (state encoder of `dim`, Gaussian `bandwidth`,
+   * Parzen prior over the top-`m` with `voidWeight`; case outcomes are returns under `gamma`).
+   * share 0: plain prompts only.
+   */
+  cases: { share: number; m: number; bandwidth: number; voidWeight: number; gamma: number; dim: number; abstractIds: boolean };
 }
 
 export function defaultPretrainConfig(): PretrainConfig {
@@ -74,6 +84,7 @@ export function defaultPretrainConfig(): PretrainConfig {
     clipNorm: 1.0,
     promptWeight: 0,
     minWordCount: 2,
+    cases: { share: 0.5, ...CASE_RETRIEVAL_DEFAULTS, dim: defaultConfig().encoder.dim, abstractIds: false },
   };
 }
 
@@ -81,6 +92,9 @@ export interface ExpertStep {
   state: string;
   action: string;
   admissible: string[];
+  /** Index of the step's game in its collection, and the step's reward. */
+  game?: number;
+  reward?: number;
 }
 
 export interface PretrainProgress {
@@ -111,6 +125,13 @@ export interface PretrainReport {
   /** Mean training loss per logged window: [step, loss]. */
   lossCurve: [number, number][];
   agreement: PriorAgreement[];
+  /**
+   * Case-conditioned prompts trained on, and on held-out expert steps of each evaluation split
+   * (cases retrieved from the corpus) the mean log-probability gain of the case's action from
+   * carrying the case in the prompt, for relevant cases (the case's action is the expert's) and
+   * irrelevant ones. Absent with cases.share 0.
+   */
+  cases?: { prompts: number; gain: ({ split: string } & CaseGain)[] };
   seconds: { collect: number; train: number; eval: number };
   trainTokensPerSecond: number;
 }
@@ -131,7 +152,7 @@ export async function collectExpertSteps(
   for (; j < games && !signal?.aborted; j++) {
     const ep = await runEpisode(env, null, 'demo', j, reset(j), historyWindow);
     wins += ep.won ? 1 : 0;
-    for (const s of ep.steps) steps.push({ state: s.state, action: s.action, admissible: s.admissible });
+    for (const s of ep.steps) steps.push({ state: s.state, action: s.action, admissible: s.admissible, game: j, reward: s.reward });
     onGame?.(j + 1);
   }
   return { steps, wins, games: j };
@@ -185,6 +206,14 @@ function validate(c: PretrainConfig): void {
   num('clipNorm', c.clipNorm, 0, 1e6);
   num('promptWeight', c.promptWeight, 0, 1);
   int('minWordCount', c.minWordCount, 1, 1e6);
+  if (!c.cases || typeof c.cases !== 'object') throw new RangeError(`cases must be an object like ${JSON.stringify(defaultPretrainConfig().cases)}, got ${JSON.stringify(c.cases)}`);
+  num('cases.share', c.cases.share, 0, 1);
+  int('cases.m', c.cases.m, 1, 4096);
+  num('cases.bandwidth', c.cases.bandwidth, 0, 1e6, true);
+  num('cases.voidWeight', c.cases.voidWeight, 0, 1e6);
+  num('cases.gamma', c.cases.gamma, 0, 1);
+  int('cases.dim', c.cases.dim, 1, 1 << 16);
+  if (typeof c.cases.abstractIds !== 'boolean') throw new RangeError(`cases.abstractIds must be true or false, got ${JSON.stringify(c.cases.abstractIds)}`);
   const m = c.model;
   if (!['qwen2', 'llama', 'qwen3'].includes(m.arch)) throw new RangeError(`arch must be qwen2, llama or qwen3, got '${m.arch}'`);
   for (const k of ['layers', 'hidden', 'heads', 'kvHeads', 'intermediate'] as const) int(k, m[k], 1, 1 << 16);
@@ -221,10 +250,26 @@ export async function pretrainPrior(
     );
     if (corpus.steps.length === 0) throw new Error(`the ${config.env} expert produced no steps in ${corpus.games} games`);
 
-    // 2. Tokenizer over everything the prior will read: states, admissible actions, the prompt marker.
+    // 1b. Case-conditioned prompts: a case from another game for a `share` of the steps.
+    const cc = config.cases;
+    const caseOpts = { encoder: caseStateEncoder(cc.dim, cc.abstractIds), m: cc.m, bandwidth: cc.bandwidth, voidWeight: cc.voidWeight, gamma: cc.gamma, seed: config.seed };
+    const caseMem = cc.share > 0 ? await caseMemoryOf(corpus.steps.map((s) => ({ state: s.state, action: s.action, game: s.game!, reward: s.reward! })), caseOpts) : null;
+    let caseOf: (CaseRef | null)[] = corpus.steps.map(() => null);
+    if (caseMem) {
+      const sampled = await sampleCases(caseMem, corpus.steps.map((s) => ({ state: s.state, game: s.game! })), caseOpts);
+      let x = (config.seed * 2654435761 + 0x9e37) >>> 0 || 1;
+      caseOf = sampled.map((c) => {
+        x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+        return c && x / 4294967296 < cc.share ? c : null;
+      });
+    }
+    const prompts = corpus.steps.map((s, k) => (caseOf[k] ? caseConditionedState(s.state, caseOf[k]!) : null));
+
+    // 2. Tokenizer over everything the prior will read: states, case prompts, admissible actions, the prompt marker.
     const texts = function* () {
-      for (const s of corpus.steps) {
+      for (const [k, s] of corpus.steps.entries()) {
         yield `${s.state}\n> `;
+        if (prompts[k]) yield `${prompts[k]}\n> `;
         yield* s.admissible;
       }
     };
@@ -243,10 +288,12 @@ export async function pretrainPrior(
     const prior = new ModelPrior(model, tokenizer, { endToken });
     const seqs: number[][] = [];
     const weights: number[][] = [];
-    for (const st of corpus.steps) {
-      const one = prior.trainingSequences(st.state, [st.action], () => 1, config.promptWeight);
-      seqs.push(...one.seqs);
-      weights.push(...one.weights);
+    for (const [k, st] of corpus.steps.entries()) {
+      for (const prompt of prompts[k] ? [st.state, prompts[k]!] : [st.state]) {
+        const one = prior.trainingSequences(prompt, [st.action], () => 1, config.promptWeight);
+        seqs.push(...one.seqs);
+        weights.push(...one.weights);
+      }
     }
     const tokens = seqs.reduce((n, s) => n + s.length, 0);
     const tCollect = (Date.now() - t0) / 1000;
@@ -286,6 +333,7 @@ export async function pretrainPrior(
     // 5. Held-out agreement with the expert, next to the uniform prior.
     const t2 = Date.now();
     const agreement: PriorAgreement[] = [];
+    const gain: ({ split: string } & CaseGain)[] = [];
     if (config.evalGames > 0 && !hooks.signal?.aborted) {
       const trainSample = corpus.steps.slice(0, Math.min(corpus.steps.length, 2000));
       agreement.push(await priorAgreement(prior, trainSample, `${trainSplit} (corpus)`));
@@ -294,6 +342,11 @@ export async function pretrainPrior(
         const games = Math.min(config.evalGames, Number.isFinite(size) ? size : config.evalGames);
         const held = await collectExpertSteps(env, games, (g) => ({ split, gameIndex: g, seed: g }), config.historyWindow, hooks.signal);
         agreement.push(await priorAgreement(prior, held.steps, split));
+        if (caseMem) {
+          // held-out games: every corpus case may be retrieved (game −1 matches none)
+          const cs = await sampleCases(caseMem, held.steps.map((s) => ({ state: s.state, game: -1 })), { ...caseOpts, seed: config.seed + 1 });
+          gain.push({ split, ...(await caseGain(prior, held.steps, cs)) });
+        }
         hooks.onProgress?.({ phase: 'eval', done: agreement.length, total: env.splits.length });
       }
     }
@@ -308,6 +361,7 @@ export async function pretrainPrior(
       steps: step,
       lossCurve,
       agreement,
+      ...(caseMem ? { cases: { prompts: prompts.filter((p) => p !== null).length, gain } } : {}),
       seconds: { collect: tCollect, train: tTrain, eval: tEval },
       trainTokensPerSecond: tTrain > 0 ? trainedTokens / tTrain : 0,
     };

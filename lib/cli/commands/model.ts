@@ -30,6 +30,7 @@ const pretrainSpec: Record<string, FlagSpec> = {
   batch: { kind: 'int', help: '(state, action) sequences per step', default: pd.batch },
   lr: { kind: 'number', help: 'AdamW learning rate', default: pd.lr },
   'history-window': { kind: 'int', help: "state = task + this many recent (action, observation) pairs (match memq run's)", default: pd.historyWindow },
+  'case-share': { kind: 'number', help: "share of corpus steps also trained on a prompt carrying a case retrieved from other games (the reflect agent's conditioning 'prompt'; 0: plain prompts only)", default: pd.cases.share },
   seed: { kind: 'int', help: 'random seed', default: pd.seed },
   out: { kind: 'string', help: 'output directory (new or empty)' },
   json: { kind: 'boolean', help: 'print the report as JSON' },
@@ -83,6 +84,7 @@ async function runPretrain(argv: string[], io: CliIO): Promise<number> {
     steps: flags.steps,
     batch: flags.batch,
     lr: flags.lr,
+    cases: { ...pd.cases, share: flags['case-share'] },
     model: { ...pd.model, arch: flags.arch, layers: flags.layers, hidden: flags.hidden, heads: flags.heads, kvHeads: flags['kv-heads'], intermediate: flags.intermediate },
   };
   const progress = pretrainProgress(io, flags.json ? 'off' : io.isTTY ? 'tty' : 'plain');
@@ -94,7 +96,7 @@ async function runPretrain(argv: string[], io: CliIO): Promise<number> {
     const msg = (e as Error).message;
     if (e instanceof RangeError) {
       // the config's field names, as the flags that set them
-      const flag = msg.replace(/\b(games|evalGames|historyWindow|steps|batch|lr|layers|hidden|heads|kvHeads|intermediate|initStd|expert|arch)\b(?= \(| must)/g, (f) => `--${PRETRAIN_FLAG[f] ?? f}`);
+      const flag = msg.replace(/\bcases\.share\b/, 'case-share').replace(/\b(case-share|games|evalGames|historyWindow|steps|batch|lr|layers|hidden|heads|kvHeads|intermediate|initStd|expert|arch)\b(?= \(| must)/g, (f) => `--${PRETRAIN_FLAG[f] ?? f}`);
       throw new CliError(`memq model pretrain: ${flag}`);
     }
     if (/already|not an empty directory|produced no steps/.test(msg)) throw new CliError(`memq model pretrain: ${msg}`);
@@ -112,6 +114,12 @@ async function runPretrain(argv: string[], io: CliIO): Promise<number> {
     io.stdout('agreement with the expert (top-1; mean log-likelihood), model prior vs uniform:\n');
     for (const a of report.agreement) {
       io.stdout(`  ${a.split.padEnd(20)} ${(100 * a.top1).toFixed(1).padStart(5)}% vs ${(100 * a.uniformTop1).toFixed(1).padStart(5)}%   ${a.meanLogLik.toFixed(2)} vs ${a.uniformMeanLogLik.toFixed(2)}  (${a.states} states)\n`);
+    }
+    if (report.cases) {
+      io.stdout(`case-conditioned prompts: ${report.cases.prompts}; log-probability gain of the case's action from carrying the case (relevant / irrelevant cases):\n`);
+      for (const g of report.cases.gain) {
+        io.stdout(`  ${g.split.padEnd(20)} ${g.relevant.meanGain.toFixed(2)} (${g.relevant.states} states) / ${g.irrelevant.meanGain.toFixed(2)} (${g.irrelevant.states} states)\n`);
+      }
     }
     io.stdout(`use it:  memq run --prior model:${flags.out}\n`);
   }

@@ -64,7 +64,9 @@ export const MAIN_JOB_EM_EVERY = 25;
 
 /** The pretrain config of an env's cached domain prior (what 'pretrained' resolves to). */
 export function pretrainConfigFor(c: RunConfig): PretrainConfig {
-  return { ...defaultPretrainConfig(), env: c.env, envOptions: c.envOptions, historyWindow: c.historyWindow };
+  const d = defaultPretrainConfig();
+  // case-conditioned prompts retrieved with the reflect agent's state encoder (its dim and id abstraction)
+  return { ...d, env: c.env, envOptions: c.envOptions, historyWindow: c.historyWindow, cases: { ...d.cases, dim: c.encoder.dim, abstractIds: c.encoder.abstractIds } };
 }
 
 function stamp(): string {
