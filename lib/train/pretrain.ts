@@ -228,7 +228,12 @@ function validate(c: PretrainConfig): void {
  * `out` must not hold a model yet.
  */
 export async function pretrainPrior(
-  config: PretrainConfig, out: string, hooks: { signal?: AbortSignal; onProgress?: (p: PretrainProgress) => void } = {},
+  config: PretrainConfig, out: string,
+  hooks: {
+    signal?: AbortSignal; onProgress?: (p: PretrainProgress) => void;
+    /** A corpus to train on instead of the env's expert games (each step with its game and reward). */
+    corpus?: ExpertStep[];
+  } = {},
 ): Promise<PretrainReport> {
   validate(config);
   const dir = path.resolve(out);
@@ -244,10 +249,12 @@ export async function pretrainPrior(
     const runCfg = { ...defaultConfig(), env: config.env, envOptions: config.envOptions, demoExpert: config.expert };
     const env = makeEnv(config.env, demoEnvOptions(runCfg));
     const trainSplit = env.splits[0];
-    const corpus = await collectExpertSteps(
-      env, config.games, (j) => ({ seed: pretrainSeed(config.seed, j), split: trainSplit }), config.historyWindow, hooks.signal,
-      (j) => hooks.onProgress?.({ phase: 'collect', done: j, total: config.games }),
-    );
+    const corpus = hooks.corpus
+      ? { steps: hooks.corpus, wins: 0, games: new Set(hooks.corpus.map((s) => s.game)).size }
+      : await collectExpertSteps(
+        env, config.games, (j) => ({ seed: pretrainSeed(config.seed, j), split: trainSplit }), config.historyWindow, hooks.signal,
+        (j) => hooks.onProgress?.({ phase: 'collect', done: j, total: config.games }),
+      );
     if (corpus.steps.length === 0) throw new Error(`the ${config.env} expert produced no steps in ${corpus.games} games`);
 
     // 1b. Case-conditioned prompts: a case from another game for a `share` of the steps.
