@@ -84,7 +84,7 @@ export function defaultPretrainConfig(): PretrainConfig {
     clipNorm: 1.0,
     promptWeight: 0,
     minWordCount: 2,
-    cases: { share: 0.5, ...CASE_RETRIEVAL_DEFAULTS, dim: defaultConfig().encoder.dim, abstractIds: false },
+    cases: { share: 0, ...CASE_RETRIEVAL_DEFAULTS, dim: defaultConfig().encoder.dim, abstractIds: false },
   };
 }
 

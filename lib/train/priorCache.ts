@@ -25,6 +25,12 @@ export function cacheRoot(): string {
 
 /** The cache key of a pretrain config: its canonical JSON and memq's version. */
 export function priorKey(config: PretrainConfig): string {
+  // A config without case prompts (cases.share 0) trains exactly what the configs before the
+  // `cases` field trained: it keeps their key, so an existing cached prior stays valid.
+  if (config.cases && config.cases.share === 0) {
+    const { cases: _plain, ...rest } = config;
+    config = rest as PretrainConfig;
+  }
   const canonical = (v: unknown): unknown =>
     v && typeof v === 'object' && !Array.isArray(v)
       ? Object.fromEntries(Object.keys(v as object).sort().map((k) => [k, canonical((v as Record<string, unknown>)[k])]))
