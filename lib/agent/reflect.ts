@@ -100,7 +100,7 @@ export const REFLECT_DEFAULTS = {
 
 /** The prompt of the case-conditioned kernel: the retrieved case, then the current state. */
 export function caseConditionedState(state: string, c: { state: string; action: string; value: number }): string {
-  return `a similar past situation:\n${c.state}\n> ${c.action}\noutcome: ${c.value > 0 ? 'success' : 'no success'} (return ${c.value.toFixed(2)})\n\nnow:\n${state}`;
+  return `a similar past situation:\n${pairText(c.state, c.action)}\noutcome: ${c.value > 0 ? 'success' : 'no success'} (return ${c.value.toFixed(2)})\n\nnow:\n${state}`;
 }
 
 /** One retrieval decision in a state: candidates, their prior and Q, the policy over them. */

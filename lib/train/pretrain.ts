@@ -22,6 +22,7 @@ import { LlmModel, makeLlmConfig, type LlmConfig } from '../llm/model';
 import { ModelTrainer } from '../llm/lora';
 import { ModelPrior } from '../llm/modelPrior';
 import { loadTokenizer, type TextTokenizer } from '../llm/tokenizer';
+import { pairPrompt } from '../encoders/pairFormat';
 import { buildWordPieceTokenizer, wordPieceTokenizerConfig } from '../llm/wordTokenizer';
 
 export interface PretrainConfig {
@@ -224,7 +225,7 @@ export async function pretrainPrior(
     // 2. Tokenizer over everything the prior will read: states, admissible actions, the prompt marker.
     const texts = function* () {
       for (const s of corpus.steps) {
-        yield `${s.state}\n> `;
+        yield pairPrompt(s.state);
         yield* s.admissible;
       }
     };
