@@ -11,7 +11,7 @@ import { parzenPrior, type ParzenPrior } from '../policy/parzen';
 import { Rng } from '../policy/rng';
 import type { IndexLike, IndexSearchResult } from './indexLike';
 import { ReferenceIndex } from './referenceIndex';
-import type { CaseInput, CaseMeta, EpisodicMemoryOptions, MergeRule, WritePolicy, WriteReport } from './types';
+import type { CaseInput, CaseMeta, CaseRows, EpisodicMemoryOptions, MergeRule, WritePolicy, WriteReport } from './types';
 import * as fs from 'fs';
 import * as path from 'path';
 import {
@@ -41,6 +41,7 @@ import {
 } from './trust';
 import {
   validateBatch,
+  validateRows,
   type ValidBatch,
   type ValidCase,
 } from './validate';
@@ -536,6 +537,26 @@ export class EpisodicMemory {
     } catch (err) {
       return Promise.reject(err);
     }
+    return this.enqueue(batch);
+  }
+
+  /**
+   * Write n cases given as flat arrays: keys (n × dim, row i = case i), values (n), and
+   * optional per-row metadata columns (CaseRows: a single value for all rows or one per row).
+   * Same semantics, validation and report as write(cases); the form the agents use, with no
+   * per-case objects in between.
+   */
+  writeRows(keys: Float32Array, values: ArrayLike<number>, rows?: CaseRows): Promise<WriteReport> {
+    let batch: ValidBatch;
+    try {
+      batch = validateRows(keys, values, rows, this.dim);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.enqueue(batch);
+  }
+
+  private enqueue(batch: ValidBatch): Promise<WriteReport> {
     // A declared value range clips at the door too (a learned one only at reads: it is learned
     // from what is written).
     const vr = this.trustPolicy?.valueRange;

@@ -39,6 +39,23 @@ export interface CaseInput {
   tdError?: number;
 }
 
+/**
+ * Per-row metadata of a flat write (EpisodicMemory.writeRows): each column is absent, one value
+ * for every row, or an array with one entry per row (the defaults are those of CaseInput).
+ */
+export interface CaseRows {
+  state?: string | readonly string[];
+  action?: string | readonly string[];
+  episode?: number | ArrayLike<number>;
+  step?: number | ArrayLike<number>;
+  source?: string | readonly string[];
+  time?: number | ArrayLike<number>;
+  /** Explicit weights (override the weightBy rule). */
+  weight?: number | ArrayLike<number>;
+  /** |TD error| per row, for weightBy 'tdError'. */
+  tdError?: number | ArrayLike<number>;
+}
+
 /** MATH §8 write policies. */
 export type WritePolicy =
   | { kind: 'unbounded' }
