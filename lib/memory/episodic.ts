@@ -10,7 +10,6 @@ import type { KernelSettings } from '../policy/kernels';
 import { parzenPrior, type ParzenPrior } from '../policy/parzen';
 import { Rng } from '../policy/rng';
 import type { IndexLike, IndexSearchResult } from './indexLike';
-import { ReferenceIndex } from './referenceIndex';
 import type { CaseInput, CaseMeta, CaseRows, EpisodicMemoryOptions, MergeRule, WritePolicy, WriteReport } from './types';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -86,21 +85,34 @@ export interface LoadReport {
   journalTornBytes: number;
 }
 
+/**
+ * The index of a memory: the native MemoryIndex (the addon ships prebuilt with the npm package;
+ * a memory cannot run without it). 'auto' and 'native' are the same; an addon that cannot be
+ * loaded is an error naming the cause. 'js' is test-only: the float64 ReferenceIndex lives in
+ * test/helpers/referenceIndex.ts, which registers itself (registerTestIndex) when imported.
+ */
 export function createIndex(dim: number, kernel: KernelSettings, backend: 'native' | 'js' | 'auto' = 'auto'): { index: IndexLike; backend: 'native' | 'js' } {
-  if (backend === 'js') return { index: new ReferenceIndex({ dim, ...kernel }), backend: 'js' };
-  // 'auto' falls back to the JS index only when the addon itself cannot be loaded; any other
-  // error (bad arguments, MEMQ_BACKEND naming an unusable backend) reaches the caller.
-  let loadError: unknown;
-  try {
-    loadNative();
-  } catch (err) {
-    loadError = err;
+  if (backend === 'js') {
+    if (!testIndex) {
+      throw new TypeError(
+        "backend 'js' is no longer available: the float64 ReferenceIndex is not part of the memq library (it lives in the test suite); " +
+          "episodic memory runs on the native addon: omit the backend option or pass 'native'",
+      );
+    }
+    return { index: testIndex(dim, kernel), backend: 'js' };
   }
-  if (loadError !== undefined) {
-    if (backend === 'native') throw loadError;
-    return { index: new ReferenceIndex({ dim, ...kernel }), backend: 'js' };
-  }
+  loadNative();
   return { index: new MemoryIndex({ dim, ...kernel }), backend: 'native' };
+}
+
+let testIndex: ((dim: number, kernel: KernelSettings) => IndexLike) | undefined;
+
+/**
+ * @internal Test seam: the index behind backend 'js' (test/helpers/referenceIndex.ts registers
+ * the float64 ReferenceIndex, which the tests compare the native index against).
+ */
+export function registerTestIndex(make: (dim: number, kernel: KernelSettings) => IndexLike): void {
+  testIndex = make;
 }
 
 /** Whether the native addon loads here. */
@@ -851,7 +863,7 @@ export class EpisodicMemory {
     } catch (err) {
       // Stored options the store refuses (a forged or damaged header): an error of the file.
       // Anything else (the addon failing to load, out of memory) is the environment's.
-      if (genDir === undefined || !(err instanceof TypeError || err instanceof RangeError) || /^backend must be/.test(err.message)) throw err;
+      if (genDir === undefined || !(err instanceof TypeError || err instanceof RangeError) || /^backend /.test(err.message)) throw err;
       const hfile = path.join(genDir, 'header.json');
       throw new SnapshotError(`${hfile} (part 'header'): the stored dim, kernel or options cannot be used: ${err.message}`, hfile, 'header');
     }

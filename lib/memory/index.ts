@@ -2,7 +2,6 @@
 export { EpisodicMemory, createIndex, nativeAvailable } from './episodic';
 export type { ImportOptions, LoadOptions, LoadReport, MemoryChange } from './episodic';
 export type { CaseInput, CaseMeta, CaseRows, EpisodicMemoryOptions, MergeRule, WritePolicy, WriteReport } from './types';
-export { ReferenceIndex } from './referenceIndex';
 export { casesFromEpisode, casesFromRows } from './episodes';
 export type { EpisodeRecord } from './episodes';
 export type { IndexLike, IndexSearchResult, IndexEstimateResult } from './indexLike';

@@ -89,7 +89,11 @@ export interface EpisodicMemoryOptions {
   kernel?: KernelSettings;
   policy?: WritePolicy;
   merge?: MergeRule;
-  /** 'native' (the addon), 'js' (ReferenceIndex), 'auto' (native when built). Default 'auto'. */
+  /**
+   * 'native' or 'auto' (the default; the same: the native addon, which the package ships
+   * prebuilt). 'js' is test-only (the float64 ReferenceIndex of test/helpers); passed without it,
+   * it is refused with an error naming this option.
+   */
   backend?: 'native' | 'js' | 'auto';
   /**
    * Trust policy for reads and writes (docs/trust.md): source levels, share caps, value

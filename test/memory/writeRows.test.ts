@@ -6,6 +6,7 @@ import { EpisodicMemory, nativeAvailable } from '../../lib/memory/episodic';
 import { casesFromRows } from '../../lib/memory/episodes';
 import type { CaseInput, CaseRows, WritePolicy } from '../../lib/memory/types';
 import { Rng } from '../../lib/policy/rng';
+import '../helpers/referenceIndex'; // registers the float64 ReferenceIndex as backend 'js'
 
 const backends: Array<'js' | 'native'> = nativeAvailable() ? ['js', 'native'] : ['js'];
 const D = 5;
