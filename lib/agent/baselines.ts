@@ -17,9 +17,9 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { EpisodicMemory } from '../memory/episodic';
-import { stateActionText } from '../policy/memq';
 import { discountedReturns } from '../policy/returns';
-import { encodePairs, type Encoder } from '../encoders/types';
+import { encodePairBatch, encodePairs, type Encoder } from '../encoders/types';
+import type { CaseRows } from '../memory/types';
 import { UniformPrior, type Prior } from '../llm/prior';
 import { AgentRng } from './rng';
 import type { Agent, EpisodeRecord, Mode, StepContext } from './types';
@@ -125,11 +125,8 @@ export class NecAgent implements Agent {
   async endEpisode(ep: EpisodeRecord): Promise<void> {
     if (!ep.steps.length) return;
     const G = discountedReturns(ep.steps.map((s) => s.reward), this.opts.gamma);
-    const keys = await this.opts.encoder.encode(ep.steps.map((s) => stateActionText(s.state, s.action)));
-    const d = this.opts.encoder.dim;
-    await this.memory.write(ep.steps.map((s, t) => ({
-      key: keys.subarray(t * d, (t + 1) * d), value: G[t], state: s.state, action: s.action, episode: ep.episode, step: t, source: ep.source,
-    })));
+    const keys = await encodePairBatch(this.opts.encoder, ep.steps);
+    await this.memory.writeRows(keys, G, stepRows(ep));
   }
   memorySize() {
     return this.memory.size;
@@ -265,10 +262,7 @@ export class MemRLAgent implements Agent {
     this.used.clear();
     if (!ep.steps.length) return;
     const keys = await this.opts.encoder.encode(ep.steps.map((s) => s.state));
-    const d = this.opts.encoder.dim;
-    const rep = await this.memory.write(ep.steps.map((s, t) => ({
-      key: keys.subarray(t * d, (t + 1) * d), value: R, state: s.state, action: s.action, episode: ep.episode, step: t, source: ep.source,
-    })));
+    const rep = await this.memory.writeRows(keys, new Float64Array(ep.steps.length).fill(R), stepRows(ep));
     for (const id of rep.evicted) this.utility.delete(id);
     // a new case starts with the episode's reward as its utility; a merged one moves towards it
     for (const id of rep.added) this.utility.set(id, R);
@@ -344,4 +338,15 @@ export class QLearningAgent implements Agent {
     this.rng.state = st.rng >>> 0;
     this.q = new Map(st.q);
   }
+}
+
+/** The memory metadata columns of an episode's steps (texts, episode, step index, source). */
+function stepRows(ep: EpisodeRecord): CaseRows {
+  return {
+    state: ep.steps.map((s) => s.state),
+    action: ep.steps.map((s) => s.action),
+    episode: ep.episode,
+    step: Float64Array.from(ep.steps, (_, t) => t),
+    source: ep.source,
+  };
 }

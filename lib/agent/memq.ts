@@ -13,11 +13,10 @@ import { EpisodicMemory } from '../memory/episodic';
 import type { MergeRule, WritePolicy } from '../memory/types';
 import type { TrustOptions } from '../memory/trust';
 import type { KernelSettings } from '../policy/kernels';
-import { stateActionText } from '../policy/memq';
 import { discountedReturns } from '../policy/returns';
 import type { BandwidthRule } from '../policy/bandwidth';
 import { klImprove } from '../retrieval';
-import { encodePairs, type Encoder } from '../encoders/types';
+import { encodePairBatch, encodePairs, type Encoder } from '../encoders/types';
 import type { Prior } from '../llm/prior';
 import type { MemEm } from '../train/memEm';
 import { AgentRng } from './rng';
@@ -174,27 +173,26 @@ export class MemQAgent implements Agent {
     this.pending = null;
     if (ep.steps.length === 0) return;
     const G = discountedReturns(ep.steps.map((s) => s.reward), this.opts.gamma);
-    const keys = await this.opts.encoder.encode(ep.steps.map((s) => stateActionText(s.state, s.action)));
-    const d = this.opts.encoder.dim;
-    const now = Date.now();
-    const cases = ep.steps.map((s, t) => {
+    const keys = await encodePairBatch(this.opts.encoder, ep.steps);
+    const T = ep.steps.length;
+    const values = new Float64Array(T);
+    const tdError = new Float64Array(T);
+    for (let t = 0; t < T; t++) {
       const td = this.tdTargets.get(t);
-      const value = this.opts.target === 'mc' || td === undefined ? G[t] : this.opts.target === 'td' ? td : 0.5 * (G[t] + td);
-      return {
-        key: keys.subarray(t * d, (t + 1) * d),
-        value,
-        state: s.state,
-        action: s.action,
-        episode: ep.episode,
-        step: t,
-        source: ep.source,
-        time: now,
-        tdError: this.tdErrors.get(t) ?? Math.abs(G[t]),
-      };
-    });
+      values[t] = this.opts.target === 'mc' || td === undefined ? G[t] : this.opts.target === 'td' ? td : 0.5 * (G[t] + td);
+      tdError[t] = this.tdErrors.get(t) ?? Math.abs(G[t]);
+    }
     this.tdTargets.clear();
     this.tdErrors.clear();
-    await this.memory.write(cases);
+    await this.memory.writeRows(keys, values, {
+      state: ep.steps.map((s) => s.state),
+      action: ep.steps.map((s) => s.action),
+      episode: ep.episode,
+      step: Float64Array.from(ep.steps, (_, t) => t),
+      source: ep.source,
+      time: Date.now(),
+      tdError,
+    });
     if (this.opts.kernel.kernel === 'gaussian' && this.opts.bandwidth.rule !== 'fixed' && this.memory.size > 1) {
       this.memory.setBandwidth(this.opts.bandwidth);
     }

@@ -333,11 +333,14 @@ export class ReflectAgent implements Agent {
     // Slow clock: the episode's steps become cases.
     if (this.opts.writeCases) {
       const keys = await this.opts.stateEncoder.encode(ep.steps.map((s) => s.state));
-      const d = this.dS;
-      const now = Date.now();
-      await this.cases.write(ep.steps.map((s, t) => ({
-        key: keys.subarray(t * d, (t + 1) * d), value: G[t], state: s.state, action: s.action, episode: ep.episode, step: t, source: ep.source, time: now,
-      })));
+      await this.cases.writeRows(keys, G, {
+        state: ep.steps.map((s) => s.state),
+        action: ep.steps.map((s) => s.action),
+        episode: ep.episode,
+        step: Float64Array.from(ep.steps, (_, t) => t),
+        source: ep.source,
+        time: Date.now(),
+      });
     }
   }
 

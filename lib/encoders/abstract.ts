@@ -5,7 +5,8 @@
  * the numbers carry no meaning across games, and with them the hashing encoder separates
  * situations that a policy should treat alike.
  */
-import { pairText, type Encoder } from './types';
+import { encodePairBatch, pairText, type Encoder } from './types';
+import type { StateAction } from './pairFormat';
 
 /** "apple 2" → "apple", "cabinet 13" → "cabinet" (a word followed by an instance number). */
 export function abstractIds(text: string): string {
@@ -26,5 +27,8 @@ export class AbstractingEncoder implements Encoder {
     const s = this.transform(state);
     const a = actions.map(this.transform);
     return this.inner.encodePairs ? this.inner.encodePairs(s, a) : this.inner.encode(a.map((x) => pairText(s, x)));
+  }
+  encodeBatch(pairs: readonly StateAction[]): Promise<Float32Array> {
+    return encodePairBatch(this.inner, pairs.map((p) => ({ state: this.transform(p.state), action: this.transform(p.action) })));
   }
 }

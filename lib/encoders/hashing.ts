@@ -13,7 +13,8 @@
  * (words, characters, lines) is normalised on its own, so each contributes equally.
  * TF weighting: 'raw' (counts), 'log' (1 + log count, default), or 'binary'.
  */
-import { pairText, type Encoder } from './types';
+import type { Encoder } from './types';
+import { PAIR_SEPARATOR, pairText } from './pairFormat';
 
 export interface HashingEncoderOptions {
   dim?: number;
@@ -187,7 +188,7 @@ export class HashingEncoder implements Encoder {
    */
   encodePairs(state: string, actions: string[]): Float32Array {
     if (!Array.isArray(actions)) throw new TypeError(`actions must be an array of strings, got ${typeof actions}`);
-    const sep = pairText('', '').replace(/^\n/, '');
+    const sep = PAIR_SEPARATOR.replace(/^\n/, '');
     const sf = this.features(state);
     // the separator line of pairText has no words, so it adds no features; checked once here
     if (tokenize(sep).length) throw new Error('pairText separator must not contain words');

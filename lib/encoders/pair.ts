@@ -6,6 +6,7 @@
  * here the action keeps a fixed share of the distance whatever the lengths.
  */
 import type { Encoder } from './types';
+import { splitPairText, type StateAction } from './pairFormat';
 
 export interface PairEncoderOptions {
   /** Encoder of the state text (d_s). */
@@ -67,14 +68,38 @@ export class PairEncoder implements Encoder {
     return out;
   }
 
-  /** Texts of pairs, `state\n> action` (pairText); the action is the text after the last "\n> ". */
-  async encode(texts: string[]): Promise<Float32Array> {
-    const out = new Float32Array(texts.length * this.dim);
-    for (let i = 0; i < texts.length; i++) {
-      const cut = texts[i].lastIndexOf('\n> ');
-      const [st, ac] = cut >= 0 ? [texts[i].slice(0, cut), texts[i].slice(cut + 3)] : [texts[i], ''];
-      out.set(await this.encodePairs(st, [ac]), i * this.dim);
+  /**
+   * Keys of n pairs in one batch: each distinct state is encoded once (one state call), every
+   * action in one action call.
+   */
+  async encodeBatch(pairs: readonly StateAction[]): Promise<Float32Array> {
+    const n = pairs.length;
+    const stateRow = new Map<string, number>();
+    const states: string[] = [];
+    const rowOf = new Int32Array(n);
+    pairs.forEach((p, i) => {
+      let r = stateRow.get(p.state);
+      if (r === undefined) {
+        r = states.length;
+        stateRow.set(p.state, r);
+        states.push(p.state);
+      }
+      rowOf[i] = r;
+    });
+    const s = n ? await this.state.encode(states) : new Float32Array(0);
+    const a = n ? await this.action.encode(pairs.map((p) => (this.relational ? `${p.action}\ntemplate ${actionTemplate(p.state, p.action)}` : p.action))) : new Float32Array(0);
+    const ds = this.state.dim, da = this.action.dim, d = this.dim;
+    const out = new Float32Array(n * d);
+    for (let i = 0; i < n; i++) {
+      const so = rowOf[i] * ds;
+      for (let j = 0; j < ds; j++) out[i * d + j] = this.ws * s[so + j];
+      for (let j = 0; j < da; j++) out[i * d + ds + j] = this.wa * a[i * da + j];
     }
     return out;
+  }
+
+  /** Texts of pairs (pairText); each is split back with splitPairText. Prefer encodeBatch. */
+  async encode(texts: string[]): Promise<Float32Array> {
+    return this.encodeBatch(texts.map(splitPairText));
   }
 }

@@ -7,11 +7,12 @@ import type { LlmModel } from './model';
 import type { LoraAdapter } from './lora';
 import type { Prior } from './prior';
 import type { TextTokenizer } from './tokenizer';
+import { pairPrompt } from '../encoders/pairFormat';
 
 export interface ModelPriorOptions {
   /** Divide each action's log-probability by its token count before normalising. */
   lengthNormalize?: boolean;
-  /** How the state becomes the prompt (default: the state text, then "\n> "). */
+  /** How the state becomes the prompt (default: pairPrompt, the state text then the pair separator). */
   prompt?: (state: string) => string;
   /** Temperature τ on the scores before normalising (default 1). */
   temperature?: number;
@@ -55,7 +56,7 @@ export abstract class TokenizedPrior implements Prior {
 
   /** The prompt's token ids for a state. */
   promptTokens(state: string): number[] {
-    const prompt = this.tokenizer.encode((this.opts.prompt ?? ((s: string) => `${s}\n> `))(state));
+    const prompt = this.tokenizer.encode((this.opts.prompt ?? pairPrompt)(state));
     if (prompt.length === 0) throw new RangeError('the prompt of a state must not tokenize to nothing');
     return prompt;
   }

@@ -4,7 +4,8 @@
  * do the rest.
  */
 import { discountedReturns } from '../policy/returns';
-import type { CaseInput } from './types';
+import type { CaseInput, CaseRows } from './types';
+import { validateRows } from './validate';
 
 export interface EpisodeRecord {
   /** T × dim keys x_t = enc(s_t ⊕ a_t). */
@@ -35,5 +36,25 @@ export function casesFromEpisode(ep: EpisodeRecord, gamma: number): CaseInput[] 
     step: t,
     source: ep.source,
     time: now,
+  }));
+}
+
+/**
+ * The per-case form of a flat write (EpisodicMemory.writeRows arguments), validated the same
+ * way: for code that must hand cases on one by one (e.g. SharedMemory's log entries).
+ */
+export function casesFromRows(keys: Float32Array, values: ArrayLike<number>, rows: CaseRows | undefined, dim: number): CaseInput[] {
+  const b = validateRows(keys, values, rows, dim);
+  return b.cases.map((c, i) => ({
+    key: b.keys.subarray(i * dim, (i + 1) * dim),
+    value: c.value,
+    state: c.state,
+    action: c.action,
+    episode: c.episode,
+    step: c.step,
+    source: c.source,
+    ...(c.time !== undefined ? { time: c.time } : {}),
+    ...(c.weight !== undefined ? { weight: c.weight } : {}),
+    ...(c.tdError !== undefined ? { tdError: c.tdError } : {}),
   }));
 }

@@ -10,12 +10,9 @@ import type { KernelSettings } from '../policy/kernels';
 import { parzenPrior, type ParzenPrior } from '../policy/parzen';
 import { Rng } from '../policy/rng';
 import type { IndexLike, IndexSearchResult } from './indexLike';
-import { ReferenceIndex } from './referenceIndex';
-import type { CaseInput, CaseMeta, EpisodicMemoryOptions, MergeRule, WritePolicy, WriteReport } from './types';
-import * as crypto from 'crypto';
+import type { CaseInput, CaseMeta, CaseRows, EpisodicMemoryOptions, MergeRule, WritePolicy, WriteReport } from './types';
 import * as fs from 'fs';
 import * as path from 'path';
-import { leBytes } from './fsutil';
 import {
   currentGeneration,
   generationName,
@@ -28,6 +25,8 @@ import {
   type SnapshotData,
 } from './snapshot';
 import { JournalWriter, readJournal, type JournalRecord } from './journal';
+import { checkSnapshotData, journalMac, journalRecordProblem, metaLine, recordBody, sameMac, snapshotManifest } from './persistence';
+import { batchMergeTargets, planWrite, policyCapacity, type StoreView, type WritePlan } from './writePlan';
 import {
   cappedEstimate,
   clip,
@@ -40,12 +39,8 @@ import {
   type TrustPolicy,
 } from './trust';
 import {
-  caseMetaProblem,
-  finiteFloat32,
-  keyRowProblem,
-  MAX_ID,
-  snapshotRowProblem,
   validateBatch,
+  validateRows,
   type ValidBatch,
   type ValidCase,
 } from './validate';
@@ -90,21 +85,34 @@ export interface LoadReport {
   journalTornBytes: number;
 }
 
+/**
+ * The index of a memory: the native MemoryIndex (the addon ships prebuilt with the npm package;
+ * a memory cannot run without it). 'auto' and 'native' are the same; an addon that cannot be
+ * loaded is an error naming the cause. 'js' is test-only: the float64 ReferenceIndex lives in
+ * test/helpers/referenceIndex.ts, which registers itself (registerTestIndex) when imported.
+ */
 export function createIndex(dim: number, kernel: KernelSettings, backend: 'native' | 'js' | 'auto' = 'auto'): { index: IndexLike; backend: 'native' | 'js' } {
-  if (backend === 'js') return { index: new ReferenceIndex({ dim, ...kernel }), backend: 'js' };
-  // 'auto' falls back to the JS index only when the addon itself cannot be loaded; any other
-  // error (bad arguments, MEMQ_BACKEND naming an unusable backend) reaches the caller.
-  let loadError: unknown;
-  try {
-    loadNative();
-  } catch (err) {
-    loadError = err;
+  if (backend === 'js') {
+    if (!testIndex) {
+      throw new TypeError(
+        "backend 'js' is no longer available: the float64 ReferenceIndex is not part of the memq library (it lives in the test suite); " +
+          "episodic memory runs on the native addon: omit the backend option or pass 'native'",
+      );
+    }
+    return { index: testIndex(dim, kernel), backend: 'js' };
   }
-  if (loadError !== undefined) {
-    if (backend === 'native') throw loadError;
-    return { index: new ReferenceIndex({ dim, ...kernel }), backend: 'js' };
-  }
-  return { index: new MemoryIndex({ dim, ...(kernel as any) }) as unknown as IndexLike, backend: 'native' };
+  loadNative();
+  return { index: new MemoryIndex({ dim, ...kernel }), backend: 'native' };
+}
+
+let testIndex: ((dim: number, kernel: KernelSettings) => IndexLike) | undefined;
+
+/**
+ * @internal Test seam: the index behind backend 'js' (test/helpers/referenceIndex.ts registers
+ * the float64 ReferenceIndex, which the tests compare the native index against).
+ */
+export function registerTestIndex(make: (dim: number, kernel: KernelSettings) => IndexLike): void {
+  testIndex = make;
 }
 
 /** Whether the native addon loads here. */
@@ -440,8 +448,7 @@ export class EpisodicMemory {
   }
 
   get capacity(): number {
-    const p = this.policy;
-    return p.kind === 'replay' || p.kind === 'importance' ? p.capacity : p.kind === 'window' ? p.size : Infinity;
+    return policyCapacity(this.policy);
   }
 
   /** Live ids in insertion order. */
@@ -456,19 +463,6 @@ export class EpisodicMemory {
 
   getKeys(ids: Int32Array): Float32Array {
     return ids.length ? this.index.getKeys(ids) : new Float32Array(0);
-  }
-
-  private weightOf(visits: number, value: number, tdError: number): number {
-    const p = this.policy;
-    if (p.kind !== 'importance') return 1;
-    return p.weightBy === 'visits' ? visits : p.weightBy === 'return' ? value : Math.abs(tdError);
-  }
-
-  private mergeRate(visitsAfter: number): number {
-    const r = this.merge!.rate;
-    if (r === 'average') return 1 / visitsAfter;
-    if (typeof r === 'number') return r;
-    return Math.pow(visitsAfter, -r.power);
   }
 
   /**
@@ -555,6 +549,26 @@ export class EpisodicMemory {
     } catch (err) {
       return Promise.reject(err);
     }
+    return this.enqueue(batch);
+  }
+
+  /**
+   * Write n cases given as flat arrays: keys (n × dim, row i = case i), values (n), and
+   * optional per-row metadata columns (CaseRows: a single value for all rows or one per row).
+   * Same semantics, validation and report as write(cases); the form the agents use, with no
+   * per-case objects in between.
+   */
+  writeRows(keys: Float32Array, values: ArrayLike<number>, rows?: CaseRows): Promise<WriteReport> {
+    let batch: ValidBatch;
+    try {
+      batch = validateRows(keys, values, rows, this.dim);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.enqueue(batch);
+  }
+
+  private enqueue(batch: ValidBatch): Promise<WriteReport> {
     // A declared value range clips at the door too (a learned one only at reads: it is learned
     // from what is written).
     const vr = this.trustPolicy?.valueRange;
@@ -586,156 +600,42 @@ export class EpisodicMemory {
       if (epoch === this.epoch) break;
     }
     // 2. Plan (pure), 3. commit (index, journal, then the JS copy).
-    const plan = this.planWrite(batch, target);
+    const plan = planWrite(batch, target, this.storeView(), {
+      dim: this.dim,
+      policy: this.policy,
+      merge: this.merge,
+      bySource: this.trustPolicy !== undefined,
+      seq: this.seqCounter,
+      clock: this.clock,
+      rngState: this.rng.state,
+      now: Date.now(),
+    });
     return this.commitWrite(plan, n);
   }
 
   /** Per case: the stored id it merges into, −(2 + j) for an earlier case j of the batch, or −1. */
   private async mergeTargets(keys: Float32Array, cases: ValidCase[]): Promise<Int32Array> {
-    const d = this.dim;
     const n = cases.length;
     const target = new Int32Array(n).fill(-1);
     if (!this.merge || n === 0) return target;
     const eps2 = this.merge.epsilon * this.merge.epsilon;
     const m = Math.max(1, this.merge.candidates ?? 8);
     const stored = await this.mergeCandidates(keys, n, m, eps2, cases);
-    for (let i = 0; i < n; i++) {
-      const action = cases[i].action;
-      let best = stored.best[i];
-      let bestD2 = stored.bestD2[i];
-      // Earlier cases of this batch that were appended (not merged) also count as stored.
-      for (let j = 0; j < i; j++) {
-        if (target[j] !== -1 || cases[j].action !== action) continue;
-        if (this.trustPolicy && cases[j].source !== cases[i].source) continue;
-        let d2 = 0;
-        for (let t = 0; t < d; t++) {
-          const x = keys[i * d + t] - keys[j * d + t];
-          d2 += x * x;
-        }
-        if (d2 <= eps2 && d2 < bestD2) {
-          best = -(2 + j);
-          bestD2 = d2;
-        }
-      }
-      target[i] = best;
-    }
-    return target;
+    return batchMergeTargets(keys, cases, stored, this.dim, eps2, this.trustPolicy !== undefined);
   }
 
-  /**
-   * What a write will do, computed without changing anything: merged values and metadata (new
-   * objects), new cases, evictions (with a copy of the RNG), and the counters after it. Throws a
-   * RangeError naming the case when a merged value would not be a finite float32.
-   */
-  private planWrite(batch: ValidBatch, target: Int32Array): WritePlan {
-    const { keys, cases } = batch;
-    const d = this.dim;
-    const n = cases.length;
-    let clock = this.clock;
-    let seq = this.seqCounter;
-    const now = Date.now();
-    const pending: { value: number; visits: number; weight: number; tdError: number }[] = [];
-    const mergedIds: number[] = [];
-    // Stored cases merged into: their new value and metadata (first-merge order).
-    const changed = new Map<number, { value: number; meta: CaseMeta }>();
-    for (let i = 0; i < n; i++) {
-      const c = cases[i];
-      const t = target[i];
-      if (t === -1) {
-        const tdError = c.tdError ?? Math.abs(c.value);
-        pending[i] = { value: c.value, visits: 1, weight: c.weight ?? this.weightOf(1, c.value, tdError), tdError };
-        continue;
-      }
-      if (t <= -2) {
-        const p = pending[-(t + 2)];
-        const visits = p.visits + 1;
-        const eta = this.mergeRate(visits);
-        const err = c.value - p.value;
-        const merged = p.value + eta * err;
-        if (!finiteFloat32(merged)) {
-          throw new RangeError(`cases[${i}].value ${c.value}: merged into cases[${-(t + 2)}] it gives ${merged}, which is not representable in float32`);
-        }
-        p.value = merged;
-        p.visits = visits;
-        p.tdError = c.tdError ?? Math.abs(err);
-        p.weight = c.weight ?? this.weightOf(visits, p.value, p.tdError);
-        continue;
-      }
-      let cur = changed.get(t);
-      if (!cur) {
-        cur = { value: this.values.get(t)!, meta: { ...this.meta.get(t)! } };
-        changed.set(t, cur);
-      }
-      const visits = cur.meta.visits + 1;
-      const eta = this.mergeRate(visits);
-      const err = c.value - cur.value;
-      const qn = Math.fround(cur.value + eta * err);
-      if (!Number.isFinite(qn)) {
-        throw new RangeError(`cases[${i}].value ${c.value}: merged into case ${t} it gives ${cur.value + eta * err}, which is not representable in float32`);
-      }
-      cur.value = qn;
-      cur.meta.visits = visits;
-      cur.meta.weight = c.weight ?? this.weightOf(visits, qn, c.tdError ?? Math.abs(err));
-      cur.meta.touched = ++clock;
-      mergedIds.push(t);
-    }
-    // q ← q + η(G − q) with η ∈ (0, 1] lies between q and G, so it stays a finite float32 and the
-    // weights stay finite; checked anyway, since a non-finite weight would not survive JSON.
-    for (const [id, cur] of changed) {
-      if (!Number.isFinite(cur.meta.weight)) throw new RangeError(`the write would give case ${id} the weight ${cur.meta.weight}; weights must be finite`);
-    }
-    pending.forEach((p, i) => {
-      if (p && !Number.isFinite(p.weight)) throw new RangeError(`cases[${i}]: the weight would be ${p.weight}; weights must be finite`);
-    });
-
-    // New cases, then eviction by the write policy.
-    const fresh: number[] = [];
-    for (let i = 0; i < n; i++) if (target[i] === -1) fresh.push(i);
-    const freshMeta: CaseMeta[] = fresh.map((i) => {
-      const c = cases[i];
-      return {
-        state: c.state,
-        action: c.action,
-        visits: pending[i].visits,
-        weight: pending[i].weight,
-        episode: c.episode,
-        step: c.step,
-        source: c.source,
-        time: c.time ?? now,
-        seq: ++seq,
-        touched: ++clock,
-      };
-    });
-    // A merge into a batch case refreshes that case's recency.
-    for (let i = 0; i < n; i++) {
-      if (target[i] <= -2) freshMeta[fresh.indexOf(-(target[i] + 2))].touched = ++clock;
-    }
-    const rng = new Rng();
-    rng.state = this.rng.state;
-    const { evictStored, dropFresh } = this.chooseEvictions(freshMeta, changed, rng);
-    const evicted = Int32Array.from(evictStored);
-    for (const id of evicted) changed.delete(id);
-
-    const keepFresh = fresh.map((_, k) => k).filter((k) => !dropFresh.has(k));
-    const addKeys = new Float32Array(keepFresh.length * d);
-    const addVals = new Float32Array(keepFresh.length);
-    keepFresh.forEach((k, r) => {
-      addKeys.set(keys.subarray(fresh[k] * d, (fresh[k] + 1) * d), r * d);
-      addVals[r] = pending[fresh[k]].value;
-    });
+  /** The read-only view of the store a write plan reads (writePlan.StoreView). */
+  private storeView(): StoreView {
+    const meta = this.meta;
+    const values = this.values;
     return {
-      target,
-      fresh,
-      keepFresh,
-      changed,
-      mergedIds,
-      evicted,
-      addKeys,
-      addVals,
-      addMeta: keepFresh.map((k) => freshMeta[k]),
-      seq,
-      clock,
-      rngState: rng.state,
+      get size() {
+        return meta.size;
+      },
+      has: (id) => meta.has(id),
+      meta: (id) => meta.get(id)!,
+      value: (id) => values.get(id)!,
+      idsInOrder: () => meta.keys(),
     };
   }
 
@@ -750,7 +650,7 @@ export class EpisodicMemory {
       addVals,
       removed: evicted,
       record: (addedIds) => ({
-        body: this.recordBody(plan.seq, plan.clock, plan.rngState, this.index.kernel, evicted, addedIds, [
+        body: recordBody(plan.seq, plan.clock, plan.rngState, this.index.kernel, evicted, addedIds, [
           ...Array.from(changed, ([id, c]) => ({ id, value: c.value, meta: c.meta })),
           ...Array.from(addedIds, (id, r) => ({ id, value: addVals[r], meta: addMeta[r] })),
         ]),
@@ -856,56 +756,6 @@ export class EpisodicMemory {
     return added;
   }
 
-  /**
-   * Which stored cases to evict and which new ones never to store, so that at most the
-   * capacity remains. Replay: oldest inserted first. Window: least recently written first.
-   * Importance: lowest weight first (ties: oldest), or sampled ∝ 1/w.
-   */
-  private chooseEvictions(
-    freshMeta: CaseMeta[],
-    changed: Map<number, { meta: CaseMeta }>,
-    rng: Rng,
-  ): { evictStored: number[]; dropFresh: Set<number> } {
-    const cap = this.capacity;
-    const total = this.meta.size + freshMeta.length;
-    const evictStored: number[] = [];
-    const dropFresh = new Set<number>();
-    if (total <= cap) return { evictStored, dropFresh };
-    let excess = total - cap;
-    // Candidates: stored ids (≥ 0) and fresh entries (encoded −1 − k).
-    const take = (ref: number) => (ref >= 0 ? evictStored.push(ref) : dropFresh.add(-1 - ref));
-    const p = this.policy;
-    if (p.kind === 'replay') {
-      // Map order is insertion order, and fresh cases are the newest: no sort needed.
-      for (const id of this.meta.keys()) {
-        if (excess <= 0) break;
-        take(id);
-        excess--;
-      }
-      for (let k = 0; excess > 0; k++, excess--) take(-1 - k);
-      return { evictStored, dropFresh };
-    }
-    const pool: { ref: number; m: CaseMeta }[] = [];
-    for (const [id, m] of this.meta) pool.push({ ref: id, m: changed.get(id)?.meta ?? m });
-    freshMeta.forEach((m, k) => pool.push({ ref: -1 - k, m }));
-    if (p.kind === 'importance' && p.sample) {
-      while (excess-- > 0) {
-        const w = pool.map((e) => 1 / Math.max(e.m.weight, 1e-12));
-        const k = rng.categorical(w);
-        take(pool[k].ref);
-        pool.splice(k, 1);
-      }
-      return { evictStored, dropFresh };
-    }
-    // Window: least recently written first. Importance: lowest weight first, ties to the oldest.
-    const before =
-      p.kind === 'window'
-        ? (a: CaseMeta, b: CaseMeta) => a.touched < b.touched
-        : (a: CaseMeta, b: CaseMeta) => a.weight < b.weight || (a.weight === b.weight && a.seq < b.seq);
-    for (const e of smallest(pool, excess, (a, b) => before(a.m, b.m))) take(e.ref);
-    return { evictStored, dropFresh };
-  }
-
   /** Ids as an Int32Array of known, distinct case ids (RangeError naming the first bad one). */
   private checkIds(ids: Int32Array, what: string): void {
     if (!(ids instanceof Int32Array)) throw new TypeError(`${what}: ids must be an Int32Array`);
@@ -932,7 +782,7 @@ export class EpisodicMemory {
     });
     this.applyChange({
       record: () => ({
-        body: this.recordBody(this.seqCounter, this.clock, this.rng.state, this.index.kernel, new Int32Array(0), new Int32Array(0),
+        body: recordBody(this.seqCounter, this.clock, this.rng.state, this.index.kernel, new Int32Array(0), new Int32Array(0),
           Array.from(ids, (id, i) => ({ id, value: this.values.get(id)!, meta: metas[i] }))),
         keys: new Float32Array(0),
       }),
@@ -948,7 +798,7 @@ export class EpisodicMemory {
     this.applyChange({
       removed: ids,
       record: () => ({
-        body: this.recordBody(this.seqCounter, this.clock, this.rng.state, this.index.kernel, ids, new Int32Array(0), []),
+        body: recordBody(this.seqCounter, this.clock, this.rng.state, this.index.kernel, ids, new Int32Array(0), []),
         keys: new Float32Array(0),
       }),
     });
@@ -973,31 +823,6 @@ export class EpisodicMemory {
   /** Set by load / open: what was read. */
   loadReport?: LoadReport;
 
-  private metaLine(m: CaseMeta): Record<string, unknown> {
-    return { ...m };
-  }
-
-  /** The JSON part of a journal record: the counters after the change and what it changed. */
-  private recordBody(
-    seq: number,
-    clock: number,
-    rng: number,
-    kernel: KernelSettings,
-    removed: Int32Array,
-    added: Int32Array,
-    upserts: { id: number; value: number; meta: CaseMeta }[],
-  ): Record<string, unknown> {
-    return {
-      seq,
-      clock,
-      rng,
-      kernel,
-      removed: Array.from(removed),
-      added: Array.from(added),
-      upserts: upserts.map((u) => ({ id: u.id, value: u.value, meta: this.metaLine(u.meta) })),
-    };
-  }
-
   /** The whole memory as plain arrays (ids in insertion order). */
   toSnapshotData(): SnapshotData {
     const ids = this.ids();
@@ -1009,7 +834,7 @@ export class EpisodicMemory {
       ids,
       keys: this.getKeys(ids),
       values: Float32Array.from(ids, (id) => this.values.get(id)!),
-      meta: [...this.meta.values()].map((m) => this.metaLine(m)),
+      meta: [...this.meta.values()].map((m) => metaLine(m)),
     };
   }
 
@@ -1019,33 +844,7 @@ export class EpisodicMemory {
    * (a SnapshotError naming the file, the part and the row); without it, errors name the field.
    */
   static checkSnapshotData(data: SnapshotData, genDir?: string): void {
-    const fail = (part: string, file: string, msg: string, row?: number): never => {
-      if (genDir === undefined) throw new RangeError(`snapshot data: ${part} ${msg}`);
-      const f = path.join(genDir, file);
-      throw new SnapshotError(`${f} (part '${part}') ${msg}`, f, part, row);
-    };
-    const n = data.ids.length;
-    if (!(Number.isInteger(data.dim) && data.dim >= 1)) fail('header', 'header.json', `dim must be an integer >= 1, got ${data.dim}`);
-    if (data.keys.length !== n * data.dim) fail('keys', 'keys.f32', `has ${data.keys.length} floats, expected ${n} × ${data.dim}`);
-    if (data.values.length !== n) fail('values', 'values.f32', `has ${data.values.length} values, expected ${n}`);
-    if (data.meta.length !== n) fail('meta', 'meta.jsonl', `has ${data.meta.length} lines, expected ${n}`);
-    const bad = snapshotRowProblem(data.ids, data.keys, data.values, data.dim);
-    if (bad) fail(bad.part, { ids: 'ids.i32', keys: 'keys.f32', values: 'values.f32' }[bad.part], bad.message, bad.row);
-    for (let i = 0; i < n; i++) {
-      const p = caseMetaProblem(data.meta[i]);
-      if (p) fail('meta', 'meta.jsonl', `line ${i + 1} (id ${data.ids[i]}): ${p}`, i);
-    }
-    if (typeof data.options !== 'object' || data.options === null || Array.isArray(data.options)) {
-      fail('header', 'header.json', `options must be an object { policy, merge }, got ${JSON.stringify(data.options)}`);
-    }
-    const c = data.counters ?? {};
-    for (const k of ['seq', 'clock'] as const) {
-      const v = c[k];
-      if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) fail('header', 'header.json', `counters.${k} must be an integer >= 0, got ${JSON.stringify(v)}`);
-    }
-    if (c.rng !== undefined && !(Number.isInteger(c.rng) && c.rng >= 0 && c.rng <= 0xffffffff)) {
-      fail('header', 'header.json', `counters.rng must be a uint32, got ${JSON.stringify(c.rng)}`);
-    }
+    checkSnapshotData(data, genDir);
   }
 
   /** Rebuild a memory from snapshot data (one addWithIds call), after checkSnapshotData. */
@@ -1064,7 +863,7 @@ export class EpisodicMemory {
     } catch (err) {
       // Stored options the store refuses (a forged or damaged header): an error of the file.
       // Anything else (the addon failing to load, out of memory) is the environment's.
-      if (genDir === undefined || !(err instanceof TypeError || err instanceof RangeError) || /^backend must be/.test(err.message)) throw err;
+      if (genDir === undefined || !(err instanceof TypeError || err instanceof RangeError) || /^backend /.test(err.message)) throw err;
       const hfile = path.join(genDir, 'header.json');
       throw new SnapshotError(`${hfile} (part 'header'): the stored dim, kernel or options cannot be used: ${err.message}`, hfile, 'header');
     }
@@ -1438,7 +1237,7 @@ export class EpisodicMemory {
     try {
       this.applyChange({
         record: () => ({
-          body: this.recordBody(this.seqCounter, this.clock, this.rng.state, this.index.kernel, new Int32Array(0), new Int32Array(0), []),
+          body: recordBody(this.seqCounter, this.clock, this.rng.state, this.index.kernel, new Int32Array(0), new Int32Array(0), []),
           keys: new Float32Array(0),
         }),
       });
@@ -1455,30 +1254,7 @@ export class EpisodicMemory {
   }
 }
 
-/**
- * MAC of journal record `index` of generation `gen`: HMAC-SHA-256(key, "memq-journal\0" gen
- * "\0" index "\0" prev "\0" ‖ JSON of the body without its mac ‖ the added keys' bytes), where
- * prev is the MAC of the record before (for record 0: the snapshot's manifest MAC, "" unsigned).
- */
-function journalMac(key: Buffer, gen: number, index: number, prev: string, body: Record<string, unknown>, keys: Float32Array): string {
-  const { mac: _m, ...rest } = body;
-  return crypto.createHmac('sha256', key).update(`memq-journal\0${gen}\0${index}\0${prev}\0`).update(JSON.stringify(rest)).update(leBytes(keys)).digest('hex');
-}
 
-function sameMac(a: string, b: string): boolean {
-  return a.length === b.length && crypto.timingSafeEqual(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
-}
-
-/** The manifest MAC of a generation's header ("" when unsigned or unreadable: load checks the snapshot itself). */
-function snapshotManifest(dir: string, gen: number): string {
-  try {
-    const h = JSON.parse(fs.readFileSync(path.join(dir, generationName(gen), 'header.json'), 'utf8'));
-    const m = h?.header?.signature?.manifest;
-    return typeof m === 'string' ? m : '';
-  } catch {
-    return '';
-  }
-}
 
 let defaultTrust: TrustPolicy | undefined;
 function defaultPolicy(): TrustPolicy {
@@ -1491,77 +1267,6 @@ function checkQueries(queries: Float32Array, dim: number, what: string): void {
   if (queries.length % dim !== 0) throw new TypeError(`${what}: queries.length must be a multiple of dim (${dim}), got ${queries.length}`);
 }
 
-/**
- * The k smallest items under a strict order `less` (stable: earlier items win ties), without
- * sorting everything: one pass keeping a sorted buffer of k. O(n·k) worst case; k is a batch.
- */
-function smallest<T>(items: T[], k: number, less: (a: T, b: T) => boolean): T[] {
-  if (k >= items.length) return items.slice();
-  if (k > 256) {
-    const idx = items.map((_, i) => i);
-    idx.sort((i, j) => (less(items[i], items[j]) ? -1 : less(items[j], items[i]) ? 1 : i - j));
-    return idx.slice(0, k).map((i) => items[i]);
-  }
-  const buf: T[] = [];
-  for (const it of items) {
-    if (buf.length === k && !less(it, buf[k - 1])) continue;
-    let pos = buf.length;
-    while (pos > 0 && less(it, buf[pos - 1])) pos--;
-    buf.splice(pos, 0, it);
-    if (buf.length > k) buf.pop();
-  }
-  return buf;
-}
-
-/** A write worked out before anything changes (see planWrite). */
-interface WritePlan {
-  /** Per case: stored id merged into, −(2 + j) for batch case j, or −1 (appended). */
-  target: Int32Array;
-  /** Batch indices of the appended cases; keepFresh: indices into fresh that are stored. */
-  fresh: number[];
-  keepFresh: number[];
-  /** Stored cases merged into and not evicted: new value and metadata. */
-  changed: Map<number, { value: number; meta: CaseMeta }>;
-  mergedIds: number[];
-  evicted: Int32Array;
-  addKeys: Float32Array;
-  addVals: Float32Array;
-  addMeta: CaseMeta[];
-  seq: number;
-  clock: number;
-  rngState: number;
-}
-
-/** First problem with a journal record's shape and contents, or undefined. */
-function journalRecordProblem(rec: JournalRecord, dim: number): string | undefined {
-  const b = rec.body as Record<string, unknown>;
-  const isId = (x: unknown) => Number.isInteger(x) && (x as number) >= 0 && (x as number) <= MAX_ID;
-  for (const k of ['seq', 'clock'] as const) {
-    if (!(Number.isSafeInteger(b[k]) && (b[k] as number) >= 0)) return `${k} must be an integer >= 0, got ${JSON.stringify(b[k])}`;
-  }
-  if (b.rng !== undefined && !(Number.isInteger(b.rng) && (b.rng as number) >= 0 && (b.rng as number) <= 0xffffffff)) return `rng must be a uint32, got ${JSON.stringify(b.rng)}`;
-  if (b.kernel !== undefined && (typeof b.kernel !== 'object' || b.kernel === null)) return 'kernel must be an object';
-  if (!Array.isArray(b.removed) || !b.removed.every(isId)) return 'removed must be an array of ids';
-  if (!Array.isArray(b.added) || !b.added.every(isId)) return 'added must be an array of ids';
-  for (let i = 1; i < b.added.length; i++) if (b.added[i] <= b.added[i - 1]) return `added ids must be strictly increasing (added[${i}] = ${b.added[i]})`;
-  if (!Array.isArray(b.upserts)) return 'upserts must be an array';
-  const ups = new Set<number>();
-  for (let i = 0; i < b.upserts.length; i++) {
-    const u = b.upserts[i] as { id?: unknown; value?: unknown; meta?: unknown };
-    if (typeof u !== 'object' || u === null || !isId(u.id)) return `upserts[${i}].id must be an id`;
-    if (typeof u.value !== 'number' || !finiteFloat32(u.value)) return `upserts[${i}] (id ${u.id}): value ${JSON.stringify(u.value)} is not a finite float32`;
-    const p = caseMetaProblem(u.meta);
-    if (p) return `upserts[${i}] (id ${u.id}): meta: ${p}`;
-    ups.add(u.id as number);
-  }
-  for (const id of b.added as number[]) if (!ups.has(id)) return `added id ${id} has no upsert (value and meta)`;
-  if (rec.keys.length !== b.added.length * dim) return `holds ${rec.keys.length} key floats for ${b.added.length} added cases of dim ${dim}`;
-  for (let r = 0; r < b.added.length; r++) {
-    const p = keyRowProblem(rec.keys, r, dim);
-    if (p) return `key of added id ${(b.added as number[])[r]}: ${p}`;
-  }
-  return undefined;
-}
 
 /** What one write changed: the journal records it. */
 export interface MemoryChange {

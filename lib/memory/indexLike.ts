@@ -1,6 +1,6 @@
 /**
- * The part of the native MemoryIndex (lib/retrieval.ts) that EpisodicMemory uses, so that the
- * pure-TS ReferenceIndex can stand in where the addon is not built.
+ * The part of the native MemoryIndex (lib/retrieval.ts) that EpisodicMemory uses; the tests'
+ * float64 ReferenceIndex (test/helpers/referenceIndex.ts) implements it too.
  */
 import type { KernelSettings } from '../policy/kernels';
 

@@ -39,6 +39,23 @@ export interface CaseInput {
   tdError?: number;
 }
 
+/**
+ * Per-row metadata of a flat write (EpisodicMemory.writeRows): each column is absent, one value
+ * for every row, or an array with one entry per row (the defaults are those of CaseInput).
+ */
+export interface CaseRows {
+  state?: string | readonly string[];
+  action?: string | readonly string[];
+  episode?: number | ArrayLike<number>;
+  step?: number | ArrayLike<number>;
+  source?: string | readonly string[];
+  time?: number | ArrayLike<number>;
+  /** Explicit weights (override the weightBy rule). */
+  weight?: number | ArrayLike<number>;
+  /** |TD error| per row, for weightBy 'tdError'. */
+  tdError?: number | ArrayLike<number>;
+}
+
 /** MATH §8 write policies. */
 export type WritePolicy =
   | { kind: 'unbounded' }
@@ -72,7 +89,11 @@ export interface EpisodicMemoryOptions {
   kernel?: KernelSettings;
   policy?: WritePolicy;
   merge?: MergeRule;
-  /** 'native' (the addon), 'js' (ReferenceIndex), 'auto' (native when built). Default 'auto'. */
+  /**
+   * 'native' or 'auto' (the default; the same: the native addon, which the package ships
+   * prebuilt). 'js' is test-only (the float64 ReferenceIndex of test/helpers); passed without it,
+   * it is refused with an error naming this option.
+   */
   backend?: 'native' | 'js' | 'auto';
   /**
    * Trust policy for reads and writes (docs/trust.md): source levels, share caps, value

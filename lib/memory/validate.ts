@@ -8,7 +8,7 @@
  * overflows float32 (|x| ≳ 1.8e19 per component); the index refuses squared norms over 2^125
  * already (so that distances stay finite): both are caught here, with the index's bound.
  */
-import type { CaseInput } from './types';
+import type { CaseInput, CaseRows } from './types';
 import { LIMITS } from '../retrieval';
 
 /** Largest finite float32. */
@@ -149,6 +149,86 @@ export function validateBatch(cases: unknown, dim: number): ValidBatch {
     };
   }
   return { keys, cases: out };
+}
+
+/**
+ * Check a flat write batch (EpisodicMemory.writeRows) before anything is written, with the
+ * rules of validateBatch: keys a Float32Array of n × dim (n = values.length), values finite in
+ * float32, each metadata column absent, one value for every row, or n values. Errors name the
+ * argument, the row and the column (`rows.step[3]`).
+ */
+export function validateRows(keys: unknown, values: unknown, rows: unknown, dim: number): ValidBatch {
+  if (!(keys instanceof Float32Array)) throw new TypeError(`keys must be a Float32Array of n × dim (${dim}) floats, got ${typeName(keys)}`);
+  const isNums = (v: unknown) => Array.isArray(v) || (ArrayBuffer.isView(v) && !(v instanceof DataView) && !(v instanceof BigInt64Array) && !(v instanceof BigUint64Array));
+  if (!isNums(values)) throw new TypeError(`values must be an array or typed array of numbers (one per key row), got ${typeName(values)}`);
+  const vals = values as ArrayLike<unknown>;
+  const n = vals.length;
+  if (keys.length !== n * dim) throw new TypeError(`keys has ${keys.length} floats, expected ${n} rows (values.length) × dim ${dim}`);
+  if (rows !== undefined && (typeof rows !== 'object' || rows === null || Array.isArray(rows))) {
+    throw new TypeError(`rows must be an object of per-row columns { state, action, episode, step, source, time, weight, tdError }, got ${typeName(rows)}`);
+  }
+  const r = (rows ?? {}) as Record<string, unknown>;
+  const column = (field: string, kind: 'string' | 'number'): ((i: number) => unknown) => {
+    const v = r[field];
+    if (v === undefined || v === null) return () => undefined;
+    if (typeof v === kind) return () => v;
+    if (!(kind === 'string' ? Array.isArray(v) : isNums(v))) {
+      throw new TypeError(`rows.${field} must be a ${kind}${kind === 'string' ? ' or an array of strings' : ' or an array of numbers'} (one per row), got ${typeName(v)}`);
+    }
+    const a = v as ArrayLike<unknown>;
+    if (a.length !== n) throw new TypeError(`rows.${field} has length ${a.length}, expected ${n} (one per row)`);
+    return (i) => a[i];
+  };
+  const cols = {
+    state: column('state', 'string'),
+    action: column('action', 'string'),
+    source: column('source', 'string'),
+    episode: column('episode', 'number'),
+    step: column('step', 'number'),
+    time: column('time', 'number'),
+    weight: column('weight', 'number'),
+    tdError: column('tdError', 'number'),
+  };
+  const str = (f: 'state' | 'action' | 'source', i: number): string => {
+    const v = cols[f](i);
+    if (v === undefined || v === null) return '';
+    if (typeof v !== 'string') throw new TypeError(`rows.${f}[${i}] must be a string, got ${typeName(v)}`);
+    return v;
+  };
+  const num = (f: 'episode' | 'step' | 'time' | 'weight' | 'tdError', i: number): number | undefined => {
+    const v = cols[f](i);
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'number') throw new TypeError(`rows.${f}[${i}] must be a number, got ${typeName(v)}`);
+    if (!Number.isFinite(v)) throw new RangeError(`rows.${f}[${i}] must be finite, got ${v}`);
+    return v;
+  };
+  const out: ValidCase[] = new Array(n);
+  const lim = squaredNormLimit(dim);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < dim; j++) {
+      const x = keys[i * dim + j];
+      if (!Number.isFinite(x)) throw new RangeError(`keys row ${i} column ${j} is ${x}, expected a finite number`);
+    }
+    const s2 = rowSquaredNorm(keys, i, dim);
+    if (!(s2 <= lim)) throw new RangeError(`keys row ${i} has squared norm ${s2.toPrecision(6)}, which overflows float32 (the index needs |key|² below ${lim.toPrecision(6)})`);
+    const v = vals[i];
+    if (typeof v !== 'number') throw new TypeError(`values[${i}] must be a number, got ${typeName(v)}`);
+    if (!Number.isFinite(v)) throw new RangeError(`values[${i}] must be finite, got ${v}`);
+    if (!finiteFloat32(v)) throw new RangeError(`values[${i}] ${v} is not representable in float32`);
+    out[i] = {
+      value: v,
+      state: str('state', i),
+      action: str('action', i),
+      source: str('source', i),
+      episode: num('episode', i) ?? -1,
+      step: num('step', i) ?? -1,
+      time: num('time', i),
+      weight: num('weight', i),
+      tdError: num('tdError', i),
+    };
+  }
+  // A copy: later changes to the caller's keys do not reach the memory.
+  return { keys: keys.slice(), cases: out };
 }
 
 /**

@@ -6,6 +6,7 @@
  */
 import { klImproveBatch, klImproveRow } from './klImprove';
 import { Rng } from './rng';
+import { pairText } from '../encoders/pairFormat';
 
 /** Anything that reads Q̂ for a batch of keys (MemoryIndex, EpisodicMemory). */
 export interface ValueReader {
@@ -21,7 +22,7 @@ export type KeyEncoder = (texts: string[]) => Float32Array | Promise<Float32Arra
 
 /** The text whose embedding is the key of a (state, action) pair: state ⊕ action. */
 export function stateActionText(state: string, action: string): string {
-  return `${state}\n> ${action}`;
+  return pairText(state, action);
 }
 
 export type ActMode = 'sample' | 'argmax';

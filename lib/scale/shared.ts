@@ -32,7 +32,8 @@ import * as crypto from 'crypto';
 import * as path from 'path';
 import { EpisodicMemory } from '../memory/episodic';
 import { readSnapshot, writeSnapshot, type SnapshotData } from '../memory/snapshot';
-import type { CaseInput, EpisodicMemoryOptions, WriteReport } from '../memory/types';
+import type { CaseInput, CaseRows, EpisodicMemoryOptions, WriteReport } from '../memory/types';
+import { casesFromRows } from '../memory/episodes';
 
 export interface SharedMemoryOptions {
   /** redis://[user:password@]HOST:PORT (no path) */
@@ -267,8 +268,17 @@ export class SharedMemory {
   private guardReplica(): void {
     const m = this.memory as unknown as Record<string, unknown>;
     m.write = (cases: CaseInput[]) => this.write(cases);
+    m.writeRows = (keys: Float32Array, values: ArrayLike<number>, rows?: CaseRows) => {
+      let cases: CaseInput[];
+      try {
+        cases = casesFromRows(keys, values, rows, this.memory.dim);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      return this.write(cases);
+    };
     const refuse = (what: string) => () => {
-      throw new SharedMemoryError(`${what} on a shared memory (${this.name}) would fork this replica from the others; only write() is shared`);
+      throw new SharedMemoryError(`${what} on a shared memory (${this.name}) would fork this replica from the others; only write() and writeRows() are shared`);
     };
     m.remove = refuse('remove');
     m.setWeights = refuse('setWeights');

@@ -17,6 +17,7 @@ import { Rng } from '../policy/rng';
 import { CachedEncoder, HashingEncoder } from '../encoders/hashing';
 import { AbstractingEncoder } from '../encoders/abstract';
 import type { Encoder } from '../encoders/types';
+import { pairText } from '../encoders/pairFormat';
 
 /** The retrieval the reflect agent and the case corpus share (REFLECT_DEFAULTS takes these). */
 export const CASE_RETRIEVAL_DEFAULTS = { m: 16, bandwidth: 0.4, voidWeight: 0.05, gamma: 0.95 };
@@ -30,7 +31,7 @@ export interface CaseRef {
 
 /** The prompt of the case-conditioned kernel: the retrieved case, then the current state. */
 export function caseConditionedState(state: string, c: CaseRef): string {
-  return `a similar past situation:\n${c.state}\n> ${c.action}\noutcome: ${c.value > 0 ? 'success' : 'no success'} (return ${c.value.toFixed(2)})\n\nnow:\n${state}`;
+  return `a similar past situation:\n${pairText(c.state, c.action)}\noutcome: ${c.value > 0 ? 'success' : 'no success'} (return ${c.value.toFixed(2)})\n\nnow:\n${state}`;
 }
 
 /** enc(s) of the reflect agent's case memory (hashing; object identifiers abstracted when asked). */

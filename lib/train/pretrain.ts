@@ -22,6 +22,7 @@ import { LlmModel, makeLlmConfig, type LlmConfig } from '../llm/model';
 import { ModelTrainer } from '../llm/lora';
 import { ModelPrior } from '../llm/modelPrior';
 import { loadTokenizer, type TextTokenizer } from '../llm/tokenizer';
+import { pairPrompt } from '../encoders/pairFormat';
 import { buildWordPieceTokenizer, wordPieceTokenizerConfig } from '../llm/wordTokenizer';
 import { CASE_RETRIEVAL_DEFAULTS, caseConditionedState, caseGain, caseMemoryOf, caseStateEncoder, sampleCases, type CaseGain, type CaseRef } from './caseCorpus';
 
@@ -275,8 +276,8 @@ export async function pretrainPrior(
     // 2. Tokenizer over everything the prior will read: states, case prompts, admissible actions, the prompt marker.
     const texts = function* () {
       for (const [k, s] of corpus.steps.entries()) {
-        yield `${s.state}\n> `;
-        if (prompts[k]) yield `${prompts[k]}\n> `;
+        yield pairPrompt(s.state);
+        if (prompts[k]) yield pairPrompt(prompts[k]!);
         yield* s.admissible;
       }
     };

@@ -7,6 +7,7 @@ import { EpisodicMemory } from '../../lib/memory/episodic';
 import { readSnapshot } from '../../lib/memory/snapshot';
 import { Rng } from '../../lib/policy/rng';
 import { memoryLibFiles, transpileLib } from './transpile';
+import '../helpers/referenceIndex'; // registers the float64 ReferenceIndex as backend 'js'
 
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'memq-kill-'));
 let dirCount = 0;

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { EpisodicMemory, nativeAvailable } from '../../lib/memory/episodic';
 import type { CaseInput, WritePolicy } from '../../lib/memory/types';
 import { Rng } from '../../lib/policy/rng';
+import '../helpers/referenceIndex'; // registers the float64 ReferenceIndex as backend 'js'
 
 interface ModelCase {
   key: number[];

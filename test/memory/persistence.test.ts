@@ -6,6 +6,7 @@ import { EpisodicMemory, nativeAvailable } from '../../lib/memory/episodic';
 import { readSnapshot, SnapshotError, writeSnapshot, type SaveStep } from '../../lib/memory/snapshot';
 import type { CaseInput } from '../../lib/memory/types';
 import { Rng } from '../../lib/policy/rng';
+import '../helpers/referenceIndex'; // registers the float64 ReferenceIndex as backend 'js'
 
 const backends: Array<'js' | 'native'> = nativeAvailable() ? ['js', 'native'] : ['js'];
 const D = 6;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { EpisodicMemory, nativeAvailable } from '../../lib/memory/episodic';
-import { ReferenceIndex } from '../../lib/memory/referenceIndex';
+import { ReferenceIndex } from '../helpers/referenceIndex';
 import { MemoryIndex } from '../../lib/retrieval';
 import { silvermanBandwidth } from '../../lib/policy/bandwidth';
 import { Rng } from '../../lib/policy/rng';

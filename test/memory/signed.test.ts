@@ -7,6 +7,7 @@ import { EpisodicMemory } from '../../lib/memory/episodic';
 import { SnapshotError } from '../../lib/memory/snapshot';
 import type { CaseInput } from '../../lib/memory/types';
 import { TestRng } from '../helpers/rng';
+import '../helpers/referenceIndex'; // registers the float64 ReferenceIndex as backend 'js'
 
 const D = 4;
 const KEY = 'k'.repeat(12) + '-memq-test-key';

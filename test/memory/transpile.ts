@@ -45,7 +45,7 @@ export function importClosure(entries: string[]): string[] {
   return [...seen];
 }
 
-/** What the crash-test child needs. */
+/** What the crash-test child needs (and the float64 ReferenceIndex it runs the memory on). */
 export function memoryLibFiles(): string[] {
-  return importClosure(['lib/memory/episodic.ts', 'lib/memory/snapshot.ts']);
+  return importClosure(['lib/memory/episodic.ts', 'lib/memory/snapshot.ts', 'test/helpers/referenceIndex.ts']);
 }

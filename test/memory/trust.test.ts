@@ -3,6 +3,7 @@ import { EpisodicMemory, nativeAvailable } from '../../lib/memory/episodic';
 import { capGroupShares, capShares, detectHubs, makeTrustPolicy, trustLevelOf } from '../../lib/memory/trust';
 import type { CaseInput } from '../../lib/memory/types';
 import { TestRng } from '../helpers/rng';
+import '../helpers/referenceIndex'; // registers the float64 ReferenceIndex as backend 'js'
 
 const backends: Array<'js' | 'native'> = nativeAvailable() ? ['js', 'native'] : ['js'];
 

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { EpisodicMemory, nativeAvailable } from '../../lib/memory/episodic';
 import type { CaseInput, EpisodicMemoryOptions } from '../../lib/memory/types';
 import { Rng } from '../../lib/policy/rng';
+import '../helpers/referenceIndex'; // registers the float64 ReferenceIndex as backend 'js'
 
 const backends: Array<'js' | 'native'> = nativeAvailable() ? ['js', 'native'] : ['js'];
 const D = 4;

@@ -8,7 +8,7 @@ import * as path from 'path';
 import * as zlib from 'zlib';
 import { EpisodicMemory, nativeAvailable } from '../../lib/memory/episodic';
 import { JournalWriter } from '../../lib/memory/journal';
-import { ReferenceIndex } from '../../lib/memory/referenceIndex';
+import { ReferenceIndex } from '../helpers/referenceIndex';
 import { readSnapshot, SnapshotError, writeSnapshot } from '../../lib/memory/snapshot';
 import type { CaseInput, MergeRule, WritePolicy } from '../../lib/memory/types';
 import { FLOAT32_MAX, squaredNormLimit } from '../../lib/memory/validate';

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { main } from '../../lib/cli/main';
 import { ATTACK_VALUE, craftPoison, parseDefences, runPoison, formatPoisonTable, type PoisonReport } from '../../lib/cli/commands/poison';
 import { EpisodicMemory } from '../../lib/memory/episodic';
+import '../helpers/referenceIndex'; // registers the float64 ReferenceIndex as backend 'js'
 
 async function cli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';

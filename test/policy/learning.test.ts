@@ -6,6 +6,7 @@ import { Rng } from '../../lib/policy/rng';
 import { TwoTimeScaleLearner, type SlowMemoryWriter } from '../../lib/policy/td';
 import { EpisodicMemory, nativeAvailable } from '../../lib/memory/episodic';
 import { randomMdp } from './randomMdp';
+import '../helpers/referenceIndex'; // registers the float64 ReferenceIndex as backend 'js'
 
 /**
  * Sample-based learning (MATH §7) on a small MDP, checked against the exact soft optimum of the

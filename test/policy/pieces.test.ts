@@ -11,6 +11,7 @@ import { discountedReturns } from '../../lib/policy/returns';
 import { memQPolicy, MemQPolicy, pickAction, stateActionText } from '../../lib/policy/memq';
 import { Rng } from '../../lib/policy/rng';
 import { EpisodicMemory, nativeAvailable } from '../../lib/memory/episodic';
+import '../helpers/referenceIndex'; // registers the float64 ReferenceIndex as backend 'js'
 
 const backends: Array<'js' | 'native'> = nativeAvailable() ? ['js', 'native'] : ['js'];
 

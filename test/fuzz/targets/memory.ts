@@ -19,6 +19,7 @@ import { copyDir, mutateSnapshotDir } from '../mutate';
 import type { FuzzRng } from '../rng';
 import { Expect, f32, intArg, lit, niceFloat } from '../values';
 import { kernelOptions, rowData } from './retrieval';
+import '../../helpers/referenceIndex'; // registers the float64 ReferenceIndex as backend 'js'
 
 interface MemSlot {
   mem: EpisodicMemory;

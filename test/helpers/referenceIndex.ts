@@ -1,12 +1,14 @@
 /**
  * A plain TypeScript MemoryIndex with the same contract as the native one (MATH §2–§3):
  * brute-force kernels in float64, top-M sorted descending, ties to the earlier-inserted case.
- * It is the reference the native index is checked against, and the fallback when the addon
- * is not built. O(n·d) per query: fine for tests and small memories.
+ * It is the reference the native index is checked against (test-only: the library always runs
+ * on the native addon). O(n·d) per query. Importing this module registers it as the test-only
+ * EpisodicMemory backend 'js', so that tests can run a memory on it.
  */
-import { kernelBetween, kernelWeightedValue, type KernelSettings } from '../policy/kernels';
-import type { IndexEstimateResult, IndexLike, IndexSearchResult } from './indexLike';
-import { finiteFloat32, keyRowProblem } from './validate';
+import { kernelBetween, kernelWeightedValue, type KernelSettings } from '../../lib/policy/kernels';
+import type { IndexEstimateResult, IndexLike, IndexSearchResult } from '../../lib/memory/indexLike';
+import { finiteFloat32, keyRowProblem } from '../../lib/memory/validate';
+import { registerTestIndex } from '../../lib/memory/episodic';
 
 export class ReferenceIndex implements IndexLike {
   readonly dim: number;
@@ -179,3 +181,5 @@ function normalise(k: KernelSettings): KernelSettings {
   if (kernel === 'inverse') return { kernel, delta: k.delta ?? 1e-3 };
   throw new RangeError(`kernel must be 'gaussian', 'cosine' or 'inverse', got ${JSON.stringify(kernel)}`);
 }
+
+registerTestIndex((dim, kernel) => new ReferenceIndex({ dim, ...kernel }));
