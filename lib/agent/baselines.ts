@@ -17,7 +17,7 @@ import { stateActionText } from '../policy/memq';
 import { discountedReturns } from '../policy/returns';
 import { encodePairs, type Encoder } from '../encoders/types';
 import type { Prior } from '../llm/prior';
-import { AgentRng } from './rng';
+import { AgentRng } from '../policy/agentRng';
 import type { Agent, EpisodeRecord, Mode, StepContext } from './types';
 
 function writeJson(dir: string, file: string, data: unknown) {

@@ -20,7 +20,7 @@ import { klImprove } from '../retrieval';
 import { encodePairs, type Encoder } from '../encoders/types';
 import type { Prior } from '../llm/prior';
 import type { MemEm } from '../train/memEm';
-import { AgentRng } from './rng';
+import { AgentRng } from '../policy/agentRng';
 import type { Agent, EpisodeRecord, Mode, StepContext } from './types';
 
 export interface MemQAgentOptions {

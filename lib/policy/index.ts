@@ -32,4 +32,5 @@ export type { MemQOptions, MemQChoice, ValueReader, KeyEncoder, ActMode } from '
 export { discountedReturns } from './returns';
 export { SoftTdLearner, TwoTimeScaleLearner } from './td';
 export type { Transition, SoftTdOptions, TwoTimeScaleOptions, SlowMemoryWriter } from './td';
-export { Rng } from './rng';
+export { Mulberry32 } from './rng';
+export { AgentRng } from './agentRng';

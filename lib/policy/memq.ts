@@ -5,7 +5,7 @@
  * Sample while training, argmax when evaluating. Cold start is the void case: λ ≈ 0, π ≈ μ.
  */
 import { klImproveBatch, klImproveRow } from './klImprove';
-import { Rng } from './rng';
+import { Mulberry32 } from './rng';
 
 /** Anything that reads Q̂ for a batch of keys (MemoryIndex, EpisodicMemory). */
 export interface ValueReader {
@@ -65,7 +65,7 @@ export function memQPolicy(q: ArrayLike<number>, alpha: number, prior?: ArrayLik
 }
 
 /** Sample from π, or take its argmax (the first on ties). */
-export function pickAction(policy: ArrayLike<number>, mode: ActMode, rng: Rng): number {
+export function pickAction(policy: ArrayLike<number>, mode: ActMode, rng: Mulberry32): number {
   if (mode === 'argmax') {
     let best = 0;
     for (let i = 1; i < policy.length; i++) if (policy[i] > policy[best]) best = i;
@@ -75,7 +75,7 @@ export function pickAction(policy: ArrayLike<number>, mode: ActMode, rng: Rng): 
 }
 
 export class MemQPolicy {
-  private readonly rng: Rng;
+  private readonly rng: Mulberry32;
 
   constructor(
     private readonly reader: ValueReader,
@@ -85,7 +85,7 @@ export class MemQPolicy {
     if (!(options.alpha >= 0)) throw new RangeError(`alpha must be >= 0, got ${options.alpha}`);
     if (!(Number.isInteger(options.m) && options.m >= 1)) throw new RangeError(`m must be an integer >= 1, got ${options.m}`);
     if (!(options.voidWeight >= 0)) throw new RangeError(`voidWeight must be >= 0, got ${options.voidWeight}`);
-    this.rng = new Rng(options.seed ?? 1);
+    this.rng = new Mulberry32(options.seed ?? 1);
   }
 
   /** Q̂ and λ for every admissible action of a state: one encoder call, one batched read. */

@@ -8,7 +8,7 @@
  *    (Σ η = ∞, Σ η² < ∞, β/η → 0).
  */
 import { klImproveRow } from './klImprove';
-import { Rng } from './rng';
+import { Mulberry32 } from './rng';
 
 export interface Transition {
   state: string;
@@ -106,7 +106,7 @@ export class TwoTimeScaleLearner {
   readonly fast: SoftTdLearner;
   readonly K: number;
   readonly epsilon: number;
-  private readonly rng: Rng;
+  private readonly rng: Mulberry32;
   private steps = 0;
   private rewrites = 0;
   private readonly touched = new Map<string, { state: string; action: number; nActions: number; tdError: number }>();
@@ -120,7 +120,7 @@ export class TwoTimeScaleLearner {
     this.K = opts.K;
     this.epsilon = opts.epsilon ?? 0;
     if (!(this.epsilon >= 0 && this.epsilon <= 1)) throw new RangeError(`epsilon must be in [0, 1], got ${this.epsilon}`);
-    this.rng = new Rng(opts.seed ?? 1);
+    this.rng = new Mulberry32(opts.seed ?? 1);
   }
 
   /** Sample an action from the fast policy π ∝ μ exp(Q/α), mixed with μ by ε. */

@@ -28,7 +28,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { LoraAdapter, LoraTrainer } from '../llm/lora';
 import type { ModelPrior } from '../llm/modelPrior';
-import { AgentRng } from '../agent/rng';
+import { AgentRng } from '../policy/agentRng';
 import type { EpisodeRecord } from '../agent/types';
 
 export interface MemEmConfig {

@@ -9,7 +9,7 @@ import {
 import { droppedMass, parzenPrior } from '../../lib/policy/parzen';
 import { discountedReturns } from '../../lib/policy/returns';
 import { memQPolicy, MemQPolicy, pickAction, stateActionText } from '../../lib/policy/memq';
-import { Rng } from '../../lib/policy/rng';
+import { Mulberry32 } from '../../lib/policy/rng';
 import { EpisodicMemory, nativeAvailable } from '../../lib/memory/episodic';
 
 const backends: Array<'js' | 'native'> = nativeAvailable() ? ['js', 'native'] : ['js'];
@@ -34,7 +34,7 @@ describe('bandwidth rules (MATH §9)', () => {
   });
 
   it('leave-one-out errors match a direct computation; CV picks the sensible bandwidth', () => {
-    const rng = new Rng(5);
+    const rng = new Mulberry32(5);
     const n = 120;
     const keys = new Float64Array(n);
     const values = new Float64Array(n);
@@ -86,7 +86,7 @@ describe('Parzen retrieval prior with the void case (MATH §4)', () => {
 
   for (const backend of backends) {
     it(`EpisodicMemory.retrievalPrior matches the full Parzen sum, with the dropped mass [${backend}]`, async () => {
-      const rng = new Rng(8);
+      const rng = new Mulberry32(8);
       const d = 3;
       const mem = new EpisodicMemory({ dim: d, backend, kernel: { kernel: 'gaussian', bandwidth: 1.5 } });
       const n = 40;
@@ -167,7 +167,7 @@ describe('Mem-Q action choice (MATH §10)', () => {
   }
 
   it('sampling follows π (seeded); argmax takes the mode; μ = 0 is never chosen', () => {
-    const rng = new Rng(42);
+    const rng = new Mulberry32(42);
     const pi = [0.5, 0, 0.2, 0.3];
     const counts = [0, 0, 0, 0];
     const N = 20000;
@@ -178,8 +178,8 @@ describe('Mem-Q action choice (MATH §10)', () => {
     const { policy } = memQPolicy([100, 1000, 0, 0], 0.1, [0.5, 0, 0.25, 0.25]);
     expect(policy[1]).toBe(0);
     // Same seed, same choices.
-    const a = new Rng(7);
-    const b = new Rng(7);
+    const a = new Mulberry32(7);
+    const b = new Mulberry32(7);
     for (let i = 0; i < 50; i++) expect(pickAction(pi, 'sample', a)).toBe(pickAction(pi, 'sample', b));
   });
 });
@@ -187,7 +187,7 @@ describe('Mem-Q action choice (MATH §10)', () => {
 describe('KL improvement: native batch kernel against the float64 reference (MATH §5)', () => {
   it('random ragged rows with zeros in μ, α from 0 to 1e4', async () => {
     const { klImproveBatch, klImproveRow } = await import('../../lib/policy/klImprove');
-    const rng = new Rng(17);
+    const rng = new Mulberry32(17);
     const worst = { err: 0, alpha: 0, r: 0 };
     for (const alpha of [0, 1e-3, 0.1, 1, 30, 1e4]) {
       const rows = 64;
@@ -232,13 +232,13 @@ describe('KL improvement: native batch kernel against the float64 reference (MAT
         texts.forEach((t, i) => {
           let h = 7;
           for (const ch of t) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
-          const r = new Rng(h);
+          const r = new Mulberry32(h);
           for (let j = 0; j < D; j++) out[i * D + j] = r.next();
         });
         return out;
       };
       const mem = new EpisodicMemory({ dim: D, backend, kernel: { kernel: 'gaussian', bandwidth: 0.8 } });
-      const rng = new Rng(4);
+      const rng = new Mulberry32(4);
       await mem.write(Array.from({ length: 12 }, () => ({ key: Float32Array.from({ length: D }, () => rng.next()), value: rng.normal() })));
       const agent = new MemQPolicy(mem, encode, { alpha: 0.7, m: 3, voidWeight: 0.2, voidValue: 0.1 });
       const items = [
