@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { softValueIteration } from '../../lib/policy/solvers';
 import { klImproveRow } from '../../lib/policy/klImprove';
-import { MemQPolicy } from '../../lib/policy/memq';
+import { MemQPolicy } from '../helpers/memqPolicy';
 import { Mulberry32 } from '../../lib/policy/rng';
 import { TwoTimeScaleLearner, type SlowMemoryWriter } from '../../lib/policy/td';
 import { EpisodicMemory, nativeAvailable } from '../../lib/memory/episodic';
