@@ -17,6 +17,7 @@ import { chooseAction, stateActionText } from '../policy/memq';
 import { discountedReturns } from '../policy/returns';
 import type { BandwidthRule } from '../policy/bandwidth';
 import { improvePolicy } from '../policy/klImprove';
+import { softTdStep } from '../policy/td';
 import { encodePairs, type Encoder } from '../encoders/types';
 import type { Prior } from '../llm/prior';
 import type { MemEm } from '../train/memEm';
@@ -159,9 +160,8 @@ export class MemQAgent implements Agent {
   }
 
   private finishTd(p: Pending, nextValue: number): void {
-    const target = p.reward + this.opts.gamma * nextValue;
-    const delta = target - p.q;
-    this.tdTargets.set(p.step, p.q + this.opts.tdRate * delta);
+    const { q, delta } = softTdStep(p.q, p.reward, this.opts.gamma, nextValue, this.opts.tdRate);
+    this.tdTargets.set(p.step, q);
     this.tdErrors.set(p.step, Math.abs(delta));
     this.pending = null;
   }

@@ -31,7 +31,7 @@ export { kernelWeightedValue, kernelBetween, kernelFromParts } from './kernels';
 export type { KernelSettings } from './kernels';
 export { chooseAction, stateActionText, GREEDY_TIE_TOLERANCE } from './memq';
 export { discountedReturns } from './returns';
-export { SoftTdLearner, TwoTimeScaleLearner } from './td';
+export { SoftTdLearner, TwoTimeScaleLearner, softTdStep } from './td';
 export type { Transition, SoftTdOptions, TwoTimeScaleOptions, SlowMemoryWriter } from './td';
 export { Mulberry32 } from './rng';
 export { AgentRng } from './agentRng';

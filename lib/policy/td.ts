@@ -10,6 +10,16 @@
 import { klImproveRow } from './klImprove';
 import { Mulberry32 } from './rng';
 
+/**
+ * One soft TD step on the fast clock (MATH §7): δ = r + γ V(s') − Q(s, a) (V(s') = 0 at a terminal
+ * state or past the horizon), Q ← Q + η δ. The one implementation, used by the tabular learner
+ * below and by MemQAgent's per-step TD target (lib/agent/memq.ts).
+ */
+export function softTdStep(q: number, reward: number, gamma: number, nextValue: number, eta: number): { q: number; delta: number } {
+  const delta = reward + gamma * nextValue - q;
+  return { q: q + eta * delta, delta };
+}
+
 export interface Transition {
   state: string;
   action: number;
@@ -73,10 +83,10 @@ export class SoftTdLearner {
   update(t: Transition, nActions: number): number {
     const r = this.row(t.state, nActions);
     const v = t.terminal ? 0 : this.policy(t.next, t.nextActions, t.nextPrior).value;
-    const delta = t.reward + this.gamma * v - r.q[t.action];
     const n = ++r.n[t.action];
-    r.q[t.action] += this.eta(n) * delta;
-    return delta;
+    const step = softTdStep(r.q[t.action], t.reward, this.gamma, v, this.eta(n));
+    r.q[t.action] = step.q;
+    return step.delta;
   }
 
   states(): string[] {
