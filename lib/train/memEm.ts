@@ -5,8 +5,9 @@
  *  - E-step: for a sample of recently visited states s (with their admissible actions), the
  *    target q(a | s) ∝ p_θ(a | s) · exp(Q̂(s, a) / α), where p_θ is the current prior (base model +
  *    LoRA) and Q̂ the agent's kernel estimate from episodic memory (§3) — exactly the policy the
- *    agent acts with (§5, the same native kernel: lib/policy/klImprove.ts improvePolicy). Alternatives for the weight (§11): normalised exp(Q̂/α) ('expq') or the
- *    clipped advantage max(0, Q̂ − V) with V the soft value ('adv').
+ *    agent acts with (§5, through the same native kernel: improvePolicy, lib/policy/klImprove.ts).
+ *    Alternatives for the weight (§11): normalised exp(Q̂/α) ('expq') or the clipped advantage
+ *    max(0, Q̂ − V) with V the soft value ('adv').
  *  - M-step: `steps` LoRA steps (AdamW), with one of two losses:
  *    'mle' (MATH §11 as written): L(θ) = −Σ_(s,a) w(s,a) Σ_t∈tokens(a) log p_θ(a_t | prompt(s), a_<t),
  *      one packed sequence per (s, a) with w(s, a) ≥ minWeight; prompt tokens weight 0. It
