@@ -269,3 +269,53 @@ describe('KL improvement: native batch kernel against the float64 reference (MAT
     });
   }
 });
+
+describe('the one policy function and choice rule (improvePolicy, chooseAction, softTdStep)', () => {
+  it('one row (the agent) and a packed batch (the E-step) give the same π and V bit for bit; lengths are checked', async () => {
+    const { improvePolicy } = await import('../../lib/policy/klImprove');
+    const rng = new Mulberry32(23);
+    for (const alpha of [0, 0.05, 1, 40]) {
+      const rows = Array.from({ length: 9 }, () => {
+        const n = 1 + rng.int(7);
+        return {
+          logPrior: Float32Array.from({ length: n }, (_, a) => (a > 0 && rng.next() < 0.2 ? -Infinity : Math.log(rng.next() + 0.01))),
+          q: Float32Array.from({ length: n }, () => Math.round(rng.normal() * 8) / 8), // ties at α = 0
+        };
+      });
+      const batch = improvePolicy(rows, alpha);
+      rows.forEach((r, i) => {
+        const one = improvePolicy([r], alpha);
+        expect(Array.from(batch.policy[i])).toEqual(Array.from(one.policy[0]));
+        expect(batch.value[i]).toBe(one.value[0]);
+      });
+    }
+    expect(() => improvePolicy([{ logPrior: [0, 0], q: [1] }], 1)).toThrow(/rows\[0\] has 2 log-prior entries and 1 values/);
+  });
+
+  it('α = 0: π is uniform over the tied best actions on μ’s support, and both modes of chooseAction draw uniformly from them', async () => {
+    const { improvePolicy } = await import('../../lib/policy/klImprove');
+    const { chooseAction } = await import('../../lib/policy/memq');
+    const { AgentRng } = await import('../../lib/policy/agentRng');
+    const q = Float32Array.from([2, 5, 2, 2, 1]);
+    const logPrior = Float32Array.from([Math.log(0.1), -Infinity, Math.log(0.5), Math.log(0.3), Math.log(0.1)]);
+    const { policy, value } = improvePolicy([{ logPrior, q }], 0);
+    expect(value[0]).toBe(2); // the best on the support (q = 5 has μ = 0)
+    expect(Array.from(policy[0])).toEqual([1 / 3, 0, 1 / 3, 1 / 3, 0].map(Math.fround));
+    const rng = new AgentRng(9);
+    const N = 6000;
+    for (const mode of ['train', 'eval'] as const) {
+      const counts = [0, 0, 0, 0, 0];
+      for (let i = 0; i < N; i++) counts[chooseAction(policy[0], mode, rng)]++;
+      expect(counts[1] + counts[4]).toBe(0);
+      for (const a of [0, 2, 3]) expect(Math.abs(counts[a] / N - 1 / 3)).toBeLessThan(4 * Math.sqrt((1 / 3) * (2 / 3) / N));
+    }
+    // a strict maximum wins every greedy draw
+    expect(chooseAction([0.2, 0.5, 0.3], 'eval', rng)).toBe(1);
+  });
+
+  it('softTdStep is δ = r + γV(s′) − Q, Q + ηδ (hand values)', async () => {
+    const { softTdStep } = await import('../../lib/policy/td');
+    expect(softTdStep(1, 0.5, 0.9, 2, 0.25)).toEqual({ q: 1 + 0.25 * (0.5 + 0.9 * 2 - 1), delta: 0.5 + 0.9 * 2 - 1 });
+    expect(softTdStep(3, 1, 0.9, 0, 1)).toEqual({ q: 1, delta: -2 }); // terminal: V = 0, η = 1 lands on the target
+  });
+});
