@@ -6,7 +6,7 @@
  *
  * Usage (the bench runner imports it): `const figures = await benchEnvs({ seconds: 2 })`.
  */
-import { Rng } from '../lib/envs/rng';
+import { EnvRng as Rng } from '../lib/envs/rng';
 import { HouseholdEnv } from '../lib/envs/household';
 
 export interface EnvBenchOptions {

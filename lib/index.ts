@@ -32,14 +32,14 @@ export * from './memory/index';
 export { SharedMemory, SharedMemoryError, parseMemoryUrl } from './scale/shared';
 export type { SharedMemoryOptions, SharedMemoryStats } from './scale/shared';
 export {
-  klImproveRow, klImproveRows, mdpFromJson, mdpToJson, loadMdpFile, MdpValidationError, softValueIteration,
+  improvePolicy, klImproveRow, klImproveRows, mdpFromJson, mdpToJson, loadMdpFile, MdpValidationError, softValueIteration,
   softPolicyIteration, hardValueIteration, evaluatePolicy, softBellmanResidual, solveMdp, parzenPrior, parzenPriorBatch,
   droppedMass, silvermanBandwidth, adaptiveBandwidth, crossValidatedBandwidth, chooseBandwidth, kernelWeightedValue,
-  MemQPolicy, memQPolicy, stateActionText, discountedReturns, SoftTdLearner, TwoTimeScaleLearner,
+  chooseAction, stateActionText, discountedReturns, SoftTdLearner, TwoTimeScaleLearner,
 } from './policy/index';
 export type {
-  MdpJson, FiniteMdp, SolveMethod, SolveOptions, SolveResult, ParzenPrior, BandwidthRule, KernelSettings, MemQOptions,
-  MemQChoice, ValueReader, Transition, SoftTdOptions, TwoTimeScaleOptions,
+  MdpJson, FiniteMdp, SolveMethod, SolveOptions, SolveResult, ParzenPrior, BandwidthRule, KernelSettings, PolicyRow,
+  ImprovedPolicy, Transition, SoftTdOptions, TwoTimeScaleOptions,
 } from './policy/index';
 
 // Environments.

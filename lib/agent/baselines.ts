@@ -21,7 +21,7 @@ import { discountedReturns } from '../policy/returns';
 import { encodePairBatch, encodePairs, type Encoder } from '../encoders/types';
 import type { CaseRows } from '../memory/types';
 import { UniformPrior, type Prior } from '../llm/prior';
-import { AgentRng } from './rng';
+import { AgentRng } from '../policy/agentRng';
 import type { Agent, EpisodeRecord, Mode, StepContext } from './types';
 
 function writeJson(dir: string, file: string, data: unknown) {

@@ -13,13 +13,15 @@ import { EpisodicMemory } from '../memory/episodic';
 import type { MergeRule, WritePolicy } from '../memory/types';
 import type { TrustOptions } from '../memory/trust';
 import type { KernelSettings } from '../policy/kernels';
+import { chooseAction, stateActionText } from '../policy/memq';
 import { discountedReturns } from '../policy/returns';
 import type { BandwidthRule } from '../policy/bandwidth';
-import { klImprove } from '../retrieval';
+import { improvePolicy } from '../policy/klImprove';
+import { softTdStep } from '../policy/td';
 import { encodePairBatch, encodePairs, type Encoder } from '../encoders/types';
 import type { Prior } from '../llm/prior';
 import type { MemEm } from '../train/memEm';
-import { AgentRng } from './rng';
+import { AgentRng } from '../policy/agentRng';
 import type { Agent, EpisodeRecord, Mode, StepContext } from './types';
 
 export interface MemQAgentOptions {
@@ -131,19 +133,22 @@ export class MemQAgent implements Agent {
     return items.map((it) => value.slice(k, (k += it.actions.length)));
   }
 
-  /** Q̂, λ and π over the admissible actions of a state. */
+  /**
+   * Q̂, λ and π over the admissible actions of a state: the memory read and the prior's scoring
+   * run concurrently (as in Mem-EM's E-step), then π and V(s) from §5 (improvePolicy, the
+   * native kernel; the prior's Float32Array goes in as it is).
+   */
   async evaluate(state: string, actions: string[]) {
-    const est = await this.estimate(state, actions);
-    const logPrior = Float32Array.from(await this.opts.prior.logPrior(state, actions));
-    const { policy, value } = klImprove({ logPrior, q: est.value, rows: 1, cols: actions.length, alpha: this.opts.alpha });
-    return { q: est.value, confidence: est.confidence, policy, value: value[0] };
+    const [est, logPrior] = await Promise.all([this.estimate(state, actions), this.opts.prior.logPrior(state, actions)]);
+    const { policy, value } = improvePolicy([{ logPrior, q: est.value }], this.opts.alpha);
+    return { q: est.value, confidence: est.confidence, policy: policy[0], value: value[0] };
   }
 
   async act(ctx: StepContext, mode: Mode): Promise<number> {
     const e = await this.evaluate(ctx.state, ctx.admissible);
     // The fast clock for the previous step: its TD target uses V(s') of this state (MATH §7).
     if (mode === 'train' && this.pending) this.finishTd(this.pending, e.value);
-    const idx = mode === 'train' ? this.rng.categorical(e.policy) : this.rng.argmax(e.policy, 1e-7);
+    const idx = chooseAction(e.policy, mode, this.rng);
     this.lastChoice = { q: e.q[idx], value: e.value, confidence: e.confidence[idx] };
     if (mode === 'train') {
       // meanConfidence is a training statistic: evaluation games leave it alone (and an
@@ -155,9 +160,8 @@ export class MemQAgent implements Agent {
   }
 
   private finishTd(p: Pending, nextValue: number): void {
-    const target = p.reward + this.opts.gamma * nextValue;
-    const delta = target - p.q;
-    this.tdTargets.set(p.step, p.q + this.opts.tdRate * delta);
+    const { q, delta } = softTdStep(p.q, p.reward, this.opts.gamma, nextValue, this.opts.tdRate);
+    this.tdTargets.set(p.step, q);
     this.tdErrors.set(p.step, Math.abs(delta));
     this.pending = null;
   }

@@ -33,11 +33,11 @@ import { EpisodicMemory } from '../memory/episodic';
 import type { MergeRule } from '../memory/types';
 import { parzenPrior } from '../policy/parzen';
 import { discountedReturns } from '../policy/returns';
-import { Rng } from '../policy/rng';
+import { Mulberry32 } from '../policy/rng';
 import { klImprove } from '../retrieval';
 import { pairText, type Encoder } from '../encoders/types';
 import type { Prior } from '../llm/prior';
-import { AgentRng } from './rng';
+import { AgentRng } from '../policy/agentRng';
 import { CASE_RETRIEVAL_DEFAULTS, caseConditionedState, caseMemory } from '../train/caseCorpus';
 
 /** The prompt format shared with `memq model pretrain` (lib/train/caseCorpus.ts). */
@@ -158,7 +158,7 @@ export class ReflectAgent implements Agent {
     this.qmem = this.newQMemory();
     this.rng = new AgentRng(opts.seed);
     // The void case's half of a Q key: a fixed random unit vector (no case text encodes to it).
-    const r = new Rng(0x5eed ^ this.dC);
+    const r = new Mulberry32(0x5eed ^ this.dC);
     this.voidVec = new Float32Array(this.dC);
     let n2 = 0;
     for (let i = 0; i < this.dC; i++) n2 += (this.voidVec[i] = r.normal()) ** 2;

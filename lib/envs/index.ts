@@ -5,7 +5,7 @@
 export type { EnvFactory, EnvInfo, EnvOptions, ResetOptions, ResetResult, Split, StepResult, TextEnv } from './types';
 export { makeEnv, listEnvs, envNames, registerEnv } from './registry';
 export type { EnvDescription } from './registry';
-export { Rng } from './rng';
+export { EnvRng } from './rng';
 
 export { makeHousehold, HouseholdEnv } from './household';
 export { KitchenEnv, makeKitchen, kitchenGame, KITCHEN_TASK_TYPES, KITCHEN_SPLITS, KITCHEN_EVAL_SET_SIZE, REWARD as KITCHEN_REWARD } from './kitchen';

@@ -42,14 +42,15 @@ export function deriveSeed(seed: number, ...parts: (number | string)[]): number 
   return h >>> 0;
 }
 
-export class Rng {
+/** The environments' generator (sfc32); the learning side uses Mulberry32 / AgentRng (lib/policy). */
+export class EnvRng {
   private a: number;
   private b: number;
   private c: number;
   private d: number;
 
   constructor(seed: number) {
-    if (!Number.isFinite(seed)) throw new TypeError(`Rng: seed must be a finite number, got ${seed}`);
+    if (!Number.isFinite(seed)) throw new TypeError(`EnvRng: seed must be a finite number, got ${seed}`);
     // Fold seeds outside 32 bits (e.g. 2**40 + 3) instead of silently truncating them to the same state.
     const lo = seed >>> 0;
     const hi = Math.floor(Math.abs(seed) / 4294967296) >>> 0;
@@ -79,7 +80,7 @@ export class Rng {
 
   /** Uniform integer in [0, n). n must be a positive integer. */
   int(n: number): number {
-    if (!(n > 0) || !Number.isInteger(n)) throw new RangeError(`Rng.int: n must be a positive integer, got ${n}`);
+    if (!(n > 0) || !Number.isInteger(n)) throw new RangeError(`EnvRng.int: n must be a positive integer, got ${n}`);
     return Math.floor(this.next() * n);
   }
 
@@ -95,7 +96,7 @@ export class Rng {
 
   /** Uniformly chosen element; throws on an empty array. */
   pick<T>(a: readonly T[]): T {
-    if (a.length === 0) throw new RangeError('Rng.pick: empty array');
+    if (a.length === 0) throw new RangeError('EnvRng.pick: empty array');
     return a[this.int(a.length)];
   }
 
@@ -103,7 +104,7 @@ export class Rng {
   weighted(weights: readonly number[]): number {
     let total = 0;
     for (const w of weights) total += w;
-    if (!(total > 0)) throw new RangeError('Rng.weighted: weights must sum to a positive number');
+    if (!(total > 0)) throw new RangeError('EnvRng.weighted: weights must sum to a positive number');
     let r = this.next() * total;
     for (let i = 0; i < weights.length; i++) {
       r -= weights[i];

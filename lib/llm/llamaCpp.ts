@@ -126,7 +126,7 @@ export class LlamaCppModel {
     if (n > this.contextSize) throw new RangeError(`${name} needs ${n} tokens of context, more than the context size ${this.contextSize} (LlamaCppModelOptions.contextSize)`);
   }
 
-  private checkIds(name: string, ids: number[]): void {
+  private checkIds(name: string, ids: readonly number[]): void {
     const V = this.vocabSize;
     ids.forEach((t, i) => {
       if (!Number.isInteger(t) || t < 0 || t >= V) throw new RangeError(`${name}[${i}] must be a token id in [0, ${V}), got ${t}`);
@@ -174,7 +174,7 @@ export class LlamaCppModel {
    * log p(candidate | prompt) per candidate, summed or averaged over the candidate's tokens. The
    * prompt is evaluated once; each candidate is appended, read, and erased from the KV cache.
    */
-  score(prompt: number[], candidates: number[][], lengthNormalize: boolean): Promise<Float64Array> {
+  score(prompt: number[], candidates: readonly (readonly number[])[], lengthNormalize: boolean): Promise<Float64Array> {
     return this.serial(async () => {
       if (!Array.isArray(prompt) || prompt.length === 0) throw new RangeError('prompt must be a non-empty array of token ids');
       this.checkIds('prompt', prompt);

@@ -69,7 +69,7 @@ export class LlamaCppPrior extends TokenizedPrior {
     });
   }
 
-  protected async scoreMany(prompts: number[][], candidates: number[][][]): Promise<Float64Array[]> {
+  protected async scoreMany(prompts: number[][], candidates: (readonly number[])[][]): Promise<Float64Array[]> {
     const out: Float64Array[] = [];
     for (let i = 0; i < prompts.length; i++) out.push(await this.llama.score(prompts[i], candidates[i], this.lengthNormalize));
     return out;

@@ -177,10 +177,11 @@ export class LlmModel {
 
   /**
    * log p(candidate | prompt) summed over each candidate's tokens (or averaged with
-   * lengthNormalize), for every candidate of every prompt. Returns one Float32Array per prompt.
+   * lengthNormalize), for every candidate of every prompt. Returns one Float32Array per prompt:
+   * views of one result buffer (no copies), each the caller's.
    */
   async score(
-    prompts: number[][], candidates: number[][][], opts: { lengthNormalize?: boolean } & LlmInferenceOptions = {},
+    prompts: number[][], candidates: (readonly number[])[][], opts: { lengthNormalize?: boolean } & LlmInferenceOptions = {},
   ): Promise<Float32Array[]> {
     const lora = loraArg(opts);
     if (!Array.isArray(candidates) || candidates.length !== prompts.length) {
@@ -195,7 +196,7 @@ export class LlmModel {
     const groups = new Int32Array(prompts.length + 1);
     candidates.forEach((cs, i) => (groups[i + 1] = groups[i] + cs.length));
     const scores = await this.native.score(p.tokens, p.offsets, c.tokens, c.offsets, groups, opts.lengthNormalize ?? false, lora);
-    return candidates.map((_, i) => scores.slice(groups[i], groups[i + 1]));
+    return candidates.map((_, i) => scores.subarray(groups[i], groups[i + 1]));
   }
 
   /** log p(token_t | tokens_<t) per token of each sequence (the first token of a sequence: 0). */

@@ -2,7 +2,13 @@
  * ModelPrior: μ(a | s) from a language model (MATH §5, §10). Each admissible action is scored
  * as log p(action tokens | prompt(s)) in one batched call that shares the prompt's K/V, then
  * normalised over the admissible set: log μ(a_j | s) = score_j − logsumexp_k score_k.
+ *
+ * The hot path (one call per agent step): the prompt is tokenised once per call, each action's
+ * tokens come from a bounded LRU cache keyed by the action string (admissible sets repeat from
+ * step to step), the engine's scores come back as views of one buffer and are normalised in
+ * place — one native crossing, no copies of the scores.
  */
+import { logSumExp } from '../policy/logSumExp';
 import type { LlmModel } from './model';
 import type { LoraAdapter } from './lora';
 import type { Prior } from './prior';
@@ -25,7 +31,19 @@ export interface ModelPriorOptions {
   endToken?: number;
   /** A LoRA adapter applied while scoring (Mem-EM updates it in place between episodes). */
   lora?: LoraAdapter;
+  /**
+   * Distinct action strings whose token ids are kept (least recently used evicted first);
+   * default ACTION_TOKEN_CACHE_SIZE, 0 turns the cache off.
+   */
+  actionTokenCache?: number;
 }
+
+/**
+ * Default size of a prior's action-token cache: distinct action strings. The household games
+ * offer a few dozen admissible actions per state and a few thousand distinct ones over a split;
+ * an entry is a short array of token ids.
+ */
+export const ACTION_TOKEN_CACHE_SIZE = 4096;
 
 /**
  * What every language-model prior shares: the prompt and action token ids, the end token, length
@@ -35,7 +53,13 @@ export interface ModelPriorOptions {
  */
 export abstract class TokenizedPrior implements Prior {
   abstract readonly name: string;
+  /** action string → its token ids (frozen); Map order is recency, oldest first. */
+  private readonly actionCache = new Map<string, readonly number[]>();
+  private readonly actionCacheSize: number;
   constructor(readonly tokenizer: TextTokenizer, protected readonly opts: ModelPriorOptions = {}) {
+    const c = opts.actionTokenCache ?? ACTION_TOKEN_CACHE_SIZE;
+    if (!(Number.isInteger(c) && c >= 0)) throw new RangeError(`actionTokenCache must be an integer >= 0 (distinct actions kept), got ${c}`);
+    this.actionCacheSize = c;
     const t = opts.temperature ?? 1;
     if (!(t > 0 && Number.isFinite(t))) throw new RangeError(`temperature must be a finite number > 0, got ${t}`);
     const e = opts.endToken;
@@ -61,16 +85,34 @@ export abstract class TokenizedPrior implements Prior {
     return prompt;
   }
 
-  /** An action's token ids (with the end token when the prior has one). */
-  actionTokens(action: string): number[] {
+  /**
+   * An action's token ids (with the end token when the prior has one), from the cache when the
+   * action string was seen recently. The array is shared and frozen: copy it to change it.
+   */
+  actionTokens(action: string): readonly number[] {
+    const hit = this.actionCache.get(action);
+    if (hit) {
+      // most recently used goes last
+      this.actionCache.delete(action);
+      this.actionCache.set(action, hit);
+      return hit;
+    }
     const ids = this.tokenizer.encode(action);
     if (ids.length === 0) throw new RangeError(`action '${action}' tokenizes to nothing`);
     if (this.opts.endToken !== undefined) ids.push(this.opts.endToken);
-    return ids;
+    const frozen = Object.freeze(ids);
+    if (this.actionCacheSize > 0) {
+      if (this.actionCache.size >= this.actionCacheSize) this.actionCache.delete(this.actionCache.keys().next().value as string);
+      this.actionCache.set(action, frozen);
+    }
+    return frozen;
   }
 
-  /** log p(candidate tokens | prompt) for every candidate of every prompt (one array per prompt). */
-  protected abstract scoreMany(prompts: number[][], candidates: number[][][]): Promise<ArrayLike<number>[]>;
+  /**
+   * log p(candidate tokens | prompt) for every candidate of every prompt (one array per prompt).
+   * A Float32Array returned here belongs to the caller, which normalises it in place.
+   */
+  protected abstract scoreMany(prompts: number[][], candidates: (readonly number[])[][]): Promise<ArrayLike<number>[]>;
 
   async logPrior(state: string, actions: string[]): Promise<Float32Array> {
     return (await this.logPriorMany([{ state, actions }]))[0];
@@ -89,13 +131,12 @@ export abstract class TokenizedPrior implements Prior {
     let k = 0;
     return items.map((it) => {
       if (it.actions.length === 0) return new Float32Array(0);
-      const sc = Array.from(scores[k++]);
-      let m = -Infinity;
-      for (const s of sc) m = Math.max(m, s / tau);
-      let z = 0;
-      for (const s of sc) z += Math.exp(s / tau - m);
-      const lse = m + Math.log(z);
-      return Float32Array.from(sc, (s) => s / tau - lse);
+      const sc = scores[k++];
+      const lse = logSumExp(sc, tau);
+      // the engine's Float32Array (ours) is normalised in place; other scorers' arrays into a new one
+      const out = sc instanceof Float32Array ? sc : new Float32Array(sc.length);
+      for (let j = 0; j < sc.length; j++) out[j] = sc[j] / tau - lse;
+      return out;
     });
   }
 }
@@ -137,7 +178,7 @@ export class ModelPrior extends TokenizedPrior {
     return { seqs, weights };
   }
 
-  protected scoreMany(prompts: number[][], candidates: number[][][]): Promise<Float32Array[]> {
+  protected scoreMany(prompts: number[][], candidates: (readonly number[])[][]): Promise<Float32Array[]> {
     return this.model.score(prompts, candidates, { lengthNormalize: this.lengthNormalize, lora: this.lora ?? undefined });
   }
 }

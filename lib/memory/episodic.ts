@@ -8,7 +8,7 @@ import { MemoryIndex } from '../retrieval';
 import { chooseBandwidth, type BandwidthRule } from '../policy/bandwidth';
 import type { KernelSettings } from '../policy/kernels';
 import { parzenPrior, type ParzenPrior } from '../policy/parzen';
-import { Rng } from '../policy/rng';
+import { Mulberry32 as Rng } from '../policy/rng';
 import type { IndexLike, IndexSearchResult } from './indexLike';
 import type { CaseInput, CaseMeta, CaseRows, EpisodicMemoryOptions, MergeRule, WritePolicy, WriteReport } from './types';
 import * as fs from 'fs';

@@ -6,7 +6,7 @@
  * given (eviction sampling runs on a copy whose final state is part of the plan);
  * EpisodicMemory commits a plan (lib/memory/episodic.ts).
  */
-import { Rng } from '../policy/rng';
+import { Mulberry32 } from '../policy/rng';
 import type { CaseMeta, MergeRule, WritePolicy } from './types';
 import { finiteFloat32, type ValidBatch, type ValidCase } from './validate';
 
@@ -201,7 +201,7 @@ export function planWrite(batch: ValidBatch, target: Int32Array, store: StoreVie
   for (let i = 0; i < n; i++) {
     if (target[i] <= -2) freshMeta[fresh.indexOf(-(target[i] + 2))].touched = ++clock;
   }
-  const rng = new Rng();
+  const rng = new Mulberry32();
   rng.state = ctx.rngState;
   const { evictStored, dropFresh } = chooseEvictions(policy, store, freshMeta, changed, rng);
   const evicted = Int32Array.from(evictStored);
@@ -240,7 +240,7 @@ export function chooseEvictions(
   store: StoreView,
   freshMeta: CaseMeta[],
   changed: Map<number, { meta: CaseMeta }>,
-  rng: Rng,
+  rng: Mulberry32,
 ): { evictStored: number[]; dropFresh: Set<number> } {
   const cap = policyCapacity(p);
   const total = store.size + freshMeta.length;

@@ -1,5 +1,7 @@
 /** Policy and learning (MATH §4–§7, §9–§10) and the exact solvers of finite MDPs (§6). */
-export { klImproveRow, klImproveRows } from './klImprove';
+export { improvePolicy, klImproveRow, klImproveRows } from './klImprove';
+export type { PolicyRow, ImprovedPolicy } from './klImprove';
+export { logSumExp, softmax } from './logSumExp';
 export { mdpFromJson, mdpToJson, loadMdpFile, MdpValidationError, validateAlpha, validateGamma } from './mdp';
 export type { MdpJson, FiniteMdp } from './mdp';
 export {
@@ -27,9 +29,9 @@ export {
 export type { BandwidthRule } from './bandwidth';
 export { kernelWeightedValue, kernelBetween, kernelFromParts } from './kernels';
 export type { KernelSettings } from './kernels';
-export { MemQPolicy, memQPolicy, pickAction, stateActionText } from './memq';
-export type { MemQOptions, MemQChoice, ValueReader, KeyEncoder, ActMode } from './memq';
+export { chooseAction, stateActionText, GREEDY_TIE_TOLERANCE } from './memq';
 export { discountedReturns } from './returns';
-export { SoftTdLearner, TwoTimeScaleLearner } from './td';
+export { SoftTdLearner, TwoTimeScaleLearner, softTdStep } from './td';
 export type { Transition, SoftTdOptions, TwoTimeScaleOptions, SlowMemoryWriter } from './td';
-export { Rng } from './rng';
+export { Mulberry32 } from './rng';
+export { AgentRng } from './agentRng';

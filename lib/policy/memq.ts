@@ -1,161 +1,30 @@
 /**
- * Mem-Q action choice (MATH §10): for the admissible actions a_1..a_K of a state s, read
- * Q̂(s, a_j) by the kernel-weighted value with the void case (§3) at keys enc(s ⊕ a_j), then
- * π(a | s) ∝ μ(a | s) exp(Q̂(s, a)/α) (§5) with μ the LLM prior (uniform when there is none).
- * Sample while training, argmax when evaluating. Cold start is the void case: λ ≈ 0, π ≈ μ.
+ * Mem-Q's action choice (MATH §10): Q̂(s, a) read from memory at keys enc(s ⊕ a), π from §5 with
+ * the LLM prior as μ (`improvePolicy`, lib/policy/klImprove.ts: the native kernel), then one
+ * action drawn from π by `chooseAction`. The agent is lib/agent/memq.ts; Mem-EM's E-step
+ * (lib/train/memEm.ts) targets the same π.
  */
-import { klImproveBatch, klImproveRow } from './klImprove';
-import { Rng } from './rng';
+import type { AgentRng } from './agentRng';
 import { pairText } from '../encoders/pairFormat';
-
-/** Anything that reads Q̂ for a batch of keys (MemoryIndex, EpisodicMemory). */
-export interface ValueReader {
-  estimate(
-    queries: Float32Array,
-    m: number,
-    opts?: { voidWeight?: number; voidValue?: number },
-  ): Promise<{ value: Float32Array; confidence: Float32Array }>;
-}
-
-/** Text → keys (n × d Float32Array), e.g. a frozen sentence encoder. */
-export type KeyEncoder = (texts: string[]) => Float32Array | Promise<Float32Array>;
 
 /** The text whose embedding is the key of a (state, action) pair: state ⊕ action. */
 export function stateActionText(state: string, action: string): string {
   return pairText(state, action);
 }
 
-export type ActMode = 'sample' | 'argmax';
+/**
+ * Entries of π within this of its maximum count as tied for the greedy choice: π comes out of
+ * the kernel in float32, so actions with equal Q̂ and μ can differ by a rounding step.
+ */
+export const GREEDY_TIE_TOLERANCE = 1e-7;
 
-export interface MemQOptions {
-  /** KL temperature α ≥ 0. */
-  alpha: number;
-  /** Top-M cases per read. */
-  m: number;
-  /** κ∅, the void case's kernel score. */
-  voidWeight: number;
-  /** q∅, the void case's value (default 0). */
-  voidValue?: number;
-  /** Default mode (sample). */
-  mode?: ActMode;
-  /** Seed of the sampling RNG. */
-  seed?: number;
-}
-
-export interface MemQChoice {
-  index: number;
-  action: string;
-  /** π(a|s) over the admissible actions. */
-  policy: Float64Array;
-  /** Q̂(s, a) per action. */
-  q: Float64Array;
-  /** λ(s ⊕ a) per action. */
-  confidence: Float64Array;
-  /** Soft value V(s) = α log Σ μ exp(Q̂/α). */
-  value: number;
-}
-
-/** π from Q̂ and μ (§5); μ uniform when absent. */
-export function memQPolicy(q: ArrayLike<number>, alpha: number, prior?: ArrayLike<number>): { policy: Float64Array; value: number } {
-  const n = q.length;
-  const mu = prior ?? new Float64Array(n).fill(1 / n);
-  if (mu.length !== n) throw new RangeError(`prior has ${mu.length} entries, expected ${n} (one per action)`);
-  const policy = new Float64Array(n);
-  const value = klImproveRow(mu, 0, q, 0, n, alpha, policy);
-  return { policy, value };
-}
-
-/** Sample from π, or take its argmax (the first on ties). */
-export function pickAction(policy: ArrayLike<number>, mode: ActMode, rng: Rng): number {
-  if (mode === 'argmax') {
-    let best = 0;
-    for (let i = 1; i < policy.length; i++) if (policy[i] > policy[best]) best = i;
-    return best;
-  }
-  return rng.categorical(policy);
-}
-
-export class MemQPolicy {
-  private readonly rng: Rng;
-
-  constructor(
-    private readonly reader: ValueReader,
-    private readonly encode: KeyEncoder,
-    readonly options: MemQOptions,
-  ) {
-    if (!(options.alpha >= 0)) throw new RangeError(`alpha must be >= 0, got ${options.alpha}`);
-    if (!(Number.isInteger(options.m) && options.m >= 1)) throw new RangeError(`m must be an integer >= 1, got ${options.m}`);
-    if (!(options.voidWeight >= 0)) throw new RangeError(`voidWeight must be >= 0, got ${options.voidWeight}`);
-    this.rng = new Rng(options.seed ?? 1);
-  }
-
-  /** Q̂ and λ for every admissible action of a state: one encoder call, one batched read. */
-  async actionValues(state: string, actions: string[]): Promise<{ q: Float64Array; confidence: Float64Array }> {
-    const keys = await this.encode(actions.map((a) => stateActionText(state, a)));
-    const est = await this.reader.estimate(keys, this.options.m, {
-      voidWeight: this.options.voidWeight,
-      voidValue: this.options.voidValue ?? 0,
-    });
-    return { q: Float64Array.from(est.value), confidence: Float64Array.from(est.confidence) };
-  }
-
-  /**
-   * Choose actions for many states at once: one encoder call, one batched memory read and one
-   * (native) KL-improvement call over the ragged rows. Policies are float32 here.
-   */
-  async actBatch(
-    items: { state: string; actions: string[]; prior?: ArrayLike<number> }[],
-    mode?: ActMode,
-  ): Promise<MemQChoice[]> {
-    const cols = Math.max(1, ...items.map((it) => it.actions.length));
-    const texts: string[] = [];
-    items.forEach((it, r) => {
-      if (it.actions.length === 0) throw new RangeError(`actBatch: item ${r} has no admissible actions`);
-      if (it.prior && it.prior.length !== it.actions.length) throw new RangeError(`actBatch: item ${r} prior has ${it.prior.length} entries, expected ${it.actions.length}`);
-      for (const a of it.actions) texts.push(stateActionText(it.state, a));
-    });
-    const keys = await this.encode(texts);
-    const est = await this.reader.estimate(keys, this.options.m, {
-      voidWeight: this.options.voidWeight,
-      voidValue: this.options.voidValue ?? 0,
-    });
-    const rows = items.length;
-    const mu = new Float64Array(rows * cols);
-    const q = new Float64Array(rows * cols);
-    let k = 0;
-    items.forEach((it, r) => {
-      const n = it.actions.length;
-      for (let a = 0; a < n; a++, k++) {
-        mu[r * cols + a] = it.prior ? it.prior[a] : 1 / n;
-        q[r * cols + a] = est.value[k];
-      }
-    });
-    const lens = items.map((it) => it.actions.length);
-    const imp = klImproveBatch(mu, q, rows, cols, this.options.alpha, lens);
-    let off = 0;
-    return items.map((it, r) => {
-      const n = it.actions.length;
-      const policy = Float64Array.from(imp.policy.subarray(r * cols, r * cols + n));
-      const index = pickAction(policy, mode ?? this.options.mode ?? 'sample', this.rng);
-      const choice: MemQChoice = {
-        index,
-        action: it.actions[index],
-        policy,
-        q: Float64Array.from(est.value.subarray(off, off + n)),
-        confidence: Float64Array.from(est.confidence.subarray(off, off + n)),
-        value: imp.value[r],
-      };
-      off += n;
-      return choice;
-    });
-  }
-
-  /** Choose an action. `prior` is μ(a|s) over `actions` (uniform when absent). */
-  async act(state: string, actions: string[], opts: { prior?: ArrayLike<number>; mode?: ActMode } = {}): Promise<MemQChoice> {
-    if (actions.length === 0) throw new RangeError('act: no admissible actions');
-    const { q, confidence } = await this.actionValues(state, actions);
-    const { policy, value } = memQPolicy(q, this.options.alpha, opts.prior);
-    const index = pickAction(policy, opts.mode ?? this.options.mode ?? 'sample', this.rng);
-    return { index, action: actions[index], policy, q, confidence, value };
-  }
+/**
+ * One action from π(·|s): a sample while training; while evaluating, the argmax of π with ties
+ * (within GREEDY_TIE_TOLERANCE) broken uniformly at random, so that a flat π does not always
+ * pick action 0. At α = 0 the kernel's π is already uniform over the actions whose Q̂ ties for
+ * the maximum on μ's support, and both modes draw uniformly from exactly that set — the set the
+ * E-step's target q(·|s) spreads its mass over.
+ */
+export function chooseAction(policy: ArrayLike<number>, mode: 'train' | 'eval', rng: AgentRng): number {
+  return mode === 'train' ? rng.categorical(policy) : rng.argmax(policy, GREEDY_TIE_TOLERANCE);
 }

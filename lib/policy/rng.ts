@@ -1,8 +1,11 @@
 /**
- * Small seeded pseudo-random generator (mulberry32 core, 32-bit state) with the few draws the
- * policy code needs. Deterministic across platforms: the same seed gives the same stream.
+ * Mulberry32: a small seeded pseudo-random generator (32-bit state) with the few draws the
+ * policy, memory and statistics code need. Deterministic across platforms: the same seed gives
+ * the same stream, and the whole state is one uint32 (checkpoints save and restore it).
+ * Not the environments' generator (EnvRng, lib/envs/rng.ts: sfc32), nor the agents' (AgentRng,
+ * lib/policy/agentRng.ts, which extends this one).
  */
-export class Rng {
+export class Mulberry32 {
   /** The whole generator state (one uint32): save it and assign it back to resume the stream. */
   state: number;
 
@@ -36,7 +39,7 @@ export class Rng {
   categorical(w: ArrayLike<number>, off = 0, n = w.length - off): number {
     let total = 0;
     for (let i = 0; i < n; i++) total += w[off + i];
-    if (!(total > 0)) throw new Error('Rng.categorical: weights sum to zero');
+    if (!(total > 0)) throw new Error('Mulberry32.categorical: weights sum to zero');
     let u = this.next() * total;
     let last = -1;
     for (let i = 0; i < n; i++) {

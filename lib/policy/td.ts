@@ -8,7 +8,17 @@
  *    (Σ η = ∞, Σ η² < ∞, β/η → 0).
  */
 import { klImproveRow } from './klImprove';
-import { Rng } from './rng';
+import { Mulberry32 } from './rng';
+
+/**
+ * One soft TD step on the fast clock (MATH §7): δ = r + γ V(s') − Q(s, a) (V(s') = 0 at a terminal
+ * state or past the horizon), Q ← Q + η δ. The one implementation, used by the tabular learner
+ * below and by MemQAgent's per-step TD target (lib/agent/memq.ts).
+ */
+export function softTdStep(q: number, reward: number, gamma: number, nextValue: number, eta: number): { q: number; delta: number } {
+  const delta = reward + gamma * nextValue - q;
+  return { q: q + eta * delta, delta };
+}
 
 export interface Transition {
   state: string;
@@ -73,10 +83,10 @@ export class SoftTdLearner {
   update(t: Transition, nActions: number): number {
     const r = this.row(t.state, nActions);
     const v = t.terminal ? 0 : this.policy(t.next, t.nextActions, t.nextPrior).value;
-    const delta = t.reward + this.gamma * v - r.q[t.action];
     const n = ++r.n[t.action];
-    r.q[t.action] += this.eta(n) * delta;
-    return delta;
+    const step = softTdStep(r.q[t.action], t.reward, this.gamma, v, this.eta(n));
+    r.q[t.action] = step.q;
+    return step.delta;
   }
 
   states(): string[] {
@@ -106,7 +116,7 @@ export class TwoTimeScaleLearner {
   readonly fast: SoftTdLearner;
   readonly K: number;
   readonly epsilon: number;
-  private readonly rng: Rng;
+  private readonly rng: Mulberry32;
   private steps = 0;
   private rewrites = 0;
   private readonly touched = new Map<string, { state: string; action: number; nActions: number; tdError: number }>();
@@ -120,7 +130,7 @@ export class TwoTimeScaleLearner {
     this.K = opts.K;
     this.epsilon = opts.epsilon ?? 0;
     if (!(this.epsilon >= 0 && this.epsilon <= 1)) throw new RangeError(`epsilon must be in [0, 1], got ${this.epsilon}`);
-    this.rng = new Rng(opts.seed ?? 1);
+    this.rng = new Mulberry32(opts.seed ?? 1);
   }
 
   /** Sample an action from the fast policy π ∝ μ exp(Q/α), mixed with μ by ε. */

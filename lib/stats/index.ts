@@ -9,7 +9,7 @@
  * fraction, evaluated with the modified Lentz method); the tests compare them with values
  * dumped by SciPy.
  */
-import { Rng } from '../policy/rng';
+import { Mulberry32 } from '../policy/rng';
 
 /** Arithmetic mean (NaN for an empty sample). */
 export function mean(xs: ArrayLike<number>): number {
@@ -257,7 +257,7 @@ export function seedMean(groups: SeedGames): number {
 }
 
 /** Draws a two-stage resample: seeds with replacement, then games with replacement inside each. */
-function resampleSeedMean(groups: SeedGames, rng: Rng): number {
+function resampleSeedMean(groups: SeedGames, rng: Mulberry32): number {
   let total = 0;
   for (let i = 0; i < groups.length; i++) {
     const g = groups[rng.int(groups.length)];
@@ -285,7 +285,7 @@ export function bootstrapRelativeImprovement(a: SeedGames, b: SeedGames, opts: B
   const level = opts.level ?? 0.95;
   checkLevel(level);
   if (!Number.isInteger(resamples) || resamples < 100) throw new RangeError(`resamples must be an integer >= 100, got ${resamples}`);
-  const rng = new Rng(opts.seed ?? 1);
+  const rng = new Mulberry32(opts.seed ?? 1);
   const mb = seedMean(b);
   const estimate = mb === 0 ? NaN : seedMean(a) / mb - 1;
   const stats: number[] = [];
@@ -318,7 +318,7 @@ export function pairedBootstrapDifference(a: SeedGames, b: SeedGames, opts: Boot
   const level = opts.level ?? 0.95;
   checkLevel(level);
   if (!Number.isInteger(resamples) || resamples < 100) throw new RangeError(`resamples must be an integer >= 100, got ${resamples}`);
-  const rng = new Rng(opts.seed ?? 1);
+  const rng = new Mulberry32(opts.seed ?? 1);
   const estimate = seedMean(a) - seedMean(b);
   const stats: number[] = new Array(resamples);
   let below = 0;

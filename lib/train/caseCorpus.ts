@@ -13,7 +13,7 @@
 import { EpisodicMemory } from '../memory/episodic';
 import { parzenPrior } from '../policy/parzen';
 import { discountedReturns } from '../policy/returns';
-import { Rng } from '../policy/rng';
+import { Mulberry32 } from '../policy/rng';
 import { CachedEncoder, HashingEncoder } from '../encoders/hashing';
 import { AbstractingEncoder } from '../encoders/abstract';
 import type { Encoder } from '../encoders/types';
@@ -78,7 +78,7 @@ export async function sampleCases(
 ): Promise<(CaseRef | null)[]> {
   const out: (CaseRef | null)[] = new Array(queries.length).fill(null);
   if (!queries.length || memory.size === 0) return out;
-  const rng = new Rng(o.seed >>> 0);
+  const rng = new Mulberry32(o.seed >>> 0);
   // a few more than M: the step's own game's cases are dropped before the top-M is formed
   const k = Math.min(memory.size, o.m + 8);
   const chunk = 256;

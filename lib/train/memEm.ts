@@ -5,8 +5,9 @@
  *  - E-step: for a sample of recently visited states s (with their admissible actions), the
  *    target q(a | s) ∝ p_θ(a | s) · exp(Q̂(s, a) / α), where p_θ is the current prior (base model +
  *    LoRA) and Q̂ the agent's kernel estimate from episodic memory (§3) — exactly the policy the
- *    agent acts with (§5). Alternatives for the weight (§11): normalised exp(Q̂/α) ('expq') or the
- *    clipped advantage max(0, Q̂ − V) with V the soft value ('adv').
+ *    agent acts with (§5, through the same native kernel: improvePolicy, lib/policy/klImprove.ts).
+ *    Alternatives for the weight (§11): normalised exp(Q̂/α) ('expq') or the clipped advantage
+ *    max(0, Q̂ − V) with V the soft value ('adv').
  *  - M-step: `steps` LoRA steps (AdamW), with one of two losses:
  *    'mle' (MATH §11 as written): L(θ) = −Σ_(s,a) w(s,a) Σ_t∈tokens(a) log p_θ(a_t | prompt(s), a_<t),
  *      one packed sequence per (s, a) with w(s, a) ≥ minWeight; prompt tokens weight 0. It
@@ -28,7 +29,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { LoraAdapter, LoraTrainer } from '../llm/lora';
 import type { ModelPrior } from '../llm/modelPrior';
-import { AgentRng } from '../agent/rng';
+import { AgentRng } from '../policy/agentRng';
+import { improvePolicy } from '../policy/klImprove';
+import { softmax } from '../policy/logSumExp';
 import type { EpisodeRecord } from '../agent/types';
 
 export interface MemEmConfig {
@@ -117,41 +120,26 @@ export function klDivergence(q: ArrayLike<number>, logP: ArrayLike<number>): num
 }
 
 /**
- * The weights of §11 for one state from Q̂, the current log prior and α: 'q' → the posterior
- * q ∝ p exp(Q̂/α) (computed here in float64, log-sum-exp), 'expq' → softmax(Q̂/α), 'adv' →
- * max(0, Q̂ − V) with V = α log Σ p exp(Q̂/α) (α = 0: V = max over the prior's support).
+ * The weights of §11 for one state from Q̂, the current log prior and α. The posterior
+ * q ∝ p exp(Q̂/α) and the soft value V = α log Σ p exp(Q̂/α) are the agent's π and V (§5,
+ * improvePolicy: the native kernel the agent acts with, α = 0 its greedy limit), with π
+ * normalised again in float64 — the distribution AgentRng.categorical draws from. Then
+ * 'q' → q, 'expq' → softmax(Q̂/α) (α = 0: softmax(Q̂)), 'adv' → max(0, Q̂ − V).
  */
 export function emWeights(qhat: ArrayLike<number>, logPrior: ArrayLike<number>, alpha: number, kind: MemEmConfig['weight']): { weights: Float64Array; q: Float64Array } {
+  const { policy, value } = improvePolicy([{ logPrior, q: qhat }], alpha);
+  return weightsOf(qhat, policy[0], value[0], alpha, kind);
+}
+
+/** emWeights from the state's π and V (computed for many states in one kernel call by the E-step). */
+function weightsOf(qhat: ArrayLike<number>, policy: ArrayLike<number>, v: number, alpha: number, kind: MemEmConfig['weight']): { weights: Float64Array; q: Float64Array } {
   const n = qhat.length;
+  let z = 0;
+  for (let i = 0; i < n; i++) z += policy[i];
   const q = new Float64Array(n);
-  const logits = new Float64Array(n);
-  for (let i = 0; i < n; i++) logits[i] = alpha > 0 ? logPrior[i] + qhat[i] / alpha : logPrior[i] > -Infinity ? qhat[i] : -Infinity;
-  let m = -Infinity;
-  for (let i = 0; i < n; i++) m = Math.max(m, logits[i]);
-  // soft value V = α log Σ_a p(a) exp(Q̂/α) = α (m + log z) for α > 0; the max on the support for α = 0
-  let v = m;
-  if (alpha === 0) {
-    // hard limit: uniform over the maximisers on the prior's support
-    let k = 0;
-    for (let i = 0; i < n; i++) if (logits[i] === m) k++;
-    for (let i = 0; i < n; i++) q[i] = logits[i] === m ? 1 / k : 0;
-  } else {
-    let z = 0;
-    for (let i = 0; i < n; i++) z += Math.exp(logits[i] - m);
-    for (let i = 0; i < n; i++) q[i] = Math.exp(logits[i] - m) / z;
-    v = alpha * (m + Math.log(z));
-  }
+  for (let i = 0; i < n; i++) q[i] = policy[i] / z;
   if (kind === 'q') return { weights: Float64Array.from(q), q };
-  if (kind === 'expq') {
-    const w = new Float64Array(n);
-    const a = alpha > 0 ? alpha : 1;
-    let mm = -Infinity;
-    for (let i = 0; i < n; i++) mm = Math.max(mm, qhat[i] / a);
-    let z = 0;
-    for (let i = 0; i < n; i++) z += (w[i] = Math.exp(qhat[i] / a - mm));
-    for (let i = 0; i < n; i++) w[i] /= z;
-    return { weights: w, q };
-  }
+  if (kind === 'expq') return { weights: softmax(qhat, alpha > 0 ? alpha : 1), q };
   const w = new Float64Array(n);
   for (let i = 0; i < n; i++) w[i] = Math.max(0, qhat[i] - v);
   return { weights: w, q };
@@ -210,8 +198,9 @@ export class MemEm {
   /** E-step targets for given states from the agent's memory and the current prior (one batched call each). */
   async eStep(source: EStepSource, states: { state: string; actions: string[] }[]): Promise<EStepTarget[]> {
     const [logPriors, qhats] = await Promise.all([this.prior.logPriorMany(states), source.estimateQMany(states)]);
+    const { policy, value } = improvePolicy(states.map((_, i) => ({ logPrior: logPriors[i], q: qhats[i] })), source.alpha);
     return states.map(({ state, actions }, i) => {
-      const { weights, q } = emWeights(qhats[i], logPriors[i], source.alpha, this.config.weight);
+      const { weights, q } = weightsOf(qhats[i], policy[i], value[i], source.alpha, this.config.weight);
       for (let a = 0; a < weights.length; a++) if (weights[a] < this.config.minWeight) weights[a] = 0;
       return { state, actions, weights, q, logPrior: logPriors[i] };
     });

@@ -6,7 +6,7 @@ import { UniformPrior, type Prior } from '../../lib/llm/prior';
 import { randomMdp } from '../../lib/envs/gridworld/tabular';
 import { softValueIteration } from '../../lib/policy/solvers';
 import type { FiniteMdp } from '../../lib/policy/mdp';
-import { Rng } from '../../lib/policy/rng';
+import { Mulberry32 } from '../../lib/policy/rng';
 
 function agentWith(over: Partial<ReflectOptions> = {}): ReflectAgent {
   return new ReflectAgent({
@@ -110,7 +110,7 @@ describe('ReflectAgent: learned retrieval policy vs the exact soft-optimal polic
     const exact = softValueIteration(refl, { alpha, gamma, tol: 1e-12 });
 
     // Train: episodes from random non-terminal rooms until the terminal room.
-    const rng = new Rng(7);
+    const rng = new Mulberry32(7);
     const starts = names.map((_, s) => s).filter((s) => !terminal[s]);
     const EPISODES = Number(process.env.REFLECT_EPISODES ?? 3000);
     const t0 = Date.now();

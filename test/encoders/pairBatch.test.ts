@@ -7,9 +7,9 @@ import { CachedEncoder, HashingEncoder } from '../../lib/encoders/hashing';
 import { PairEncoder } from '../../lib/encoders/pair';
 import { pairPrompt, pairText, PAIR_SEPARATOR, splitPairText } from '../../lib/encoders/pairFormat';
 import { encodePairBatch, type Encoder } from '../../lib/encoders/types';
-import { Rng } from '../../lib/policy/rng';
+import { Mulberry32 } from '../../lib/policy/rng';
 
-function randomPairs(rng: Rng, n: number) {
+function randomPairs(rng: Mulberry32, n: number) {
   const words = ['take', 'apple', 'cabinet', 'open', 'fridge', 'go', 'to', 'countertop', 'heat', 'cup', 'microwave'];
   const text = (k: number) => Array.from({ length: k }, () => (rng.next() < 0.3 ? String(1 + rng.int(9)) : words[rng.int(words.length)])).join(' ');
   const states = Array.from({ length: 4 }, () => `task: ${text(4)}\n${text(8)}\n> ${text(3)}\n${text(5)}`);
@@ -28,7 +28,7 @@ const encoders: [string, () => Encoder][] = [
 describe('encodePairBatch', () => {
   for (const [name, make] of encoders) {
     it(`${name}: equals encode(pairText) row by row (random pairs, repeated states)`, async () => {
-      const rng = new Rng(5);
+      const rng = new Mulberry32(5);
       for (const n of [0, 1, 7, 33]) {
         const pairs = randomPairs(rng, n);
         const enc = make();
@@ -55,7 +55,7 @@ describe('encodePairBatch', () => {
 
 describe('pair format', () => {
   it('pairText, pairPrompt and splitPairText agree (the action is the text after the last separator)', () => {
-    const rng = new Rng(9);
+    const rng = new Mulberry32(9);
     for (const p of randomPairs(rng, 50)) {
       const t = pairText(p.state, p.action);
       expect(t).toBe(pairPrompt(p.state) + p.action);

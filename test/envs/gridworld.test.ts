@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Rng } from '../../lib/envs/rng';
+import { EnvRng } from '../../lib/envs/rng';
 import { mdpFromJson } from '../../lib/policy/mdp';
 import { hardValueIteration } from '../../lib/policy/solvers';
 import {
@@ -23,7 +23,7 @@ interface Counts {
 async function sample(env: GridworldEnv, taskType: string, episodes: number, seed0: number): Promise<Counts> {
   const counts: Counts = { next: new Map(), rewardSum: new Map(), rewardMin: new Map(), rewardMax: new Map() };
   const S = env.toMdp(taskType).states;
-  const rng = new Rng(seed0);
+  const rng = new EnvRng(seed0);
   for (let e = 0; e < episodes; e++) {
     let { observation, info } = await env.reset({ seed: seed0 + e, taskType });
     for (;;) {
@@ -175,7 +175,7 @@ describe('gridworld env agrees with its exported model', () => {
   it('episodes are deterministic for a seed and end at the goal (won) or at maxSteps', async () => {
     const env = new GridworldEnv({ slip: 0.1, maxSteps: 30 });
     const play = async (seed: number) => {
-      const rng = new Rng(1);
+      const rng = new EnvRng(1);
       const out: string[] = [];
       let { info } = await env.reset({ seed });
       for (;;) {
@@ -225,7 +225,7 @@ describe('gridworld env agrees with its exported model', () => {
 
   it('speed', async () => {
     const env = new GridworldEnv({ slip: 0.2, maxSteps: 100 });
-    const rng = new Rng(0);
+    const rng = new EnvRng(0);
     let steps = 0;
     const t0 = performance.now();
     for (let e = 0; e < 300; e++) {

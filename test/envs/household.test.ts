@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Rng, deriveSeed, hashString } from '../../lib/envs/rng';
+import { EnvRng, deriveSeed, hashString } from '../../lib/envs/rng';
 import {
   ALFWORLD_TASK_NAMES,
   EVAL_SET_SIZE,
@@ -63,21 +63,21 @@ function cloneWorld(w: World): World {
 
 describe('rng', () => {
   it('is deterministic, in range, and seed-sensitive', () => {
-    const a = new Rng(42);
-    const b = new Rng(42);
-    const c = new Rng(43);
+    const a = new EnvRng(42);
+    const b = new EnvRng(42);
+    const c = new EnvRng(43);
     const xs = Array.from({ length: 1000 }, () => a.next());
     expect(xs).toEqual(Array.from({ length: 1000 }, () => b.next()));
     expect(xs.every((x) => x >= 0 && x < 1)).toBe(true);
     expect(Array.from({ length: 10 }, () => c.next())).not.toEqual(xs.slice(0, 10));
     const counts = new Array(10).fill(0);
-    const r = new Rng(7);
+    const r = new EnvRng(7);
     for (let i = 0; i < 100000; i++) counts[r.int(10)]++;
     for (const n of counts) expect(Math.abs(n - 10000)).toBeLessThan(600);
-    const s = new Rng(1).shuffle([1, 2, 3, 4, 5, 6, 7, 8]);
+    const s = new EnvRng(1).shuffle([1, 2, 3, 4, 5, 6, 7, 8]);
     expect([...s].sort()).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
-    expect(() => new Rng(1).pick([])).toThrow();
-    expect(new Rng(2 ** 40 + 3).next()).not.toBe(new Rng(3).next());
+    expect(() => new EnvRng(1).pick([])).toThrow();
+    expect(new EnvRng(2 ** 40 + 3).next()).not.toBe(new EnvRng(3).next());
     expect(hashString('abc')).toBe(hashString('abc'));
     expect(deriveSeed(1, 'a')).not.toBe(deriveSeed(1, 'b'));
   });
@@ -321,7 +321,7 @@ describe('household: ALFWorld text', () => {
 describe('household: admissible actions', () => {
   it('every admissible action is accepted along random walks (every step)', () => {
     const env = new HouseholdEnv({ maxSteps: 60 });
-    const rng = new Rng(123);
+    const rng = new EnvRng(123);
     let steps = 0;
     for (let ep = 0; ep < 240; ep++) {
       const split = SPLITS[ep % 3];
@@ -342,7 +342,7 @@ describe('household: admissible actions', () => {
 
   it('a grammatical command is accepted exactly when it is admissible', () => {
     const env = new HouseholdEnv({ maxSteps: 40 });
-    const rng = new Rng(9);
+    const rng = new EnvRng(9);
     let checked = 0;
     for (let ep = 0; ep < 24; ep++) {
       let { info } = env.resetSync({ seed: 1000 + ep, taskType: TASK_TYPES[ep % 6] });
@@ -414,7 +414,7 @@ describe('household: expert', () => {
 
   it('recovers from arbitrary states left by a random policy', () => {
     const env = new HouseholdEnv({ maxSteps: 200 });
-    const rng = new Rng(77);
+    const rng = new EnvRng(77);
     for (let ep = 0; ep < 150; ep++) {
       let { info } = env.resetSync({ seed: 5000 + ep, taskType: TASK_TYPES[ep % 6] });
       let over = false;
@@ -550,7 +550,7 @@ describe('household: episodes', () => {
   it('is deterministic: same seed and actions give identical transcripts', async () => {
     const transcript = async (seed: number, split: Split): Promise<string[]> => {
       const env = makeHousehold({ maxSteps: 30 });
-      const rng = new Rng(seed * 7 + 1);
+      const rng = new EnvRng(seed * 7 + 1);
       const r0 = await env.reset({ seed, split });
       const out = [r0.observation, r0.info.admissibleActions.join('|')];
       let info = r0.info;
@@ -625,7 +625,7 @@ describe('household: episodes', () => {
 
   it('records random-policy success (for reference; ALFWorld random is near 0)', () => {
     const env = new HouseholdEnv();
-    const rng = new Rng(2024);
+    const rng = new EnvRng(2024);
     const rows: string[] = [];
     for (const split of SPLITS) {
       const n = split === 'train' ? 300 : EVAL_SET_SIZE[split];

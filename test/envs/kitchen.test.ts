@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Rng } from '../../lib/envs/rng';
+import { EnvRng } from '../../lib/envs/rng';
 import {
   KITCHEN_EVAL_SET_SIZE,
   KITCHEN_TASK_TYPES,
@@ -54,7 +54,7 @@ describe('kitchen expert', () => {
 
   it('finishes from states reached by random play (it can take over mid-episode)', async () => {
     const env = new KitchenEnv({ maxSteps: 200 });
-    const rng = new Rng(123);
+    const rng = new EnvRng(123);
     for (let seed = 0; seed < 120; seed++) {
       const taskType = KITCHEN_TASK_TYPES[seed % 3];
       let { info } = await env.reset({ seed, taskType });
@@ -78,7 +78,7 @@ describe('kitchen expert', () => {
 describe('kitchen admissible actions', () => {
   it('every admissible action is accepted and changes something', async () => {
     const env = new KitchenEnv({ maxSteps: 40 });
-    const rng = new Rng(7);
+    const rng = new EnvRng(7);
     let checked = 0;
     for (let seed = 0; seed < 60; seed++) {
       let { info } = await env.reset({ seed, taskType: KITCHEN_TASK_TYPES[seed % 3] });
@@ -211,7 +211,7 @@ describe('kitchen reward accounting', () => {
 describe('kitchen determinism and splits', () => {
   async function trace(seed: number, split = 'train') {
     const env = new KitchenEnv({ maxSteps: 30 });
-    const rng = new Rng(99);
+    const rng = new EnvRng(99);
     const out: string[] = [];
     let { observation, info } = await env.reset(split === 'train' ? { seed } : { split, gameIndex: seed });
     out.push(observation);
@@ -257,7 +257,7 @@ describe('kitchen determinism and splits', () => {
 describe('kitchen figures', () => {
   it('random policy: reports success rate and speed', async () => {
     const env = new KitchenEnv();
-    const rng = new Rng(2024);
+    const rng = new EnvRng(2024);
     const episodes = 300;
     const wins: Record<string, number> = {};
     let steps = 0;

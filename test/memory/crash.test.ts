@@ -5,7 +5,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { EpisodicMemory } from '../../lib/memory/episodic';
 import { readSnapshot } from '../../lib/memory/snapshot';
-import { Rng } from '../../lib/policy/rng';
+import { Mulberry32 } from '../../lib/policy/rng';
 import { memoryLibFiles, transpileLib } from './transpile';
 import '../helpers/referenceIndex'; // registers the float64 ReferenceIndex as backend 'js'
 
@@ -56,7 +56,7 @@ describe('killed mid-way (child process, SIGKILL at random points)', () => {
       return { dim, count };
     };
     ws(dir, { dim: 16, kernel: {}, options: {}, counters: { g: 0 }, ids: new Int32Array(0), keys: new Float32Array(0), values: new Float32Array(0), meta: [] });
-    const rng = new Rng(2024);
+    const rng = new Mulberry32(2024);
     let next = 1;
     let lastSaved = 0;
     const seen = new Set<string>();
@@ -89,7 +89,7 @@ describe('killed mid-way (child process, SIGKILL at random points)', () => {
   it('journalled episodes: 10 kills, every reported episode survives, whole episodes only', async () => {
     const dir = freshDir();
     EpisodicMemory.open(dir, { dim: 4, backend: 'js' }).detachJournal();
-    const rng = new Rng(99);
+    const rng = new Mulberry32(99);
     let next = 0;
     for (let trial = 0; trial < 10; trial++) {
       const lines = await runAndKill([dir, 'journal', String(next)], rng.int(150));

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { EpisodicMemory, nativeAvailable } from '../../lib/memory/episodic';
 import type { CaseInput, WritePolicy } from '../../lib/memory/types';
-import { Rng } from '../../lib/policy/rng';
+import { Mulberry32 } from '../../lib/policy/rng';
 import '../helpers/referenceIndex'; // registers the float64 ReferenceIndex as backend 'js'
 
 interface ModelCase {
@@ -103,7 +103,7 @@ for (const backend of backends) {
     for (const policy of policies) {
       it(`${policy.kind}${policy.kind === 'importance' ? ` (${policy.weightBy})` : ''}: 20 random write sequences`, async () => {
         for (let seed = 1; seed <= 20; seed++) {
-          const rng = new Rng(seed * 101);
+          const rng = new Mulberry32(seed * 101);
           const eps = 0.75;
           const rate = 0.5;
           const mem = new EpisodicMemory({ dim: 3, backend, policy, merge: { epsilon: eps, rate, candidates: 2 } });

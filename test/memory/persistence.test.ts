@@ -5,7 +5,7 @@ import * as path from 'path';
 import { EpisodicMemory, nativeAvailable } from '../../lib/memory/episodic';
 import { readSnapshot, SnapshotError, writeSnapshot, type SaveStep } from '../../lib/memory/snapshot';
 import type { CaseInput } from '../../lib/memory/types';
-import { Rng } from '../../lib/policy/rng';
+import { Mulberry32 } from '../../lib/policy/rng';
 import '../helpers/referenceIndex'; // registers the float64 ReferenceIndex as backend 'js'
 
 const backends: Array<'js' | 'native'> = nativeAvailable() ? ['js', 'native'] : ['js'];
@@ -15,7 +15,7 @@ let dirCount = 0;
 const freshDir = () => path.join(tmpRoot, `m${dirCount++}`);
 afterAll(() => fs.rmSync(tmpRoot, { recursive: true, force: true }));
 
-function randomCases(rng: Rng, n: number, episode: number): CaseInput[] {
+function randomCases(rng: Mulberry32, n: number, episode: number): CaseInput[] {
   return Array.from({ length: n }, (_, t) => ({
     key: Float32Array.from({ length: D }, () => Math.round(rng.normal() * 4) / 4),
     value: rng.normal() * 10,
@@ -37,7 +37,7 @@ async function populated(backend: 'js' | 'native', seed = 1): Promise<EpisodicMe
     policy: { kind: 'importance', capacity: 60, weightBy: 'tdError' },
     merge: { epsilon: 0.3, rate: 0.5 },
   });
-  const rng = new Rng(seed);
+  const rng = new Mulberry32(seed);
   for (let e = 0; e < 12; e++) await mem.write(randomCases(rng, 10, e));
   return mem;
 }
@@ -67,11 +67,11 @@ for (const backend of backends) {
       expect(res.generation).toBe(1);
       const back = EpisodicMemory.load(dir, { backend });
       expect(state(back)).toEqual(state(mem));
-      const rng = new Rng(77);
+      const rng = new Mulberry32(77);
       const queries = Float32Array.from({ length: 8 * D }, () => rng.normal());
       expect(await back.estimate(queries, 5, { voidWeight: 0.1 })).toEqual(await mem.estimate(queries, 5, { voidWeight: 0.1 }));
       // Same writes afterwards → same state (counters and policy state were restored).
-      const more = randomCases(new Rng(5), 15, 99);
+      const more = randomCases(new Mulberry32(5), 15, 99);
       await mem.write(more);
       await back.write(more);
       expect(state(back)).toEqual(state(mem));
@@ -81,7 +81,7 @@ for (const backend of backends) {
       const dir = freshDir();
       const mem = await populated(backend, 2);
       mem.save(dir);
-      await mem.write(randomCases(new Rng(3), 5, 50));
+      await mem.write(randomCases(new Mulberry32(3), 5, 50));
       expect(mem.save(dir).generation).toBe(2);
       expect(fs.readdirSync(dir).sort()).toEqual(['CURRENT', 'snap-00000002']);
       expect(state(EpisodicMemory.load(dir, { backend }))).toEqual(state(mem));
@@ -106,7 +106,7 @@ describe('atomic saves: a crash at any step leaves the previous snapshot loadabl
       const mem = await populated('js', 4);
       mem.save(dir);
       const before = state(mem);
-      await mem.write(randomCases(new Rng(9), 20, 70));
+      await mem.write(randomCases(new Mulberry32(9), 20, 70));
       const after = state(mem);
       expect(after).not.toEqual(before);
       expect(() => mem.save(dir, { beforeStep: (s) => { if (s === failAt) throw new Error(`crash at ${s}`); } })).toThrow(`crash at ${failAt}`);
@@ -146,7 +146,7 @@ describe('damaged snapshots are refused, naming the file and part', () => {
   for (const file of snapshotFiles) {
     it(`${file}: every flipped byte position tried is detected`, () => {
       const size = fs.statSync(path.join(gen, file)).size;
-      const rng = new Rng(size);
+      const rng = new Mulberry32(size);
       const positions = [0, size - 1, Math.floor(size / 2), ...Array.from({ length: 6 }, () => rng.int(size))];
       for (const pos of positions) {
         for (const mask of [0x01, 0x80]) {
@@ -256,7 +256,7 @@ describe('journal: a crash loses at most the episode in progress', () => {
     // Flipped bytes in any but the last record (or in the file header) are corruption.
     const good = fs.readFileSync(jfile);
     const lastStart = good.length - (full.length - 16) / 4; // records here are equal-sized
-    const rng = new Rng(12);
+    const rng = new Mulberry32(12);
     for (let trial = 0; trial < 40; trial++) {
       const pos = trial < 4 ? [0, 8, 12, 15][trial] : 16 + rng.int(lastStart - 16);
       const b = Buffer.from(good);

@@ -3,7 +3,7 @@ import { EpisodicMemory, nativeAvailable } from '../../lib/memory/episodic';
 import { ReferenceIndex } from '../helpers/referenceIndex';
 import { MemoryIndex } from '../../lib/retrieval';
 import { silvermanBandwidth } from '../../lib/policy/bandwidth';
-import { Rng } from '../../lib/policy/rng';
+import { Mulberry32 } from '../../lib/policy/rng';
 
 describe('ReferenceIndex (pure TS) semantics', () => {
   it('top-M sorted descending, ties to the earlier case, −1 padding, void read', () => {
@@ -33,7 +33,7 @@ describe.runIf(nativeAvailable())('native MemoryIndex agrees with the reference 
   ];
   for (const k of kernels) {
     it(`${k.kernel}: search and estimate`, async () => {
-      const rng = new Rng(21);
+      const rng = new Mulberry32(21);
       const d = 7;
       const n = 300;
       const keys = Float32Array.from({ length: n * d }, () => rng.normal());
@@ -67,7 +67,7 @@ describe.runIf(nativeAvailable())('native MemoryIndex agrees with the reference 
 describe('EpisodicMemory.setBandwidth applies a MATH §9 rule to the index', () => {
   for (const backend of nativeAvailable() ? (['js', 'native'] as const) : (['js'] as const)) {
     it(`silverman [${backend}]`, async () => {
-      const rng = new Rng(2);
+      const rng = new Mulberry32(2);
       const mem = new EpisodicMemory({ dim: 3, backend });
       const keys = Array.from({ length: 50 }, () => Float32Array.from({ length: 3 }, () => rng.normal() * 2));
       await mem.write(keys.map((key, i) => ({ key, value: i })));

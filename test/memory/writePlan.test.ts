@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { batchMergeTargets, planWrite, type StoreView } from '../../lib/memory/writePlan';
 import type { CaseMeta, MergeRule, WritePolicy } from '../../lib/memory/types';
 import type { ValidBatch, ValidCase } from '../../lib/memory/validate';
-import { Rng } from '../../lib/policy/rng';
+import { Mulberry32 } from '../../lib/policy/rng';
 
 const D = 3;
 
@@ -104,7 +104,7 @@ function referenceWrite(st0: State, batch: ValidBatch, policy: WritePolicy, merg
   const out = new Set<number>();
   if (policy.kind === 'replay') for (let k = 0; k < excess; k++) out.add(k);
   else if (policy.kind === 'importance' && policy.sample) {
-    const rng = new Rng();
+    const rng = new Mulberry32();
     rng.state = st.rng;
     const left = pool.map((_, k) => k);
     while (excess-- > 0) {
@@ -152,7 +152,7 @@ function planned(st0: State, batch: ValidBatch, policy: WritePolicy, merge: Merg
   return { st: { recs, nextId, seq: plan.seq, clock: plan.clock, rng: plan.rngState } as State, evicted: Array.from(plan.evicted) };
 }
 
-function randomBatch(rng: Rng, n: number): ValidBatch {
+function randomBatch(rng: Mulberry32, n: number): ValidBatch {
   const keys = new Float32Array(n * D);
   for (let j = 0; j < keys.length; j++) keys[j] = rng.int(3) * 0.5;
   const cases: ValidCase[] = Array.from({ length: n }, (_, i) => ({
@@ -181,12 +181,12 @@ const merges: (MergeRule | undefined)[] = [undefined, { epsilon: 0.6, rate: 0.5 
 
 describe('write plan (pure) = plain sequential reference', () => {
   it('random batches, every policy and merge rate, with and without source-separated merging', () => {
-    const rng = new Rng(12);
+    const rng = new Mulberry32(12);
     let checked = 0;
     for (const policy of policies) {
       for (const merge of merges) {
         for (const bySource of [false, true]) {
-          let st: State = { recs: [], nextId: 0, seq: 0, clock: 0, rng: new Rng(3).state };
+          let st: State = { recs: [], nextId: 0, seq: 0, clock: 0, rng: new Mulberry32(3).state };
           for (let w = 0; w < 6; w++) {
             const batch = randomBatch(rng, 1 + rng.int(9));
             const ref = referenceWrite(st, batch, policy, merge, bySource, 777);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { EpisodicMemory, nativeAvailable } from '../../lib/memory/episodic';
 import type { CaseInput, EpisodicMemoryOptions } from '../../lib/memory/types';
-import { Rng } from '../../lib/policy/rng';
+import { Mulberry32 } from '../../lib/policy/rng';
 import '../helpers/referenceIndex'; // registers the float64 ReferenceIndex as backend 'js'
 
 const backends: Array<'js' | 'native'> = nativeAvailable() ? ['js', 'native'] : ['js'];
@@ -147,7 +147,7 @@ for (const backend of backends) {
 
     it("rate 'average' keeps the running mean of returns; merges within one batch too", async () => {
       const mem = make({ merge: { epsilon: 0.1, rate: 'average' } });
-      const rng = new Rng(3);
+      const rng = new Mulberry32(3);
       const gs = Array.from({ length: 7 }, () => rng.normal() * 3);
       await mem.write(gs.slice(0, 4).map((g) => c(2, { value: g })));
       expect(mem.size).toBe(1);

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { EpisodicMemory, nativeAvailable } from '../../lib/memory/episodic';
 import { casesFromRows } from '../../lib/memory/episodes';
 import type { CaseInput, CaseRows, WritePolicy } from '../../lib/memory/types';
-import { Rng } from '../../lib/policy/rng';
+import { Mulberry32 } from '../../lib/policy/rng';
 import '../helpers/referenceIndex'; // registers the float64 ReferenceIndex as backend 'js'
 
 const backends: Array<'js' | 'native'> = nativeAvailable() ? ['js', 'native'] : ['js'];
@@ -16,7 +16,7 @@ function contents(mem: EpisodicMemory) {
   return { ids: Array.from(ids), keys: Array.from(mem.getKeys(ids)), cases: Array.from(ids, (id) => ({ ...mem.getCase(id)!, time: 0 })) };
 }
 
-function randomRows(rng: Rng, n: number): { keys: Float32Array; values: Float64Array; rows: CaseRows } {
+function randomRows(rng: Mulberry32, n: number): { keys: Float32Array; values: Float64Array; rows: CaseRows } {
   const keys = new Float32Array(n * D);
   for (let j = 0; j < keys.length; j++) keys[j] = rng.int(3) * 0.4;
   const values = Float64Array.from({ length: n }, () => rng.normal());
@@ -63,7 +63,7 @@ const policies: WritePolicy[] = [
 for (const backend of backends) {
   describe(`writeRows [${backend}]`, () => {
     it('equals write(cases) on twin memories (random batches, merges, evictions)', async () => {
-      const rng = new Rng(21);
+      const rng = new Mulberry32(21);
       for (const policy of policies) {
         const opts = { dim: D, backend, policy, merge: { epsilon: 0.5, rate: 'average' as const } };
         const a = new EpisodicMemory(opts);

@@ -12,7 +12,7 @@ import { ReferenceIndex } from '../helpers/referenceIndex';
 import { readSnapshot, SnapshotError, writeSnapshot } from '../../lib/memory/snapshot';
 import type { CaseInput, MergeRule, WritePolicy } from '../../lib/memory/types';
 import { FLOAT32_MAX, squaredNormLimit } from '../../lib/memory/validate';
-import { Rng } from '../../lib/policy/rng';
+import { Mulberry32 } from '../../lib/policy/rng';
 
 const backends: Array<'js' | 'native'> = nativeAvailable() ? ['js', 'native'] : ['js'];
 const D = 4;
@@ -75,7 +75,7 @@ function deepState(mem: EpisodicMemory, journalDir?: string): Record<string, unk
     indexKeys: hex(mem.index.getKeys(mem.index.ids())),
     indexValues: Array.from(mem.index.getValues(mem.index.ids())),
     kernel: mem.kernel,
-    counters: [mem.seqCounter, mem.clock, (mem as unknown as { rng: Rng }).rng.state],
+    counters: [mem.seqCounter, mem.clock, (mem as unknown as { rng: Mulberry32 }).rng.state],
   };
   const dir = freshDir();
   mem.save(dir, { fsync: false });
@@ -535,7 +535,7 @@ describe('load refuses rows the index cannot hold, naming the file, the part and
 describe('the RNG of sampled eviction is saved and journalled', () => {
   it('a loaded memory evicts exactly as the original would have', async () => {
     const policy: WritePolicy = { kind: 'importance', capacity: 5, weightBy: 'tdError', sample: true, seed: 11 };
-    const rng = new Rng(4);
+    const rng = new Mulberry32(4);
     const batch = (e: number) => Array.from({ length: 3 }, (_, t) => cs(100 + e * 3 + t, { tdError: 0.1 + rng.next(), episode: e }));
     const dir = freshDir();
     const mem = EpisodicMemory.open(dir, { dim: D, backend: 'js', policy }, { fsync: false });

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { softValueIteration } from '../../lib/policy/solvers';
 import { klImproveRow } from '../../lib/policy/klImprove';
-import { MemQPolicy } from '../../lib/policy/memq';
-import { Rng } from '../../lib/policy/rng';
+import { MemQPolicy } from '../helpers/memqPolicy';
+import { Mulberry32 } from '../../lib/policy/rng';
 import { TwoTimeScaleLearner, type SlowMemoryWriter } from '../../lib/policy/td';
 import { EpisodicMemory, nativeAvailable } from '../../lib/memory/episodic';
 import { randomMdp } from './randomMdp';
@@ -58,7 +58,7 @@ describe(`two-time-scale TD + memory reaches the exact soft optimum [${backend}]
     };
     const learner = new TwoTimeScaleLearner(writer, { alpha, gamma, K: 20, seed: 5, epsilon: 0.5, eta: (n) => Math.pow(n, -0.6) });
     const prior = (s: number) => mdp.prior.subarray(s * A, (s + 1) * A);
-    const env = new Rng(11);
+    const env = new Mulberry32(11);
     let s = env.int(S);
     for (let t = 0; t < STEPS; t++) {
       if (t % 25 === 0) s = env.int(S); // restarts keep every state visited

@@ -8,8 +8,9 @@ import {
 } from '../../lib/policy/bandwidth';
 import { droppedMass, parzenPrior } from '../../lib/policy/parzen';
 import { discountedReturns } from '../../lib/policy/returns';
-import { memQPolicy, MemQPolicy, pickAction, stateActionText } from '../../lib/policy/memq';
-import { Rng } from '../../lib/policy/rng';
+import { stateActionText } from '../../lib/policy/memq';
+import { memQPolicy, MemQPolicy, pickAction } from '../helpers/memqPolicy';
+import { Mulberry32 } from '../../lib/policy/rng';
 import { EpisodicMemory, nativeAvailable } from '../../lib/memory/episodic';
 import '../helpers/referenceIndex'; // registers the float64 ReferenceIndex as backend 'js'
 
@@ -35,7 +36,7 @@ describe('bandwidth rules (MATH §9)', () => {
   });
 
   it('leave-one-out errors match a direct computation; CV picks the sensible bandwidth', () => {
-    const rng = new Rng(5);
+    const rng = new Mulberry32(5);
     const n = 120;
     const keys = new Float64Array(n);
     const values = new Float64Array(n);
@@ -87,7 +88,7 @@ describe('Parzen retrieval prior with the void case (MATH §4)', () => {
 
   for (const backend of backends) {
     it(`EpisodicMemory.retrievalPrior matches the full Parzen sum, with the dropped mass [${backend}]`, async () => {
-      const rng = new Rng(8);
+      const rng = new Mulberry32(8);
       const d = 3;
       const mem = new EpisodicMemory({ dim: d, backend, kernel: { kernel: 'gaussian', bandwidth: 1.5 } });
       const n = 40;
@@ -168,7 +169,7 @@ describe('Mem-Q action choice (MATH §10)', () => {
   }
 
   it('sampling follows π (seeded); argmax takes the mode; μ = 0 is never chosen', () => {
-    const rng = new Rng(42);
+    const rng = new Mulberry32(42);
     const pi = [0.5, 0, 0.2, 0.3];
     const counts = [0, 0, 0, 0];
     const N = 20000;
@@ -179,16 +180,16 @@ describe('Mem-Q action choice (MATH §10)', () => {
     const { policy } = memQPolicy([100, 1000, 0, 0], 0.1, [0.5, 0, 0.25, 0.25]);
     expect(policy[1]).toBe(0);
     // Same seed, same choices.
-    const a = new Rng(7);
-    const b = new Rng(7);
+    const a = new Mulberry32(7);
+    const b = new Mulberry32(7);
     for (let i = 0; i < 50; i++) expect(pickAction(pi, 'sample', a)).toBe(pickAction(pi, 'sample', b));
   });
 });
 
 describe('KL improvement: native batch kernel against the float64 reference (MATH §5)', () => {
   it('random ragged rows with zeros in μ, α from 0 to 1e4', async () => {
-    const { klImproveBatch, klImproveRow } = await import('../../lib/policy/klImprove');
-    const rng = new Rng(17);
+    const { improvePolicy, klImproveRow } = await import('../../lib/policy/klImprove');
+    const rng = new Mulberry32(17);
     const worst = { err: 0, alpha: 0, r: 0 };
     for (const alpha of [0, 1e-3, 0.1, 1, 30, 1e4]) {
       const rows = 64;
@@ -205,8 +206,16 @@ describe('KL improvement: native batch kernel against the float64 reference (MAT
         }
         for (let a = 0; a < lens[r]; a++) mu[r * cols + a] /= z;
       }
-      const got = klImproveBatch(mu, q, rows, cols, alpha, lens);
-      if (nativeAvailable()) expect(got.native).toBe(true);
+      // one native call over the ragged rows; its per-row views laid back out as rows × cols
+      const imp = improvePolicy(
+        lens.map((n, r) => ({
+          logPrior: Array.from(mu.subarray(r * cols, r * cols + n), (m) => (m > 0 ? Math.log(m) : -Infinity)),
+          q: q.subarray(r * cols, r * cols + n),
+        })),
+        alpha,
+      );
+      const got = { value: imp.value, policy: new Float32Array(rows * cols) };
+      imp.policy.forEach((p, r) => got.policy.set(p, r * cols));
       const pi = new Float64Array(cols);
       for (let r = 0; r < rows; r++) {
         const v = klImproveRow(mu, r * cols, q, r * cols, lens[r], alpha, pi);
@@ -233,13 +242,13 @@ describe('KL improvement: native batch kernel against the float64 reference (MAT
         texts.forEach((t, i) => {
           let h = 7;
           for (const ch of t) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
-          const r = new Rng(h);
+          const r = new Mulberry32(h);
           for (let j = 0; j < D; j++) out[i * D + j] = r.next();
         });
         return out;
       };
       const mem = new EpisodicMemory({ dim: D, backend, kernel: { kernel: 'gaussian', bandwidth: 0.8 } });
-      const rng = new Rng(4);
+      const rng = new Mulberry32(4);
       await mem.write(Array.from({ length: 12 }, () => ({ key: Float32Array.from({ length: D }, () => rng.next()), value: rng.normal() })));
       const agent = new MemQPolicy(mem, encode, { alpha: 0.7, m: 3, voidWeight: 0.2, voidValue: 0.1 });
       const items = [
@@ -260,4 +269,54 @@ describe('KL improvement: native batch kernel against the float64 reference (MAT
       }
     });
   }
+});
+
+describe('the one policy function and choice rule (improvePolicy, chooseAction, softTdStep)', () => {
+  it('one row (the agent) and a packed batch (the E-step) give the same π and V bit for bit; lengths are checked', async () => {
+    const { improvePolicy } = await import('../../lib/policy/klImprove');
+    const rng = new Mulberry32(23);
+    for (const alpha of [0, 0.05, 1, 40]) {
+      const rows = Array.from({ length: 9 }, () => {
+        const n = 1 + rng.int(7);
+        return {
+          logPrior: Float32Array.from({ length: n }, (_, a) => (a > 0 && rng.next() < 0.2 ? -Infinity : Math.log(rng.next() + 0.01))),
+          q: Float32Array.from({ length: n }, () => Math.round(rng.normal() * 8) / 8), // ties at α = 0
+        };
+      });
+      const batch = improvePolicy(rows, alpha);
+      rows.forEach((r, i) => {
+        const one = improvePolicy([r], alpha);
+        expect(Array.from(batch.policy[i])).toEqual(Array.from(one.policy[0]));
+        expect(batch.value[i]).toBe(one.value[0]);
+      });
+    }
+    expect(() => improvePolicy([{ logPrior: [0, 0], q: [1] }], 1)).toThrow(/rows\[0\] has 2 log-prior entries and 1 values/);
+  });
+
+  it('α = 0: π is uniform over the tied best actions on μ’s support, and both modes of chooseAction draw uniformly from them', async () => {
+    const { improvePolicy } = await import('../../lib/policy/klImprove');
+    const { chooseAction } = await import('../../lib/policy/memq');
+    const { AgentRng } = await import('../../lib/policy/agentRng');
+    const q = Float32Array.from([2, 5, 2, 2, 1]);
+    const logPrior = Float32Array.from([Math.log(0.1), -Infinity, Math.log(0.5), Math.log(0.3), Math.log(0.1)]);
+    const { policy, value } = improvePolicy([{ logPrior, q }], 0);
+    expect(value[0]).toBe(2); // the best on the support (q = 5 has μ = 0)
+    expect(Array.from(policy[0])).toEqual([1 / 3, 0, 1 / 3, 1 / 3, 0].map(Math.fround));
+    const rng = new AgentRng(9);
+    const N = 6000;
+    for (const mode of ['train', 'eval'] as const) {
+      const counts = [0, 0, 0, 0, 0];
+      for (let i = 0; i < N; i++) counts[chooseAction(policy[0], mode, rng)]++;
+      expect(counts[1] + counts[4]).toBe(0);
+      for (const a of [0, 2, 3]) expect(Math.abs(counts[a] / N - 1 / 3)).toBeLessThan(4 * Math.sqrt((1 / 3) * (2 / 3) / N));
+    }
+    // a strict maximum wins every greedy draw
+    expect(chooseAction([0.2, 0.5, 0.3], 'eval', rng)).toBe(1);
+  });
+
+  it('softTdStep is δ = r + γV(s′) − Q, Q + ηδ (hand values)', async () => {
+    const { softTdStep } = await import('../../lib/policy/td');
+    expect(softTdStep(1, 0.5, 0.9, 2, 0.25)).toEqual({ q: 1 + 0.25 * (0.5 + 0.9 * 2 - 1), delta: 0.5 + 0.9 * 2 - 1 });
+    expect(softTdStep(3, 1, 0.9, 0, 1)).toEqual({ q: 1, delta: -2 }); // terminal: V = 0, η = 1 lands on the target
+  });
 });

@@ -1,5 +1,5 @@
 // Random finite MDPs for the solver tests (not a test file itself).
-import { Rng } from '../../lib/policy/rng';
+import { Mulberry32 } from '../../lib/policy/rng';
 import type { FiniteMdp } from '../../lib/policy/mdp';
 
 export interface RandomMdpOptions {
@@ -16,7 +16,7 @@ export interface RandomMdpOptions {
 
 export function randomMdp(o: RandomMdpOptions): FiniteMdp {
   const { S, A } = o;
-  const rng = new Rng(o.seed);
+  const rng = new Mulberry32(o.seed);
   const P = new Float64Array(S * A * S);
   const R = new Float64Array(S * A);
   const prior = new Float64Array(S * A);

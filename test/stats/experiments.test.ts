@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { experimentTable, formatExperimentTable, type RunRecord } from '../../lib/stats/experiments';
-import { Rng } from '../../lib/policy/rng';
+import { Mulberry32 } from '../../lib/policy/rng';
 
-function run(group: string, seed: number, p: Record<string, number>, rng: Rng, games = 50): RunRecord {
+function run(group: string, seed: number, p: Record<string, number>, rng: Mulberry32, games = 50): RunRecord {
   const g: Record<string, number[]> = {};
   const success: Record<string, number> = {};
   for (const [split, q] of Object.entries(p)) {
@@ -14,7 +14,7 @@ function run(group: string, seed: number, p: Record<string, number>, rng: Rng, g
 
 describe('experiment tables', () => {
   it('groups seeds, picks the best other group per split, and tests the target against it', () => {
-    const rng = new Rng(2);
+    const rng = new Mulberry32(2);
     const runs: RunRecord[] = [];
     for (const seed of [101, 102, 103, 104, 105]) {
       runs.push(run('memq+em', seed, { valid_seen: 0.6, valid_unseen: 0.5 }, rng));
@@ -42,7 +42,7 @@ describe('experiment tables', () => {
   });
 
   it('no paired test when seeds or game lists differ; errors name unknown groups', () => {
-    const rng = new Rng(3);
+    const rng = new Mulberry32(3);
     const runs = [run('a', 1, { s: 0.5 }, rng), run('a', 2, { s: 0.5 }, rng), run('b', 1, { s: 0.4 }, rng), run('b', 3, { s: 0.4 }, rng)];
     const t = experimentTable(runs, { target: 'a', resamples: 500 });
     expect(t.target!.comparisons[0].paired).toBeUndefined();

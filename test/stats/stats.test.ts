@@ -11,7 +11,7 @@ import {
   welchTest,
   type SeedGames,
 } from '../../lib/stats/index';
-import { Rng } from '../../lib/policy/rng';
+import { Mulberry32 } from '../../lib/policy/rng';
 
 // Values dumped by SciPy (scripts/stats_reference.py).
 const ref = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'fixtures', 'stats-scipy.json'), 'utf8'));
@@ -151,7 +151,7 @@ describe('bootstrap intervals against the exact bootstrap distribution', () => {
   });
 
   it('a paired difference that holds on every game has p = 0; identical agents have p = 1', () => {
-    const rng = new Rng(9);
+    const rng = new Mulberry32(9);
     const b: SeedGames = Array.from({ length: 5 }, () => Array.from({ length: 40 }, () => (rng.next() < 0.3 ? 1 : 0)));
     const a: SeedGames = b.map((g) => Array.from(g, (x) => x + 0.5));
     expect(pairedBootstrapDifference(a, b, { resamples: 1000 }).p).toBe(0);

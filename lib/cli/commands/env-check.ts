@@ -11,7 +11,7 @@
 import { CliError, formatHelp, parseArgs, type CliIO, type Command, type FlagSpec } from '../args';
 import { envNames, makeEnv } from '../../envs/registry';
 import { findExecutable } from '../paths';
-import { Rng } from '../../envs/rng';
+import { EnvRng } from '../../envs/rng';
 import type { EnvOptions, ResetOptions, TextEnv } from '../../envs/types';
 
 const spec: Record<string, FlagSpec> = {
@@ -86,7 +86,7 @@ async function playEpisode(
   env: TextEnv,
   reset: ResetOptions,
   policy: Policy,
-  rng: Rng,
+  rng: EnvRng,
   problems: string[],
   where: string,
 ): Promise<EpisodeResult> {
@@ -157,7 +157,7 @@ export async function envCheck(
         let hasExpert = typeof env.expertAction === 'function';
         for (const policy of ['expert', 'random'] as Policy[]) {
           if (policy === 'expert' && !hasExpert) continue;
-          const rng = new Rng(opts.seed ^ 0x2545f491);
+          const rng = new EnvRng(opts.seed ^ 0x2545f491);
           for (let i = 0; i < opts.episodes; i++) {
             if (opts.signal?.aborted) throw new CliError('memq env-check: interrupted', 130);
             const where = `${name}/${split}/${taskType ?? '-'}/${policy} seed ${opts.seed + i}`;

@@ -8,7 +8,7 @@
  * a wall or off the grid leaves it where it is. Reward on s -a-> s': stepReward, plus
  * goalReward when s' is the goal.
  */
-import type { Rng } from '../rng';
+import type { EnvRng } from '../rng';
 import type { MdpJson } from './mdp';
 import { type TextMdpModel, cloneMdp, normaliseAction } from './model';
 
@@ -154,7 +154,7 @@ export class GridWorld implements TextMdpModel {
     return s === this.goal;
   }
 
-  start(rng: Rng): number {
+  start(rng: EnvRng): number {
     if (!this.randomStart) return this.startState;
     const s = rng.int(this.stateCount - 1);
     return s >= this.goal ? s + 1 : s;

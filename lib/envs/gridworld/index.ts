@@ -6,7 +6,7 @@
  * plays (default: options.taskType, else 'grid'), and the seed drives the start state and the
  * transitions. `toMdp()` returns the exact model the episodes are sampled from.
  */
-import { Rng } from '../rng';
+import { EnvRng } from '../rng';
 import type { EnvInfo, EnvOptions, ResetOptions, ResetResult, Split, StepResult, TextEnv } from '../types';
 import { GridWorld, type GridOptions } from './grid';
 import { type MdpJson, sampleNext } from './mdp';
@@ -47,7 +47,7 @@ export class GridworldEnv implements TextEnv {
   private readonly maxSteps: number;
   private readonly defaultTaskType: 'grid' | 'random_mdp';
   private active: TextMdpModel;
-  private rng: Rng | undefined;
+  private rng: EnvRng | undefined;
   private s = -1;
   private steps = 0;
   private done = false;
@@ -113,7 +113,7 @@ export class GridworldEnv implements TextEnv {
     const split = options.split ?? 'train';
     this.evalSetSize(split);
     this.active = this.model(options.taskType ?? this.defaultTaskType);
-    this.rng = new Rng(options.gameIndex ?? options.seed ?? 0);
+    this.rng = new EnvRng(options.gameIndex ?? options.seed ?? 0);
     this.s = this.active.start(this.rng);
     this.steps = 0;
     this.done = false;

@@ -3,7 +3,7 @@
  * and the random tabular MDPs. The environment samples from exactly the model it exports
  * (`toMdp()`), so learning can be checked against exact solvers (docs/math.md §6).
  */
-import type { Rng } from '../rng';
+import type { EnvRng } from '../rng';
 import type { MdpJson } from './mdp';
 
 export interface TextMdpModel {
@@ -22,7 +22,7 @@ export interface TextMdpModel {
   /** Action index of an action text (case/space-insensitive); -1 when it is not an action. */
   actionIndex(text: string): number;
   /** Draw a start state. */
-  start(rng: Rng): number;
+  start(rng: EnvRng): number;
   isTerminal(s: number): boolean;
   /** The reward received on the transition s -a-> s' (R[s][a] is its expectation over s'). */
   reward(s: number, a: number, next: number): number;

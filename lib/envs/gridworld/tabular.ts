@@ -4,7 +4,7 @@
  * drawn uniformly from [rewardMin, rewardMax) and rounded to 1e-3. `terminalStates` rooms
  * (chosen at random, never all) absorb with zero reward. The model is fixed by `mdpSeed`.
  */
-import { Rng } from '../rng';
+import { EnvRng } from '../rng';
 import type { MdpJson } from './mdp';
 import { type TextMdpModel, cloneMdp, normaliseAction } from './model';
 
@@ -36,7 +36,7 @@ export function randomMdp(options: RandomMdpOptions = {}): MdpJson {
     throw new RangeError(`random MDP: terminalStates must be an integer in [0, ${S - 1}], got ${nTerminal}`);
   }
   if (!(hi >= lo)) throw new RangeError('random MDP: rewardMax must be >= rewardMin');
-  const rng = new Rng(options.mdpSeed ?? 0);
+  const rng = new EnvRng(options.mdpSeed ?? 0);
   const order = rng.shuffle(Array.from({ length: S }, (_, i) => i));
   const terminal = order.slice(0, nTerminal).sort((a, b) => a - b);
   const isTerminal = new Set(terminal);
@@ -102,7 +102,7 @@ export class RandomTabularMdp implements TextMdpModel {
     return this.terminal.has(s);
   }
 
-  start(rng: Rng): number {
+  start(rng: EnvRng): number {
     for (;;) {
       const s = rng.int(this.stateCount);
       if (!this.terminal.has(s)) return s;

@@ -7,7 +7,7 @@
  *   let { observation, info } = await env.reset({ seed: 3, split: 'valid_unseen' });
  *   const r = await env.step(info.admissibleActions[0]);
  */
-import { Rng } from '../rng';
+import { EnvRng } from '../rng';
 import type { EnvInfo, EnvOptions, ResetOptions, ResetResult, Split, StepResult, TextEnv } from '../types';
 import { ExpertMode, expertAction as expertFor } from './expert';
 import { admissibleActions, isGoalMet, stepWorld } from './simulator';
@@ -31,7 +31,7 @@ export const DEFAULT_MAX_STEPS = 50;
 
 /** Build the initial world of a game spec (deterministic). */
 export function worldFromSpec(spec: GameSpec): World {
-  return buildWorld(spec, new Rng(placementSeed(spec)));
+  return buildWorld(spec, new EnvRng(placementSeed(spec)));
 }
 
 export interface HouseholdOptions extends EnvOptions {

@@ -8,7 +8,7 @@
  * layout whose signature (kind + receptacle counts + lamp) repeats an earlier room's is redrawn,
  * so the 120 layouts are pairwise distinct and no unseen layout ever occurs in train.
  */
-import { Rng, deriveSeed } from '../rng';
+import { EnvRng, deriveSeed } from '../rng';
 import { LAMP_HOSTS, SCENE_KINDS, SCENE_RECEPTACLES, SceneKind } from './data';
 
 export const ROOMS_PER_KIND = 30;
@@ -32,7 +32,7 @@ export interface RoomLayout {
 }
 
 function drawLayout(kind: SceneKind, index: number, attempt: number): RoomLayout | undefined {
-  const rng = new Rng(deriveSeed(LAYOUT_SEED, kind, index, attempt));
+  const rng = new EnvRng(deriveSeed(LAYOUT_SEED, kind, index, attempt));
   const receptacles: { type: string; count: number }[] = [];
   for (const spec of SCENE_RECEPTACLES[kind]) {
     if (spec.p < 1 && !rng.chance(spec.p)) continue;

@@ -11,7 +11,7 @@
  * Seen/unseen is thus decided twice and independently: by room (layout family) and by goal
  * pair (hash bucket); see rooms.ts and tasks.ts. Both are checked in test/envs/household*.test.ts.
  */
-import { Rng, deriveSeed } from '../rng';
+import { EnvRng, deriveSeed } from '../rng';
 import { SCENE_OBJECTS, SceneKind, TOOLS_FOR, canContain } from './data';
 import { RoomLayout, roomsFor } from './rooms';
 import { Goal, TASK_SCENES, TASK_TYPES, TaskType, isUnseenGoalPair, objectQualifies, taskTool, taskVerb } from './tasks';
@@ -74,7 +74,7 @@ function computeGoalCandidates(room: RoomLayout, type: TaskType, unseenPairs: bo
 }
 
 /** Draw a game of a given type for a split from an rng (room, goal pair, phrasing). */
-function drawSpec(rng: Rng, split: HouseholdSplit, type: TaskType, id: string, seed: number): GameSpec {
+function drawSpec(rng: EnvRng, split: HouseholdSplit, type: TaskType, id: string, seed: number): GameSpec {
   const unseen = split === 'valid_unseen';
   const kinds = TASK_SCENES[type];
   for (let attempt = 0; attempt < 200; attempt++) {
@@ -99,7 +99,7 @@ export function evalSetTypes(split: 'valid_seen' | 'valid_unseen'): readonly Tas
     ALFWORLD_TYPE_COUNTS[split].forEach((n, i) => {
       for (let k = 0; k < n; k++) types!.push(TASK_TYPES[i]);
     });
-    new Rng(deriveSeed(0xe7a1, split, 'order')).shuffle(types);
+    new EnvRng(deriveSeed(0xe7a1, split, 'order')).shuffle(types);
     EVAL_TYPES[split] = types;
   }
   return types;
@@ -113,12 +113,12 @@ export function evalGameSpec(split: 'valid_seen' | 'valid_unseen', index: number
   }
   const type = evalSetTypes(split)[index];
   const seed = deriveSeed(0xe7a1, split, index);
-  return drawSpec(new Rng(seed), split, type, `${split}/${String(index).padStart(3, '0')}`, seed);
+  return drawSpec(new EnvRng(seed), split, type, `${split}/${String(index).padStart(3, '0')}`, seed);
 }
 
 /** A training game from a seed (optionally of a given type). */
 export function trainGameSpec(seed: number, type?: TaskType): GameSpec {
-  const rng = new Rng(deriveSeed(seed, 'household-train'));
+  const rng = new EnvRng(deriveSeed(seed, 'household-train'));
   const t = type ?? TASK_TYPES[rng.weighted(ALFWORLD_TYPE_COUNTS.train)];
   return drawSpec(rng, 'train', t, `train/${seed}${type ? `/${type}` : ''}`, seed);
 }

@@ -5,7 +5,7 @@
  * numbered objects; the agent stands at one receptacle (or in the middle of the room at the
  * start) and holds at most one object (ALFWorld's carrying capacity).
  */
-import { Rng } from '../rng';
+import { EnvRng } from '../rng';
 import {
   CLEANABLE,
   COOLABLE,
@@ -185,7 +185,7 @@ function makeItem(id: number, type: string, num: number, loc: number): Item {
  * respecting ALFRED's receptacle/object compatibility. The goal is never satisfied at the start:
  * no object of the goal type starts inside a receptacle of the goal's target type.
  */
-export function buildWorld(spec: GameSpec, rng: Rng): World {
+export function buildWorld(spec: GameSpec, rng: EnvRng): World {
   const ix = roomIndex(spec.room);
   const receptacles: Receptacle[] = ix.receptacles.map((r, id) => ({
     id,

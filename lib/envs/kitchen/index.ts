@@ -2,7 +2,7 @@
  * `kitchen`: the Overcooked salad text game (TWOSOME, Tan et al. 2024) as a TextEnv.
  * Rules and reward: see world.ts. Maps and splits: see layout.ts. Expert: expert.ts.
  */
-import { Rng } from '../rng';
+import { EnvRng } from '../rng';
 import type { EnvInfo, EnvOptions, ResetOptions, ResetResult, Split, StepResult, TextEnv } from '../types';
 import { type Placement, SEEN_MAPS, UNSEEN_MAPS, drawPlacement } from './layout';
 import { expertAction } from './expert';
@@ -37,7 +37,7 @@ export function kitchenGame(options: ResetOptions = {}): KitchenGame {
   if (split === 'train') {
     if (options.gameIndex !== undefined) throw new RangeError("kitchen: the 'train' split has no fixed games; pass a seed");
     const seed = options.seed ?? 0;
-    const rng = new Rng(seed);
+    const rng = new EnvRng(seed);
     const taskType = options.taskType ?? KITCHEN_TASK_TYPES[rng.int(KITCHEN_TASK_TYPES.length)];
     const placement = drawPlacement(rng, SEEN_MAPS, false);
     return { split, taskType, placement, gameId: `train/${seed}` };
@@ -48,7 +48,7 @@ export function kitchenGame(options: ResetOptions = {}): KitchenGame {
     throw new RangeError(`kitchen: gameIndex ${index} outside ${split}'s ${KITCHEN_EVAL_SET_SIZE} games`);
   }
   index = ((index % KITCHEN_EVAL_SET_SIZE) + KITCHEN_EVAL_SET_SIZE) % KITCHEN_EVAL_SET_SIZE;
-  const rng = new Rng(EVAL_SEED_BASE[split] + index);
+  const rng = new EnvRng(EVAL_SEED_BASE[split] + index);
   const taskType = options.taskType ?? KITCHEN_TASK_TYPES[index % KITCHEN_TASK_TYPES.length];
   const placement = split === 'valid_seen' ? drawPlacement(rng, SEEN_MAPS, true) : drawPlacement(rng, UNSEEN_MAPS, undefined);
   return { split, taskType, placement, gameId: `${split}/${index}` };

@@ -10,7 +10,7 @@
  * train never produces held-out placements, `valid_seen` uses only held-out placements of
  * the seen maps, and `valid_unseen` uses map C, which train never shows.
  */
-import { Rng } from '../rng';
+import { EnvRng } from '../rng';
 
 export const INGREDIENTS = ['tomato', 'lettuce', 'onion'] as const;
 export type Ingredient = (typeof INGREDIENTS)[number];
@@ -218,7 +218,7 @@ export function isHeldOut(p: Placement): boolean {
   return fnv1a(placementKey(p)) % HELD_OUT_MODULUS === 0;
 }
 
-function randomPlacement(rng: Rng, mapId: string): Placement {
+function randomPlacement(rng: EnvRng, mapId: string): Placement {
   const g = mapGeometry(mapId);
   const free = g.counters.slice();
   const take = (): Cell => free.splice(rng.int(free.length), 1)[0];
@@ -231,7 +231,7 @@ function randomPlacement(rng: Rng, mapId: string): Placement {
  * Draw a placement for a split. `heldOut` selects which side of the hash partition of the
  * seen maps is wanted (train: false, valid_seen: true); unseen maps are used as they come.
  */
-export function drawPlacement(rng: Rng, maps: readonly string[], heldOut: boolean | undefined): Placement {
+export function drawPlacement(rng: EnvRng, maps: readonly string[], heldOut: boolean | undefined): Placement {
   for (let attempt = 0; attempt < 10_000; attempt++) {
     const mapId = maps[rng.int(maps.length)];
     const p = randomPlacement(rng, mapId);

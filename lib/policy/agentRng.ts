@@ -1,10 +1,12 @@
 /**
- * The policy code's seeded PRNG (lib/policy/rng.ts: mulberry32, the whole state one uint32, so
- * runs can be saved and resumed exactly) with the two draws agents make.
+ * The agents' seeded generator: Mulberry32 (lib/policy/rng.ts: the whole state one uint32, so
+ * runs can be saved and resumed exactly) with the two draws agents make over their choices.
+ * It lives in lib/policy so that lib/agent and lib/train (Mem-EM's state sampling) share it
+ * without one importing the other.
  */
-import { Rng } from '../policy/rng';
+import { Mulberry32 } from './rng';
 
-export class AgentRng extends Rng {
+export class AgentRng extends Mulberry32 {
   /** Index from weights, negative ones ignored (uniform when none is positive, where the base class throws). */
   override categorical(w: ArrayLike<number>): number {
     let total = 0;
