@@ -17,6 +17,7 @@ import { ReflectAgent, REFLECT_DEFAULTS } from './reflect';
 import { MemEm, MEM_EM_DEFAULTS, validateMemEm, type MemEmConfig } from '../train/memEm';
 import { MemRLAgent, MEMRL_DEFAULTS, NecAgent, NEC_DEFAULTS, PriorAgent, QLearningAgent, QLEARN_DEFAULTS, RandomAgent } from './baselines';
 import type { Agent } from './types';
+import { DEFAULT_HISTORY_WINDOW } from '../episode/types';
 import { makeTrustPolicy, type TrustOptions } from '../memory/trust';
 
 export const AGENT_NAMES = ['memq', 'prior', 'nec', 'memrl', 'random', 'qlearn', 'reflect'] as const;
@@ -103,7 +104,7 @@ export function defaultConfig(): RunConfig {
     demos: 30,
     demoExpert: 'observing',
     seed: 1,
-    historyWindow: 1,
+    historyWindow: DEFAULT_HISTORY_WINDOW,
     checkpointEvery: 25,
     encoder: { kind: 'pair', dim: 512, actionWeight: 0.5, abstractIds: false, modelLora: 'base' },
     prior: { kind: 'uniform' },

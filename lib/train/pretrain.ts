@@ -16,8 +16,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { makeEnv } from '../envs/registry';
 import type { TextEnv } from '../envs/types';
-import { runEpisode, demoEnvOptions } from '../agent/runner';
-import { defaultConfig } from '../agent/config';
+import { DEFAULT_HISTORY_WINDOW } from '../episode/types';
+import { runEpisode, demoEnvOptions } from '../episode/rollout';
 import { LlmModel, makeLlmConfig, type LlmConfig } from '../llm/model';
 import { ModelTrainer } from '../llm/lora';
 import { ModelPrior } from '../llm/modelPrior';
@@ -64,7 +64,7 @@ export function defaultPretrainConfig(): PretrainConfig {
     expert: 'observing',
     games: 400,
     evalGames: 40,
-    historyWindow: defaultConfig().historyWindow,
+    historyWindow: DEFAULT_HISTORY_WINDOW,
     seed: 1,
     model: { arch: 'qwen2', layers: 2, hidden: 96, heads: 4, kvHeads: 2, intermediate: 256, initStd: 0.02 },
     steps: 600,
@@ -212,8 +212,7 @@ export async function pretrainPrior(
   try {
     // 1. Corpus: expert transcripts of the training split.
     const t0 = Date.now();
-    const runCfg = { ...defaultConfig(), env: config.env, envOptions: config.envOptions, demoExpert: config.expert };
-    const env = makeEnv(config.env, demoEnvOptions(runCfg));
+    const env = makeEnv(config.env, demoEnvOptions({ env: config.env, envOptions: config.envOptions, demoExpert: config.expert }));
     const trainSplit = env.splits[0];
     const corpus = await collectExpertSteps(
       env, config.games, (j) => ({ seed: pretrainSeed(config.seed, j), split: trainSplit }), config.historyWindow, hooks.signal,
