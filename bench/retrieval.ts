@@ -9,7 +9,7 @@
  */
 import * as os from 'os';
 import { MemoryIndex } from '../lib/retrieval';
-import { loadNative } from '../lib/native';
+import { measureCeilings } from './ceilings';
 import { machine, nowMs, randomFloats, table, timeIt, writeResult } from './common';
 
 export interface RetrievalBenchOptions {
@@ -86,7 +86,7 @@ export async function benchRetrieval(opts: RetrievalBenchOptions = {}) {
   const threads = os.cpus().length;
 
   log('measuring ceilings (GEMM rate of the GEMM memq uses; read bandwidth) ...\n');
-  const ceil = loadNative().measureCeilings(256, 4096, 384, 2.0, 2 * 2 ** 30);
+  const ceil = measureCeilings(256, 4096, 384, 2.0, 2 * 2 ** 30);
   log(`  GEMM ${ceil.gemmGflops.toFixed(1)} GFLOP/s (${ceil.blas}, ${ceil.gemmShape}, ${ceil.threads} threads); read bandwidth ${ceil.bandwidthGBs.toFixed(1)} GB/s\n`);
 
   const usearch = peers.includes('usearch') ? tryRequire('usearch') : undefined;

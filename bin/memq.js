@@ -10,6 +10,31 @@ try {
   );
   process.exit(1);
 }
+
+// `memq bench`: the benchmarks are their own entry (bench/cli.ts, built to dist/cjs/bench in a
+// clone); the library never imports them. An installed package does not ship bench/: there the
+// command only says where the benchmarks run.
+const path = require('path');
+const fs = require('fs');
+const BENCHMARKS = ['retrieval', 'envs', 'llm', 'scale'];
+const benchEntry = path.join(__dirname, '..', 'dist', 'cjs', 'bench', 'cli.js');
+let benchCommand;
+if (fs.existsSync(benchEntry)) {
+  ({ benchCommand } = require(benchEntry));
+} else {
+  benchCommand = {
+    name: 'bench',
+    summary: 'benchmarks (from a clone of the repository; not part of the installed package)',
+    async run(argv, io) {
+      const what = argv.find((a) => BENCHMARKS.includes(a)) || 'retrieval';
+      io.stderr(
+        `memq bench: the benchmarks are not part of the installed memq package (no bench/${what} next to ${path.dirname(path.dirname(benchEntry))}). ` +
+          `They run from a clone of the repository: 'npm install' there, then 'npx memq bench ${what}'.\n`,
+      );
+      return 1;
+    },
+  };
+}
 const controller = new AbortController();
 let interrupts = 0;
 process.on('SIGINT', () => {
@@ -30,7 +55,7 @@ if (process.channel) {
     if (!controller.signal.aborted) controller.abort();
   });
 }
-main(process.argv.slice(2), { signal: controller.signal }).then(
+main(process.argv.slice(2), { signal: controller.signal }, [benchCommand]).then(
   (code) => {
     process.exitCode = code;
   },

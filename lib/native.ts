@@ -162,9 +162,6 @@ export interface NativeAddon {
   backendInfo(): NativeBackendInfo;
   selectBackend(requested: 'auto' | 'cpu' | 'cuda'): NativeBackendChoice;
   setThreads(n: number): number;
-  measureCeilings(
-    b: number, n: number, d: number, seconds: number, bandwidthBytes: number,
-  ): { gemmGflops: number; gemmShape: string; bandwidthGBs: number; bandwidthBytes: number; threads: number; blas: string };
 }
 
 /** Where the loaded addon came from: MEMQ_ADDON, a source build in build/, or the package's prebuild. */

@@ -2,16 +2,17 @@
 'use strict';
 // Builds memq.
 //   node scripts/build.js [--debug]   the repository build (a clone's `npm install` runs it): the
-//                                     native addon, the C++ tests and benches (cmake-js, into
-//                                     build/; CUDA when nvcc is found, OpenBLAS when installed)
-//                                     and the TypeScript (dist/: CommonJS + an ESM wrapper)
+//                                     native addon, the benchmarks' addon (memq_bench.node), the
+//                                     C++ tests and benches (cmake-js, into build/; CUDA when nvcc
+//                                     is found, OpenBLAS when installed) and the TypeScript (dist/:
+//                                     CommonJS + an ESM wrapper)
 //   --native-only | --ts-only         one half of that
 //   --addon-only                      the addon alone, from source (an installed package's
 //                                     source build, scripts/install.js): built in a temporary
 //                                     directory with cmake-js, or node-gyp when cmake is missing;
 //                                     only build/Release/memq.node stays in the package
 //   --prebuild                        the portable addon shipped in the npm package: no CUDA, no
-//                                     BLAS, libstdc++/libgcc linked statically, run-time SIMD
+//                                     BLAS, no benchmarks' addon, libstdc++/libgcc linked statically, run-time SIMD
 //                                     dispatch; built in build-prebuild/ (build/ is left alone),
 //                                     copied to prebuilds/<platform>-<arch>/, checked (ldd, self-test)
 //   --pack                            what `npm pack` runs (prepack): a clean TypeScript build + --prebuild
@@ -125,7 +126,7 @@ function buildAddonOnly() {
   if (hasCommand('cmake')) {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'memq-build-'));
     try {
-      return installAddon(cmakeJs(tmp, ['--CDMEMQ_TESTS=OFF', ...cmakeDefs()]));
+      return installAddon(cmakeJs(tmp, ['--CDMEMQ_TESTS=OFF', '--CDMEMQ_BENCH_ADDON=OFF', ...cmakeDefs()]));
     } finally {
       fs.rmSync(tmp, { recursive: true, force: true });
     }
@@ -209,6 +210,7 @@ function buildPrebuild() {
     '--CDMEMQ_CUDA=OFF',
     '--CDMEMQ_BLAS=OFF',
     '--CDMEMQ_TESTS=OFF',
+    '--CDMEMQ_BENCH_ADDON=OFF',
     '--CDMEMQ_NATIVE_ARCH=OFF',
     `--CDMEMQ_STATIC_RUNTIME=${process.platform === 'linux' ? 'ON' : 'OFF'}`,
     `--CDMEMQ_GLIBC_COMPAT=${glibcCompat ? 'ON' : 'OFF'}`,

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 'use strict';
 // Lists native sources for binding.gyp (gyp has no globbing): `node scripts/gyp-sources.js KIND`
-// with KIND = generic | avx2 | avx512 | addon. Paths are relative to the package root.
+// with KIND = generic | avx2 | avx512 | addon | bench (memq_bench.node, the benchmarks' addon). Paths are relative to the package root.
 const fs = require('fs');
 const path = require('path');
 
@@ -21,13 +21,14 @@ function walk(dir) {
 const kind = process.argv[2];
 let files;
 if (kind === 'addon') files = walk('native/addon');
+else if (kind === 'bench') files = walk('native/bench_addon');
 else {
   const core = walk('native/core');
   if (kind === 'avx2') files = core.filter((f) => f.endsWith('_avx2.cpp'));
   else if (kind === 'avx512') files = core.filter((f) => f.endsWith('_avx512.cpp'));
   else if (kind === 'generic') files = core.filter((f) => !/_avx(2|512)\.cpp$/.test(f));
   else {
-    process.stderr.write('usage: gyp-sources.js generic|avx2|avx512|addon\n');
+    process.stderr.write('usage: gyp-sources.js generic|avx2|avx512|addon|bench\n');
     process.exit(2);
   }
 }

@@ -6,7 +6,7 @@ import { HashingEncoder, CachedEncoder } from '../encoders/hashing';
 import { PairEncoder } from '../encoders/pair';
 import { AbstractingEncoder } from '../encoders/abstract';
 import { ModelEncoder } from '../encoders/model';
-import type { Encoder } from '../encoders/types';
+import { DEFAULT_ENCODER_DIM, type Encoder } from '../encoders/types';
 import { UniformPrior, type Prior } from '../llm/prior';
 import { LLM_DEVICES, LlmModel, type LlmDeviceName } from '../llm/model';
 import { ModelPrior } from '../llm/modelPrior';
@@ -18,6 +18,7 @@ import { MemEm, MEM_EM_DEFAULTS, validateMemEm, type MemEmConfig } from '../trai
 import { caseStateEncoder } from '../train/caseCorpus';
 import { MemRLAgent, MEMRL_DEFAULTS, NecAgent, NEC_DEFAULTS, PriorAgent, QLearningAgent, QLEARN_DEFAULTS, RandomAgent } from './baselines';
 import type { Agent } from './types';
+import { DEFAULT_HISTORY_WINDOW } from '../episode/types';
 import { makeTrustPolicy, type TrustOptions } from '../memory/trust';
 
 export const AGENT_NAMES = ['memq', 'prior', 'nec', 'memrl', 'random', 'qlearn', 'reflect'] as const;
@@ -104,9 +105,9 @@ export function defaultConfig(): RunConfig {
     demos: 30,
     demoExpert: 'observing',
     seed: 1,
-    historyWindow: 1,
+    historyWindow: DEFAULT_HISTORY_WINDOW,
     checkpointEvery: 25,
-    encoder: { kind: 'pair', dim: 512, actionWeight: 0.5, abstractIds: false, modelLora: 'base' },
+    encoder: { kind: 'pair', dim: DEFAULT_ENCODER_DIM, actionWeight: 0.5, abstractIds: false, modelLora: 'base' },
     prior: { kind: 'uniform' },
     em: { ...MEM_EM_DEFAULTS, targets: [...MEM_EM_DEFAULTS.targets] },
     memq: {

@@ -20,7 +20,7 @@ import { improvePolicy } from '../policy/klImprove';
 import { softTdStep } from '../policy/td';
 import { encodePairBatch, encodePairs, type Encoder } from '../encoders/types';
 import type { Prior } from '../llm/prior';
-import type { MemEm } from '../train/memEm';
+import type { EStepSource, MemEm } from '../train/memEm';
 import { AgentRng } from '../policy/agentRng';
 import type { Agent, EpisodeRecord, Mode, StepContext } from './types';
 
@@ -200,8 +200,16 @@ export class MemQAgent implements Agent {
     if (this.opts.kernel.kernel === 'gaussian' && this.opts.bandwidth.rule !== 'fixed' && this.memory.size > 1) {
       this.memory.setBandwidth(this.opts.bandwidth);
     }
-    // Mem-EM on the slow clock: memory (just written) drives the prior every K training episodes.
-    if (this.em?.observe(ep)) await this.em.run(this, ep.episode + 1);
+  }
+
+  /**
+   * Mem-EM on the slow clock (the runner runs a round after endEpisode, every K training
+   * episodes): its state, and what its E-step reads from this agent (Q̂ over many states' actions
+   * from memory just written, and α). Mem-EM does not see the agent itself.
+   */
+  memEm(): { em: MemEm; source: EStepSource } | null {
+    if (!this.em) return null;
+    return { em: this.em, source: { alpha: this.opts.alpha, estimateQMany: (items) => this.estimateQMany(items) } };
   }
 
   events(): Record<string, unknown>[] {

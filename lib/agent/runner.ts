@@ -7,11 +7,15 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { makeEnv } from '../envs/registry';
-import type { EnvInfo, TextEnv } from '../envs/types';
+import type { TextEnv } from '../envs/types';
 import { configFromDisk, makeAgentAsync, type RunConfig } from './config';
 import { MemQAgent } from './memq';
 import type { EpisodicMemory } from '../memory/episodic';
-import { stateText, type Agent, type EpisodeRecord, type Mode, type StepContext, type StepRecord } from './types';
+import { runEpisode, demoEnvOptions } from '../episode/rollout';
+import type { Agent, EpisodeRecord } from './types';
+
+// The episode loop lives in lib/episode/rollout.ts (shared with lib/train/pretrain.ts).
+export { runEpisode, demoEnvOptions } from '../episode/rollout';
 
 export interface EpisodeMetric {
   kind: 'episode';
@@ -117,48 +121,6 @@ function writeJsonAtomic(file: string, data: unknown): void {
     fs.closeSync(fd);
   }
   fs.renameSync(tmp, file);
-}
-
-/** Runs one episode; learning hooks only in train mode; 'demo' follows the env's expert (agent unused, may be null). */
-export async function runEpisode(
-  env: TextEnv, agent: Agent | null, mode: Mode | 'demo', episode: number, reset: Parameters<TextEnv['reset']>[0], historyWindow: number,
-): Promise<EpisodeRecord> {
-  const r = await env.reset(reset);
-  let info: EnvInfo = r.info;
-  const history: { action?: string; observation: string }[] = [{ observation: r.observation }];
-  const steps: StepRecord[] = [];
-  let total = 0;
-  let won = false;
-  const ctxOf = (obs: string, inf: EnvInfo, step: number): StepContext => ({
-    episode, step, task: inf.task, observation: obs, admissible: inf.admissibleActions, state: stateText(inf.task, history, historyWindow), info: inf,
-  });
-  let ctx = ctxOf(r.observation, info, 0);
-  for (let t = 0; ; t++) {
-    if (ctx.admissible.length === 0) break;
-    let a: number;
-    if (mode === 'demo') {
-      const action = env.expertAction?.();
-      if (action === undefined) throw new Error(`env ${env.name} has no expert planner: --demos needs one`);
-      a = ctx.admissible.indexOf(action);
-      if (a < 0) throw new Error(`the expert's action '${action}' is not admissible`);
-    } else {
-      if (!agent) throw new TypeError('runEpisode: an agent is required outside demo mode');
-      a = await agent.act(ctx, mode);
-    }
-    const action = ctx.admissible[a];
-    const s = await env.step(action);
-    total += s.reward;
-    won = won || s.info.won;
-    steps.push({ state: ctx.state, action, actionIndex: a, admissible: ctx.admissible, reward: s.reward });
-    history.push({ action, observation: s.observation });
-    info = s.info;
-    const done = s.terminated || s.truncated;
-    const next = done ? null : ctxOf(s.observation, info, t + 1);
-    if (mode === 'train') await agent?.observe?.(ctx, a, s.reward, next);
-    if (done || !next) break;
-    ctx = next;
-  }
-  return { episode, task: info.task, taskType: info.taskType, steps, won, totalReward: total, source: mode === 'demo' ? 'demo' : 'train' };
 }
 
 /** One finished evaluation game, as recorded (and checkpointed) game by game. */
@@ -353,10 +315,15 @@ export function evalSplitsOf(config: RunConfig, env: TextEnv): string[] {
   return others.length ? others : [env.splits[0]];
 }
 
-/** Env options of the demonstrating env: environments with an observing expert get it asked for. */
-export function demoEnvOptions(config: RunConfig): Record<string, unknown> {
-  const observing: Record<string, Record<string, unknown>> = { household: { expert: 'search' } };
-  return config.demoExpert === 'observing' && observing[config.env] ? { ...config.envOptions, ...observing[config.env] } : config.envOptions;
+/**
+ * Mem-EM on the slow clock (MATH §11), after the agent wrote the episode to memory: every episode
+ * with steps (demos too) feeds its state pool; every em.every training episodes an E/M round
+ * runs with what the agent's E-step source reads from that memory. Its metric line comes out of
+ * agent.events() with the episode's.
+ */
+async function memEmAfter(agent: Agent, ep: EpisodeRecord): Promise<void> {
+  const m = agent.memEm?.();
+  if (m && ep.steps.length > 0 && m.em.observe(ep)) await m.em.run(m.source, ep.episode + 1);
 }
 
 const CKPT = 'checkpoint';
@@ -497,6 +464,7 @@ export async function runTraining(config: RunConfig, dir: string, hooks: RunHook
       const t0 = Date.now();
       const ep = await runEpisode(demoEnv, agent, 'demo', j, { seed: demoSeed(config.seed, j), split: env.splits[0] }, config.historyWindow);
       await agent.endEpisode(ep);
+      await memEmAfter(agent, ep);
       append({ kind: 'episode', episode: j, source: 'demo', won: ep.won, reward: ep.totalReward, steps: ep.steps.length, taskType: ep.taskType, memory: agent.memorySize(), seconds: (Date.now() - t0) / 1000 });
       state.demoEpisodes = j + 1;
       saved = false;
@@ -542,6 +510,7 @@ export async function runTraining(config: RunConfig, dir: string, hooks: RunHook
     const t0 = Date.now();
     const ep = await runEpisode(env, agent, 'train', i, { seed: trainSeed(config.seed, i), split: env.splits[0] }, config.historyWindow);
     await agent.endEpisode?.(ep);
+    await memEmAfter(agent, ep);
     state.episodesDone++;
     saved = false;
     epsThisSession++;

@@ -1,38 +1,9 @@
 /** The agent interface shared by memq and the baselines, and what they see of a step. */
-import type { EnvInfo } from '../envs/types';
+import type { EStepSource, MemEm } from '../train/memEm';
+import type { EpisodeRecord, Mode, StepContext } from '../episode/types';
 
-export type Mode = 'train' | 'eval';
-
-/** What an agent sees before acting. */
-export interface StepContext {
-  episode: number;
-  step: number;
-  task: string;
-  observation: string;
-  admissible: string[];
-  /** The agent-facing state text: the task plus a short window of recent actions/observations. */
-  state: string;
-  info: EnvInfo;
-}
-
-export interface StepRecord {
-  state: string;
-  action: string;
-  actionIndex: number;
-  admissible: string[];
-  reward: number;
-}
-
-export interface EpisodeRecord {
-  episode: number;
-  task: string;
-  taskType?: string;
-  steps: StepRecord[];
-  won: boolean;
-  totalReward: number;
-  /** 'train' episodes from the agent, 'demo' episodes from the expert. */
-  source: 'train' | 'demo';
-}
+// The step and episode records live in lib/episode/types.ts (below lib/agent and lib/train).
+export { stateText, type EpisodeRecord, type Mode, type StepContext, type StepRecord } from '../episode/types';
 
 export interface Agent {
   readonly name: string;
@@ -64,15 +35,9 @@ export interface Agent {
   evalStats?(): Record<string, number>;
   /** Metric lines produced since the last call (e.g. Mem-EM rounds, kind 'em'). */
   events?(): Record<string, unknown>[];
-}
-
-/** The state text an agent keys its memory on: task, then the last `window` (action, observation) pairs. */
-export function stateText(task: string, history: { action?: string; observation: string }[], window: number): string {
-  const recent = history.slice(-Math.max(1, window));
-  const parts = [`task: ${task}`];
-  for (const h of recent) {
-    if (h.action) parts.push(`> ${h.action}`);
-    parts.push(h.observation);
-  }
-  return parts.join('\n');
+  /**
+   * Mem-EM (MATH §11) on this agent's prior, when it uses it: the state (saved and loaded with the
+   * agent) and what the E-step reads from the agent. The runner decides when a round runs.
+   */
+  memEm?(): { em: MemEm; source: EStepSource } | null;
 }

@@ -1,16 +1,20 @@
-import { CliError, type CliIO } from './args';
+import { CliError, type CliIO, type Command } from './args';
 import { commands } from './commands/index';
 import { version } from '../version';
 
-function usage(): string {
+function usage(all: Command[]): string {
   const lines = ['usage: memq <command> [flags]', '', 'commands:'];
-  for (const c of commands) lines.push(`  ${c.name.padEnd(12)} ${c.summary}`);
+  for (const c of all) lines.push(`  ${c.name.padEnd(12)} ${c.summary}`);
   lines.push('', "Run 'memq <command> --help' for a command's flags.");
   return lines.join('\n') + '\n';
 }
 
-/** Entry point shared by bin/memq.js and the tests. Returns the exit code. */
-export async function main(argv: string[], io?: Partial<CliIO>): Promise<number> {
+/**
+ * Entry point shared by bin/memq.js and the tests. Returns the exit code. `extra`: commands that
+ * live outside the library (bin/memq.js passes `memq bench`, bench/cli.ts), after the built-in ones.
+ */
+export async function main(argv: string[], io?: Partial<CliIO>, extra: Command[] = []): Promise<number> {
+  const all = [...commands, ...extra];
   const fullIO: CliIO = {
     stdout: io?.stdout ?? ((t) => process.stdout.write(t)),
     stderr: io?.stderr ?? ((t) => process.stderr.write(t)),
@@ -20,16 +24,16 @@ export async function main(argv: string[], io?: Partial<CliIO>): Promise<number>
   };
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
-    fullIO.stdout(usage());
+    fullIO.stdout(usage(all));
     return name ? 0 : 2;
   }
   if (name === '--version' || name === '-v') {
     fullIO.stdout(`${version()}\n`);
     return 0;
   }
-  const cmd = commands.find((c) => c.name === name);
+  const cmd = all.find((c) => c.name === name);
   if (!cmd) {
-    fullIO.stderr(`memq: unknown command '${name}'\n\n${usage()}`);
+    fullIO.stderr(`memq: unknown command '${name}'\n\n${usage(all)}`);
     return 2;
   }
   try {

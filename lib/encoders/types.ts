@@ -23,6 +23,9 @@ export interface Encoder {
 import { pairText, type StateAction } from './pairFormat';
 
 /** The pair format lives in ./pairFormat; re-exported here for existing importers. */
+/** The key dimension of the hashing encoders when a run does not set one (config encoder.dim). */
+export const DEFAULT_ENCODER_DIM = 512;
+
 export { pairText, PAIR_SEPARATOR, pairPrompt, splitPairText, type StateAction } from './pairFormat';
 
 /** enc(state ⊕ a) for each action, through the encoder's fast path when it has one. */

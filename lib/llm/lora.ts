@@ -13,7 +13,8 @@
 import {
   loadNative, type NativeLlmModel, type NativeLoraAdapter, type NativeTrainer, type NativeTrainerState, type NativeTrainStats,
 } from '../native';
-import { type LlmModel, tokenArray } from './model';
+import { tokenArray } from './batch';
+import type { LlmModel } from './model';
 
 /** LoRA hyper-parameters (PEFT's r, lora_alpha, target_modules, use_rslora). */
 export interface LoraOptions {

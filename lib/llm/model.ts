@@ -5,78 +5,10 @@
  * mean-pooled embeddings. Token ids in, typed arrays out; the tokenizer is a separate step.
  */
 import { loadNative, type NativeLlmModel, type NativeLoraAdapter } from '../native';
-import type { LoraAdapter } from './lora';
+import { tokenArray } from './batch';
+import type { LlmConfig } from './config';
 
-/** The fields of an HF config.json the engine reads (others are kept when saving). */
-export interface LlmConfig {
-  model_type: 'qwen2' | 'llama' | 'qwen3';
-  vocab_size: number;
-  hidden_size: number;
-  intermediate_size: number;
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  num_key_value_heads: number;
-  head_dim?: number;
-  rms_norm_eps?: number;
-  rope_theta?: number;
-  tie_word_embeddings?: boolean;
-  attention_bias?: boolean;
-  max_position_embeddings?: number;
-  [k: string]: unknown;
-}
-
-/** The shape of a decoder, in memq's words (for makeLlmConfig). */
-export interface LlmShape {
-  arch: 'qwen2' | 'llama' | 'qwen3';
-  vocab: number;
-  hidden: number;
-  intermediate: number;
-  layers: number;
-  heads: number;
-  kvHeads: number;
-  ropeTheta?: number;
-  tied?: boolean;
-}
-
-/** An HF config.json for a shape (architectures, rms_norm_eps 1e-6, 4096 positions). */
-export function makeLlmConfig(s: LlmShape): LlmConfig {
-  return {
-    architectures: [s.arch === 'llama' ? 'LlamaForCausalLM' : s.arch === 'qwen3' ? 'Qwen3ForCausalLM' : 'Qwen2ForCausalLM'],
-    model_type: s.arch,
-    vocab_size: s.vocab,
-    hidden_size: s.hidden,
-    intermediate_size: s.intermediate,
-    num_hidden_layers: s.layers,
-    num_attention_heads: s.heads,
-    num_key_value_heads: s.kvHeads,
-    rope_theta: s.ropeTheta ?? 10000,
-    rms_norm_eps: 1e-6,
-    tie_word_embeddings: s.tied ?? false,
-    max_position_embeddings: 4096,
-  };
-}
-
-/** @internal Packs ragged token-id arrays into (tokens, offsets[n+1]) with checks naming `name`. */
-export function tokenArray(name: string, seqs: unknown): { tokens: Int32Array; offsets: Int32Array } {
-  if (!Array.isArray(seqs)) throw new TypeError(`${name} must be an array of token-id arrays`);
-  let total = 0;
-  seqs.forEach((s, i) => {
-    if (!(Array.isArray(s) || s instanceof Int32Array)) throw new TypeError(`${name}[${i}] must be an array of integer token ids`);
-    total += s.length;
-  });
-  const tokens = new Int32Array(total);
-  const offsets = new Int32Array(seqs.length + 1);
-  let k = 0;
-  seqs.forEach((s: ArrayLike<number>, i) => {
-    for (let j = 0; j < s.length; j++) {
-      const t = s[j];
-      if (!Number.isInteger(t) || t < 0 || t > 2147483647) throw new RangeError(`${name}[${i}][${j}] must be a non-negative integer token id, got ${t}`);
-      tokens[k++] = t;
-    }
-    offsets[i + 1] = k;
-  });
-  return { tokens, offsets };
-}
+export { makeLlmConfig, type LlmConfig, type LlmShape } from './config';
 
 /**
  * Where the engine runs (docs/cuda.md). 'cpu' (the default): the float32 reference engine, the
@@ -121,9 +53,18 @@ function deviceArgs(opts: unknown): [string | undefined, string | undefined] {
   return [device, precision];
 }
 
-/** Options of the inference calls: an optional LoRA adapter made for this model's config. */
+/**
+ * A LoRA adapter as the inference calls take it: lib/llm/lora.ts's LoraAdapter (declared here by
+ * its shape, so that this file does not import lora.ts, which imports it).
+ */
+export interface LlmAdapterHandle {
+  /** @internal */
+  readonly native: NativeLoraAdapter;
+}
+
+/** Options of the inference calls: an optional LoRA adapter (a LoraAdapter) made for this model's config. */
 export interface LlmInferenceOptions {
-  lora?: LoraAdapter | null;
+  lora?: LlmAdapterHandle | null;
 }
 
 function loraArg(opts: unknown): NativeLoraAdapter | undefined {
@@ -223,7 +164,7 @@ export class LlmModel {
    * A new model with the adapter folded into its weights (W += scale · B A); this model is
    * unchanged. Its outputs equal this model's with `{ lora: adapter }` up to float rounding.
    */
-  async mergeLora(adapter: LoraAdapter): Promise<LlmModel> {
+  async mergeLora(adapter: LlmAdapterHandle): Promise<LlmModel> {
     const n = (adapter as { native?: NativeLoraAdapter } | null)?.native;
     if (!n) throw new TypeError('adapter must be a LoraAdapter');
     return new LlmModel(await this.native.mergeLora(n));

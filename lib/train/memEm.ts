@@ -29,10 +29,10 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { LoraAdapter, LoraTrainer } from '../llm/lora';
 import type { ModelPrior } from '../llm/modelPrior';
-import { AgentRng } from '../policy/agentRng';
+import { Mulberry32 } from '../policy/rng';
 import { improvePolicy } from '../policy/klImprove';
 import { softmax } from '../policy/logSumExp';
-import type { EpisodeRecord } from '../agent/types';
+import type { EpisodeRecord } from '../episode/types';
 
 export interface MemEmConfig {
   /** Run an E/M step every K training episodes (0: Mem-EM off). */
@@ -148,7 +148,7 @@ function weightsOf(qhat: ArrayLike<number>, policy: ArrayLike<number>, v: number
 /** Mem-EM state: the pool of visited states, the adapter on the prior, its trainer. */
 export class MemEm {
   private pool = new Map<string, string[]>(); // state text -> admissible actions (insertion order = recency)
-  private rng: AgentRng;
+  private rng: Mulberry32; // sampleStates draws only int(): the base generator's stream (as AgentRng's)
   private trainer: LoraTrainer;
   private adapter: LoraAdapter;
   private trainEpisodes = 0;
@@ -162,7 +162,7 @@ export class MemEm {
       lr: config.lr, weightDecay: config.weightDecay, clipNorm: config.clipNorm, lossNorm: config.loss === 'kl' ? 'sum' : 'weightSum',
     });
     prior.lora = this.adapter;
-    this.rng = new AgentRng(seed ^ 0x5eed);
+    this.rng = new Mulberry32(seed ^ 0x5eed);
   }
 
   get lora(): LoraAdapter {

@@ -16,13 +16,14 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { makeEnv } from '../envs/registry';
 import type { TextEnv } from '../envs/types';
-import { runEpisode, demoEnvOptions } from '../agent/runner';
-import { defaultConfig } from '../agent/config';
+import { DEFAULT_HISTORY_WINDOW } from '../episode/types';
+import { runEpisode, demoEnvOptions } from '../episode/rollout';
 import { LlmModel, makeLlmConfig, type LlmConfig } from '../llm/model';
 import { ModelTrainer } from '../llm/lora';
 import { ModelPrior } from '../llm/modelPrior';
 import { loadTokenizer, type TextTokenizer } from '../llm/tokenizer';
 import { pairPrompt } from '../encoders/pairFormat';
+import { DEFAULT_ENCODER_DIM } from '../encoders/types';
 import { buildWordPieceTokenizer, wordPieceTokenizerConfig } from '../llm/wordTokenizer';
 import { CASE_RETRIEVAL_DEFAULTS, caseConditionedState, caseGain, caseMemoryOf, caseStateEncoder, sampleCases, type CaseGain, type CaseRef } from './caseCorpus';
 
@@ -75,7 +76,7 @@ export function defaultPretrainConfig(): PretrainConfig {
     expert: 'observing',
     games: 400,
     evalGames: 40,
-    historyWindow: defaultConfig().historyWindow,
+    historyWindow: DEFAULT_HISTORY_WINDOW,
     seed: 1,
     model: { arch: 'qwen2', layers: 2, hidden: 96, heads: 4, kvHeads: 2, intermediate: 256, initStd: 0.02 },
     steps: 600,
@@ -85,7 +86,7 @@ export function defaultPretrainConfig(): PretrainConfig {
     clipNorm: 1.0,
     promptWeight: 0,
     minWordCount: 2,
-    cases: { share: 0, ...CASE_RETRIEVAL_DEFAULTS, dim: defaultConfig().encoder.dim, abstractIds: false },
+    cases: { share: 0, ...CASE_RETRIEVAL_DEFAULTS, dim: DEFAULT_ENCODER_DIM, abstractIds: false },
   };
 }
 
@@ -247,8 +248,7 @@ export async function pretrainPrior(
   try {
     // 1. Corpus: expert transcripts of the training split.
     const t0 = Date.now();
-    const runCfg = { ...defaultConfig(), env: config.env, envOptions: config.envOptions, demoExpert: config.expert };
-    const env = makeEnv(config.env, demoEnvOptions(runCfg));
+    const env = makeEnv(config.env, demoEnvOptions({ env: config.env, envOptions: config.envOptions, demoExpert: config.expert }));
     const trainSplit = env.splits[0];
     const corpus = hooks.corpus
       ? { steps: hooks.corpus, wins: 0, games: new Set(hooks.corpus.map((s) => s.game)).size }

@@ -5,7 +5,6 @@
 #include <string>
 #include <vector>
 
-#include "memq/ceilings.h"
 #include "memq/cpu_features.h"
 #include "memq/cuda/cuda_backend.h"
 #include "memq/kernels.h"
@@ -183,31 +182,6 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), memq::num_threads());
 }
 
-// measureCeilings(b, n, d, seconds, bandwidthBytes) -> { gemmGflops, bandwidthGBs, ... } (synchronous;
-// benchmarks only).
-Napi::Value MeasureCeilings(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int64_t b = int_arg(info[0], "b", 1, 1 << 16);
-  int64_t n = int_arg(info[1], "n", 1, 1 << 24);
-  int64_t d = int_arg(info[2], "d", 1, 1 << 16);
-  double seconds = number_arg(info[3], "seconds");
-  int64_t bytes = int_arg(info[4], "bandwidthBytes", 1 << 20, int64_t{1} << 32);
-  // Each pool thread allocates b*d, n*d and b*n floats.
-  check_result_elements(env, "measureCeilings", "b*d", static_cast<double>(b) * static_cast<double>(d));
-  check_result_elements(env, "measureCeilings", "n*d", static_cast<double>(n) * static_cast<double>(d));
-  check_result_elements(env, "measureCeilings", "b*n", static_cast<double>(b) * static_cast<double>(n));
-  memq::GemmCeiling g = memq::measure_gemm_ceiling(b, n, d, seconds);
-  memq::BandwidthCeiling bw = memq::measure_read_bandwidth(bytes, 5);
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("gemmGflops", Napi::Number::New(env, g.gflops));
-  o.Set("gemmShape", Napi::String::New(env, std::to_string(b) + "x" + std::to_string(n) + "x" + std::to_string(d)));
-  o.Set("bandwidthGBs", Napi::Number::New(env, bw.gbytes_per_s));
-  o.Set("bandwidthBytes", Napi::Number::New(env, static_cast<double>(bw.bytes)));
-  o.Set("threads", Napi::Number::New(env, g.threads));
-  o.Set("blas", Napi::String::New(env, memq::blas_name()));
-  return o;
-}
-
 // Every exported function runs through guard(): a C++ exception becomes a JS Error.
 template <Napi::Value (*F)(const Napi::CallbackInfo&)>
 Napi::Function fn(Napi::Env env, const char* name) {
@@ -216,7 +190,6 @@ Napi::Function fn(Napi::Env env, const char* name) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("measureCeilings", fn<MeasureCeilings>(env, "measureCeilings"));
   exports.Set("NativeMemoryIndex", InitMemoryIndex(env));
   InitLlm(env, exports);
   exports.Set("klImprove", fn<KlImprove>(env, "klImprove"));

@@ -4,6 +4,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../lib/cli/main';
+import { benchCommand } from '../../bench/cli';
 
 // Issue #11 item 10: bad arguments get a clear message naming the argument and the expected
 // form, exit code 2, no raw Node error (EEXIST, ENOENT, a stack), and nothing created on disk.
@@ -15,7 +16,7 @@ const at = (...p: string[]) => path.join(work, ...p);
 
 async function cli(argv: string[]) {
   let out = '', err = '';
-  const code = await main(argv, { stdout: (t) => (out += t), stderr: (t) => (err += t), isTTY: false });
+  const code = await main(argv, { stdout: (t) => (out += t), stderr: (t) => (err += t), isTTY: false }, [benchCommand]); // as bin/memq.js runs it
   return { code, out, err };
 }
 

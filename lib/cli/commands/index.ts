@@ -1,9 +1,9 @@
 /**
  * The CLI's command table. Each command lives in its own file under lib/cli/commands/ and is
- * registered here with one line.
+ * registered here with one line. `memq bench` is not here: bench/cli.ts is the benchmarks' own
+ * entry, which bin/memq.js passes to main() (the library never imports bench/).
  */
 import type { Command } from '../args';
-import { benchCommand } from './bench';
 import { compareCommand } from './compare';
 import { evalCommand } from './eval';
 import { runCommand } from './run';
@@ -20,7 +20,6 @@ export const commands: Command[] = [
   runCommand,
   evalCommand,
   compareCommand,
-  benchCommand,
   envsCommand,
   envCheckCommand,
   infoCommand,

@@ -1,6 +1,13 @@
-import * as path from 'path';
-import { parseArgs, formatHelp, CliError, type Command, type FlagSpec } from '../args';
-import { checkOutputFile } from '../paths';
+/**
+ * `memq bench …`: the benchmarks' own entry. The library does not import bench/: bin/memq.js
+ * hands this command to the CLI (lib/cli/main.ts) when the build has it (dist/cjs/bench/cli.js,
+ * a clone's build), and says what to do when it does not (an installed package: bench/ is not
+ * shipped, since the benchmarks compare against devDependencies such as usearch and hnswlib-node,
+ * need memq_bench.node from a source build and write into bench/results/ of the repository).
+ * Each benchmark module is imported when its benchmark runs, so the CLI starts without them.
+ */
+import { parseArgs, formatHelp, CliError, type Command, type FlagSpec } from '../lib/cli/args';
+import { checkOutputFile } from '../lib/cli/paths';
 
 const PEERS = ['usearch', 'hnswlib', 'js'];
 
@@ -29,27 +36,6 @@ function list(s: string | undefined, name: string): number[] | undefined {
     throw new CliError(`memq bench: --${name} expects integers in [1, ${max}] separated by commas, got '${s}'`);
   }
   return v;
-}
-
-/**
- * A benchmark module from bench/ (compiled to dist/cjs/bench in a clone). The npm package does
- * not ship bench/: the benchmarks compare against devDependencies (usearch, hnswlib-node), run
- * the C++ bench executables of a source build and write into bench/results/ of the repository.
- */
-function loadBench(name: string): any {
-  const request = `../../../bench/${name}`;
-  let file: string;
-  try {
-    file = require.resolve(request);
-  } catch {
-    throw new CliError(
-      `memq bench: the benchmarks are not part of the installed memq package (no bench/${name} next to ${path.resolve(__dirname, '../../..')}). ` +
-        "They run from a clone of the repository: 'npm install' there, then 'npx memq bench " + name + "'.",
-      1,
-    );
-  }
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  return require(file);
 }
 
 export const benchCommand: Command = {
@@ -86,7 +72,7 @@ export const benchCommand: Command = {
       const bs = list(flags.b, 'b') ?? (quick ? [1, 32, 256] : undefined);
       const keyBytes = Math.max(...(ns ?? [0])) * Math.max(...(ds ?? [0])) * 4;
       if (keyBytes > 16 * 2 ** 30) throw new CliError(`memq bench: --n × --d needs ${(keyBytes / 2 ** 30).toFixed(0)} GiB of float32 keys, over the limit of 16 GiB`);
-      const { benchRetrieval } = loadBench('retrieval');
+      const { benchRetrieval } = await import('./retrieval');
       const r = await benchRetrieval({
         ns,
         ds,
@@ -101,22 +87,22 @@ export const benchCommand: Command = {
       return 0;
     }
     if (what === 'envs') {
-      const r = await loadBench('envs').benchEnvs({ print: !flags.json });
-      const { machine, writeResult } = loadBench('common');
+      const r = await (await import('./envs')).benchEnvs({ print: !flags.json });
+      const { machine, writeResult } = await import('./common');
       const file = writeResult('envs', { benchmark: 'envs', machine: machine(), ...r }, flags.out);
       if (flags.json) io.stdout(JSON.stringify(r, null, 2) + '\n');
       else io.stdout(`written: ${file}\n`);
       return 0;
     }
     if (what === 'llm') {
-      const { benchLlm } = loadBench('llm');
+      const { benchLlm } = await import('./llm');
       const r = await benchLlm({ quick: flags.quick, out: flags.out, log });
       if (flags.json) io.stdout(JSON.stringify(r.result, null, 2) + '\n');
       else io.stdout(r.text + `\nwritten: ${r.file}\n`);
       return 0;
     }
     if (what === 'scale') {
-      const { benchScale } = loadBench('scale');
+      const { benchScale } = await import('./scale');
       const r = await benchScale({ url: flags.url, actors: list(flags.actors, 'actors'), episodes: flags.episodes, quick: flags.quick, out: flags.out, log });
       if (flags.json) io.stdout(JSON.stringify(r.result, null, 2) + '\n');
       else io.stdout(r.text + `\nwritten: ${r.file}\n`);
