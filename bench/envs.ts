@@ -6,7 +6,7 @@
  *
  * Usage (the bench runner imports it): `const figures = await benchEnvs({ seconds: 2 })`.
  */
-import { EnvRng as Rng } from '../lib/envs/rng';
+import { EnvRng } from '../lib/envs/rng';
 import { HouseholdEnv } from '../lib/envs/household';
 
 export interface EnvBenchOptions {
@@ -42,7 +42,7 @@ export interface EnvBenchResult {
 
 async function measure(policy: 'random' | 'expert', api: 'step (async)' | 'stepSync', seconds: number): Promise<EnvBenchRow> {
   const env = new HouseholdEnv();
-  const rng = new Rng(12345);
+  const rng = new EnvRng(12345);
   let seed = 0;
   let r = env.resetSync({ seed: seed++ });
   let info = r.info;

@@ -8,7 +8,7 @@ import { MemoryIndex } from '../retrieval';
 import { chooseBandwidth, type BandwidthRule } from '../policy/bandwidth';
 import type { KernelSettings } from '../policy/kernels';
 import { parzenPrior, type ParzenPrior } from '../policy/parzen';
-import { Mulberry32 as Rng } from '../policy/rng';
+import { Mulberry32 } from '../policy/rng';
 import type { IndexLike, IndexSearchResult } from './indexLike';
 import type { CaseInput, CaseMeta, CaseRows, EpisodicMemoryOptions, MergeRule, WritePolicy, WriteReport } from './types';
 import * as fs from 'fs';
@@ -160,7 +160,7 @@ export class EpisodicMemory {
   /** @internal */ values = new Map<number, number>();
   /** @internal */ seqCounter = 0;
   /** @internal */ clock = 0;
-  private readonly rng: Rng;
+  private readonly rng: Mulberry32;
   /**
    * Called after every applied change (write, remove, setWeights, setKernel), once the index,
    * the journal and the JS state all hold it. An exception thrown here reaches the caller, but
@@ -195,7 +195,7 @@ export class EpisodicMemory {
     const made = createIndex(options.dim, options.kernel ?? { kernel: 'gaussian', bandwidth: 1 }, options.backend ?? 'auto');
     this.index = made.index;
     this.backend = made.backend;
-    this.rng = new Rng(this.policy.kind === 'importance' ? this.policy.seed ?? 1 : 1);
+    this.rng = new Mulberry32(this.policy.kind === 'importance' ? this.policy.seed ?? 1 : 1);
     if (options.trust !== undefined) this.trustPolicy = makeTrustPolicy(options.trust);
   }
 
