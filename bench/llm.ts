@@ -121,7 +121,7 @@ class TorchWorker {
   private waiting: ((line: string | undefined) => void)[] = [];
   private stderr = '';
   private closed = false;
-  info: { torch: string; threads: number } = { torch: '?', threads: 0 };
+  info: { torch: string; threads: number; blas: string } = { torch: '?', threads: 0, blas: '?' };
   private constructor(private readonly proc: ChildProcess) {
     const rl = readline.createInterface({ input: proc.stdout! });
     rl.on('line', (l) => this.waiting.shift()?.(l));
@@ -141,7 +141,12 @@ class TorchWorker {
 
   static async start(py: string, dir: string, threads: number): Promise<TorchWorker> {
     const script = path.join(packageRoot(), 'scripts', 'torch_bench.py');
-    const w = new TorchWorker(spawn(py, [script, dir, '--threads', String(threads)], { stdio: ['pipe', 'pipe', 'pipe'] }));
+    // MEMQ_TORCH_BLAS_DIR: a directory with the libblas.so.3 PyTorch should load (Debian's torch links the
+    // reference BLAS through libblas.so.3, ~0.4 GFLOP/s; an OpenBLAS there makes a fair peer)
+    const env: NodeJS.ProcessEnv = { ...process.env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads) };
+    const blasDir = process.env.MEMQ_TORCH_BLAS_DIR;
+    if (blasDir) env.LD_LIBRARY_PATH = [blasDir, process.env.LD_LIBRARY_PATH].filter(Boolean).join(path.delimiter);
+    const w = new TorchWorker(spawn(py, [script, dir, '--threads', String(threads)], { stdio: ['pipe', 'pipe', 'pipe'], env }));
     w.info = await w.next();
     return w;
   }
@@ -308,14 +313,14 @@ export async function benchLlm(opts: BenchLlmOptions = {}) {
       if (torch) {
         const t = torch;
         const g = await interleaved([{ engine: 'pytorch', run: () => t.call({ op: 'gemm', m: 1024, n: 1536, k: 512 }) }], 3, log);
-        for (const tm of g.values()) ceiling.push({ source: `PyTorch ${t.info.torch} torch.matmul`, shape: '1024x1536x512 (A B^T)', gflops: (2 * 1024 * 1536 * 512) / tm.secondsMedian * 1e-9, before: spec.name });
+        for (const tm of g.values()) ceiling.push({ source: `PyTorch ${t.info.torch} torch.matmul (BLAS ${t.info.blas})`, shape: '1024x1536x512 (A B^T)', gflops: (2 * 1024 * 1536 * 512) / tm.secondsMedian * 1e-9, before: spec.name });
       }
       const add = (r: Runner, t: LlmBenchTiming, workload: string, tokens: number, fpt: number) => {
         const tps = tokens / t.secondsMedian;
         rows.push({ engine: r.engine, model: spec.name, params: model.numParams, workload, tokens, tokensPerSecond: tps, flopsPerToken: fpt, gflops: tps * fpt * 1e-9, note: r.note, ...t });
         log(`${spec.name} ${r.engine} ${workload}: ${Math.round(tps)} tokens/s (median of ${t.reps})\n`);
       };
-      const torchNote = () => `torch ${torch!.info.torch}, ${torch!.info.threads} threads (scripts/torch_bench.py)`;
+      const torchNote = () => `torch ${torch!.info.torch}, ${torch!.info.threads} threads, BLAS ${torch!.info.blas} (scripts/torch_bench.py)`;
 
       // scoring: B prompts of P tokens, K candidates of A tokens each (the prompt's K/V shared)
       {
@@ -390,6 +395,9 @@ export async function benchLlm(opts: BenchLlmOptions = {}) {
       torch?.close();
       fs.rmSync(dir, { recursive: true, force: true });
     }
+    // the rows so far, in case a long run is stopped (the final write replaces this file)
+    const partialFile = opts.out ?? path.join(os.tmpdir(), 'memq-bench-llm-partial.json');
+    fs.writeFileSync(partialFile, JSON.stringify({ benchmark: 'llm-cpu', partial: true, machine: machine(), load: { ...load, uptimeNow: uptime() }, gemmCeiling: ceiling, rows }, null, 2) + '\n');
   }
   ceiling.push(...nativeGemm('end', threads));
   const best = ceiling.reduce((m, s) => Math.max(m, s.gflops), 0);

@@ -227,6 +227,16 @@ def score_values(w, cmd):
     return w.score(dict(B=B, P=P, K=K, A=A), prompts, cands)().tolist()
 
 
+def blas_loaded():
+    """The BLAS shared libraries this process has mapped (Debian's torch links libblas.so.3, whichever that is)."""
+    try:
+        with open('/proc/self/maps') as f:
+            libs = {os.path.realpath(l.split()[-1]) for l in f if 'blas' in l.lower() and l.split()[-1].startswith('/')}
+        return ', '.join(sorted(libs)) or 'none mapped'
+    except OSError:
+        return 'unknown'
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('model_dir')
@@ -236,7 +246,7 @@ def main():
         torch.set_num_threads(args.threads)
     torch.set_grad_enabled(True)
     w = Worker(args.model_dir)
-    print(json.dumps(dict(ready=True, torch=torch.__version__, threads=torch.get_num_threads())), flush=True)
+    print(json.dumps(dict(ready=True, torch=torch.__version__, threads=torch.get_num_threads(), blas=blas_loaded())), flush=True)
     fns = {}
     for line in sys.stdin:
         cmd = json.loads(line)
