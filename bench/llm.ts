@@ -283,6 +283,7 @@ export async function benchLlm(opts: BenchLlmOptions = {}) {
   const load = { uptimeStart: uptime(), loadavgStart: loadavg(), uptimeEnd: '', loadavgEnd: [] as number[] };
   const rows: LlmBenchRowTimed[] = [];
   const ceiling: CeilingSample[] = [];
+  const skipped: string[] = [];
   const py = opts.peers === false ? undefined : torchPython();
   const haveLlama = opts.peers !== false && (await nodeLlamaCppAvailable());
   if (opts.peers !== false && !py) log('pytorch peer skipped: no python3 with torch (set MEMQ_PYTHON)\n');
@@ -312,8 +313,21 @@ export async function benchLlm(opts: BenchLlmOptions = {}) {
       ceiling.push(...nativeGemm(spec.name, threads));
       if (torch) {
         const t = torch;
-        const g = await interleaved([{ engine: 'pytorch', run: () => t.call({ op: 'gemm', m: 1024, n: 1536, k: 512 }) }], 3, log);
-        for (const tm of g.values()) ceiling.push({ source: `PyTorch ${t.info.torch} torch.matmul (BLAS ${t.info.blas})`, shape: '1024x1536x512 (A B^T)', gflops: (2 * 1024 * 1536 * 512) / tm.secondsMedian * 1e-9, before: spec.name });
+        const g = await interleaved([{ engine: 'pytorch', run: () => t.call({ op: 'gemm', m: 1024, n: 1536, k: 512 }) }], 2, log);
+        let torchGflops = 0;
+        for (const tm of g.values()) {
+          torchGflops = (2 * 1024 * 1536 * 512) / tm.secondsMedian * 1e-9;
+          ceiling.push({ source: `PyTorch ${t.info.torch} torch.matmul (BLAS ${t.info.blas})`, shape: '1024x1536x512 (A B^T)', gflops: torchGflops, before: spec.name });
+        }
+        // a reference (unoptimised) BLAS would take many minutes per row above the tiny model: skipped, said so
+        const memqGflops = Math.max(0, ...ceiling.filter((x) => x.before === spec.name && x.source.startsWith('memq')).map((x) => x.gflops));
+        if (spec.name !== 'tiny' && memqGflops > 0 && torchGflops < 0.05 * memqGflops) {
+          const why = `pytorch peer skipped for ${spec.name}: its BLAS (${t.info.blas}) ran torch.matmul at ${fmt(torchGflops)} GFLOP/s against memq's ${fmt(memqGflops)} (a reference BLAS?); MEMQ_TORCH_BLAS_DIR names a directory with an optimised libblas.so.3`;
+          log(why + '\n');
+          skipped.push(why);
+          t.close();
+          torch = undefined;
+        }
       }
       const add = (r: Runner, t: LlmBenchTiming, workload: string, tokens: number, fpt: number) => {
         const tps = tokens / t.secondsMedian;
@@ -444,6 +458,7 @@ export async function benchLlm(opts: BenchLlmOptions = {}) {
     models: names,
     note: 'tokens/s from TypeScript through the N-API AsyncWorkers (memq) and the peers on the same random weights, each workload\'s engines interleaved (one warm-up each, then rounds of one timed call per engine), median of the timed calls; FLOPs: 2 per multiply-add, attention at the average context, the LM head only where the workload reads it (the same count on every engine\'s row); fractionOfGemmCeiling: GFLOP/s over the best GEMM rate measured in this run (gemmCeiling); nativeTokensPerSecond: build/bench_llm (C++, same workloads, tiny and 30M) after the rows',
     gemmCeiling: { bestGflops: best, samples: ceiling },
+    skipped,
     ratios,
     rows,
     native: native ?? 'build/bench_llm not found, failed, or no tiny/30M model in this run',
