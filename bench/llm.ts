@@ -1,31 +1,34 @@
 /**
  * `memq bench llm`: tokens/s of the transformer engine from TypeScript (through the N-API
  * AsyncWorkers) for scoring admissible actions, a plain forward, LoRA training (the Mem-EM
- * M-step) and full-weight training (`memq model pretrain`), on a tiny model and a ~30M-parameter
- * one, with FLOPs per token — the CPU baseline of the GPU engine. The peer in the same run is the
- * C++ bench (`build/bench_llm --json`, same workloads, no Node): JS/native near 1 means the binding
- * adds nothing; the machine's own ceiling for these shapes is its GEMM rate, also in that file.
- * Other peers in the same run, on the same weights: llama.cpp scoring through node-llama-cpp (f32
- * and q8_0 GGUF exports of the model; skipped when node-llama-cpp is absent) and plain PyTorch
- * float32 on the CPU (scripts/torch_reference.py --bench: scoring, forward, LoRA training; skipped
- * when no python3 with torch is found; MEMQ_PYTHON names one; MEMQ_LLAMA_THREADS sets llama.cpp's
- * threads, default all cores as the engine).
+ * M-step) and full-weight training (tiny model), on a tiny model, a ~30M-parameter one and a
+ * Qwen2.5-0.5B-shaped one (random weights, vocabulary 151,936), with FLOPs per token, GFLOP/s and
+ * the fraction of the machine's GEMM ceiling measured in the same run.
+ *
+ * Peers in the same run, on the same weights, interleaved call by call with memq's (one warm-up,
+ * then a fixed number of timed rounds per model, so the run's length is bounded):
+ *   - llama.cpp through node-llama-cpp: scoring, on f32 and q8_0 GGUF exports of the model
+ *     (skipped when node-llama-cpp is absent; MEMQ_LLAMA_THREADS sets its threads, default memq's:
+ *     MEMQ_THREADS or all cores);
+ *   - PyTorch float32 on the CPU (scripts/torch_bench.py, a long-lived worker): scoring, forward,
+ *     LoRA training (skipped when no python3 with torch is found; MEMQ_PYTHON names one; memq's threads);
+ *   - the C++ bench (`build/bench_llm --json`, tiny and 30M, no Node): JS/native near 1 means the
+ *     binding adds nothing; `build/bench_llm --gemm-only` also gives the GEMM ceiling.
+ * MEMQ_BENCH_LLM_MODELS=tiny,30M,qwen0.5b picks the models (default all three; --quick: tiny).
+ * The result file is named llm-cpu-loaded-<date>.json when the 1-minute load average exceeded 1
+ * at the start (other work on the machine).
  */
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { spawnSync } from 'child_process';
+import * as readline from 'readline';
+import { spawn, spawnSync, type ChildProcess } from 'child_process';
 import { exportGguf } from '../lib/llm/ggufConvert';
-import { LlamaCppModel, nodeLlamaCppAvailable } from '../lib/llm/llamaCpp';
+import { LlamaCppModel, NODE_LLAMA_CPP_VERSION, nodeLlamaCppAvailable } from '../lib/llm/llamaCpp';
 import { LlmModel, type LlmConfig } from '../lib/llm/model';
 import { LoraAdapter, LoraTrainer, ModelTrainer } from '../lib/llm/lora';
 import { packageRoot } from '../lib/native';
-import { machine, table, timeIt, writeResult } from './common';
-
-interface Spec {
-  name: string;
-  config: LlmConfig;
-}
+import { fmt, machine, nowMs, table, writeResult } from './common';
 
 function cfg(V: number, C: number, I: number, L: number, H: number, KV: number): LlmConfig {
   return {
@@ -52,11 +55,6 @@ function randTokens(n: number, V: number, seed: number): number[] {
   return out;
 }
 
-/** Median seconds per call (after a warm-up), for at least minMs. */
-async function secondsPerCall(fn: () => Promise<unknown>, minMs: number): Promise<number> {
-  return (await timeIt(fn, minMs, 3, 1e6)).ms / 1000;
-}
-
 export interface LlmBenchRow {
   /** memq (this engine, from TypeScript), llama.cpp f32 / q8_0, or pytorch f32. */
   engine?: string;
@@ -73,6 +71,42 @@ export interface LlmBenchRow {
   ratioToNative?: number;
 }
 
+
+/** A row's timings: median seconds per call over `reps` timed calls after one warm-up, and all of them. */
+export interface LlmBenchTiming {
+  reps: number;
+  secondsMedian: number;
+  secondsMin: number;
+  seconds: number[];
+}
+
+export interface LlmBenchRowTimed extends LlmBenchRow, LlmBenchTiming {
+  /** gflops / the machine's GEMM ceiling measured in this run (the best of memq's, OpenBLAS', PyTorch's). */
+  fractionOfGemmCeiling?: number;
+}
+
+/** The benchmark's models: the workloads' sizes and the timed repetitions are fixed per model. */
+interface ModelSpec {
+  name: string;
+  config: LlmConfig;
+  reps: number;
+  score: { B: number; P: number; K: number; A: number };
+  forward?: { B: number; T: number };
+  lora: { B: number; T: number; last: number };
+  full?: boolean;
+}
+
+export const LLM_BENCH_MODELS: Record<string, ModelSpec> = {
+  tiny: { name: 'tiny', config: cfg(256, 64, 128, 2, 4, 2), reps: 10, score: { B: 8, P: 64, K: 8, A: 8 }, forward: { B: 8, T: 128 }, lora: { B: 8, T: 128, last: 16 }, full: true },
+  '30M': { name: '30M', config: cfg(8192, 512, 1536, 8, 8, 4), reps: 5, score: { B: 8, P: 64, K: 8, A: 8 }, forward: { B: 8, T: 128 }, lora: { B: 8, T: 128, last: 16 } },
+  // Qwen2.5-0.5B's shapes (rope_theta 1e6 as there), random weights
+  'qwen0.5b': {
+    name: 'qwen2.5-0.5b-shape', config: { ...cfg(151936, 896, 4864, 24, 14, 2), rope_theta: 1000000 }, reps: 3,
+    score: { B: 1, P: 64, K: 8, A: 8 }, lora: { B: 1, T: 128, last: 16 },
+  },
+};
+export const LLM_BENCH_DEFAULT_MODELS = ['tiny', '30M', 'qwen0.5b'];
+
 /** A python3 that imports torch (MEMQ_PYTHON first), or undefined. */
 function torchPython(): string | undefined {
   for (const py of [process.env.MEMQ_PYTHON, 'python3', '/usr/bin/python3'].filter((x): x is string => !!x)) {
@@ -82,126 +116,313 @@ function torchPython(): string | undefined {
   return undefined;
 }
 
-const SCORE_WORKLOAD = 'score 8 prompts x64 + 8x8 cands x8';
-
-/** The peers of one model on its saved weights: llama.cpp scoring (f32, q8_0) and PyTorch rows. */
-async function peerRows(s: Spec, model: LlmModel, minMs: number, log: (s: string) => void, scoreFlops: number): Promise<LlmBenchRow[]> {
-  const rows: LlmBenchRow[] = [];
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memq-bench-llm-'));
-  try {
-    model.save(dir);
-    const V = s.config.vocab_size;
-    const B = 8, P = 64, K = 8, A = 8;
-    const pt = randTokens(B * P, V, 2), ct = randTokens(B * K * A, V, 3);
-    const prompts = Array.from({ length: B }, (_, b) => pt.slice(b * P, (b + 1) * P));
-    const cands = Array.from({ length: B }, (_, b) => Array.from({ length: K }, (_, k) => ct.slice((b * K + k) * A, (b * K + k + 1) * A)));
-    const ntok = B * P + B * K * A;
-    if (await nodeLlamaCppAvailable()) {
-      for (const type of ['f32', 'q8_0'] as const) {
-        const file = path.join(dir, `model.${type}.gguf`);
-        exportGguf(dir, file, { type });
-        // llama.cpp's spinning thread pool collapses on an oversubscribed machine: MEMQ_LLAMA_THREADS overrides
-        const lc = await LlamaCppModel.load(file, { threads: Number(process.env.MEMQ_LLAMA_THREADS) || os.cpus().length });
-        try {
-          const t = await secondsPerCall(async () => {
-            for (let b = 0; b < B; b++) await lc.score(prompts[b], cands[b], false);
-          }, minMs);
-          rows.push({
-            engine: `llama.cpp ${type}`, model: s.name, params: model.numParams, workload: SCORE_WORKLOAD, tokens: ntok,
-            tokensPerSecond: ntok / t, flopsPerToken: scoreFlops, gflops: (ntok / t) * scoreFlops * 1e-9,
-            note: 'node-llama-cpp: prompt evaluated once, each candidate appended and erased; the full next-token distribution crosses into JS per position',
-          });
-          log(`${s.name} llama.cpp ${type} scoring: ${Math.round(ntok / t)} tokens/s\n`);
-        } finally {
-          await lc.dispose();
-        }
-      }
-    } else log('llama.cpp peer skipped: node-llama-cpp is not installed\n');
-    const py = torchPython();
-    if (py) {
-      const script = path.join(packageRoot(), 'scripts', 'torch_reference.py');
-      const r = spawnSync(py, [script, '--bench', dir, '--min-seconds', String(minMs / 1000), '--threads', String(os.cpus().length)], { encoding: 'utf8', maxBuffer: 1 << 24 });
-      if (r.status === 0) {
-        const j = JSON.parse(r.stdout);
-        for (const row of j.rows) {
-          const fl = row.workload === SCORE_WORKLOAD ? scoreFlops : undefined;
-          rows.push({
-            engine: 'pytorch f32', model: s.name, params: model.numParams, workload: row.workload, tokens: row.tokens,
-            tokensPerSecond: row.tokens_per_s, flopsPerToken: fl ?? NaN, gflops: fl ? row.tokens_per_s * fl * 1e-9 : NaN,
-            note: `torch ${j.torch}, ${j.threads} threads${row.note ? `; ${row.note}` : ''}`,
-          });
-          log(`${s.name} pytorch ${row.workload}: ${Math.round(row.tokens_per_s)} tokens/s\n`);
-        }
-      } else log(`pytorch peer failed: ${r.stderr.slice(-500)}\n`);
-    } else log('pytorch peer skipped: no python3 with torch (set MEMQ_PYTHON)\n');
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+/** scripts/torch_bench.py as a long-lived worker: one JSON command per line, one JSON answer per line. */
+class TorchWorker {
+  private waiting: ((line: string | undefined) => void)[] = [];
+  private stderr = '';
+  private closed = false;
+  info: { torch: string; threads: number; blas: string } = { torch: '?', threads: 0, blas: '?' };
+  private constructor(private readonly proc: ChildProcess) {
+    const rl = readline.createInterface({ input: proc.stdout! });
+    rl.on('line', (l) => this.waiting.shift()?.(l));
+    proc.stderr!.on('data', (d) => (this.stderr = (this.stderr + String(d)).slice(-2000)));
+    proc.on('exit', () => {
+      this.closed = true;
+      for (const w of this.waiting.splice(0)) w(undefined);
+    });
   }
-  return rows;
+
+  private next(): Promise<any> {
+    return new Promise((resolve, reject) => {
+      if (this.closed) return reject(new Error(`the PyTorch worker exited: ${this.stderr}`));
+      this.waiting.push((l) => (l === undefined ? reject(new Error(`the PyTorch worker exited: ${this.stderr}`)) : resolve(JSON.parse(l))));
+    });
+  }
+
+  static async start(py: string, dir: string, threads: number): Promise<TorchWorker> {
+    const script = path.join(packageRoot(), 'scripts', 'torch_bench.py');
+    // MEMQ_TORCH_BLAS_DIR: a directory with the libblas.so.3 PyTorch should load (Debian's torch links the
+    // reference BLAS through libblas.so.3, ~0.4 GFLOP/s; an OpenBLAS there makes a fair peer)
+    const env: NodeJS.ProcessEnv = { ...process.env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads) };
+    const blasDir = process.env.MEMQ_TORCH_BLAS_DIR;
+    if (blasDir) env.LD_LIBRARY_PATH = [blasDir, process.env.LD_LIBRARY_PATH].filter(Boolean).join(path.delimiter);
+    const w = new TorchWorker(spawn(py, [script, dir, '--threads', String(threads)], { stdio: ['pipe', 'pipe', 'pipe'], env }));
+    w.info = await w.next();
+    return w;
+  }
+
+  /** Runs one command; its own wall time in seconds (measured in Python around the call). */
+  async call(cmd: Record<string, unknown>): Promise<number> {
+    const answer = this.next();
+    this.proc.stdin!.write(JSON.stringify(cmd) + '\n');
+    const r = await answer;
+    if (r.error) throw new Error(`PyTorch ${cmd.op}: ${r.error}`);
+    return r.seconds;
+  }
+
+  close(): void {
+    if (!this.closed) this.proc.stdin!.end(JSON.stringify({ op: 'quit' }) + '\n');
+  }
 }
 
-export async function benchLlm(opts: { quick?: boolean; out?: string; log?: (s: string) => void; peers?: boolean } = {}) {
-  const log = opts.log ?? (() => undefined);
-  const minMs = opts.quick ? 300 : 2000;
-  const specs: Spec[] = [{ name: 'tiny', config: cfg(256, 64, 128, 2, 4, 2) }];
-  if (!opts.quick) specs.push({ name: '30M', config: cfg(8192, 512, 1536, 8, 8, 4) });
-  const rows: LlmBenchRow[] = [];
-  const peers: (() => Promise<LlmBenchRow[]>)[] = [];
-  for (const s of specs) {
-    const V = s.config.vocab_size;
-    const model = LlmModel.createRandom(s.config, { seed: 1, initStd: 0.02 });
-    const head = 2 * s.config.hidden_size * V;
-    const add = (workload: string, tokens: number, secs: number, fpt: number) => {
-      const r: LlmBenchRow = { engine: 'memq', model: s.name, params: model.numParams, workload, tokens, tokensPerSecond: tokens / secs, flopsPerToken: fpt, gflops: (tokens / secs) * fpt * 1e-9 };
-      rows.push(r);
-      log(`${s.name} ${workload}: ${Math.round(r.tokensPerSecond)} tokens/s\n`);
-    };
-    // scoring: 8 prompts of 64 tokens, 8 candidates of 8 tokens each (prompt K/V shared)
-    {
-      const B = 8, P = 64, K = 8, A = 8;
-      const pt = randTokens(B * P, V, 2), ct = randTokens(B * K * A, V, 3);
-      const prompts = Array.from({ length: B }, (_, b) => pt.slice(b * P, (b + 1) * P));
-      const cands = Array.from({ length: B }, (_, b) => Array.from({ length: K }, (_, k) => ct.slice((b * K + k) * A, (b * K + k + 1) * A)));
-      const t = await secondsPerCall(() => model.score(prompts, cands), minMs);
-      const ntok = B * P + B * K * A;
-      const fl = (B * P * (forwardFlopsPerToken(s.config, P / 2) - head) + B * K * A * (forwardFlopsPerToken(s.config, P + A / 2) - head) + B * K * A * head) / ntok;
-      add(SCORE_WORKLOAD, ntok, t, fl);
-      if (opts.peers !== false) peers.push(() => peerRows(s, model, minMs, log, fl));
-    }
-    // forward: 8 x 128, log-prob of every token
-    const B = 8, T = 128;
-    const seqs = Array.from({ length: B }, (_, b) => randTokens(T, V, 4 + b));
-    {
-      const t = await secondsPerCall(() => model.tokenLogprobs(seqs), minMs);
-      add('forward 8 x 128 (token logprobs)', B * T, t, forwardFlopsPerToken(s.config, T / 2));
-    }
-    // training: loss on the last 16 tokens of each sequence; one accumulate + AdamW step per batch
-    const weights = seqs.map(() => Array.from({ length: T }, (_, t) => (t >= T - 16 ? 1 : 0)));
-    const trainStep = (tr: LoraTrainer | ModelTrainer) => secondsPerCall(async () => {
-      await tr.accumulate(seqs, weights);
-      await tr.step();
-    }, minMs);
-    const fwd = forwardFlopsPerToken(s.config, T / 2) - head;
-    {
-      // LoRA: r = 8 on all seven projections; frozen base: forward + input-gradient backward ≈ 2× forward
-      const lora = LoraAdapter.create(model, { r: 8, alpha: 16, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] }, 1);
-      add('LoRA train 8 x 128 (r=8, all 7)', B * T, await trainStep(new LoraTrainer(model, lora, { lr: 1e-4 })), 2 * fwd + (2 * head * 16) / T);
-    }
-    if (s.name === 'tiny') {
-      // full-weight training (pretraining a tiny prior): forward + input and weight gradients ≈ 3× forward
-      add('full-weight train 8 x 128', B * T, await trainStep(new ModelTrainer(await model.clone(), { lr: 1e-4 })), 3 * fwd + (3 * head * 16) / T);
+/** Seconds of timed calls a row aims at: rounds = min(the model's reps, this / the warm-up call), at least MIN_REPS. */
+const ROW_BUDGET_S = 15;
+const MIN_REPS = 2;
+
+interface Runner {
+  engine: string;
+  note?: string;
+  /** One call; its seconds. */
+  run: () => Promise<number>;
+}
+
+async function wallSeconds(fn: () => Promise<unknown>): Promise<number> {
+  const t0 = nowMs();
+  await fn();
+  return (nowMs() - t0) / 1000;
+}
+
+/**
+ * The runners of one workload interleaved: each warms up once, then `reps` rounds in which every
+ * runner makes one timed call, so that the load of a shared machine falls on all of them alike.
+ * A runner that throws is reported and left out.
+ */
+async function interleaved(runners: Runner[], reps: number, log: (s: string) => void): Promise<Map<Runner, LlmBenchTiming>> {
+  const live: Runner[] = [];
+  const repsOf = new Map<Runner, number>();
+  for (const r of runners) {
+    try {
+      const warm = await r.run();
+      live.push(r);
+      // time bound: a runner whose warm-up took long gets fewer rounds (at least MIN_REPS)
+      repsOf.set(r, Math.max(MIN_REPS, Math.min(reps, Math.floor(ROW_BUDGET_S / Math.max(warm, 1e-9)))));
+    } catch (e) {
+      log(`${r.engine} failed: ${(e as Error).message.slice(0, 400)}\n`);
     }
   }
+  const times = new Map<Runner, number[]>(live.map((r) => [r, []]));
+  for (let i = 0; i < reps; i++) {
+    for (const r of live) {
+      if (!times.has(r) || i >= repsOf.get(r)!) continue;
+      try {
+        times.get(r)!.push(await r.run());
+      } catch (e) {
+        log(`${r.engine} failed: ${(e as Error).message.slice(0, 400)}\n`);
+        times.delete(r);
+      }
+    }
+  }
+  const out = new Map<Runner, LlmBenchTiming>();
+  for (const [r, t] of times) {
+    const s = [...t].sort((a, b) => a - b);
+    out.set(r, { reps: t.length, secondsMedian: s[Math.floor(s.length / 2)], secondsMin: s[0], seconds: t });
+  }
+  return out;
+}
 
-  // PyTorch and llama.cpp on the same weights (after memq's rows, so they do not share the CPU)
-  for (const p of peers) rows.push(...(await p()));
+interface CeilingSample {
+  source: string;
+  shape: string;
+  gflops: number;
+  before: string;
+}
 
-  // The peer: the C++ bench of the same workloads, in the same run.
+function nativeExe(): string {
+  return path.join(packageRoot(), 'build', process.platform === 'win32' ? 'bench_llm.exe' : 'bench_llm');
+}
+
+/** The GEMM rate of memq's sgemm (and OpenBLAS when built in) from build/bench_llm --gemm-only. */
+function nativeGemm(before: string, threads: number): CeilingSample[] {
+  const exe = nativeExe();
+  if (!fs.existsSync(exe)) return [];
+  const r = spawnSync(exe, ['--json', '--gemm-only', '--quick', '--threads', String(threads)], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (r.status !== 0) return [];
+  try {
+    const g = JSON.parse(r.stdout).gemm;
+    const out: CeilingSample[] = [{ source: 'memq sgemm_nt (build/bench_llm)', shape: g.shape, gflops: g.memq_gflops, before }];
+    if (g.openblas_gflops) out.push({ source: 'OpenBLAS cblas_sgemm (build/bench_llm)', shape: g.shape, gflops: g.openblas_gflops, before });
+    return out;
+  } catch {
+    return [];
+  }
+}
+
+function loadavg(): number[] {
+  return os.loadavg().map((x) => Math.round(x * 100) / 100);
+}
+
+function uptime(): string {
+  const r = spawnSync('uptime', [], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : `loadavg ${loadavg().join(' ')}`;
+}
+
+function scoreName(s: ModelSpec['score']): string {
+  return `score ${s.B} prompts x${s.P} + ${s.B}x${s.K} cands x${s.A}`;
+}
+
+export interface BenchLlmOptions {
+  quick?: boolean;
+  out?: string;
+  log?: (s: string) => void;
+  /** false: memq alone (no llama.cpp, no PyTorch). */
+  peers?: boolean;
+  /** Keys of LLM_BENCH_MODELS (default: MEMQ_BENCH_LLM_MODELS, comma-separated, else all three; --quick: tiny). */
+  models?: string[];
+}
+
+export async function benchLlm(opts: BenchLlmOptions = {}) {
+  const log = opts.log ?? (() => undefined);
+  const envModels = process.env.MEMQ_BENCH_LLM_MODELS?.split(',').map((s) => s.trim()).filter(Boolean);
+  const names = opts.models ?? envModels ?? (opts.quick ? ['tiny'] : LLM_BENCH_DEFAULT_MODELS);
+  const unknown = names.filter((n) => !LLM_BENCH_MODELS[n]);
+  if (unknown.length) throw new RangeError(`models must be a subset of ${Object.keys(LLM_BENCH_MODELS).join(', ')} (MEMQ_BENCH_LLM_MODELS), got '${unknown[0]}'`);
+  // the peers get memq's thread count (MEMQ_THREADS, default all cores)
+  const threads = machine().threads || os.cpus().length;
+  const llamaThreads = Number(process.env.MEMQ_LLAMA_THREADS) || threads;
+  const started = nowMs();
+  const load = { uptimeStart: uptime(), loadavgStart: loadavg(), uptimeEnd: '', loadavgEnd: [] as number[] };
+  const rows: LlmBenchRowTimed[] = [];
+  const ceiling: CeilingSample[] = [];
+  const skipped: string[] = [];
+  const py = opts.peers === false ? undefined : torchPython();
+  const haveLlama = opts.peers !== false && (await nodeLlamaCppAvailable());
+  if (opts.peers !== false && !py) log('pytorch peer skipped: no python3 with torch (set MEMQ_PYTHON)\n');
+  if (opts.peers !== false && !haveLlama) log('llama.cpp peer skipped: node-llama-cpp is not installed\n');
+
+  for (const name of names) {
+    const spec = { ...LLM_BENCH_MODELS[name] };
+    if (opts.quick) spec.reps = Math.min(spec.reps, 3);
+    const c = spec.config;
+    const V = c.vocab_size;
+    const head = 2 * c.hidden_size * V;
+    log(`${spec.name}: creating the model...\n`);
+    const model = LlmModel.createRandom(c, { seed: 1, initStd: 0.02 });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memq-bench-llm-'));
+    let torch: TorchWorker | undefined;
+    const llama: { type: string; lc: LlamaCppModel }[] = [];
+    try {
+      if (py || haveLlama) model.save(dir);
+      if (py) {
+        try {
+          torch = await TorchWorker.start(py, dir, threads);
+        } catch (e) {
+          log(`pytorch peer failed to start: ${(e as Error).message.slice(0, 400)}\n`);
+        }
+      }
+      // the machine's GEMM ceiling, measured now (before this model's rows)
+      ceiling.push(...nativeGemm(spec.name, threads));
+      if (torch) {
+        const t = torch;
+        const g = await interleaved([{ engine: 'pytorch', run: () => t.call({ op: 'gemm', m: 1024, n: 1536, k: 512 }) }], 2, log);
+        let torchGflops = 0;
+        for (const tm of g.values()) {
+          torchGflops = (2 * 1024 * 1536 * 512) / tm.secondsMedian * 1e-9;
+          ceiling.push({ source: `PyTorch ${t.info.torch} torch.matmul (BLAS ${t.info.blas})`, shape: '1024x1536x512 (A B^T)', gflops: torchGflops, before: spec.name });
+        }
+        // a reference (unoptimised) BLAS would take many minutes per row above the tiny model: skipped, said so
+        const memqGflops = Math.max(0, ...ceiling.filter((x) => x.before === spec.name && x.source.startsWith('memq')).map((x) => x.gflops));
+        if (spec.name !== 'tiny' && memqGflops > 0 && torchGflops < 0.05 * memqGflops) {
+          const why = `pytorch peer skipped for ${spec.name}: its BLAS (${t.info.blas}) ran torch.matmul at ${fmt(torchGflops)} GFLOP/s against memq's ${fmt(memqGflops)} (a reference BLAS?); MEMQ_TORCH_BLAS_DIR names a directory with an optimised libblas.so.3`;
+          log(why + '\n');
+          skipped.push(why);
+          t.close();
+          torch = undefined;
+        }
+      }
+      const add = (r: Runner, t: LlmBenchTiming, workload: string, tokens: number, fpt: number) => {
+        const tps = tokens / t.secondsMedian;
+        rows.push({ engine: r.engine, model: spec.name, params: model.numParams, workload, tokens, tokensPerSecond: tps, flopsPerToken: fpt, gflops: tps * fpt * 1e-9, note: r.note, ...t });
+        log(`${spec.name} ${r.engine} ${workload}: ${Math.round(tps)} tokens/s (median of ${t.reps})\n`);
+      };
+      const torchNote = () => `torch ${torch!.info.torch}, ${torch!.info.threads} threads, BLAS ${torch!.info.blas} (scripts/torch_bench.py)`;
+
+      // scoring: B prompts of P tokens, K candidates of A tokens each (the prompt's K/V shared)
+      {
+        const { B, P, K, A } = spec.score;
+        const pt = randTokens(B * P, V, 2), ct = randTokens(B * K * A, V, 3);
+        const prompts = Array.from({ length: B }, (_, b) => pt.slice(b * P, (b + 1) * P));
+        const cands = Array.from({ length: B }, (_, b) => Array.from({ length: K }, (_, k) => ct.slice((b * K + k) * A, (b * K + k + 1) * A)));
+        const ntok = B * P + B * K * A;
+        const fl = (B * P * (forwardFlopsPerToken(c, P / 2) - head) + B * K * A * (forwardFlopsPerToken(c, P + A / 2) - head) + B * K * A * head) / ntok;
+        const runners: Runner[] = [{ engine: 'memq', run: () => wallSeconds(() => model.score(prompts, cands)) }];
+        if (torch) {
+          const t = torch;
+          runners.push({ engine: 'pytorch f32', note: `${torchNote()}; prompt K/V cached and shared by its candidates`, run: () => t.call({ op: 'score', ...spec.score }) });
+        }
+        if (haveLlama) {
+          for (const type of ['f32', 'q8_0'] as const) {
+            const file = path.join(dir, `model.${type}.gguf`);
+            exportGguf(dir, file, { type });
+            const lc = await LlamaCppModel.load(file, { threads: llamaThreads });
+            llama.push({ type, lc });
+            runners.push({
+              engine: `llama.cpp ${type}`,
+              note: `node-llama-cpp ${NODE_LLAMA_CPP_VERSION}, ${llamaThreads} threads, F32 KV cache: prompt evaluated once, each candidate appended, read and erased (logits at the scored positions; the next token chosen in C++, the distribution not copied into JS)`,
+              run: () => wallSeconds(async () => {
+                for (let b = 0; b < B; b++) await lc.evaluateLikeScore(prompts[b], cands[b]);
+              }),
+            });
+          }
+        }
+        const res = await interleaved(runners, spec.reps, log);
+        for (const [r, t] of res) add(r, t, scoreName(spec.score), ntok, fl);
+        for (const { lc } of llama.splice(0)) await lc.dispose();
+      }
+      // forward: B x T, log-prob of every token
+      const lw = spec.lora;
+      const seqs = Array.from({ length: lw.B }, (_, b) => randTokens(lw.T, V, 4 + b));
+      if (spec.forward) {
+        const { B, T } = spec.forward;
+        const fseqs = Array.from({ length: B }, (_, b) => randTokens(T, V, 4 + b));
+        const runners: Runner[] = [{ engine: 'memq', run: () => wallSeconds(() => model.tokenLogprobs(fseqs)) }];
+        if (torch) {
+          const t = torch;
+          runners.push({ engine: 'pytorch f32', note: torchNote(), run: () => t.call({ op: 'forward', B, T }) });
+        }
+        const res = await interleaved(runners, spec.reps, log);
+        for (const [r, t] of res) add(r, t, `forward ${B} x ${T} (token logprobs)`, B * T, forwardFlopsPerToken(c, T / 2));
+      }
+      // LoRA training: loss on the last tokens of each sequence; one accumulate + AdamW step per batch
+      const fwd = forwardFlopsPerToken(c, lw.T / 2) - head;
+      {
+        const weights = seqs.map(() => Array.from({ length: lw.T }, (_, t) => (t >= lw.T - lw.last ? 1 : 0)));
+        // r = 8 on all seven projections; frozen base: forward + input-gradient backward ≈ 2× forward
+        const lora = LoraAdapter.create(model, { r: 8, alpha: 16, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] }, 1);
+        const tr = new LoraTrainer(model, lora, { lr: 1e-4 });
+        const runners: Runner[] = [{ engine: 'memq', run: () => wallSeconds(async () => { await tr.accumulate(seqs, weights); await tr.step(); }) }];
+        if (torch) {
+          const t = torch;
+          runners.push({ engine: 'pytorch f32', note: `${torchNote()}; autograd, torch.optim.AdamW`, run: () => t.call({ op: 'lora', ...lw, r: 8 }) });
+        }
+        const res = await interleaved(runners, spec.reps, log);
+        for (const [r, t] of res) add(r, t, `LoRA train ${lw.B} x ${lw.T} (r=8, all 7)`, lw.B * lw.T, 2 * fwd + (2 * head * lw.last) / lw.T);
+      }
+      if (spec.full) {
+        // full-weight training (pretraining a tiny prior): forward + input and weight gradients ≈ 3× forward
+        const weights = seqs.map(() => Array.from({ length: lw.T }, (_, t) => (t >= lw.T - lw.last ? 1 : 0)));
+        const tr = new ModelTrainer(await model.clone(), { lr: 1e-4 });
+        const res = await interleaved([{ engine: 'memq', run: () => wallSeconds(async () => { await tr.accumulate(seqs, weights); await tr.step(); }) }], spec.reps, log);
+        for (const [r, t] of res) add(r, t, `full-weight train ${lw.B} x ${lw.T}`, lw.B * lw.T, 3 * fwd + (3 * head * lw.last) / lw.T);
+      }
+    } finally {
+      for (const { lc } of llama) await lc.dispose();
+      torch?.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    // the rows so far, in case a long run is stopped (the final write replaces this file)
+    const partialFile = opts.out ?? path.join(os.tmpdir(), 'memq-bench-llm-partial.json');
+    fs.writeFileSync(partialFile, JSON.stringify({ benchmark: 'llm-cpu', partial: true, machine: machine(), load: { ...load, uptimeNow: uptime() }, gemmCeiling: ceiling, rows }, null, 2) + '\n');
+  }
+  ceiling.push(...nativeGemm('end', threads));
+  const best = ceiling.reduce((m, s) => Math.max(m, s.gflops), 0);
+  if (best > 0) for (const r of rows) if (Number.isFinite(r.gflops)) r.fractionOfGemmCeiling = r.gflops / best;
+
+  // The C++ bench of the same workloads (tiny and 30M), in the same run: JS/native near 1 means the binding adds nothing.
   let native: any = null;
-  const exe = path.join(packageRoot(), 'build', process.platform === 'win32' ? 'bench_llm.exe' : 'bench_llm');
-  if (fs.existsSync(exe)) {
+  const exe = nativeExe();
+  if (fs.existsSync(exe) && names.some((n) => n === 'tiny' || n === '30M')) {
     log('running the C++ peer (build/bench_llm --json)...\n');
-    const r = spawnSync(exe, opts.quick ? ['--json', '--quick'] : ['--json'], { encoding: 'utf8', maxBuffer: 1 << 24 });
+    const r = spawnSync(exe, ['--json', '--quick', '--threads', String(threads)], { encoding: 'utf8', maxBuffer: 1 << 24 });
     if (r.status === 0) {
       try {
         native = JSON.parse(r.stdout);
@@ -220,18 +441,34 @@ export async function benchLlm(opts: { quick?: boolean; out?: string; log?: (s: 
       }
     }
   }
+  load.uptimeEnd = uptime();
+  load.loadavgEnd = loadavg();
+  // memq against each peer on the same model and workload, in the same run
+  const ratios = rows.filter((r) => r.engine !== 'memq').map((p) => {
+    const m = rows.find((r) => r.engine === 'memq' && r.model === p.model && r.workload === p.workload);
+    return m ? { model: p.model, workload: p.workload, peer: p.engine, memqOverPeer: m.tokensPerSecond / p.tokensPerSecond } : undefined;
+  }).filter((x) => x !== undefined);
   const result = {
     benchmark: 'llm-cpu',
     machine: machine(),
-    note: 'tokens/s from TypeScript through the N-API AsyncWorkers; nativeTokensPerSecond: build/bench_llm (C++, same workloads) in the same run; FLOPs: 2 per multiply-add, attention at the average context (the workload\'s FLOPs, also on the peer rows: a peer that recomputes the prompt does more work than counted); peers on the same weights: llama.cpp via node-llama-cpp (f32/q8_0 GGUF), PyTorch float32 CPU (scripts/torch_reference.py --bench)',
+    load,
+    // other work on the machine when the bench started (its own threads raise the load after that)
+    loaded: load.loadavgStart[0] > 1,
+    seconds: (nowMs() - started) / 1000,
+    models: names,
+    note: 'tokens/s from TypeScript through the N-API AsyncWorkers (memq) and the peers on the same random weights, each workload\'s engines interleaved (one warm-up each, then rounds of one timed call per engine), median of the timed calls; FLOPs: 2 per multiply-add, attention at the average context, the LM head only where the workload reads it (the same count on every engine\'s row); fractionOfGemmCeiling: GFLOP/s over the best GEMM rate measured in this run (gemmCeiling); nativeTokensPerSecond: build/bench_llm (C++, same workloads, tiny and 30M) after the rows',
+    gemmCeiling: { bestGflops: best, samples: ceiling },
+    skipped,
+    ratios,
     rows,
-    native: native ?? 'build/bench_llm not found or failed (it is built by cmake-js with the addon)',
+    native: native ?? 'build/bench_llm not found, failed, or no tiny/30M model in this run',
   };
-  const file = writeResult('llm-cpu', result, opts.out);
+  const file = writeResult(`llm-cpu${result.loaded ? '-loaded' : ''}`, result, opts.out);
   const text = table(
-    ['engine', 'model', 'workload', 'tokens/s', 'MFLOP/tok', 'GFLOP/s', 'C++ tokens/s', 'JS/C++'],
+    ['engine', 'model', 'workload', 'tokens/s', 'MFLOP/tok', 'GFLOP/s', '% ceiling', 'reps', 'C++ tokens/s', 'JS/C++'],
     rows.map((r) => [r.engine ?? 'memq', r.model, r.workload, Math.round(r.tokensPerSecond), Number.isFinite(r.flopsPerToken) ? r.flopsPerToken / 1e6 : '-',
-      Number.isFinite(r.gflops) ? r.gflops : '-', r.nativeTokensPerSecond ? Math.round(r.nativeTokensPerSecond) : '-', r.ratioToNative ?? '-']),
-  );
+      Number.isFinite(r.gflops) ? r.gflops : '-', r.fractionOfGemmCeiling !== undefined ? 100 * r.fractionOfGemmCeiling : '-', r.reps,
+      r.nativeTokensPerSecond ? Math.round(r.nativeTokensPerSecond) : '-', r.ratioToNative ?? '-']),
+  ) + `\nGEMM ceiling ${fmt(best)} GFLOP/s; load ${load.uptimeStart} -> ${load.uptimeEnd}; ${Math.round(result.seconds)} s\n`;
   return { result, file, text };
 }

@@ -5,7 +5,7 @@ Regenerate (CI does not need torch; the fixtures are committed):
 
     python3 scripts/torch_reference.py            # writes test/fixtures/torch/
     python3 scripts/torch_reference.py --check    # recomputes and compares with the committed outputs
-    python3 scripts/torch_reference.py --bench DIR   # float32 CPU timing peer of `memq bench llm`
+(The timing peer of `memq bench llm` is scripts/torch_bench.py, which uses this file's definitions.)
 
 Needs torch and numpy only (no transformers, no safetensors package): its own safetensors reader
 and writer below. Written from the Hugging Face model definitions (modeling_llama / qwen2 / qwen3)
@@ -304,85 +304,10 @@ def module_path_of(name):
     return name[len('base_model.model.'):].rsplit('.lora_', 1)[0]
 
 
-def bench(model_dir, min_seconds, threads):
-    """`memq bench llm`'s PyTorch peer: float32 CPU tokens/s of its workloads on an HF directory (JSON on stdout)."""
-    import time
-    if threads:
-        torch.set_num_threads(threads)
-    with open(os.path.join(model_dir, 'config.json')) as f:
-        c = json.load(f)
-    W = {k: torch.tensor(v, dtype=torch.float32) for k, v in read_safetensors(os.path.join(model_dir, 'model.safetensors')).items()}
-    V = c['vocab_size']
-    g = torch.Generator().manual_seed(1)
-
-    def timed(fn):
-        fn()  # warm-up
-        times, t_end = [], time.perf_counter() + min_seconds
-        while len(times) < 3 or time.perf_counter() < t_end:
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return sorted(times)[len(times) // 2]
-
-    rows = []
-    # scoring: 8 prompts x 64 + 8 candidates x 8 per prompt. Plain PyTorch has no prompt cache here:
-    # each prompt's 8 (prompt + candidate) sequences run as one [8, 72] batch (the prompt 8 times)
-    P, K, A, NB = 64, 8, 8, 8
-    prompts = torch.randint(0, V, (NB, P), generator=g)
-    cands = torch.randint(0, V, (NB, K, A), generator=g)
-
-    def score():
-        with torch.no_grad():
-            for b in range(NB):
-                seq = torch.cat([prompts[b].expand(K, P), cands[b]], 1)
-                lp = torch.log_softmax(forward(c, W, {}, 0.0, seq)[:, P - 1:-1], -1)
-                lp.gather(-1, cands[b][..., None]).sum((1, 2))
-    rows.append(dict(workload='score 8 prompts x64 + 8x8 cands x8', tokens=NB * P + NB * K * A, seconds=timed(score),
-                     note='no prompt cache: each prompt is run once per candidate'))
-    seqs = torch.randint(0, V, (8, 128), generator=g)
-
-    def fwd():
-        with torch.no_grad():
-            torch.log_softmax(forward(c, W, {}, 0.0, seqs)[:, :-1], -1).gather(-1, seqs[:, 1:, None])
-    rows.append(dict(workload='forward 8 x 128 (token logprobs)', tokens=8 * 128, seconds=timed(fwd)))
-    C, I, D = c['hidden_size'], c['intermediate_size'], head_dim(c)
-    QD, KD = c['num_attention_heads'] * D, c['num_key_value_heads'] * D
-    dims = {'q_proj': (C, QD), 'k_proj': (C, KD), 'v_proj': (C, KD), 'o_proj': (QD, C), 'gate_proj': (C, I), 'up_proj': (C, I), 'down_proj': (I, C)}
-    params, lora = [], {}
-    for l in range(c['num_hidden_layers']):
-        for t in TARGET_ORDER:
-            a = (torch.rand(8, dims[t][0], generator=g) * 2 - 1) / math.sqrt(dims[t][0])
-            b = torch.zeros(dims[t][1], 8)
-            a.requires_grad_(True)
-            b.requires_grad_(True)
-            params += [a, b]
-            lora[module_path(l, t)] = (a, b)
-    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
-    w = torch.zeros(8, 127)
-    w[:, -16:] = 1.0
-
-    def train():
-        lp = torch.log_softmax(forward(c, W, lora, 2.0, seqs)[:, :-1], -1).gather(-1, seqs[:, 1:, None])[..., 0]
-        loss = -(lp * w).sum() / w.sum()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        opt.zero_grad()
-    rows.append(dict(workload='LoRA train 8 x 128 (r=8, all 7)', tokens=8 * 128, seconds=timed(train)))
-    for r in rows:
-        r['tokens_per_s'] = r['tokens'] / r['seconds']
-    print(json.dumps(dict(torch=torch.__version__, threads=torch.get_num_threads(), dtype='float32', rows=rows)))
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--check', action='store_true', help='recompute and compare with the committed outputs')
-    ap.add_argument('--bench', metavar='MODEL_DIR', help="time memq bench llm's workloads on an HF model directory (JSON on stdout)")
-    ap.add_argument('--min-seconds', type=float, default=2.0)
-    ap.add_argument('--threads', type=int, default=0)
     args = ap.parse_args()
-    if args.bench:
-        return bench(args.bench, args.min_seconds, args.threads)
     torch.set_grad_enabled(True)
     for name, spec in CASES.items():
         d = os.path.join(ROOT, name)

@@ -200,6 +200,27 @@ export class LlamaCppModel {
     });
   }
 
+  /**
+   * For `memq bench llm`: the evaluation pattern of `score` (prompt once; each candidate appended,
+   * read, erased) with llama.cpp computing the logits at the same positions, but only the greedy
+   * next token read back (chosen in C++) instead of the full distribution through JavaScript. It
+   * times llama.cpp's own compute of what `score` needs, without node-llama-cpp's per-position Map.
+   */
+  evaluateLikeScore(prompt: number[], candidates: number[][]): Promise<void> {
+    return this.serial(async () => {
+      this.checkIds('prompt', prompt);
+      candidates.forEach((c, k) => this.checkIds(`candidates[${k}]`, c));
+      await this.seq.clearHistory();
+      const last = prompt.length - 1;
+      await this.seq.controlledEvaluate(prompt.map((t, i) => (i === last ? [t, { generateNext: { token: true } }] : t)));
+      for (const c of candidates) {
+        if (c.length < 2) continue;
+        await this.seq.controlledEvaluate(c.slice(0, -1).map((t) => [t, { generateNext: { token: true } }]));
+        await this.seq.eraseContextTokenRanges([{ start: prompt.length, end: this.seq.nextTokenIndex }]);
+      }
+    });
+  }
+
   async dispose(): Promise<void> {
     await this.queue;
     await this.context.dispose();

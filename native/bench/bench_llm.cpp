@@ -5,7 +5,8 @@
 //     FLOPs per token and achieved GFLOP/s,
 // for a tiny model (hidden 64, 2 layers) and a ~30M-parameter one (hidden 512, 8 layers).
 //
-//   build/bench_llm [--quick] [--json] [--threads N]
+//   build/bench_llm [--quick] [--json] [--threads N] [--gemm-only]
+// --gemm-only: the GEMM part alone (memq bench llm measures the machine's ceiling with it, in the same run).
 // The table goes to stdout (stderr with --json, which prints the JSON result on stdout).
 #include <algorithm>
 #include <chrono>
@@ -76,14 +77,15 @@ std::vector<int32_t> tokens(size_t n, int64_t V, uint64_t seed) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false, json = false;
+  bool quick = false, json = false, gemm_only = false;
   int threads = 0;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--json")) json = true;
+    else if (!std::strcmp(argv[i], "--gemm-only")) gemm_only = true;
     else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) threads = std::atoi(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: bench_llm [--quick] [--json] [--threads N]\n");
+      std::fprintf(stderr, "usage: bench_llm [--quick] [--json] [--threads N] [--gemm-only]\n");
       return 2;
     }
   }
@@ -123,6 +125,10 @@ int main(int argc, char** argv) {
     std::fprintf(log, "%-34s %12.1f %12s %8s   (no OpenBLAS in this build)\n", "", flops / t_memq * 1e-9, "-", "-");
 #endif
     result.set("gemm", std::move(g));
+  }
+  if (gemm_only) {
+    if (json) std::printf("%s\n", result.dump(2).c_str());
+    return 0;
   }
 
   std::vector<Spec> specs = {
