@@ -1,7 +1,8 @@
 /**
  * The retrieval core's public API: MemoryIndex (key store + kernel search + kernel-weighted
- * value, MATH §2-§3), klImprove (MATH §5) and backendInfo. Arguments are validated here and
- * again in C++; errors are TypeError (wrong type or shape) or RangeError (value out of range),
+ * value, MATH §2-§3), klImprove (MATH §5) and backendInfo. MemoryIndex checks types and shapes
+ * here and values in C++ (memq::Store: keys, values, ids, voidWeight/voidValue;
+ * kernel parameters and queries are still checked here as well); errors are TypeError (wrong type or shape) or RangeError (value out of range),
  * naming the argument and the expected form. A failed call leaves the index unchanged.
  */
 import { loadNative, nativeKind, nativePath, type AddonKind, type NativeIndexStats, type NativeLimits, type NativeMemoryIndex } from './native';
@@ -158,12 +159,16 @@ function checkResultElements(where: string, what: string, count: number): void {
   }
 }
 
-/** RangeError unless every row's squared norm (in double) is at most 2^125 (finite values assumed). */
+/**
+ * RangeError unless every row's squared norm (in double) is at most 2^125. Rows holding NaN or
+ * ±Infinity are left to the finiteness check (the core's for keys, checkFinite's for queries);
+ * finite float32 rows always have a finite double sum.
+ */
 function checkRowNorms(name: string, a: Float32Array, dim: number): void {
   for (let r = 0, o = 0; o < a.length; r++, o += dim) {
     let s = 0;
     for (let c = 0; c < dim; c++) s += a[o + c] * a[o + c];
-    if (!(s <= LIMITS.maxSquaredNorm)) {
+    if (Number.isFinite(s) && s > LIMITS.maxSquaredNorm) {
       throw new RangeError(
         `${name}: the squared norm of row ${r} is over the limit of 2^125 (about 4.25e37), so that distances stay finite in float32`,
       );
@@ -376,9 +381,9 @@ export class MemoryIndex {
     if (values.length !== n) {
       throw new RangeError(`values.length must equal the number of keys (${n}), got ${values.length}`);
     }
-    checkFinite('keys', keys, this.dim);
+    // Values (finite keys and values, ids) are checked in the core; the norm limit here too, for
+    // its message (users match it from its start, without the core's 'MemoryIndex.add: ').
     checkRowNorms('keys', keys, this.dim);
-    checkFinite('values', values);
     return this.native.add(keys, values);
   }
 
@@ -391,9 +396,9 @@ export class MemoryIndex {
     if (values.length !== n || idArr.length !== n) {
       throw new RangeError(`ids.length and values.length must equal the number of keys (${n})`);
     }
-    checkFinite('keys', keys, this.dim);
+    // Values (finite keys and values, ids) are checked in the core; the norm limit here too, for
+    // its message (users match it from its start, without the core's 'MemoryIndex.add: ').
     checkRowNorms('keys', keys, this.dim);
-    checkFinite('values', values);
     this.native.addWithIds(idArr, keys, values);
   }
 
@@ -403,7 +408,7 @@ export class MemoryIndex {
     if (values.length !== idArr.length) {
       throw new RangeError(`values.length must equal ids.length (${idArr.length}), got ${values.length}`);
     }
-    checkFinite('values', values);
+    // Values (finite) are checked in the core.
     this.native.updateValues(idArr, values);
   }
 
@@ -491,12 +496,9 @@ export class MemoryIndex {
   private voidArgs(opts: EstimateOptions | undefined): [number, number] {
     const voidWeight = opts?.voidWeight ?? 0;
     const voidValue = opts?.voidValue ?? 0;
+    // Types here; values (finite, >= 0) in the core's Store::bind_search.
     if (typeof voidWeight !== 'number') throw new TypeError(`voidWeight must be a number, got ${typeName(voidWeight)}`);
-    if (!Number.isFinite(voidWeight) || voidWeight < 0) {
-      throw new RangeError(`voidWeight must be a finite number >= 0, got ${String(voidWeight)}`);
-    }
     if (typeof voidValue !== 'number') throw new TypeError(`voidValue must be a number, got ${typeName(voidValue)}`);
-    if (!Number.isFinite(voidValue)) throw new RangeError(`voidValue must be a finite number, got ${String(voidValue)}`);
     return [voidWeight, voidValue];
   }
 

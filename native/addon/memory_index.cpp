@@ -1,250 +1,28 @@
-// N-API wrapper of the key store + the retrieval kernels: the native half of MemoryIndex.
-// Two stores sit behind one internal interface (StoreBackend): the CPU memq::KeyStore
-// (snapshot-isolated) and the device-resident memq::CudaKeyStore (cuda_backend.h). The wrapper
-// validates arguments and lays out results once for both.
-// Inputs are borrowed typed arrays (no copies); long calls run in an AsyncWorker that keeps the
-// caller's buffers referenced until the Promise settles. A search sees the index as it was when
-// it was called: the CPU store reads a Snapshot taken then; the CUDA store has no snapshots, so
-// a write waits until the async searches issued before it have finished (CudaKeyStore itself
-// serialises its operations).
+// N-API wrapper of memq::Store (memq/store.h): the native half of MemoryIndex. It unwraps typed
+// arrays, calls the Store and maps its Status to JS errors; the CPU/CUDA choice, snapshot reads
+// (a search sees the index as it was when it was called) and value checks live in the core.
+// Shapes and types are checked in lib/retrieval.ts; the lengths checked here are those the
+// pointers handed to the core depend on (memory safety for direct callers of the addon).
+// Inputs are borrowed typed arrays (no copies); long calls run in a PromiseWorker that keeps the
+// caller's buffers referenced until the Promise settles.
 #include <napi.h>
 
-#include <atomic>
 #include <cstring>
-#include <new>
-#include <cmath>
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
-#include "memq/cuda/cuda_backend.h"
 #include "memq/kernels.h"
-#include "memq/key_store.h"
 #include "memq/limits.h"
+#include "memq/store.h"
 #include "util.h"
 
 namespace memq_addon {
 
 using memq::KernelParams;
 using memq::KernelType;
-using memq::Snapshot;
 using memq::Status;
-
-namespace {
-
-// One search (+ optional estimate): the arguments shared by both stores. Outputs are
-// pre-allocated typed arrays (or null when not wanted); queries are b x dim.
-struct SearchArgs {
-  KernelParams params;
-  const float* queries = nullptr;
-  int64_t b = 0, m = 0;
-  int32_t* ids = nullptr;
-  float* kernel = nullptr;
-  float* dist2 = nullptr;
-  float* value = nullptr;  // estimate: value and confidence instead of ids/kernel/dist2
-  float* confidence = nullptr;
-  float void_weight = 0.f, void_value = 0.f;
-};
-
-// What MemoryIndex needs from a store. Arguments are validated by the wrapper before they get
-// here (shapes, types) and by the store itself (values, ids, capacity).
-class StoreBackend {
- public:
-  virtual ~StoreBackend() = default;
-  virtual const char* name() const = 0;      // "cpu" | "cuda"
-  virtual const char* key_type() const = 0;  // "float32" | "bf16" | "fp16"
-  virtual Status add(int32_t* ids_out, const float* keys, const float* values, int64_t n) = 0;
-  virtual Status add_with_ids(const int32_t* ids, const float* keys, const float* values, int64_t n) = 0;
-  virtual Status update_values(const int32_t* ids, const float* values, int64_t n) = 0;
-  virtual Status remove(const int32_t* ids, int64_t n) = 0;
-  virtual Status get_keys(float* keys_out, const int32_t* ids, int64_t n) const = 0;
-  virtual Status get_values(float* values_out, const int32_t* ids, int64_t n) const = 0;
-  virtual void live_ids(int32_t* ids_out) const = 0;
-  virtual void contains(uint8_t* out, const int32_t* ids, int64_t n) const = 0;
-  virtual Status compact() = 0;
-  virtual void clear() = 0;
-  virtual int64_t size() const = 0;
-  virtual int64_t rows() const = 0;
-  virtual int64_t reserved_rows() const = 0;
-  virtual int64_t dim() const = 0;
-  virtual int64_t capacity() const = 0;
-  virtual int32_t next_id() const = 0;
-  virtual int64_t memory_bytes() const = 0;  // host memory (cpu) or device memory (cuda) held
-  // Binds a search to the store as it is now; the returned body runs at once or later on a
-  // worker thread, and gives the result of running at this instant.
-  virtual std::function<Status()> bind_search(const SearchArgs& a) = 0;
-};
-
-// The store calls both backends forward unchanged; before_write() runs before every write (the
-// CUDA store waits there for its searches in flight). memory_bytes and searching differ.
-template <class S>
-class ForwardingStore : public StoreBackend {
- public:
-  explicit ForwardingStore(std::shared_ptr<S> s) : s_(std::move(s)) {}
-  Status add(int32_t* ids_out, const float* k, const float* v, int64_t n) override {
-    before_write();
-    return s_->add(ids_out, k, v, n);
-  }
-  Status add_with_ids(const int32_t* ids, const float* k, const float* v, int64_t n) override {
-    before_write();
-    return s_->add_with_ids(ids, k, v, n);
-  }
-  Status update_values(const int32_t* ids, const float* v, int64_t n) override {
-    before_write();
-    return s_->update_values(ids, v, n);
-  }
-  Status remove(const int32_t* ids, int64_t n) override {
-    before_write();
-    return s_->remove(ids, n);
-  }
-  Status compact() override {
-    before_write();
-    return s_->compact();
-  }
-  void clear() override {
-    before_write();
-    s_->clear();
-  }
-  Status get_keys(float* out, const int32_t* ids, int64_t n) const override { return s_->get_keys(out, ids, n); }
-  Status get_values(float* out, const int32_t* ids, int64_t n) const override { return s_->get_values(out, ids, n); }
-  void live_ids(int32_t* out) const override { s_->live_ids(out); }
-  void contains(uint8_t* out, const int32_t* ids, int64_t n) const override { s_->contains(out, ids, n); }
-  int64_t size() const override { return s_->size(); }
-  int64_t rows() const override { return s_->rows(); }
-  int64_t reserved_rows() const override { return s_->reserved_rows(); }
-  int64_t dim() const override { return s_->dim(); }
-  int64_t capacity() const override { return s_->capacity(); }
-  int32_t next_id() const override { return s_->next_id(); }
-
- protected:
-  virtual void before_write() {}
-  std::shared_ptr<S> s_;  // shared with in-flight searches where the store needs that
-};
-
-// ---- CPU: memq::KeyStore, searches read a Snapshot ---------------------------------------------
-class CpuStore final : public ForwardingStore<memq::KeyStore> {
- public:
-  explicit CpuStore(std::unique_ptr<memq::KeyStore> s) : ForwardingStore(std::shared_ptr<memq::KeyStore>(std::move(s))) {}
-  const char* name() const override { return "cpu"; }
-  const char* key_type() const override { return "float32"; }
-  int64_t memory_bytes() const override { return static_cast<int64_t>(s_->memory_bytes()); }
-
-  std::function<Status()> bind_search(const SearchArgs& a) override {
-    Snapshot snap = s_->snapshot();
-    return [snap, a]() { return run(snap, a); };
-  }
-
- private:
-  static Status run(const Snapshot& snap, const SearchArgs& a) {
-    const int64_t bm = a.b * a.m;  // <= limits::kMaxResultElements (checked by make_job)
-    std::vector<int64_t> rows;
-    std::vector<float> kbuf, dbuf;
-    float* kout = a.kernel;
-    float* dout = a.dist2;
-    try {
-      rows.resize(static_cast<size_t>(bm));
-      if (!kout) kbuf.resize(static_cast<size_t>(bm));
-      if (!dout) dbuf.resize(static_cast<size_t>(bm));
-    } catch (const std::bad_alloc&) {
-      return Status::NoMemory("out of memory while allocating " + std::to_string(bm) +
-                              " rows for search results (b*m = " + std::to_string(a.b) + "*" + std::to_string(a.m) + ")");
-    }
-    if (!kout) kout = kbuf.data();
-    if (!dout) dout = dbuf.data();
-    MEMQ_RETURN_IF_ERROR(memq::search_topm(rows.data(), kout, dout, a.queries, a.b, snap.view(), a.m, a.params));
-    if (a.ids) {
-      const int32_t* row_ids = snap.ids();
-      for (int64_t i = 0; i < bm; ++i) {
-        const int64_t r = rows[static_cast<size_t>(i)];
-        a.ids[i] = r < 0 ? -1 : row_ids[r];
-      }
-    }
-    if (a.value) {
-      MEMQ_RETURN_IF_ERROR(memq::kernel_weighted_value(a.value, a.confidence, rows.data(), kout, snap.values(),
-                                                       snap.rows(), a.b, a.m, a.void_weight, a.void_value));
-    }
-    return Status::Ok();
-  }
-};
-
-// ---- CUDA: memq::CudaKeyStore -------------------------------------------------------------------
-// Counts the searches bound but not yet finished, so that a write can wait for them (the device
-// store has no snapshots). Searches never wait for the main thread, so the wait always ends.
-struct ReaderGate {
-  std::mutex mu;
-  std::condition_variable cv;
-  int64_t pending = 0;
-  void enter() {
-    std::lock_guard<std::mutex> l(mu);
-    ++pending;
-  }
-  void leave() {
-    {
-      std::lock_guard<std::mutex> l(mu);
-      --pending;
-    }
-    cv.notify_all();
-  }
-  void wait_idle() {
-    std::unique_lock<std::mutex> l(mu);
-    cv.wait(l, [this] { return pending == 0; });
-  }
-};
-
-// One bound search's hold on the gate: released when the search has run (on its worker thread),
-// or when the job is dropped without running.
-struct ReaderToken {
-  explicit ReaderToken(std::shared_ptr<ReaderGate> g) : gate(std::move(g)) { gate->enter(); }
-  ~ReaderToken() { release(); }
-  void release() {
-    if (!done.exchange(true)) gate->leave();
-  }
-  std::shared_ptr<ReaderGate> gate;
-  std::atomic<bool> done{false};
-};
-
-class CudaStore final : public ForwardingStore<memq::CudaKeyStore> {
- public:
-  explicit CudaStore(std::unique_ptr<memq::CudaKeyStore> s)
-      : ForwardingStore(std::shared_ptr<memq::CudaKeyStore>(std::move(s))), gate_(std::make_shared<ReaderGate>()) {}
-  const char* name() const override { return "cuda"; }
-  const char* key_type() const override { return memq::cuda_key_type_name(s_->key_type()); }
-  int64_t memory_bytes() const override { return s_->device_bytes(); }
-
-  std::function<Status()> bind_search(const SearchArgs& a) override {
-    auto token = std::make_shared<ReaderToken>(gate_);
-    std::shared_ptr<memq::CudaKeyStore> store = s_;
-    return [store, token, a]() {
-      Status st = run(*store, a);
-      token->release();
-      return st;
-    };
-  }
-
- private:
-  static Status run(memq::CudaKeyStore& s, const SearchArgs& a) {
-    if (a.value) {
-      return s.search_value(a.value, a.confidence, a.queries, a.b, a.m, a.params, a.void_weight, a.void_value);
-    }
-    // search_topm writes ids (-1 in empty slots), kernel (0) and dist2 (+inf) like the CPU path.
-    std::vector<int64_t> rows;
-    try {
-      rows.resize(static_cast<size_t>(a.b * a.m));
-    } catch (const std::bad_alloc&) {
-      return Status::NoMemory("out of memory while allocating " + std::to_string(a.b * a.m) +
-                              " rows for search results (b*m = " + std::to_string(a.b) + "*" + std::to_string(a.m) + ")");
-    }
-    return s.search_topm(rows.data(), a.ids, a.kernel, a.dist2, a.queries, a.b, a.m, a.params);
-  }
-
-  void before_write() override { gate_->wait_idle(); }
-  std::shared_ptr<ReaderGate> gate_;
-};
-
-}  // namespace
 
 class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
  public:
@@ -290,43 +68,26 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
     if (info.Length() < 4) {
       throw Napi::TypeError::New(env, "NativeMemoryIndex(dim, kernel, param, capacity[, backend, keyType])");
     }
-    const int64_t dim = int_arg(info[0], "dim", 1, 1 << 20);
-    params_ = kernel_from_args(info[1], info[2]);
-    const int64_t capacity = int_arg(info[3], "capacity", 0, 2147483647);
+    memq::StoreOptions opts;
+    opts.dim = int_arg(info[0], "dim", 1, 1 << 20);
+    opts.kernel = kernel_from_args(info[1], info[2]);
+    opts.capacity = int_arg(info[3], "capacity", 0, 2147483647);
     const std::string backend = string_option(info, 4, "backend", "cpu");
     const std::string key_type = string_option(info, 5, "keyType", "float32");
     if (backend != "cpu" && backend != "cuda") {
       throw Napi::TypeError::New(env, "MemoryIndex: backend must be 'cpu' or 'cuda' (resolved), got '" + backend + "'");
     }
-    memq::CudaKeyType ktype = memq::CudaKeyType::kFloat32;
-    if (key_type == "bf16") ktype = memq::CudaKeyType::kBFloat16;
-    else if (key_type == "fp16") ktype = memq::CudaKeyType::kFloat16;
+    opts.backend = backend == "cuda" ? memq::StoreBackend::kCuda : memq::StoreBackend::kCpu;
+    if (key_type == "bf16") opts.key_type = memq::StoreKeyType::kBFloat16;
+    else if (key_type == "fp16") opts.key_type = memq::StoreKeyType::kFloat16;
     else if (key_type != "float32") {
       throw Napi::TypeError::New(env, "MemoryIndex: keyType must be 'float32', 'bf16' or 'fp16', got '" + key_type + "'");
     }
-    if (backend == "cpu") {
-      if (ktype != memq::CudaKeyType::kFloat32) {
-        throw Napi::TypeError::New(env, "MemoryIndex: keyType '" + key_type +
-                                            "' needs backend 'cuda'; the CPU backend stores float32 keys only");
-      }
-      memq::KeyStoreOptions opts;
-      opts.dim = dim;
-      opts.capacity = capacity;
-      std::unique_ptr<memq::KeyStore> store;
-      Status st = memq::KeyStore::Create(opts, &store);
-      if (!st.ok()) throw status_error(env, st, "MemoryIndex");
-      store_ = std::make_unique<CpuStore>(std::move(store));
-    } else {
-      memq::CudaKeyStoreOptions opts;  // compaction thresholds as KeyStoreOptions' defaults
-      opts.dim = dim;
-      opts.capacity = capacity;
-      opts.key_type = ktype;
-      std::unique_ptr<memq::CudaKeyStore> store;
-      Status st = memq::CudaKeyStore::Create(opts, &store);
-      // No device, no driver, out of device memory: a plain Error with the reason.
-      if (!st.ok()) throw status_error(env, st, "MemoryIndex (backend 'cuda')");
-      store_ = std::make_unique<CudaStore>(std::move(store));
-    }
+    Status st = memq::Store::Create(opts, &store_);
+    // No device, no driver, out of device memory: a plain Error with the reason.
+    const bool device_error = opts.backend == memq::StoreBackend::kCuda && st.code() != memq::StatusCode::kOutOfRange &&
+                              st.code() != memq::StatusCode::kInvalidArgument;
+    if (!st.ok()) throw status_error(env, st, device_error ? "MemoryIndex (backend 'cuda')" : "MemoryIndex");
   }
 
   static std::string string_option(const Napi::CallbackInfo& info, size_t i, const char* name, const char* dflt) {
@@ -335,8 +96,8 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
     return info[i].As<Napi::String>().Utf8Value();
   }
 
+  // Unwraps (kernel code, parameter); the Store checks the parameter's value.
   static KernelParams kernel_from_args(const Napi::Value& type, const Napi::Value& param) {
-    Napi::Env env = type.Env();
     KernelParams p;
     int64_t t = int_arg(type, "kernel", 0, 2);
     double v = number_arg(param, "kernel parameter");
@@ -344,8 +105,6 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
     if (p.type == KernelType::kGaussian) p.bandwidth = static_cast<float>(v);
     if (p.type == KernelType::kCosine) p.kappa = static_cast<float>(v);
     if (p.type == KernelType::kInverse) p.delta = static_cast<float>(v);
-    Status st = memq::validate_kernel(p);
-    if (!st.ok()) throw Napi::RangeError::New(env, "MemoryIndex: " + st.message());
     return p;
   }
 
@@ -451,7 +210,8 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
   }
 
   Napi::Value SetKernel(const Napi::CallbackInfo& info) {
-    params_ = kernel_from_args(info[0], info[1]);
+    Status st = store_->set_kernel(kernel_from_args(info[0], info[1]));
+    if (!st.ok()) throw status_error(info.Env(), st, "MemoryIndex");
     return info.Env().Undefined();
   }
 
@@ -477,8 +237,8 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
     // b*m elements of ids/kernel/dist2 (and of the internal rows, for estimate too).
     check_result_elements(env, where, "b*m = " + std::to_string(b) + "*" + std::to_string(m),
                           static_cast<double>(b) * static_cast<double>(m));
-    SearchArgs job;
-    job.params = params_;
+    memq::SearchRequest job;
+    job.estimate = estimate;
     job.b = b;
     job.m = m;
     *result = Napi::Object::New(env);
@@ -507,12 +267,8 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
     const size_t nb = static_cast<size_t>(b);
     Napi::Value g_value, g_conf, g_ids, g_kernel, g_dist2;
     if (estimate) {
-      job.void_weight = static_cast<float>(number_arg(info[2], "voidWeight"));
-      job.void_value = static_cast<float>(number_arg(info[3], "voidValue"));
-      if (!(job.void_weight >= 0.f) || !std::isfinite(job.void_weight)) {
-        throw Napi::RangeError::New(env, "voidWeight must be a finite number >= 0");
-      }
-      if (!std::isfinite(job.void_value)) throw Napi::RangeError::New(env, "voidValue must be finite");
+      job.void_weight = number_arg(info[2], "voidWeight");  // values: checked by the Store
+      job.void_value = number_arg(info[3], "voidValue");
       g_value = given("value", float{}, nb);
       g_conf = given("confidence", float{}, nb);
     } else {
@@ -545,13 +301,17 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
       job.kernel = bind("kernel", g_kernel, bm, float{});
       job.dist2 = bind("dist2", g_dist2, bm, float{});
     }
-    if (!async) {
+    std::shared_ptr<std::vector<float>> qcopy;
+    if (async) {
+      qcopy = std::make_shared<std::vector<float>>(q.data, q.data + q.length);
+      job.queries = qcopy->data();
+    } else {
       job.queries = q.data;
-      return store_->bind_search(job);  // last: nothing may throw after the search is bound
     }
-    auto qcopy = std::make_shared<std::vector<float>>(q.data, q.data + q.length);
-    job.queries = qcopy->data();
-    std::function<Status()> run = store_->bind_search(job);
+    memq::SearchJob run;
+    Status st = store_->bind_search(job, &run);  // last: nothing may throw after the search is bound
+    if (!st.ok()) throw status_error(env, st, where);
+    if (!async) return run;
     return [run, qcopy]() { return run(); };
   }
 
@@ -605,12 +365,11 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
     o.Set("nextId", Napi::Number::New(env, static_cast<double>(store_->next_id())));
     o.Set("memoryBytes", Napi::Number::New(env, static_cast<double>(store_->memory_bytes())));
     o.Set("backend", Napi::String::New(env, store_->name()));
-    o.Set("keyType", Napi::String::New(env, store_->key_type()));
+    o.Set("keyType", Napi::String::New(env, memq::store_key_type_name(store_->key_type())));
     return o;
   }
 
-  std::unique_ptr<StoreBackend> store_;
-  KernelParams params_;
+  std::unique_ptr<memq::Store> store_;
 };
 
 Napi::Function InitMemoryIndex(Napi::Env env) { return MemoryIndexWrap::Init(env); }

@@ -29,6 +29,8 @@ struct AlignedFloats {
 };
 
 std::string num(int64_t v) { return std::to_string(v); }
+// A non-finite float as JavaScript spells it (the messages users see name the value).
+const char* nonfinite_name(float x) { return std::isnan(x) ? "NaN" : x > 0 ? "Infinity" : "-Infinity"; }
 
 }  // namespace
 
@@ -146,7 +148,7 @@ Status KeyStore::validate_rows(const float* keys, const float* values, int64_t n
   for (int64_t i = 0; i < n * dim_; ++i) {
     if (!std::isfinite(keys[i])) {
       return Status::OutOfRange("keys must be finite: keys[" + num(i) + "] (row " + num(i / dim_) + ", column " +
-                             num(i % dim_) + ") is " + (std::isnan(keys[i]) ? "NaN" : "infinite"));
+                             num(i % dim_) + ") is " + nonfinite_name(keys[i]));
     }
   }
   // Every search reads the cached float32 squared norm of every alive row and refuses a
@@ -169,7 +171,7 @@ Status KeyStore::validate_rows(const float* keys, const float* values, int64_t n
     }
   }
   for (int64_t i = 0; i < n; ++i) {
-    if (!std::isfinite(values[i])) return Status::OutOfRange("values must be finite: values[" + num(i) + "] is not");
+    if (!std::isfinite(values[i])) return Status::OutOfRange("values must be finite: values[" + num(i) + "] is " + nonfinite_name(values[i]));
   }
   if (capacity_ > 0 && live_ + need_live > capacity_) {
     return Status::Capacity("capacity exceeded: the store holds " + num(live_) + " of at most " + num(capacity_) +
@@ -237,7 +239,7 @@ Status KeyStore::update_values(const int32_t* ids, const float* values, int64_t 
   if (n < 0) return Status::OutOfRange("n must be >= 0");
   std::vector<int64_t> rows(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
-    if (!std::isfinite(values[i])) return Status::OutOfRange("values must be finite: values[" + num(i) + "] is not");
+    if (!std::isfinite(values[i])) return Status::OutOfRange("values must be finite: values[" + num(i) + "] is " + nonfinite_name(values[i]));
     rows[static_cast<size_t>(i)] = find_row(ids[i]);
     if (rows[static_cast<size_t>(i)] < 0) return Status::NotFound("unknown id: ids[" + num(i) + "] = " + num(ids[i]));
   }

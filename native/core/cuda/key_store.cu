@@ -22,6 +22,8 @@ using namespace cudak;
 namespace {
 
 std::string num(int64_t v) { return std::to_string(v); }
+// A non-finite float as JavaScript spells it (the messages users see name the value).
+const char* nonfinite_name(float x) { return std::isnan(x) ? "NaN" : x > 0 ? "Infinity" : "-Infinity"; }
 
 __global__ void scatter_values_kernel(float* values, const int32_t* idx, const float* v, int64_t n) {
   const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -156,7 +158,7 @@ struct CudaKeyStore::Impl {
         const float x = k[e];
         if (!std::isfinite(x))
           return Status::OutOfRange("keys must be finite: keys[" + num(e) + "] (row " + num(r) + ", column " + num(c) +
-                                 ") is " + (std::isnan(x) ? "NaN" : "infinite"));
+                                 ") is " + nonfinite_name(x));
         const float y = type == CudaKeyType::kBFloat16 ? round_to_bf16(x)
                         : type == CudaKeyType::kFloat16 ? round_to_fp16(x)
                                                         : x;
@@ -169,7 +171,7 @@ struct CudaKeyStore::Impl {
         return Status::OutOfRange("keys: the squared norm of row " + num(r) + " is over the limit of " + limits::kMaxSquaredNormText + ", so that distances stay finite in float32");
     }
     for (int64_t i = 0; i < n; ++i)
-      if (!std::isfinite(v[i])) return Status::OutOfRange("values must be finite: values[" + num(i) + "] is not");
+      if (!std::isfinite(v[i])) return Status::OutOfRange("values must be finite: values[" + num(i) + "] is " + nonfinite_name(v[i]));
     if (capacity > 0 && live + need_live > capacity)
       return Status::Capacity("capacity exceeded: the store holds " + num(live) + " of at most " + num(capacity) +
                               " cases and cannot take " + num(need_live) + " more");
@@ -384,7 +386,7 @@ Status CudaKeyStore::update_values(const int32_t* ids, const float* values, int6
   if (n > 0 && (!ids || !values)) return Status::Invalid("ids and values must not be null");
   std::vector<int32_t> rows((size_t)n);
   for (int64_t i = 0; i < n; ++i) {
-    if (!std::isfinite(values[i])) return Status::OutOfRange("values must be finite: values[" + num(i) + "] is not");
+    if (!std::isfinite(values[i])) return Status::OutOfRange("values must be finite: values[" + num(i) + "] is " + nonfinite_name(values[i]));
     const int64_t r = I.find_row(ids[i]);
     if (r < 0) return Status::NotFound("unknown id: ids[" + num(i) + "] = " + num(ids[i]));
     rows[(size_t)i] = (int32_t)r;
