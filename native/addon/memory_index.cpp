@@ -129,7 +129,13 @@ class CpuStore final : public ForwardingStore<memq::KeyStore> {
  public:
   explicit CpuStore(std::unique_ptr<memq::KeyStore> s) : ForwardingStore(std::shared_ptr<memq::KeyStore>(std::move(s))) {}
   const char* name() const override { return "cpu"; }
-  const char* key_type() const override { return "float32"; }
+  const char* key_type() const override {
+    switch (s_->key_type()) {
+      case memq::KeyType::kBF16: return "bf16";
+      case memq::KeyType::kInt8: return "int8";
+      default: return "float32";
+    }
+  }
   int64_t memory_bytes() const override { return static_cast<int64_t>(s_->memory_bytes()); }
 
   std::function<Status()> bind_search(const SearchArgs& a) override {
@@ -295,28 +301,38 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
     const int64_t capacity = int_arg(info[3], "capacity", 0, 2147483647);
     const std::string backend = string_option(info, 4, "backend", "cpu");
     const std::string key_type = string_option(info, 5, "keyType", "float32");
+    // info[6]: re-rank oversample factor for compressed CPU keys (0 / absent = off).
+    const int64_t rerank = info.Length() > 6 && !info[6].IsUndefined() ? int_arg(info[6], "rerank", 0, 4096) : 0;
     if (backend != "cpu" && backend != "cuda") {
       throw Napi::TypeError::New(env, "MemoryIndex: backend must be 'cpu' or 'cuda' (resolved), got '" + backend + "'");
     }
     memq::CudaKeyType ktype = memq::CudaKeyType::kFloat32;
     if (key_type == "bf16") ktype = memq::CudaKeyType::kBFloat16;
     else if (key_type == "fp16") ktype = memq::CudaKeyType::kFloat16;
-    else if (key_type != "float32") {
-      throw Napi::TypeError::New(env, "MemoryIndex: keyType must be 'float32', 'bf16' or 'fp16', got '" + key_type + "'");
+    else if (key_type != "float32" && key_type != "int8") {
+      throw Napi::TypeError::New(env, "MemoryIndex: keyType must be 'float32', 'bf16', 'int8' or 'fp16', got '" + key_type + "'");
     }
     if (backend == "cpu") {
-      if (ktype != memq::CudaKeyType::kFloat32) {
-        throw Napi::TypeError::New(env, "MemoryIndex: keyType '" + key_type +
-                                            "' needs backend 'cuda'; the CPU backend stores float32 keys only");
+      if (key_type == "fp16") {
+        throw Napi::TypeError::New(env, "MemoryIndex: keyType 'fp16' needs backend 'cuda'; the CPU backend stores float32, bf16 or int8 keys");
       }
       memq::KeyStoreOptions opts;
       opts.dim = dim;
       opts.capacity = capacity;
+      opts.key_type = key_type == "bf16" ? memq::KeyType::kBF16 : key_type == "int8" ? memq::KeyType::kInt8 : memq::KeyType::kFloat32;
+      if (rerank > 0 && opts.key_type == memq::KeyType::kFloat32) {
+        throw Napi::TypeError::New(env, "MemoryIndex: rerank needs keyType 'bf16' or 'int8' (float32 search is already exact)");
+      }
+      opts.rerank_oversample = rerank;
       std::unique_ptr<memq::KeyStore> store;
       Status st = memq::KeyStore::Create(opts, &store);
       if (!st.ok()) throw status_error(env, st, "MemoryIndex");
       store_ = std::make_unique<CpuStore>(std::move(store));
     } else {
+      if (key_type == "int8") {
+        throw Napi::TypeError::New(env, "MemoryIndex: keyType 'int8' is not supported on backend 'cuda' (use 'bf16' or 'fp16'), or use backend 'cpu'");
+      }
+      if (rerank > 0) throw Napi::TypeError::New(env, "MemoryIndex: rerank is not supported on backend 'cuda'");
       memq::CudaKeyStoreOptions opts;  // compaction thresholds as KeyStoreOptions' defaults
       opts.dim = dim;
       opts.capacity = capacity;
