@@ -45,6 +45,41 @@ inline void dots(float* out, const float* q, const T* k, int64_t d, Load load, L
 }
 }  // namespace
 
+namespace {
+// bf16 rows, 32 elements a load: unpacking the words against zero puts each bf16 in the high
+// half of a dword, which is that float32 exactly, one instruction per 16 elements. The unpack
+// works within 128-bit lanes, so the two halves hold elements {8L..8L+3} and {8L+4..8L+7} of
+// lane L: the query is permuted the same way once per call (qp, zero padded to 32).
+template <int R>
+inline void dots_bf16_32(float* out, const float* qp, const uint16_t* k, int64_t d) {
+  const int64_t d32 = d / 32 * 32;
+  const __mmask32 tail = (__mmask32)((d % 32) ? ((1ull << (d % 32)) - 1) : 0);
+  const __m512i zero = _mm512_setzero_si512();
+  __m512 a[R][2];
+  for (int r = 0; r < R; ++r) a[r][0] = a[r][1] = _mm512_setzero_ps();
+  int64_t p = 0;
+  for (; p < d32; p += 32) {
+    __m512 qlo = _mm512_load_ps(qp + p), qhi = _mm512_load_ps(qp + p + 16);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      __m512i x = _mm512_loadu_si512((const void*)(k + r * d + p));
+      a[r][0] = _mm512_fmadd_ps(qlo, _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, x)), a[r][0]);
+      a[r][1] = _mm512_fmadd_ps(qhi, _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, x)), a[r][1]);
+    }
+  }
+  if (tail) {
+    __m512 qlo = _mm512_load_ps(qp + p), qhi = _mm512_load_ps(qp + p + 16);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      __m512i x = _mm512_maskz_loadu_epi16(tail, k + r * d + p);
+      a[r][0] = _mm512_fmadd_ps(qlo, _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, x)), a[r][0]);
+      a[r][1] = _mm512_fmadd_ps(qhi, _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, x)), a[r][1]);
+    }
+  }
+  for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(_mm512_add_ps(a[r][0], a[r][1]));
+}
+}  // namespace
+
 void qgemv_avx512(float* ct, int64_t ldc, int kind, const float* q, const void* keys, const float* scales, int64_t j0,
                   int64_t t, int64_t d) {
   auto put = [&](int64_t j, float dot) {
@@ -55,12 +90,22 @@ void qgemv_avx512(float* ct, int64_t ldc, int kind, const float* q, const void* 
   int64_t j = 0;
   if (kind == 1) {
     const uint16_t* k = static_cast<const uint16_t*>(keys) + j0 * d;
+    const int64_t dp = (d + 31) / 32 * 32;
+    thread_local AlignedBuf qbuf;
+    float* qp = qbuf.get(dp);
+    for (int64_t b0 = 0; b0 < dp; b0 += 32)
+      for (int L = 0; L < 4; ++L)
+        for (int i = 0; i < 4; ++i) {
+          const int64_t lo = b0 + 8 * L + i, hi = lo + 4;
+          qp[b0 + 4 * L + i] = lo < d ? q[lo] : 0.0f;
+          qp[b0 + 16 + 4 * L + i] = hi < d ? q[hi] : 0.0f;
+        }
     for (; j + 4 <= t; j += 4) {
-      dots<4>(o, q, k + j * d, d, load_bf16, load_bf16_tail);
+      dots_bf16_32<4>(o, qp, k + j * d, d);
       for (int r = 0; r < 4; ++r) put(j + r, o[r]);
     }
     for (; j < t; ++j) {
-      dots<1>(o, q, k + j * d, d, load_bf16, load_bf16_tail);
+      dots_bf16_32<1>(o, qp, k + j * d, d);
       put(j, o[0]);
     }
   } else {
