@@ -2,7 +2,7 @@ import * as path from 'path';
 import { parseArgs, formatHelp, CliError, type Command, type FlagSpec } from '../args';
 import { checkOutputFile } from '../paths';
 
-const PEERS = ['usearch', 'hnswlib', 'js'];
+const PEERS = ['usearch', 'hnswlib', 'js', 'faiss'];
 
 const spec: Record<string, FlagSpec> = {
   n: { kind: 'string', help: 'memory sizes, comma-separated (retrieval)', defaultText: 'the full grid of bench/retrieval.ts' },
