@@ -9,7 +9,7 @@
 import { parseArgs, formatHelp, CliError, type Command, type FlagSpec } from '../lib/cli/args';
 import { checkOutputFile } from '../lib/cli/paths';
 
-const PEERS = ['usearch', 'hnswlib', 'js'];
+const PEERS = ['usearch', 'hnswlib', 'js', 'faiss'];
 
 const spec: Record<string, FlagSpec> = {
   n: { kind: 'string', help: 'memory sizes, comma-separated (retrieval)', defaultText: 'the full grid of bench/retrieval.ts' },

@@ -8,6 +8,9 @@
  * measured on that sample (each query is independent work for them) and marked `sampled`.
  */
 import * as os from 'os';
+import * as fs from 'fs';
+import * as path from 'path';
+import { spawnSync } from 'child_process';
 import { MemoryIndex } from '../lib/retrieval';
 import { measureCeilings } from './ceilings';
 import { machine, nowMs, randomFloats, table, timeIt, writeResult } from './common';
@@ -18,6 +21,10 @@ export interface RetrievalBenchOptions {
   bs?: number[];
   m?: number;
   peers?: string[];
+  /** memq key types to run (default float32, bf16, int8); compressed types also run with rerank. */
+  keyTypes?: ('float32' | 'bf16' | 'int8')[];
+  /** Oversample factor of the compressed types' re-rank rows (default 4). */
+  rerank?: number;
   /** Seconds each peer may spend per cell before sampling. */
   peerBudgetS?: number;
   out?: string;
@@ -38,6 +45,51 @@ interface Row {
   vsUsearch?: number;
   sampled?: string;
   top1Agreement?: number;
+  keyType?: string;
+  /** queries/s over memq float32's queries/s in the same cell. */
+  vsMemqFloat32?: number;
+  /** Fraction of memq float32's top-m ids found in this row's top-m (same queries). */
+  recallAtM?: number;
+}
+
+/** FAISS (Debian python3-faiss) on the same keys and queries, as a subprocess. */
+function runFaiss(keys: Float32Array, q: Float32Array, n: number, d: number, bs: number[], m: number, notes: string[]): any | undefined {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memq-faiss-'));
+  try {
+    fs.writeFileSync(path.join(dir, 'keys.f32'), Buffer.from(keys.buffer, keys.byteOffset, keys.byteLength));
+    fs.writeFileSync(path.join(dir, 'q.f32'), Buffer.from(q.buffer, q.byteOffset, q.byteLength));
+    // FAISS uses OpenBLAS for the flat index: let it pick its own kernels in this subprocess only.
+    const env = { ...process.env };
+    delete env.OPENBLAS_CORETYPE;
+    delete env.OPENBLAS_L2_SIZE;
+    const py = process.env.MEMQ_FAISS_PYTHON ?? '/usr/bin/python3';
+    // bench/faiss_peer.py next to this file (ts sources) or in the package's bench/ (dist/cjs/bench)
+    const script = [path.join(__dirname, 'faiss_peer.py'), path.resolve(__dirname, '../../../bench/faiss_peer.py')].find((f) => fs.existsSync(f));
+    if (!script) {
+      notes.push('faiss not run: bench/faiss_peer.py not found');
+      return undefined;
+    }
+    const r = spawnSync(py, [script, path.join(dir, 'keys.f32'), path.join(dir, 'q.f32'), String(n), String(d), bs.join(','), String(m), '0.3'], { env, maxBuffer: 1 << 28, encoding: 'utf8' });
+    if (r.status !== 0) {
+      notes.push(`faiss not run: ${py} exited ${r.status}: ${(r.stderr || String(r.error)).split('\n').filter(Boolean).slice(-1)[0]}`);
+      return undefined;
+    }
+    const res = JSON.parse(r.stdout);
+    res.ompWaitPolicy = env.OMP_WAIT_POLICY ?? 'unset (libgomp default: spin, then sleep)';
+    return res;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function recall(ids: ArrayLike<number>, ref: ArrayLike<number>, b: number, m: number): number {
+  let hit = 0;
+  for (let i = 0; i < b; i++) {
+    const want = new Set<number>();
+    for (let s = 0; s < m; s++) want.add(Number(ref[i * m + s]));
+    for (let s = 0; s < m; s++) hit += want.has(Number(ids[i * m + s])) ? 1 : 0;
+  }
+  return hit / (b * m);
 }
 
 function tryRequire(name: string): any {
@@ -81,7 +133,10 @@ export async function benchRetrieval(opts: RetrievalBenchOptions = {}) {
   const ds = opts.ds ?? [128, 384, 768];
   const bs = opts.bs ?? [1, 32, 256];
   const m = opts.m ?? 32;
-  const peers = opts.peers ?? ['usearch', 'hnswlib', 'js'];
+  const peers = opts.peers ?? ['usearch', 'hnswlib', 'js', 'faiss'];
+  const keyTypes = opts.keyTypes ?? ['float32', 'bf16', 'int8'];
+  const rerankK = opts.rerank ?? 4;
+  let faissInfo: { version: string; compileOptions: string; ompThreads: number; ompWaitPolicy: string; build: string } | undefined;
   const budget = (opts.peerBudgetS ?? 3) * 1000;
   const threads = os.cpus().length;
 
@@ -101,9 +156,15 @@ export async function benchRetrieval(opts: RetrievalBenchOptions = {}) {
       log(`N=${n} d=${d}: generating keys ...\n`);
       const keys = randomFloats(n * d, n + d);
       const index = new MemoryIndex({ dim: d, kernel: 'gaussian', bandwidth: 1 });
+      const compressed: { name: string; keyType: 'bf16' | 'int8'; index: MemoryIndex }[] = [];
+      for (const kt of keyTypes.filter((x) => x !== 'float32') as ('bf16' | 'int8')[]) {
+        compressed.push({ name: `memq ${kt}`, keyType: kt, index: new MemoryIndex({ dim: d, kernel: 'gaussian', bandwidth: 1, keyType: kt }) });
+        compressed.push({ name: `memq ${kt} rerank x${rerankK}`, keyType: kt, index: new MemoryIndex({ dim: d, kernel: 'gaussian', bandwidth: 1, keyType: kt, rerank: rerankK }) });
+      }
       for (let i = 0; i < n; i += 65536) {
         const hi = Math.min(n, i + 65536);
         index.add(keys.subarray(i * d, hi * d), new Float32Array(hi - i));
+        for (const c of compressed) c.index.add(keys.subarray(i * d, hi * d), new Float32Array(hi - i));
       }
       let hnsw: any;
       if (hnswlib && !hnswlib.__error) {
@@ -124,6 +185,10 @@ export async function benchRetrieval(opts: RetrievalBenchOptions = {}) {
       }
       const bmax = Math.max(...bs);
       const allQ = randomFloats(bmax * d, 7 * n + d);
+      const faiss = peers.includes('faiss') ? runFaiss(keys, allQ, n, d, bs, m, notes) : undefined;
+      if (faiss && !faissInfo) {
+        faissInfo = { version: faiss.version, compileOptions: faiss.compile_options, ompThreads: faiss.omp_threads, ompWaitPolicy: faiss.ompWaitPolicy, build: "Debian's python3-faiss (generic build, not compiled for this CPU)" };
+      }
       for (const b of bs) {
         const q = allQ.subarray(0, b * d);
         const flops = 2 * b * n * d;
@@ -138,6 +203,20 @@ export async function benchRetrieval(opts: RetrievalBenchOptions = {}) {
         };
         rows.push(memqRow);
         const memqTop1 = Array.from({ length: b }, (_, i) => out.ids[i * m]);
+        const memqIds = out.ids.slice();
+        memqRow.keyType = 'float32';
+        // memq on compressed keys (ids are insertion order = rows, as for float32)
+        for (const c of compressed) {
+          const o2 = { ids: new Int32Array(b * m), kernel: new Float32Array(b * m), dist2: new Float32Array(b * m) };
+          const tc = await timeIt(() => c.index.search(q, m, { out: o2 }), 1000, 3);
+          const qps = (b / tc.ms) * 1000;
+          rows.push({ ...base, impl: c.name, keyType: c.keyType, ms: tc.ms, qps, gflops: flops / tc.ms / 1e6, vsMemqFloat32: qps / memqRow.qps, recallAtM: recall(o2.ids, memqIds, b, m) });
+        }
+        // FAISS flat / SQfp16 / SQ8 (all threads, OpenMP)
+        for (const fr of faiss ? faiss.rows.filter((x: any) => x.b === b) : []) {
+          const qps = b / fr.s;
+          rows.push({ ...base, impl: `faiss ${fr.index}`, keyType: fr.index === 'SQfp16' ? 'fp16' : fr.index === 'SQ8' ? 'int8 (per-dim ranges)' : 'float32', ms: fr.s * 1000, qps, gflops: flops / fr.s / 1e9, vsMemqFloat32: qps / memqRow.qps, recallAtM: recall(fr.ids, memqIds, b, m), top1Agreement: Array.from({ length: b }, (_, i) => (fr.ids[i * m] === memqTop1[i] ? 1 : 0) as number).reduce((a, x) => a + x, 0) / b });
+        }
         // usearch exactSearch (all threads)
         let usQps: number | undefined;
         if (usearch && !usearch.__error) {
@@ -181,6 +260,7 @@ export async function benchRetrieval(opts: RetrievalBenchOptions = {}) {
           rows.push({ ...base, impl: 'plain JS', ms: ms * (b / done), qps: (done / ms) * 1000, gflops: (2 * done * n * d) / ms / 1e6, sampled: done < b ? `${done}/${b}` : undefined, top1Agreement: agree / done });
         }
         if (usQps) for (const r of rows.filter((x) => x.n === n && x.d === d && x.b === b)) r.vsUsearch = r.qps / usQps;
+        for (const r of rows.filter((x) => x.n === n && x.d === d && x.b === b && x.vsMemqFloat32 === undefined)) r.vsMemqFloat32 = r.qps / memqRow.qps;
         log(`  B=${b}: ` + rows.filter((x) => x.n === n && x.d === d && x.b === b).map((r) => `${r.impl} ${r.qps.toFixed(0)} q/s`).join(', ') + '\n');
       }
       hnsw = undefined;
@@ -191,13 +271,16 @@ export async function benchRetrieval(opts: RetrievalBenchOptions = {}) {
     machine: machine(),
     ceilings: { gemmGflops: ceil.gemmGflops, gemmShape: ceil.gemmShape, gemm: ceil.blas, bandwidthGBs: ceil.bandwidthGBs, bandwidthBytes: ceil.bandwidthBytes, threads: ceil.threads },
     m,
+    keyTypes,
+    rerank: rerankK,
+    faiss: faissInfo,
     notes,
     rows,
   };
   const file = writeResult(`retrieval-cpu`, result, opts.out);
   const text = table(
-    ['N', 'd', 'B', 'impl', 'q/s', 'GFLOP/s', '%GEMM', '%BW', 'x usearch', 'sampled', 'top1=memq'],
-    rows.map((r) => [r.n, r.d, r.b, r.impl, r.qps, r.gflops, r.impl === 'memq' ? r.pctGemm! : '', r.impl === 'memq' ? r.pctBandwidth! : '', r.vsUsearch ?? '', r.sampled ?? '', r.top1Agreement ?? '']),
+    ['N', 'd', 'B', 'impl', 'q/s', 'GFLOP/s', '%GEMM', '%BW', 'x memq fp32', 'recall@M', 'x usearch', 'sampled', 'top1=memq'],
+    rows.map((r) => [r.n, r.d, r.b, r.impl, r.qps, r.gflops, r.impl === 'memq' ? r.pctGemm! : '', r.impl === 'memq' ? r.pctBandwidth! : '', r.vsMemqFloat32 ?? '', r.recallAtM ?? '', r.vsUsearch ?? '', r.sampled ?? '', r.top1Agreement ?? '']),
   );
   return { result, file, text };
 }

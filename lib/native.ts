@@ -26,7 +26,7 @@ export interface NativeIndexStats {
   /** Bytes the store holds: host memory (cpu) or device memory (cuda). */
   memoryBytes: number;
   backend: 'cpu' | 'cuda';
-  keyType: 'float32' | 'bf16' | 'fp16';
+  keyType: 'float32' | 'bf16' | 'int8' | 'fp16';
 }
 export interface NativeMemoryIndex {
   add(keys: Float32Array, values: Float32Array): Int32Array;
@@ -151,7 +151,7 @@ export interface NativeAddon {
   NativeModelTrainer: new (model: NativeLlmModel, optionsJson: string) => NativeTrainer;
   NativeMemoryIndex: new (
     dim: number, kernelType: number, param: number, capacity: number, backend?: 'cpu' | 'cuda',
-    keyType?: 'float32' | 'bf16' | 'fp16',
+    keyType?: 'float32' | 'bf16' | 'int8' | 'fp16', rerank?: number,
   ) => NativeMemoryIndex;
   klImprove(
     logPrior: Float32Array, q: Float32Array, rows: number, cols: number, alpha: number, rowLengths?: Int32Array,

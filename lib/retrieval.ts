@@ -10,8 +10,11 @@ import { loadNative, nativeKind, nativePath, type AddonKind, type NativeIndexSta
 export type KernelName = 'gaussian' | 'cosine' | 'inverse';
 /** Where a MemoryIndex keeps its keys and searches: host memory, or an NVIDIA GPU (docs/cuda.md). */
 export type BackendName = 'cpu' | 'cuda';
-/** How the CUDA backend stores keys: float32, or rounded to bfloat16 / float16 (half the memory). */
-export type KeyType = 'float32' | 'bf16' | 'fp16';
+/**
+ * How keys are stored and scanned: float32; bfloat16 (CPU and CUDA, half the bytes); int8 with a
+ * per-row scale (CPU only, a quarter of the bytes); float16 (CUDA only).
+ */
+export type KeyType = 'float32' | 'bf16' | 'int8' | 'fp16';
 
 export type KernelOptions =
   | { kernel?: 'gaussian'; bandwidth?: number }
@@ -31,11 +34,19 @@ export type MemoryIndexOptions = KernelOptions & {
    */
   backend?: 'auto' | 'cpu' | 'cuda';
   /**
-   * Key storage of the CUDA backend (default 'float32'). 'bf16' / 'fp16' round keys (and, per
-   * search, queries) to 16 bits: results equal float32 search over the rounded keys and queries.
-   * Only with the CUDA backend: a TypeError where the index resolves to the CPU.
+   * Key storage (default 'float32'). CPU: 'bf16' (keys rounded to nearest-even bfloat16) or 'int8'
+   * (per-row symmetric scale max|k|/127, docs/math.md §2b): searches scan the compressed keys and
+   * are exact for the dequantised keys (queries stay float32). The float32 keys are kept in RAM
+   * as well (getKeys, save). CUDA: 'bf16' / 'fp16' round keys (and, per search, queries) to 16
+   * bits; 'int8' is a TypeError there, and 'fp16' is one on the CPU.
    */
   keyType?: KeyType;
+  /**
+   * CPU with keyType 'bf16' / 'int8' only: oversample factor K of an exact re-rank (0 or absent:
+   * off). Each search keeps K*m candidates on the compressed keys and returns the exact float32
+   * top-m among them, with float32 distances.
+   */
+  rerank?: number;
 };
 
 export interface MemoryIndexStats extends NativeIndexStats {
@@ -241,7 +252,7 @@ function kernelParams(opts: KernelOptions): { name: KernelName; code: number; pa
 
 const BACKEND_NAMES = ['auto', 'cpu', 'cuda'] as const;
 type BackendRequest = (typeof BACKEND_NAMES)[number];
-const KEY_TYPES: readonly KeyType[] = ['float32', 'bf16', 'fp16'];
+const KEY_TYPES: readonly KeyType[] = ['float32', 'bf16', 'int8', 'fp16'];
 
 /** The backend asked for: the option, else (absent or 'auto') MEMQ_BACKEND, else 'auto'. */
 function requestedBackend(requested: unknown): { want: BackendRequest; fromEnv: boolean } {
@@ -292,7 +303,7 @@ function resolveBackend(requested: unknown): BackendResolution {
 function checkKeyType(v: unknown): KeyType {
   if (v === undefined) return 'float32';
   if (!KEY_TYPES.includes(v as KeyType)) {
-    throw new TypeError(`keyType must be 'float32', 'bf16' or 'fp16', got ${JSON.stringify(v)}`);
+    throw new TypeError(`keyType must be 'float32', 'bf16', 'int8' or 'fp16', got ${JSON.stringify(v)}`);
   }
   return v as KeyType;
 }
@@ -311,8 +322,10 @@ export class MemoryIndex {
   readonly backend: BackendName;
   /** Why this backend, e.g. "auto: CUDA not used: no CUDA driver (libcuda.so.1 not found)". */
   readonly backendReason: string;
-  /** How keys are stored ('float32' on the CPU). */
+  /** How keys are stored. */
   readonly keyType: KeyType;
+  /** Re-rank oversample factor (0: off). */
+  readonly rerank: number;
   private readonly native: NativeMemoryIndex;
   private kernelName: KernelName;
   private kernelParam: number;
@@ -325,20 +338,28 @@ export class MemoryIndex {
     const capacity = options.capacity === undefined ? 0 : checkInt('capacity', options.capacity, 0, 2147483647);
     const k = kernelParams(options);
     const keyType = checkKeyType(options.keyType);
+    const rerank = options.rerank === undefined ? 0 : checkInt('rerank', options.rerank, 0, 4096);
     const chosen = resolveBackend(options.backend);
-    if (keyType !== 'float32' && chosen.backend !== 'cuda') {
+    if (keyType === 'fp16' && chosen.backend !== 'cuda') {
       throw new TypeError(
-        `keyType '${keyType}' needs the CUDA backend; the CPU backend stores float32 keys only ` +
+        `keyType 'fp16' needs the CUDA backend; the CPU backend stores 'float32', 'bf16' or 'int8' keys ` +
           `(backend resolved to 'cpu': ${chosen.reason})`,
       );
     }
+    if (keyType === 'int8' && chosen.backend === 'cuda') {
+      throw new TypeError(`keyType 'int8' is not supported on the CUDA backend (use 'bf16' or 'fp16', or backend 'cpu')`);
+    }
+    if (rerank > 0 && (chosen.backend !== 'cpu' || (keyType !== 'bf16' && keyType !== 'int8'))) {
+      throw new TypeError(`rerank needs the CPU backend with keyType 'bf16' or 'int8' (got backend '${chosen.backend}', keyType '${keyType}')`);
+    }
+    this.rerank = rerank;
     this.backend = chosen.backend;
     this.backendReason = chosen.reason;
     this.keyType = keyType;
     this.kernelName = k.name;
     this.kernelParam = k.param;
     // Creating the device store can still fail (device memory): an Error with the reason.
-    this.native = new (loadNative().NativeMemoryIndex)(this.dim, k.code, k.param, capacity, this.backend, keyType);
+    this.native = new (loadNative().NativeMemoryIndex)(this.dim, k.code, k.param, capacity, this.backend, keyType, rerank);
   }
 
   /** Number of live cases. */

@@ -66,7 +66,7 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
   void init(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() < 4) {
-      throw Napi::TypeError::New(env, "NativeMemoryIndex(dim, kernel, param, capacity[, backend, keyType])");
+      throw Napi::TypeError::New(env, "NativeMemoryIndex(dim, kernel, param, capacity[, backend, keyType[, rerank]])");
     }
     memq::StoreOptions opts;
     opts.dim = int_arg(info[0], "dim", 1, 1 << 20);
@@ -80,9 +80,12 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
     opts.backend = backend == "cuda" ? memq::StoreBackend::kCuda : memq::StoreBackend::kCpu;
     if (key_type == "bf16") opts.key_type = memq::StoreKeyType::kBFloat16;
     else if (key_type == "fp16") opts.key_type = memq::StoreKeyType::kFloat16;
+    else if (key_type == "int8") opts.key_type = memq::StoreKeyType::kInt8;
     else if (key_type != "float32") {
-      throw Napi::TypeError::New(env, "MemoryIndex: keyType must be 'float32', 'bf16' or 'fp16', got '" + key_type + "'");
+      throw Napi::TypeError::New(env, "MemoryIndex: keyType must be 'float32', 'bf16', 'int8' or 'fp16', got '" + key_type + "'");
     }
+    // info[6]: the re-rank oversample factor of compressed CPU keys (0 / absent: off).
+    opts.rerank_oversample = info.Length() > 6 && !info[6].IsUndefined() ? int_arg(info[6], "rerank", 0, 4096) : 0;
     Status st = memq::Store::Create(opts, &store_);
     // No device, no driver, out of device memory: a plain Error with the reason.
     const bool device_error = opts.backend == memq::StoreBackend::kCuda && st.code() != memq::StatusCode::kOutOfRange &&

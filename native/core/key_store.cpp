@@ -38,11 +38,30 @@ struct KeyBuffer {
   int64_t capacity;  // rows
   int64_t dim;
   AlignedFloats keys;
-  AlignedFloats norms2;
+  AlignedFloats norms2;  // of the keys the search scans: the dequantised ones for bf16 / int8
   std::vector<int32_t> ids;
-  KeyBuffer(int64_t cap, int64_t d)
+  KeyType type;
+  int64_t oversample;  // re-rank on `keys` when > 0 (compressed types only)
+  std::vector<uint16_t> bf;  // cap x dim when type is bf16
+  std::vector<int8_t> i8;    // cap x dim when type is int8
+  std::vector<float> scales; // cap when type is int8
+  KeyBuffer(int64_t cap, int64_t d, KeyType t, int64_t over)
       : capacity(cap), dim(d), keys(static_cast<size_t>(cap * d)), norms2(static_cast<size_t>(cap)),
-        ids(static_cast<size_t>(cap)) {}
+        ids(static_cast<size_t>(cap)), type(t), oversample(over) {
+    if (t == KeyType::kBF16) bf.resize(static_cast<size_t>(cap * d));
+    if (t == KeyType::kInt8) i8.resize(static_cast<size_t>(cap * d)), scales.resize(static_cast<size_t>(cap));
+  }
+  // Copies row r of `from` to row j (all representations).
+  void copy_row(int64_t j, const KeyBuffer& from, int64_t r) {
+    std::memcpy(keys.p + j * dim, from.keys.p + r * dim, static_cast<size_t>(dim) * sizeof(float));
+    norms2.p[j] = from.norms2.p[r];
+    ids[static_cast<size_t>(j)] = from.ids[static_cast<size_t>(r)];
+    if (type == KeyType::kBF16) std::memcpy(bf.data() + j * dim, from.bf.data() + r * dim, static_cast<size_t>(dim) * 2);
+    if (type == KeyType::kInt8) {
+      std::memcpy(i8.data() + j * dim, from.i8.data() + r * dim, static_cast<size_t>(dim));
+      scales[static_cast<size_t>(j)] = from.scales[static_cast<size_t>(r)];
+    }
+  }
 };
 
 struct ValueBlock {
@@ -57,6 +76,16 @@ KeyView Snapshot::view() const {
   v.alive = (vals_ && live_ < rows_) ? vals_->alive.data() : nullptr;  // all alive: no mask
   v.n = rows_;
   v.d = dim_;
+  if (keys_ && keys_->type != KeyType::kFloat32) {
+    v.type = keys_->type;
+    v.keys_bf16 = keys_->bf.empty() ? nullptr : keys_->bf.data();
+    v.keys_i8 = keys_->i8.empty() ? nullptr : keys_->i8.data();
+    v.scales = keys_->scales.empty() ? nullptr : keys_->scales.data();
+    if (keys_->oversample > 0) {
+      v.exact = keys_->keys.p;
+      v.oversample = keys_->oversample;
+    }
+  }
   return v;
 }
 const float* Snapshot::values() const { return vals_ ? vals_->values.data() : nullptr; }
@@ -74,7 +103,13 @@ Status KeyStore::Create(const KeyStoreOptions& opts, std::unique_ptr<KeyStore>* 
   if (!(opts.compact_fraction > 0.0 && opts.compact_fraction <= 1.0)) {
     return Status::OutOfRange("compact_fraction must be in (0, 1]");
   }
+  if (opts.key_type != KeyType::kFloat32 && opts.key_type != KeyType::kBF16 && opts.key_type != KeyType::kInt8)
+    return Status::Invalid("key_type must be float32 (0), bf16 (1) or int8 (2)");
+  if (opts.rerank_oversample < 0 || opts.rerank_oversample > 4096)
+    return Status::OutOfRange("rerank oversample must be 0 (off) or an integer in [1, 4096], got " + num(opts.rerank_oversample));
   std::unique_ptr<KeyStore> s(new KeyStore());
+  s->key_type_ = opts.key_type;
+  s->oversample_ = opts.rerank_oversample;
   s->dim_ = opts.dim;
   s->capacity_ = opts.capacity;
   s->compact_fraction_ = opts.compact_fraction;
@@ -89,7 +124,10 @@ int64_t KeyStore::reserved_rows() const { return keys_ ? keys_->capacity : 0; }
 
 size_t KeyStore::memory_bytes() const {
   size_t b = 0;
-  if (keys_) b += static_cast<size_t>(keys_->capacity) * (static_cast<size_t>(dim_) * 4 + 8);
+  if (keys_) {
+    b += static_cast<size_t>(keys_->capacity) * (static_cast<size_t>(dim_) * 4 + 8);
+    b += keys_->bf.capacity() * 2 + keys_->i8.capacity() + keys_->scales.capacity() * 4;
+  }
   if (vals_) b += vals_->values.capacity() * 4 + vals_->alive.capacity();
   return b;
 }
@@ -123,7 +161,7 @@ Status KeyStore::ensure_room(int64_t extra) {
   int64_t new_cap = std::max<int64_t>({need, cap + cap / 2, 256});
   std::shared_ptr<KeyBuffer> nb;
   try {
-    nb = std::make_shared<KeyBuffer>(new_cap, dim_);
+    nb = std::make_shared<KeyBuffer>(new_cap, dim_, key_type_, oversample_);
   } catch (const std::bad_alloc&) {
     return Status::NoMemory("cannot allocate " + num(new_cap) + " rows x " + num(dim_) + " floats for the key store");
   }
@@ -131,6 +169,11 @@ Status KeyStore::ensure_room(int64_t extra) {
     std::memcpy(nb->keys.p, keys_->keys.p, static_cast<size_t>(rows_ * dim_) * sizeof(float));
     std::memcpy(nb->norms2.p, keys_->norms2.p, static_cast<size_t>(rows_) * sizeof(float));
     std::memcpy(nb->ids.data(), keys_->ids.data(), static_cast<size_t>(rows_) * sizeof(int32_t));
+    if (key_type_ == KeyType::kBF16) std::copy(keys_->bf.begin(), keys_->bf.begin() + rows_ * dim_, nb->bf.begin());
+    if (key_type_ == KeyType::kInt8) {
+      std::copy(keys_->i8.begin(), keys_->i8.begin() + rows_ * dim_, nb->i8.begin());
+      std::copy(keys_->scales.begin(), keys_->scales.begin() + rows_, nb->scales.begin());
+    }
   }
   keys_ = std::move(nb);
   return Status::Ok();
@@ -183,7 +226,28 @@ Status KeyStore::validate_rows(const float* keys, const float* values, int64_t n
 void KeyStore::append_rows(const int32_t* ids, const float* keys, const float* values, int64_t n) {
   KeyBuffer* kb = keys_.get();
   std::memcpy(kb->keys.p + rows_ * dim_, keys, static_cast<size_t>(n * dim_) * sizeof(float));
-  row_norms2(kb->norms2.p + rows_, keys, n, dim_);
+  if (key_type_ == KeyType::kFloat32) {
+    row_norms2(kb->norms2.p + rows_, keys, n, dim_);
+  } else {
+    // Keys were validated (finite, norms within limits.h), so the quantisers cannot fail here.
+    // The cached norms are those of the dequantised keys, which the search scans.
+    if (key_type_ == KeyType::kBF16) (void)quantize_bf16(kb->bf.data() + rows_ * dim_, keys, n, dim_);
+    else (void)quantize_int8(kb->i8.data() + rows_ * dim_, kb->scales.data() + rows_, keys, n, dim_);
+    KeyView v;
+    v.n = rows_ + n;
+    v.d = dim_;
+    v.type = key_type_;
+    v.keys_bf16 = kb->bf.empty() ? nullptr : kb->bf.data();
+    v.keys_i8 = kb->i8.empty() ? nullptr : kb->i8.data();
+    v.scales = kb->scales.empty() ? nullptr : kb->scales.data();
+    std::vector<float> deq(static_cast<size_t>(dim_));
+    for (int64_t r = 0; r < n; ++r) {
+      dequantize_rows(deq.data(), v, rows_ + r, 1);
+      double a = 0.0;
+      for (float z : deq) a += static_cast<double>(z) * z;
+      kb->norms2.p[rows_ + r] = static_cast<float>(a);
+    }
+  }
   std::memcpy(kb->ids.data() + rows_, ids, static_cast<size_t>(n) * sizeof(int32_t));
   ValueBlock* vb = writable_values();
   vb->values.insert(vb->values.end(), values, values + n);
@@ -314,7 +378,7 @@ Status KeyStore::compact() {
   std::shared_ptr<KeyBuffer> nb;
   std::shared_ptr<ValueBlock> nv;
   try {
-    nb = std::make_shared<KeyBuffer>(cap, dim_);
+    nb = std::make_shared<KeyBuffer>(cap, dim_, key_type_, oversample_);
     nv = std::make_shared<ValueBlock>();
     nv->values.reserve(static_cast<size_t>(live_));
     nv->alive.assign(static_cast<size_t>(live_), uint8_t{1});
@@ -324,9 +388,7 @@ Status KeyStore::compact() {
   int64_t j = 0;
   for (int64_t r = 0; r < rows_; ++r) {
     if (!vals_->alive[static_cast<size_t>(r)]) continue;
-    std::memcpy(nb->keys.p + j * dim_, keys_->keys.p + r * dim_, static_cast<size_t>(dim_) * sizeof(float));
-    nb->norms2.p[j] = keys_->norms2.p[r];
-    nb->ids[static_cast<size_t>(j)] = keys_->ids[static_cast<size_t>(r)];
+    nb->copy_row(j, *keys_, r);
     nv->values.push_back(vals_->values[static_cast<size_t>(r)]);
     ++j;
   }

@@ -24,6 +24,8 @@ const char* store_key_type_name(StoreKeyType t) {
       return "bf16";
     case StoreKeyType::kFloat16:
       return "fp16";
+    case StoreKeyType::kInt8:
+      return "int8";
   }
   return "unknown";
 }
@@ -126,7 +128,16 @@ class CpuStore final : public ForwardingStore<KeyStore> {
   CpuStore(std::unique_ptr<KeyStore> s, const KernelParams& k)
       : ForwardingStore(std::shared_ptr<KeyStore>(std::move(s)), k) {}
   const char* name() const override { return "cpu"; }
-  StoreKeyType key_type() const override { return StoreKeyType::kFloat32; }
+  StoreKeyType key_type() const override {
+    switch (s_->key_type()) {
+      case KeyType::kBF16:
+        return StoreKeyType::kBFloat16;
+      case KeyType::kInt8:
+        return StoreKeyType::kInt8;
+      default:
+        return StoreKeyType::kFloat32;
+    }
+  }
   int64_t memory_bytes() const override { return static_cast<int64_t>(s_->memory_bytes()); }
 
  protected:
@@ -244,18 +255,29 @@ static_assert(static_cast<int>(StoreKeyType::kBFloat16) == static_cast<int>(Cuda
 Status Store::Create(const StoreOptions& opts, std::unique_ptr<Store>* out) {
   MEMQ_RETURN_IF_ERROR(validate_kernel(opts.kernel));
   if (opts.backend == StoreBackend::kCpu) {
-    if (opts.key_type != StoreKeyType::kFloat32) {
-      return Status::Invalid(std::string("keyType '") + store_key_type_name(opts.key_type) +
-                                     "' needs backend 'cuda'; the CPU backend stores float32 keys only");
+    if (opts.key_type == StoreKeyType::kFloat16) {
+      return Status::Invalid("keyType 'fp16' needs backend 'cuda'; the CPU backend stores float32, bf16 or int8 keys");
+    }
+    if (opts.rerank_oversample < 0) return Status::OutOfRange("rerank must be >= 0, got " + std::to_string(opts.rerank_oversample));
+    if (opts.rerank_oversample > 0 && opts.key_type == StoreKeyType::kFloat32) {
+      return Status::Invalid("rerank needs keyType 'bf16' or 'int8' (float32 search is already exact)");
     }
     KeyStoreOptions ko;
     ko.dim = opts.dim;
     ko.capacity = opts.capacity;
+    ko.key_type = opts.key_type == StoreKeyType::kBFloat16 ? KeyType::kBF16
+                  : opts.key_type == StoreKeyType::kInt8   ? KeyType::kInt8
+                                                            : KeyType::kFloat32;
+    ko.rerank_oversample = opts.rerank_oversample;
     std::unique_ptr<KeyStore> ks;
     MEMQ_RETURN_IF_ERROR(KeyStore::Create(ko, &ks));
     out->reset(new CpuStore(std::move(ks), opts.kernel));
     return Status::Ok();
   }
+  if (opts.key_type == StoreKeyType::kInt8) {
+    return Status::Invalid("keyType 'int8' is not supported on backend 'cuda' (use 'bf16' or 'fp16'), or use backend 'cpu'");
+  }
+  if (opts.rerank_oversample != 0) return Status::Invalid("rerank is not supported on backend 'cuda'");
   CudaKeyStoreOptions co;  // compaction thresholds as KeyStoreOptions' defaults
   co.dim = opts.dim;
   co.capacity = opts.capacity;

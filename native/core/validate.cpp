@@ -17,7 +17,24 @@ const float kInf = std::numeric_limits<float>::infinity();
 Status validate_key_view(const KeyView& keys) {
   if (keys.n < 0) return Status::OutOfRange("keys.n must be >= 0");
   if (keys.d < 1) return Status::OutOfRange("keys.d must be >= 1");
-  if (keys.n > 0 && !keys.keys) return Status::Invalid("keys.keys is null");
+  switch (keys.type) {
+    case KeyType::kFloat32:
+      if (keys.n > 0 && !keys.keys) return Status::Invalid("keys.keys is null");
+      break;
+    case KeyType::kBF16:
+      if (keys.n > 0 && !keys.keys_bf16) return Status::Invalid("keys.keys_bf16 is null (key type bf16)");
+      break;
+    case KeyType::kInt8:
+      if (keys.n > 0 && (!keys.keys_i8 || !keys.scales))
+        return Status::Invalid("keys.keys_i8 and keys.scales must be set (key type int8)");
+      for (int64_t i = 0; i < keys.n; ++i)
+        if (!(finite(keys.scales[i]) && keys.scales[i] >= 0.0f))
+          return Status::OutOfRange(at("keys.scales", i) + " is not a finite scale >= 0");
+      break;
+    default: return Status::Invalid("keys.type must be float32 (0), bf16 (1) or int8 (2)");
+  }
+  if (keys.type != KeyType::kFloat32 && keys.oversample < 1)
+    return Status::OutOfRange("keys.oversample must be >= 1");
   if (keys.norms2) {
     for (int64_t i = 0; i < keys.n; ++i)
       if ((!keys.alive || keys.alive[i]) && !(finite(keys.norms2[i]) && keys.norms2[i] >= 0.0f))

@@ -134,15 +134,17 @@ describe('backend selection (every machine)', () => {
     setEnv(undefined);
     const bad: [() => unknown, RegExp][] = [
       [() => new MemoryIndex({ dim: 2, backend: 'gpu' as any }), /backend must be 'auto', 'cpu' or 'cuda', got "gpu"/],
-      [() => new MemoryIndex({ dim: 2, keyType: 'int8' as any }), /keyType must be 'float32', 'bf16' or 'fp16', got "int8"/],
-      [() => new MemoryIndex({ dim: 2, backend: 'cpu', keyType: 'bf16' }), /keyType 'bf16' needs the CUDA backend; the CPU backend stores float32 keys only \(backend resolved to 'cpu': cpu: requested\)/],
-      [() => new MemoryIndex({ dim: 2, backend: 'cpu', keyType: 'fp16' }), /keyType 'fp16' needs the CUDA backend/],
+      [() => new MemoryIndex({ dim: 2, keyType: 'int4' as any }), /keyType must be 'float32', 'bf16', 'int8' or 'fp16', got "int4"/],
+      [() => new MemoryIndex({ dim: 2, backend: 'cpu', keyType: 'fp16' }), /keyType 'fp16' needs the CUDA backend; the CPU backend stores 'float32', 'bf16' or 'int8' keys \(backend resolved to 'cpu': cpu: requested\)/],
+      [() => new MemoryIndex({ dim: 2, backend: 'cpu', rerank: 4 }), /rerank needs the CPU backend with keyType 'bf16' or 'int8'/],
     ];
     if (!gpu) {
       bad.push([
-        () => new MemoryIndex({ dim: 2, backend: 'auto', keyType: 'bf16' }),
-        new RegExp(`keyType 'bf16' needs the CUDA backend.*${escapeRe(whyNot)}`),
+        () => new MemoryIndex({ dim: 2, backend: 'auto', keyType: 'fp16' }),
+        new RegExp(`keyType 'fp16' needs the CUDA backend.*${escapeRe(whyNot)}`),
       ]);
+    } else {
+      bad.push([() => new MemoryIndex({ dim: 2, backend: 'cuda', keyType: 'int8' }), /keyType 'int8' is not supported on the CUDA backend/]);
     }
     for (const [fn, msg] of bad) {
       const err = thrown(fn);
@@ -152,7 +154,10 @@ describe('backend selection (every machine)', () => {
     expect(new MemoryIndex({ dim: 2, backend: 'cpu', keyType: 'float32' }).keyType).toBe('float32');
     // the native constructor checks the same
     const N = loadNative().NativeMemoryIndex;
-    expect(thrown(() => new N(2, 0, 1, 0, 'cpu', 'bf16')).message).toMatch(/keyType 'bf16' needs backend 'cuda'/);
+    expect(thrown(() => new N(2, 0, 1, 0, 'cpu', 'fp16')).message).toMatch(/keyType 'fp16' needs backend 'cuda'/);
+    expect(thrown(() => new N(2, 0, 1, 0, 'cpu', 'float32', 4)).message).toMatch(/rerank needs keyType 'bf16' or 'int8'/);
+    expect(new MemoryIndex({ dim: 2, backend: 'cpu', keyType: 'int8' }).stats().keyType).toBe('int8');
+    expect(thrown(() => new MemoryIndex({ dim: 2, backend: 'cpu', keyType: 'int8', rerank: 1.5 }))).toBeInstanceOf(RangeError);
     expect(thrown(() => new N(2, 0, 1, 0, 'gpu' as any))).toBeInstanceOf(TypeError);
     expect(thrown(() => new N(2, 0, 1, 0, 'cpu', 'half' as any))).toBeInstanceOf(TypeError);
   });

@@ -53,6 +53,33 @@ void row_norms2_scalar(float* out, const float* x, int64_t n, int64_t d);
 void row_norms2_avx2(float* out, const float* x, int64_t n, int64_t d);
 void row_norms2_avx512(float* out, const float* x, int64_t n, int64_t d);
 
+// ---- compressed keys (qkeys*.cpp, docs/math.md §2b) ------------------------------------------
+inline float bf16_to_f32(uint16_t h) {
+  uint32_t u = uint32_t(h) << 16;
+  float f;
+  __builtin_memcpy(&f, &u, 4);
+  return f;
+}
+// Round to nearest even (finite inputs only).
+inline uint16_t f32_to_bf16(float f) {
+  uint32_t u;
+  __builtin_memcpy(&u, &f, 4);
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  return uint16_t(u >> 16);
+}
+// Dequantise t rows starting at row j0 of a bf16 / int8 view into dst (t x d, contiguous).
+void dequant_tile_scalar(float* dst, int kind, const void* keys, const float* scales, int64_t j0, int64_t t, int64_t d);
+void dequant_tile_avx2(float* dst, int kind, const void* keys, const float* scales, int64_t j0, int64_t t, int64_t d);
+void dequant_tile_avx512(float* dst, int kind, const void* keys, const float* scales, int64_t j0, int64_t t, int64_t d);
+void dequant_tile(SimdLevel lv, float* dst, int kind, const void* keys, const float* scales, int64_t j0, int64_t t, int64_t d);
+// One query against t compressed rows from j0 (the gemv_kat contract: lane 0 of each ct row,
+// lanes 1..pw-1 zeroed, pw = ldc here). bf16: sum q_p * k_p with the key widened exactly;
+// int8: s_j * sum q_p * float(q_jp). Keys are read compressed (the B = 1 case is bandwidth-bound).
+void qgemv_scalar(float* ct, int64_t ldc, int kind, const float* q, const void* keys, const float* scales, int64_t j0, int64_t t, int64_t d);
+void qgemv_avx2(float* ct, int64_t ldc, int kind, const float* q, const void* keys, const float* scales, int64_t j0, int64_t t, int64_t d);
+void qgemv_avx512(float* ct, int64_t ldc, int kind, const float* q, const void* keys, const float* scales, int64_t j0, int64_t t, int64_t d);
+void qgemv(SimdLevel lv, float* ct, int64_t ldc, int kind, const float* q, const void* keys, const float* scales, int64_t j0, int64_t t, int64_t d);
+
 // ---- scores ------------------------------------------------------------------------------------
 // The exact monotone score behind each kernel (smaller is better):
 //   gaussian / inverse: dist2 = max(0, ||q||^2 + ||k||^2 - 2 q.k)     (MATH §2, one FMA)

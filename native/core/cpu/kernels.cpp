@@ -96,7 +96,7 @@ Status prepare_queries(QueryBlocks& qb, SimdLevel lv, const float* queries, int6
 // reported as its row) and the dot products C^T = K_tile Q^T of one query block.
 // Per-thread scratch, reused across calls (a thread runs one chunk at a time).
 struct TileScratch {
-  cpu::AlignedBuf ct, kn, kinv;
+  cpu::AlignedBuf ct, kn, kinv, kq;  // kq: a compressed tile dequantised (t x d)
   cpu::Hit* hits(size_t n) {
     if (n > hits_cap) {
       hits_buf.reset(new cpu::Hit[n]);  // not zeroed: only written entries are read
@@ -112,14 +112,31 @@ TileScratch& scratch() {
   return s;
 }
 
-bool tile_norms(TileScratch& s, SimdLevel lv, const KeyView& keys, int64_t j0, int64_t t,
+bool compressed(const KeyView& keys) { return keys.type != KeyType::kFloat32; }
+const void* compressed_ptr(const KeyView& keys) {
+  return keys.type == KeyType::kBF16 ? (const void*)keys.keys_bf16 : (const void*)keys.keys_i8;
+}
+// The float32 keys of rows [j0, j0 + t): in place, or compressed keys dequantised into s.kq.
+const float* tile_keys(TileScratch& s, SimdLevel lv, const KeyView& keys, int64_t j0, int64_t t) {
+  if (!compressed(keys)) return keys.keys + j0 * keys.d;
+  float* kq = s.kq.get(t * keys.d);
+  cpu::dequant_tile(lv, kq, (int)keys.type, compressed_ptr(keys), keys.scales, j0, t, keys.d);
+  return kq;
+}
+// One query over compressed keys reads them compressed (no dequantised tile needed).
+bool direct_gemv(SimdLevel lv, const KeyView& keys, int64_t b) {
+  return b == 1 && compressed(keys) && lv != SimdLevel::kScalar;
+}
+
+// kt: the tile's float32 keys from tile_keys (null: only when keys.norms2 is given).
+bool tile_norms(TileScratch& s, SimdLevel lv, const KeyView& keys, const float* kt, int64_t j0, int64_t t,
                 bool cosine, const float** kn_out, int64_t* bad_row) {
   const float* kn;
   if (keys.norms2) {
     kn = keys.norms2 + j0;
   } else {
     float* buf = s.kn.get(t);
-    cpu::row_norms2_level(lv, buf, keys.keys + j0 * keys.d, t, keys.d);
+    cpu::row_norms2_level(lv, buf, kt, t, keys.d);
     for (int64_t j = 0; j < t; ++j)
       if (!finite(buf[j]) && (!keys.alive || keys.alive[j0 + j])) {
         *bad_row = j0 + j;
@@ -136,9 +153,12 @@ bool tile_norms(TileScratch& s, SimdLevel lv, const KeyView& keys, int64_t j0, i
 }
 
 void tile_dots(TileScratch& s, SimdLevel lv, const QueryBlocks& qb, int64_t B, const float* queries,
-               const KeyView& keys, int64_t j0, int64_t t, int64_t tile) {
+               const KeyView& keys, const float* kt, int64_t j0, int64_t t, int64_t tile) {
   int64_t bp = qb.bp[B], d = keys.d;
   float* ct = s.ct.get(tile * bp);
+  if (direct_gemv(lv, keys, qb.b))
+    return cpu::qgemv(lv, ct, bp, (int)keys.type, queries, compressed_ptr(keys), keys.scales, j0, t, d);
+  if (compressed(keys)) return cpu::gemm_kat(lv, ct, bp, qb.packed[B].p, bp, qb.pw[B], kt, d, t, d);
   // The built-in kernels even when OpenBLAS is linked: on tile-shaped products (~72-504 keys
   // x <= 256 queries) they measured 1.3-2.5x faster than OpenBLAS 0.3.21's sgemm single-threaded,
   // and every build then returns bit-identical results. gemm_abt still goes to OpenBLAS.
@@ -284,7 +304,7 @@ Status similarity(float* kernel_out, float* dist2_out, const float* queries, int
         for (int64_t T = lo; T < hi; ++T) {
           int64_t j0 = T * tile, t = std::min(tile, n - j0), row = 0;
           const float* kn;
-          if (!tile_norms(s, lv, keys, j0, t, false, &kn, &row)) {
+          if (!tile_norms(s, lv, keys, tile_keys(s, lv, keys, j0, t), j0, t, false, &kn, &row)) {
             int64_t cur = bad.load();
             while (row < cur && !bad.compare_exchange_weak(cur, row)) {}
           }
@@ -301,8 +321,9 @@ Status similarity(float* kernel_out, float* dist2_out, const float* queries, int
         int64_t q0 = B * kQueryBlock, nq = std::min(kQueryBlock, b - q0);
         int64_t j0 = T * tile, t = std::min(tile, n - j0), row = 0, bp = qb.bp[B];
         const float* kn;
-        tile_norms(s, lv, keys, j0, t, cosine, &kn, &row);
-        tile_dots(s, lv, qb, B, queries, keys, j0, t, tile);
+        const float* kt = tile_keys(s, lv, keys, j0, t);
+        tile_norms(s, lv, keys, kt, j0, t, cosine, &kn, &row);
+        tile_dots(s, lv, qb, B, queries, keys, kt, j0, t, tile);
         const float* ct = s.ct.p;
         for (int64_t i = 0; i < nq; ++i) {
           float* ko = kernel_out + (q0 + i) * n + j0;
@@ -348,6 +369,11 @@ Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const
     QueryBlocks qb;
     MEMQ_RETURN_IF_ERROR(prepare_queries(qb, lv, queries, b, d));
     const int64_t ntiles = (n + tile - 1) / tile;
+    // Re-rank (compressed keys with `exact`): keep oversample * m candidates on the compressed
+    // keys, then the exact float32 top-m of them.
+    const bool rerank = compressed(keys) && keys.exact;
+    const int64_t m_out = m;
+    if (rerank && keys.oversample > 1) m = m > std::numeric_limits<int64_t>::max() / keys.oversample ? m : m * keys.oversample;
 
     // Work items: (query block, key range). Few query blocks -> split the keys into ranges
     // (each keeps its own candidates; merged below) so that B = 1 still uses every core.
@@ -379,12 +405,13 @@ Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const
           const int64_t j0 = T * tile, t = std::min(tile, n - j0);
           const float* kn;
           int64_t row = 0;
-          if (!tile_norms(s, lv, keys, j0, t, cosine, &kn, &row)) {
+          const float* kt = direct_gemv(lv, keys, b) && keys.norms2 ? nullptr : tile_keys(s, lv, keys, j0, t);
+          if (!tile_norms(s, lv, keys, kt, j0, t, cosine, &kn, &row)) {
             int64_t cur = bad.load();
             while (row < cur && !bad.compare_exchange_weak(cur, row)) {}
             return;
           }
-          tile_dots(s, lv, qb, B, queries, keys, j0, t, tile);
+          tile_dots(s, lv, qb, B, queries, keys, kt, j0, t, tile);
           cpu::FilterArgs fa{s.ct.p, bp, t, bp, qb.qn[B].data(), qb.qinv[B].data(), kn,
                              cosine ? s.kinv.p : nullptr, keys.alive ? keys.alive + j0 : nullptr,
                              tau.data(), cosine};
@@ -406,6 +433,7 @@ Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const
     // Merge the ranges per query, sort, write (the first output written is here).
     parallel_for(0, b, 16, [&](int64_t lo, int64_t hi) {
       std::vector<Cand> all;
+      std::vector<float> row_buf;
       for (int64_t i = lo; i < hi; ++i) {
         const int64_t B = i / kQueryBlock, li = i % kQueryBlock;
         all.clear();
@@ -425,7 +453,14 @@ Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const
         {
           const float* qv = queries + i * d;
           for (Cand& c : all) {
-            const float* kv = keys.keys + c.row * d;
+            const float* kv;
+            if (!compressed(keys)) kv = keys.keys + c.row * d;
+            else if (rerank) kv = keys.exact + c.row * d;
+            else {
+              row_buf.resize(d);
+              dequantize_rows(row_buf.data(), keys, c.row, 1);
+              kv = row_buf.data();
+            }
             double s2 = 0, dot = 0, qq = 0, kk = 0;
             for (int64_t j = 0; j < d; ++j) {
               const double a = qv[j], bb = kv[j], t = a - bb;
@@ -443,8 +478,8 @@ Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const
           }
         }
         std::sort(all.begin(), all.end(), better);
-        for (int64_t s = 0; s < m; ++s) {
-          const int64_t o = i * m + s;
+        for (int64_t s = 0; s < m_out; ++s) {
+          const int64_t o = i * m_out + s;
           if (s < (int64_t)all.size()) {
             const Cand& c = all[s];
             const float d2 = cosine ? c.aux : c.score;

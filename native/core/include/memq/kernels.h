@@ -41,13 +41,39 @@ void gemm_abt(float* c, int64_t ldc, const float* a, int64_t b, const float* k, 
 
 // A read-only view of keys. `alive` (nullable = all alive) marks tombstoned rows with 0;
 // tombstoned rows are never returned. `norms2` (nullable = computed on the fly) caches ||k_i||^2.
+//
+// Compressed keys (docs/math.md §2b): `type` says which pointer holds the n x d keys.
+//   kFloat32: `keys`.
+//   kBF16:    `keys_bf16`, each the float32 key rounded to nearest-even to its top 16 bits;
+//             the dequantised key is that bf16 value exactly (a float32 with 16 zero low bits).
+//   kInt8:    `keys_i8` and `scales` (n): per-row symmetric scale s_i = max_p |k_ip| / 127,
+//             q_ip = round(k_ip / s_i) in [-127, 127]; the dequantised key is the float32
+//             product float(q_ip) * s_i (rounded once). A zero row has s_i = 0.
+// Distances and kernel values are then exact (to float32 rounding) for the dequantised keys.
+// `exact` (nullable): the full-precision float32 keys of the same rows (in RAM or memory-mapped)
+// for a re-rank: search_topm keeps `oversample` * m candidates on the compressed keys and returns
+// the exact float32 top-m of those, with distances from `exact`.
+enum class KeyType : int { kFloat32 = 0, kBF16 = 1, kInt8 = 2 };
 struct KeyView {
   const float* keys = nullptr;
   const float* norms2 = nullptr;
   const uint8_t* alive = nullptr;
   int64_t n = 0;
   int64_t d = 0;
+  KeyType type = KeyType::kFloat32;
+  const uint16_t* keys_bf16 = nullptr;
+  const int8_t* keys_i8 = nullptr;
+  const float* scales = nullptr;
+  const float* exact = nullptr;
+  int64_t oversample = 4;
 };
+
+// Quantisers (docs/math.md §2b). Every input must be finite, with ||row||^2 <= 2^125 (limits.h);
+// otherwise OutOfRange naming the row and nothing is written. Single call, parallel inside.
+Status quantize_bf16(uint16_t* out, const float* x, int64_t n, int64_t d);
+Status quantize_int8(int8_t* out, float* scales, const float* x, int64_t n, int64_t d);
+// The dequantised float32 keys of rows [0, n) of a compressed view (for tests and re-ranks).
+void dequantize_rows(float* out, const KeyView& keys, int64_t row0, int64_t n);
 
 // Dense B x N kernel values and squared distances (dist2 clamped at >= 0). dist2_out may be
 // null. Meant for small N and for tests; large N goes through search_topm.

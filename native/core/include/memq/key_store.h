@@ -48,6 +48,11 @@ struct KeyStoreOptions {
   int64_t initial_rows = 0;          // rows to reserve up front
   double compact_fraction = 0.25;    // compact when tombstones exceed this fraction of rows
   int64_t compact_min_rows = 1024;   // ... and at least this many
+  // Compressed keys (kernels.h KeyView): searches scan bf16 / int8 copies of the keys. The
+  // float32 keys stay in RAM too (get_keys, snapshots). rerank_oversample > 0: search returns the
+  // exact float32 top-M of rerank_oversample * M candidates found on the compressed keys.
+  KeyType key_type = KeyType::kFloat32;
+  int64_t rerank_oversample = 0;
 };
 
 class KeyStore {
@@ -81,6 +86,8 @@ class KeyStore {
   int64_t rows() const { return rows_; }
   int64_t dim() const { return dim_; }
   int64_t capacity() const { return capacity_; }
+  KeyType key_type() const { return key_type_; }
+  int64_t rerank_oversample() const { return oversample_; }
   int32_t next_id() const { return next_id_; }
   int64_t reserved_rows() const;
   size_t memory_bytes() const;
@@ -97,6 +104,8 @@ class KeyStore {
   std::shared_ptr<ValueBlock> vals_;
   int64_t dim_ = 0, rows_ = 0, live_ = 0, capacity_ = 0;
   int32_t next_id_ = 0;
+  KeyType key_type_ = KeyType::kFloat32;
+  int64_t oversample_ = 0;
   double compact_fraction_ = 0.25;
   int64_t compact_min_rows_ = 1024;
 };

@@ -32,10 +32,10 @@ namespace memq {
 
 enum class StoreBackend : int { kCpu = 0, kCuda = 1 };
 
-// How keys are held: a parameter of the backend. CPU: float32 (other types are the CPU index's
-// to add); CUDA: float32, bf16, fp16.
-enum class StoreKeyType : int { kFloat32 = 0, kBFloat16 = 1, kFloat16 = 2 };
-const char* store_key_type_name(StoreKeyType t);  // "float32" | "bf16" | "fp16"
+// How keys are held: a parameter of the backend. CPU: float32, bf16, int8 (key_store.h,
+// kernels.h KeyType); CUDA: float32, bf16, fp16.
+enum class StoreKeyType : int { kFloat32 = 0, kBFloat16 = 1, kFloat16 = 2, kInt8 = 3 };
+const char* store_key_type_name(StoreKeyType t);  // "float32" | "bf16" | "fp16" | "int8"
 
 struct StoreOptions {
   StoreBackend backend = StoreBackend::kCpu;
@@ -43,6 +43,10 @@ struct StoreOptions {
   int64_t dim = 0;
   int64_t capacity = 0;  // max live cases; 0 = unlimited (bounded by int32 ids)
   KernelParams kernel;
+  // CPU with bf16/int8 keys only: keep rerank_oversample * m candidates found on the compressed
+  // keys and return the exact float32 top-m among them (0: off; results exact for the
+  // converted keys).
+  int64_t rerank_oversample = 0;
 };
 
 // One search (top-m ids/kernel/dist2) or estimate (value/confidence of kernels.h's
