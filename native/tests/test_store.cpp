@@ -278,10 +278,31 @@ MEMQ_TEST(store_checks_values) {
   opts.kernel.bandwidth = -1.f;
   CHECK(Store::Create(opts, &store).code() == StatusCode::kOutOfRange);
   opts.kernel.bandwidth = 1.f;
-  opts.key_type = StoreKeyType::kBFloat16;
+  opts.key_type = StoreKeyType::kFloat16;
   Status st = Store::Create(opts, &store);
   CHECK(st.code() == StatusCode::kInvalidArgument);
-  CHECK(st.message().find("keyType 'bf16' needs backend 'cuda'") != std::string::npos);
+  CHECK(st.message().find("keyType 'fp16' needs backend 'cuda'") != std::string::npos);
+  for (StoreKeyType kt : {StoreKeyType::kBFloat16, StoreKeyType::kInt8}) {
+    opts.key_type = kt;
+    CHECK(Store::Create(opts, &store).ok());
+    CHECK(store->key_type() == kt);
+    opts.rerank_oversample = 4;
+    CHECK(Store::Create(opts, &store).ok());
+    opts.rerank_oversample = -1;
+    CHECK(Store::Create(opts, &store).code() == StatusCode::kOutOfRange);
+    opts.rerank_oversample = 0;
+  }
+  opts.key_type = StoreKeyType::kFloat32;
+  opts.rerank_oversample = 4;
+  st = Store::Create(opts, &store);
+  CHECK(st.code() == StatusCode::kInvalidArgument);
+  CHECK(st.message().find("rerank needs keyType") != std::string::npos);
+  opts.rerank_oversample = 0;
+  opts.backend = StoreBackend::kCuda;
+  opts.key_type = StoreKeyType::kInt8;
+  st = Store::Create(opts, &store);
+  CHECK(st.code() == StatusCode::kInvalidArgument);  // refused before any device is touched
+  opts.backend = StoreBackend::kCpu;
   opts.key_type = StoreKeyType::kFloat32;
   CHECK(Store::Create(opts, &store).ok());
   KernelParams bad;
