@@ -217,7 +217,7 @@ describe('eval, compare, bench, env-check: bad paths and numbers', () => {
     await refused(['bench', 'envs', '--out', work], /--out .* is a directory, expected a file path/);
     await refused(['bench', 'retrieval', '--out', path.join(at('a-file'), 'x.json')], /a-file is a file, not a directory/);
     await refused(['bench', 'retrieval', '--n', '1e9'], /--n expects integers in \[1, 100000000\]/);
-    await refused(['bench', 'retrieval', '--peers', 'faiss'], /--peers expects a comma-separated subset of usearch,hnswlib,js, got 'faiss'/);
+    await refused(['bench', 'retrieval', '--peers', 'annoy'], /--peers expects a comma-separated subset of usearch,hnswlib,js,faiss, got 'annoy'/);
     await refused(['bench', 'retrieval', '--m', '0'], /--m must be an integer in \[1, 4096\]/);
     await refused(['bench', 'llm', '--peers', 'js'], /--peers applies to the retrieval benchmark only/);
     await refused(['env-check', 'process', '--command', at('no-such-program')], /--command .*no-such-program: no such program/);

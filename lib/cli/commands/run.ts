@@ -62,6 +62,14 @@ interface Manifest {
 /** Mem-EM's schedule in the main job's memq-em runs when --em-every does not set one. */
 export const MAIN_JOB_EM_EVERY = 25;
 
+/**
+ * The KL temperature α of the main job's memq and memq-em runs (with the domain prior). Tuned on
+ * household, seeds 1–5, valid_seen only (memq + Mem-EM, 150 episodes): α = 0.05 / 0.1 / 0.3 / 0.6
+ * / 1 gave 14.4 / 24.9 / 54.5 (3 seeds) / 57.4 / 49.1 % (README, "Tuning"). MEMQ_DEFAULTS.alpha
+ * (0.1) stays the library default: with a uniform prior π ∝ exp(Q̂/α) needs the lower α.
+ */
+export const MAIN_JOB_ALPHA = 0.6;
+
 /** The pretrain config of an env's cached domain prior (what 'pretrained' resolves to). */
 export function pretrainConfigFor(c: RunConfig): PretrainConfig {
   const d = defaultPretrainConfig();
@@ -122,6 +130,7 @@ export function buildConfigs(flags: Record<string, any>): { configs: RunConfig[]
     if (Object.keys(em).length) patch.em = em;
     base = mergeConfig(base, patch, 'flags');
     if (pretrained) base = mergeConfig(base, { prior: { kind: 'model', dir: priorCacheDir(pretrainConfigFor(base)) } }, '--prior pretrained');
+    if (mainJob && pretrained && !flags.config) base = mergeConfig(base, { memq: { alpha: MAIN_JOB_ALPHA } }, 'main job');
     if (flags.device !== undefined) {
       const d = String(flags.device);
       if (!LLM_DEVICES.includes(d as LlmDeviceName)) throw new CliError(`memq run: --device must be 'cpu', 'cuda' or 'auto', got '${d}'`);
