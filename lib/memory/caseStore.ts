@@ -91,6 +91,11 @@ export class CaseStore {
     return this.slotOf.size;
   }
 
+  /** Used slots (live + dead since the last compaction): for tests of compaction. */
+  get slotsUsed(): number {
+    return this.used;
+  }
+
   /** Allocated slots (live + dead + free): for tests of growth and compaction. */
   get slotCapacity(): number {
     return this.slotId.length;
