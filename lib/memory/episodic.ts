@@ -9,6 +9,7 @@ import { chooseBandwidth, type BandwidthRule } from '../policy/bandwidth';
 import type { KernelSettings } from '../policy/kernels';
 import { parzenPrior, type ParzenPrior } from '../policy/parzen';
 import { Mulberry32 } from '../policy/rng';
+import { CaseStore } from './caseStore';
 import type { IndexLike, IndexSearchResult } from './indexLike';
 import type { CaseInput, CaseMeta, CaseRows, EpisodicMemoryOptions, MergeRule, WritePolicy, WriteReport } from './types';
 import * as fs from 'fs';
@@ -156,8 +157,11 @@ export class EpisodicMemory {
   readonly merge: MergeRule | undefined;
   readonly backend: 'native' | 'js';
   /** @internal */ index: IndexLike;
-  /** @internal id → metadata, in insertion order (Map order). */ meta = new Map<number, CaseMeta>();
-  /** @internal */ values = new Map<number, number>();
+  /**
+   * @internal The cases' metadata in typed columns, in insertion order (lib/memory/caseStore.ts);
+   * their values live only in the index, read through the store.
+   */
+  store: CaseStore;
   /** @internal */ seqCounter = 0;
   /** @internal */ clock = 0;
   private readonly rng: Mulberry32;
@@ -195,6 +199,7 @@ export class EpisodicMemory {
     const made = createIndex(options.dim, options.kernel ?? { kernel: 'gaussian', bandwidth: 1 }, options.backend ?? 'auto');
     this.index = made.index;
     this.backend = made.backend;
+    this.store = new CaseStore(this.index);
     this.rng = new Mulberry32(this.policy.kind === 'importance' ? this.policy.seed ?? 1 : 1);
     if (options.trust !== undefined) this.trustPolicy = makeTrustPolicy(options.trust);
   }
@@ -258,10 +263,22 @@ export class EpisodicMemory {
     const quarantined = new Set<number>();
     const untrusted: number[] = [];
     const selfValues: number[] = [];
-    for (const [id, m] of this.meta) {
-      if (trustLevelOf(pol, m.source) === 'untrusted') untrusted.push(id);
-      if (pol.selfSources.includes(m.source)) selfValues.push(this.values.get(id)!);
+    const all = this.store.ids();
+    const allValues = this.store.values(all);
+    // Per interned source code: its trust level and whether it is a self source.
+    const level = new Map<number, { untrusted: boolean; self: boolean }>();
+    for (let i = 0; i < all.length; i++) {
+      const code = this.store.sourceOf(all[i]);
+      let l = level.get(code);
+      if (!l) {
+        const name = this.store.sources.string(code);
+        level.set(code, (l = { untrusted: trustLevelOf(pol, name) === 'untrusted', self: pol.selfSources.includes(name) }));
+      }
+      if (l.untrusted) untrusted.push(all[i]);
+      if (l.self) selfValues.push(allValues[i]);
     }
+    const valueOf = new Map<number, number>();
+    all.forEach((id, i) => valueOf.set(id, allValues[i]));
     const rule = pol.quarantine;
     if (rule && untrusted.length) {
       const ids = Int32Array.from(untrusted);
@@ -270,7 +287,7 @@ export class EpisodicMemory {
       const size = this.index.size;
       const width = Math.min(size, Math.max(4 * rule.k, 32) + untrusted.length);
       await this.widenedSearch(keys, Array.from(ids.keys()), width, (i, hits, off, w, canWiden) => {
-        const v = this.values.get(ids[i])!;
+        const v = valueOf.get(ids[i])!;
         let agree = 0;
         let lastWithin = true;
         for (let j = 0; j < w; j++) {
@@ -281,8 +298,7 @@ export class EpisodicMemory {
           }
           const d2 = hits.dist2[off + j];
           lastWithin = d2 <= r2;
-          const m = this.meta.get(id);
-          if (d2 <= r2 && m && pol.selfSources.includes(m.source) && Math.abs(this.values.get(id)! - v) <= rule.delta) agree++;
+          if (d2 <= r2 && this.store.has(id) && level.get(this.store.sourceOf(id))!.self && Math.abs(valueOf.get(id)! - v) <= rule.delta) agree++;
         }
         if (agree >= rule.k) return false;
         if (lastWithin && canWiden) return true;
@@ -290,7 +306,7 @@ export class EpisodicMemory {
         return false;
       });
     }
-    for (const id of this.hubFlags) if (this.meta.has(id)) quarantined.add(id);
+    for (const id of this.hubFlags) if (this.store.has(id)) quarantined.add(id);
     const range = pol.valueRange === 'none' ? undefined : pol.valueRange === 'learned' ? learnedRange(selfValues, pol.learnedMargin) : pol.valueRange;
     const st = { epoch, quarantined, range };
     if (epoch === this.epoch) this.trustCache = st;
@@ -329,18 +345,21 @@ export class EpisodicMemory {
     const pol = this.trustPolicy!;
     const { hits, range } = await this.trustedHits(queries, m, sync);
     const b = queries.length / this.dim;
-    const sourceIdx = new Map<string, number>();
+    const sourceIdx = new Map<number, number>();
+    const live = hits.ids.filter((id) => id >= 0);
+    const vals = this.store.values(live);
+    let k = 0;
     const rows: { ids: number[]; kernel: number[]; values: number[]; sources: number[] }[] = [];
     for (let q = 0; q < b; q++) {
       const row = { ids: [] as number[], kernel: [] as number[], values: [] as number[], sources: [] as number[] };
       for (let j = 0; j < m; j++) {
         const id = hits.ids[q * m + j];
         if (id < 0) continue;
-        const meta = this.meta.get(id)!;
-        let v = this.values.get(id)!;
+        const code = this.store.sourceOf(id);
+        let v = vals[k++];
         if (range) v = clip(v, range.min, range.max);
-        let si = sourceIdx.get(meta.source);
-        if (si === undefined) sourceIdx.set(meta.source, (si = sourceIdx.size));
+        let si = sourceIdx.get(code);
+        if (si === undefined) sourceIdx.set(code, (si = sourceIdx.size));
         row.ids.push(id);
         row.kernel.push(hits.kernel[q * m + j]);
         row.values.push(v);
@@ -393,7 +412,7 @@ export class EpisodicMemory {
   private async flagHubs(counts: Map<number, number>): Promise<{ id: number; count: number; expected: number }[]> {
     const rule = this.trustPolicy!.hubs;
     if (!rule) return [];
-    const cand = [...counts].filter(([id, n]) => n >= rule.minCount && this.meta.has(id)).map(([id]) => id);
+    const cand = [...counts].filter(([id, n]) => n >= rule.minCount && this.store.has(id)).map(([id]) => id);
     if (cand.length === 0) return [];
     const ids = Int32Array.from(cand);
     // Neighbours are the L nearest other cases that reads can return: quarantined ones (never
@@ -440,7 +459,7 @@ export class EpisodicMemory {
   }
 
   get size(): number {
-    return this.meta.size;
+    return this.store.size;
   }
 
   get kernel(): KernelSettings {
@@ -453,12 +472,13 @@ export class EpisodicMemory {
 
   /** Live ids in insertion order. */
   ids(): Int32Array {
-    return Int32Array.from(this.meta.keys());
+    return this.store.ids();
   }
 
   getCase(id: number): (CaseMeta & { id: number; value: number; trust: TrustLevel }) | undefined {
-    const m = this.meta.get(id);
-    return m ? { ...m, id, value: this.values.get(id)!, trust: this.trustLevel(m.source) } : undefined;
+    if (!this.store.has(id)) return undefined;
+    const m = this.store.meta(id);
+    return { ...m, id, value: this.store.value(id), trust: this.trustLevel(m.source) };
   }
 
   getKeys(ids: Int32Array): Float32Array {
@@ -499,8 +519,7 @@ export class EpisodicMemory {
         }
         const d2 = hits.dist2[off + j];
         if (d2 > eps2) allWithin = false;
-        const meta = this.meta.get(id);
-        if (meta && meta.action === action && (!this.trustPolicy || meta.source === cases[i].source) && d2 <= eps2 && (d2 < bestD2[i] || (d2 === bestD2[i] && id < best[i]))) {
+        if (this.store.has(id) && this.store.action(id) === action && (!this.trustPolicy || this.store.source(id) === cases[i].source) && d2 <= eps2 && (d2 < bestD2[i] || (d2 === bestD2[i] && id < best[i]))) {
           best[i] = id;
           bestD2[i] = d2;
         }
@@ -600,7 +619,7 @@ export class EpisodicMemory {
       if (epoch === this.epoch) break;
     }
     // 2. Plan (pure), 3. commit (index, journal, then the JS copy).
-    const plan = planWrite(batch, target, this.storeView(), {
+    const plan = planWrite(batch, target, this.storeView(target), {
       dim: this.dim,
       policy: this.policy,
       merge: this.merge,
@@ -624,18 +643,24 @@ export class EpisodicMemory {
     return batchMergeTargets(keys, cases, stored, this.dim, eps2, this.trustPolicy !== undefined);
   }
 
-  /** The read-only view of the store a write plan reads (writePlan.StoreView). */
-  private storeView(): StoreView {
-    const meta = this.meta;
-    const values = this.values;
+  /**
+   * The read-only view of the store a write plan reads (writePlan.StoreView); the values of the
+   * stored merge targets are read from the index at once (one call), others one by one.
+   */
+  private storeView(target: Int32Array): StoreView {
+    const store = this.store;
+    const targets = Int32Array.from(new Set(target.filter((t) => t >= 0)));
+    const got = store.values(targets);
+    const value = new Map<number, number>();
+    targets.forEach((id, i) => value.set(id, got[i]));
     return {
       get size() {
-        return meta.size;
+        return store.size;
       },
-      has: (id) => meta.has(id),
-      meta: (id) => meta.get(id)!,
-      value: (id) => values.get(id)!,
-      idsInOrder: () => meta.keys(),
+      has: (id) => store.has(id),
+      meta: (id) => store.meta(id),
+      value: (id) => value.get(id) ?? store.value(id),
+      idsInOrder: () => store.idsInOrder(),
     };
   }
 
@@ -658,21 +683,14 @@ export class EpisodicMemory {
       }),
     });
 
-    // The JS copy (cannot fail).
-    for (const id of evicted) {
-      this.meta.delete(id);
-      this.values.delete(id);
-    }
-    for (const [id, c] of changed) {
-      this.meta.set(id, c.meta);
-      this.values.set(id, c.value);
-    }
-    const freshId = new Map<number, number>();
-    plan.keepFresh.forEach((k, r) => {
-      this.meta.set(added[r], addMeta[r]);
-      this.values.set(added[r], addVals[r]);
-      freshId.set(plan.fresh[k], added[r]);
+    // The metadata (checked by the plan and the index: cannot fail).
+    this.store.apply({
+      removed: evicted,
+      updated: Array.from(changed, ([id, c]) => [id, c.meta] as const),
+      added: { ids: added, meta: addMeta },
     });
+    const freshId = new Map<number, number>();
+    plan.keepFresh.forEach((k, r) => freshId.set(plan.fresh[k], added[r]));
     this.seqCounter = plan.seq;
     this.clock = plan.clock;
     this.rng.state = plan.rngState;
@@ -682,7 +700,7 @@ export class EpisodicMemory {
       const t = plan.target[i];
       if (t === -1) caseIds[i] = freshId.get(i) ?? -1;
       else if (t <= -2) caseIds[i] = freshId.get(-(t + 2)) ?? -1;
-      else caseIds[i] = this.meta.has(t) ? t : -1;
+      else caseIds[i] = this.store.has(t) ? t : -1;
     }
     const report: WriteReport = { added, merged: Int32Array.from(plan.mergedIds), evicted, caseIds };
     this.onWrite?.({ removed: evicted, upserted: Int32Array.from([...updIds, ...added]), addedKeys: addKeys, added });
@@ -709,7 +727,7 @@ export class EpisodicMemory {
     try {
       if (ch.updIds && ch.updIds.length) {
         const ids = ch.updIds;
-        const old = Float32Array.from(ids, (id) => this.values.get(id)!);
+        const old = this.store.values(ids);
         this.index.updateValues(ids, ch.updVals!);
         undo.push(() => this.index.updateValues(ids, old));
       }
@@ -761,7 +779,7 @@ export class EpisodicMemory {
     if (!(ids instanceof Int32Array)) throw new TypeError(`${what}: ids must be an Int32Array`);
     const seen = new Set<number>();
     for (let i = 0; i < ids.length; i++) {
-      if (!this.meta.has(ids[i])) throw new RangeError(`${what}: unknown case id ${ids[i]} (ids[${i}])`);
+      if (!this.store.has(ids[i])) throw new RangeError(`${what}: unknown case id ${ids[i]} (ids[${i}])`);
       if (seen.has(ids[i])) throw new RangeError(`${what}: case id ${ids[i]} appears twice (ids[${i}])`);
       seen.add(ids[i]);
     }
@@ -778,16 +796,19 @@ export class EpisodicMemory {
       const w = weights[i];
       if (typeof w !== 'number') throw new TypeError(`setWeights: weights[${i}] must be a number, got ${typeof w}`);
       if (!Number.isFinite(w)) throw new RangeError(`setWeights: weights[${i}] must be finite, got ${w}`);
-      return { ...this.meta.get(id)!, weight: w };
+      return { ...this.store.meta(id), weight: w };
     });
     this.applyChange({
-      record: () => ({
-        body: recordBody(this.seqCounter, this.clock, this.rng.state, this.index.kernel, new Int32Array(0), new Int32Array(0),
-          Array.from(ids, (id, i) => ({ id, value: this.values.get(id)!, meta: metas[i] }))),
-        keys: new Float32Array(0),
-      }),
+      record: () => {
+        const vals = this.store.values(ids);
+        return {
+          body: recordBody(this.seqCounter, this.clock, this.rng.state, this.index.kernel, new Int32Array(0), new Int32Array(0),
+            Array.from(ids, (id, i) => ({ id, value: vals[i], meta: metas[i] }))),
+          keys: new Float32Array(0),
+        };
+      },
     });
-    ids.forEach((id, i) => this.meta.set(id, metas[i]));
+    this.store.apply({ updated: Array.from(ids, (id, i) => [id, metas[i]] as const) });
     this.onWrite?.({ removed: new Int32Array(0), upserted: ids, addedKeys: new Float32Array(0), added: new Int32Array(0) });
   }
 
@@ -802,10 +823,7 @@ export class EpisodicMemory {
         keys: new Float32Array(0),
       }),
     });
-    for (const id of ids) {
-      this.meta.delete(id);
-      this.values.delete(id);
-    }
+    this.store.apply({ removed: ids });
     this.onWrite?.({ removed: ids, upserted: new Int32Array(0), addedKeys: new Float32Array(0), added: new Int32Array(0) });
   }
 
@@ -833,8 +851,8 @@ export class EpisodicMemory {
       counters: { seq: this.seqCounter, clock: this.clock, rng: this.rng.state },
       ids,
       keys: this.getKeys(ids),
-      values: Float32Array.from(ids, (id) => this.values.get(id)!),
-      meta: [...this.meta.values()].map((m) => metaLine(m)),
+      values: this.store.values(ids),
+      meta: Array.from(ids, (id) => metaLine(this.store.meta(id))),
     };
   }
 
@@ -869,10 +887,7 @@ export class EpisodicMemory {
     }
     const n = data.ids.length;
     if (n) mem.index.addWithIds(data.ids, data.keys, data.values);
-    for (let i = 0; i < n; i++) {
-      mem.meta.set(data.ids[i], { ...(data.meta[i] as CaseMeta) });
-      mem.values.set(data.ids[i], data.values[i]);
-    }
+    mem.store.apply({ added: { ids: data.ids, meta: data.meta as CaseMeta[] } });
     const c = data.counters ?? {};
     mem.seqCounter = c.seq ?? 0;
     mem.clock = c.clock ?? 0;
@@ -942,32 +957,23 @@ export class EpisodicMemory {
       upserts: { id: number; value: number; meta: CaseMeta }[];
       kernel?: KernelSettings;
     };
-    const removed = Int32Array.from(b.removed.filter((id) => this.meta.has(id)));
+    const removed = Int32Array.from(b.removed.filter((id) => this.store.has(id)));
     if (removed.length) {
       this.index.remove(removed);
-      for (const id of removed) {
-        this.meta.delete(id);
-        this.values.delete(id);
-      }
+      this.store.apply({ removed });
     }
     const added = new Set(b.added);
     const byId = new Map(b.upserts.map((u) => [u.id, u]));
-    const upd = b.upserts.filter((u) => !added.has(u.id) && this.meta.has(u.id));
+    const upd = b.upserts.filter((u) => !added.has(u.id) && this.store.has(u.id));
     if (upd.length) {
       this.index.updateValues(Int32Array.from(upd, (u) => u.id), Float32Array.from(upd, (u) => u.value));
-      for (const u of upd) {
-        this.meta.set(u.id, { ...u.meta });
-        this.values.set(u.id, Math.fround(u.value));
-      }
+      this.store.apply({ updated: upd.map((u) => [u.id, u.meta] as const) });
     }
     if (b.added.length) {
       const ids = Int32Array.from(b.added);
       const vals = Float32Array.from(b.added, (id) => byId.get(id)!.value);
       this.index.addWithIds(ids, rec.keys, vals);
-      b.added.forEach((id, i) => {
-        this.meta.set(id, { ...byId.get(id)!.meta });
-        this.values.set(id, vals[i]);
-      });
+      this.store.apply({ added: { ids, meta: b.added.map((id) => byId.get(id)!.meta) } });
     }
     this.seqCounter = b.seq;
     this.clock = b.clock;
@@ -1223,7 +1229,7 @@ export class EpisodicMemory {
   setBandwidth(rule: BandwidthRule): number {
     const ids = this.ids();
     const keys = this.getKeys(ids);
-    const values = Float64Array.from(ids, (id) => this.values.get(id)!);
+    const values = Float64Array.from(this.store.values(ids));
     const h = chooseBandwidth(rule, keys, values, ids.length, this.dim);
     this.setKernel({ kernel: 'gaussian', bandwidth: h });
     return h;

@@ -420,13 +420,13 @@ describe('save verifies the new generation before making it current', () => {
       mem.save(dir, { fsync: false });
       const before = dirBytes(dir);
       const id = mem.ids()[2];
-      const good = mem.values.get(id)!;
-      mem.values.set(id, Infinity); // simulate a corrupted JS copy
+      // The index refuses non-finite values, so the store's @internal test hook stands in for a
+      // corrupted state: value reads of id report Infinity.
+      mem.store.corruptForTest(id, { value: Infinity });
       expect(() => mem.save(dir, { fsync: false })).toThrow(/save: values row 2 \(id \d+\) is Infinity, expected a finite value; the snapshot would not load, nothing was written/);
       expect(dirBytes(dir)).toEqual(before);
-      mem.values.set(id, good);
-      const meta = mem.meta.get(id)!;
-      meta.weight = NaN; // would be written as null
+      mem.store.corruptForTest(id, { value: undefined });
+      mem.store.corruptForTest(id, { weight: NaN }); // would be written as null
       let err: unknown;
       try {
         mem.save(dir, { fsync: false });

@@ -61,7 +61,7 @@ export function stateOf(mem: EpisodicMemory): string {
   });
 }
 
-/** The index under the memory agrees with the memory's own maps. */
+/** The index under the memory agrees with the memory's case store (ids, order, size; values are read through the store, which reads the index). */
 function consistency(mem: EpisodicMemory): string | undefined {
   const ids = mem.ids();
   const ix = mem.index;
@@ -70,7 +70,7 @@ function consistency(mem: EpisodicMemory): string | undefined {
   if (ids.length) {
     const v = ix.getValues(ids);
     for (let i = 0; i < ids.length; i++) {
-      const want = Math.fround(mem.values.get(ids[i])!);
+      const want = Math.fround(mem.store.value(ids[i]));
       if (v[i] !== want) return `index value of id ${ids[i]} is ${v[i]}, memory says ${want}`;
     }
   }
