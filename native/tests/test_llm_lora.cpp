@@ -2,7 +2,8 @@
 // A/B gradients through the whole network vs finite differences (float32 engine, tolerances
 // below), zero-weight tokens, AdamW reducing the loss, gradient accumulation, determinism,
 // PEFT save/load with exact keys and shapes, merge == unmerged, optimizer-state export/import
-// (bit-exact resumption of both trainers).
+// (bit-exact resumption of both trainers), and the reused training workspace: steps of different
+// shapes back to back, with every scratch buffer NaN-poisoned, equal to fresh models bit for bit.
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -15,6 +16,9 @@
 #include "memq/llm/safetensors.h"
 #include "memq/llm/train.h"
 #include "memq/thread_pool.h"
+#include <thread>
+
+#include "../core/llm/engine_common.h"  // detail::set_scratch_poison
 #include "test_llm_util.h"
 #include "testing.h"
 
@@ -619,6 +623,83 @@ MEMQ_TEST(trainer_set_state_refuses_a_wrong_state_and_changes_nothing) {
   };
   check_refused(lt, a->size());
   check_refused(mt, m->num_params());
+}
+
+MEMQ_TEST(reused_workspace_steps_of_different_shapes_equal_fresh_models_bit_for_bit) {
+  // Model::forward_backward keeps its activation / gradient / LM-head buffers across calls and
+  // does not zero-fill what it overwrites. With every scratch buffer NaN-poisoned before each use
+  // (detail::set_scratch_poison), a sequence of differently shaped batches on one model (growing,
+  // shrinking, more and fewer sequences, LoRA and full gradients) must give exactly (==) the loss
+  // and gradients a fresh model (same seed, unpoisoned) gives for each batch alone: any element
+  // read before being written in the current call, or left over from the previous one, would
+  // show up as NaN or as a difference. Scoring paths (logits, token_logprobs, score) too.
+  for (const char* type : {"qwen2", "llama", "qwen3"}) {
+    auto c = llm_test::tiny_config(type, 2, std::string(type) != "qwen2");
+    const std::vector<Data> batches = {make_data({{3, 4}, {6, 2}, {1, 5}}, 21), make_data({{20, 12}, {7, 30}}, 22),
+                                       make_data({{2, 2}}, 23), make_data({{5, 5}, {4, 9}, {8, 3}, {2, 6}}, 24),
+                                       make_data({{20, 12}, {7, 30}}, 25)};
+    auto run = [&](const Model& m, const LoraAdapter& a, const Data& d, bool full, std::vector<float>* lg,
+                   std::vector<float>* fg, double* loss) {
+      lg->assign(size_t(a.size()), 0.0f);
+      fg->assign(full ? size_t(m.num_params()) : 0, 0.0f);
+      CHECK(m.forward_backward(d.batch(), LossNorm::kWeightSum, &a, lg->data(), full ? fg->data() : nullptr, 1.0f, loss)
+                .ok());
+    };
+    auto m = make_model(c);
+    auto a = make_lora(c, {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"});
+    std::vector<std::vector<float>> lgs, fgs, lps;
+    std::vector<double> losses;
+    detail::set_scratch_poison(true);
+    for (size_t i = 0; i < batches.size(); ++i) {
+      std::vector<float> lg, fg, lp(batches[i].tokens.size());
+      double loss = 0;
+      run(*m, *a, batches[i], i == 3, &lg, &fg, &loss);
+      CHECK(m->token_logprobs(lp.data(), batches[i].batch(), a.get()).ok());
+      lgs.push_back(lg), fgs.push_back(fg), losses.push_back(loss), lps.push_back(lp);
+    }
+    detail::set_scratch_poison(false);
+    int bad = 0;
+    for (size_t i = 0; i < batches.size(); ++i) {
+      auto fresh = make_model(c);
+      std::vector<float> lg, fg, lp(batches[i].tokens.size());
+      double loss = 0;
+      run(*fresh, *a, batches[i], i == 3, &lg, &fg, &loss);
+      CHECK(fresh->token_logprobs(lp.data(), batches[i].batch(), a.get()).ok());
+      if (!(loss == losses[i] && std::isfinite(loss))) ++bad, std::printf("  %s batch %zu: loss %.9g vs fresh %.9g\n", type, i, losses[i], loss);
+      if (lg != lgs[i]) ++bad, std::printf("  %s batch %zu: LoRA gradient differs from a fresh model's\n", type, i);
+      if (fg != fgs[i]) ++bad, std::printf("  %s batch %zu: full gradient differs from a fresh model's\n", type, i);
+      if (lp != lps[i]) ++bad, std::printf("  %s batch %zu: token log-probs differ\n", type, i);
+      for (float v : lg) if (!std::isfinite(v)) { ++bad; break; }
+    }
+    CHECK(bad == 0);
+  }
+}
+
+MEMQ_TEST(concurrent_forward_backward_on_one_model_equals_sequential) {
+  // Two threads on one model: one holds the workspace, the other gets buffers of its own; each
+  // result equals the sequential one bit for bit (poisoned scratch, as above).
+  auto c = llm_test::tiny_config();
+  auto m = make_model(c);
+  auto a = make_lora(c, {"q_proj", "v_proj", "down_proj"});
+  const Data d1 = make_data({{10, 6}, {4, 8}}, 31), d2 = make_data({{3, 3}, {12, 2}, {5, 5}}, 32);
+  detail::set_scratch_poison(true);
+  std::vector<float> s1(size_t(a->size()), 0.0f), s2(size_t(a->size()), 0.0f);
+  double l1 = 0, l2 = 0;
+  CHECK(m->forward_backward(d1.batch(), LossNorm::kSum, a.get(), s1.data(), nullptr, 1.0f, &l1).ok());
+  CHECK(m->forward_backward(d2.batch(), LossNorm::kSum, a.get(), s2.data(), nullptr, 1.0f, &l2).ok());
+  int bad = 0;
+  for (int rep = 0; rep < 20; ++rep) {
+    std::vector<float> g1(size_t(a->size()), 0.0f), g2(size_t(a->size()), 0.0f);
+    double x1 = 0, x2 = 0;
+    bool ok1 = false, ok2 = false;
+    std::thread t1([&] { ok1 = m->forward_backward(d1.batch(), LossNorm::kSum, a.get(), g1.data(), nullptr, 1.0f, &x1).ok(); });
+    std::thread t2([&] { ok2 = m->forward_backward(d2.batch(), LossNorm::kSum, a.get(), g2.data(), nullptr, 1.0f, &x2).ok(); });
+    t1.join();
+    t2.join();
+    if (!(ok1 && ok2 && x1 == l1 && x2 == l2 && g1 == s1 && g2 == s2)) ++bad;
+  }
+  detail::set_scratch_poison(false);
+  CHECK(bad == 0);
 }
 
 MEMQ_TEST_MAIN()

@@ -21,6 +21,12 @@ namespace detail {
 // A process-wide increasing stamp (> 0): adapter versions, device placements.
 uint64_t next_stamp();
 
+// Tests only: when on, every float scratch buffer the CPU engine hands out (activations, backward
+// gradients, LM-head chunks; reused across calls or fresh) is first filled with NaN, so that a
+// read of an element not written in the current call shows up in the results. Off by default.
+void set_scratch_poison(bool on);
+bool scratch_poison();
+
 
 // pos[i] = start_at[b] + (i - offsets[b]) for the tokens of sequence b; *max_pos = the largest
 // position + 1 (at least 1).

@@ -6,7 +6,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <atomic>
+#include <limits>
 #include <map>
+#include <mutex>
+#include <new>
 #include <sstream>
 
 #include "engine_common.h"
@@ -235,6 +239,7 @@ Status Model::init_storage(const ModelConfig& cfg) {
     return Status::NoMemory("model: cannot allocate " + std::to_string(total) + " parameters");
   }
   w_ = bind_params(cfg, params_.data());
+  ws_ = new_train_workspace();
   return Status::Ok();
 }
 
@@ -436,7 +441,6 @@ Status Model::clone(std::unique_ptr<Model>* out) const {
   return Status::Ok();
 }
 
-Model::~Model() = default;
 
 LlmDevice Model::device() const { return engine_ ? engine_->device() : LlmDevice::kCpu; }
 
@@ -511,14 +515,41 @@ Status validate_batch(const int32_t* tokens, const int64_t* offsets, int64_t n_s
 // ---------------------------------------------------------------------------------------------
 // the forward/backward engine
 
+namespace detail {
 namespace {
+std::atomic<bool> g_scratch_poison{false};
+}
+void set_scratch_poison(bool on) { g_scratch_poison.store(on); }
+bool scratch_poison() { return g_scratch_poison.load(); }
+}  // namespace detail
+
+namespace {
+
+// A float buffer that keeps its allocation between uses: get(n) grows it (uninitialised: new
+// float[], no zero-fill) only when n exceeds what it holds. Callers write every element they read
+// or zero what they accumulate into; detail::set_scratch_poison fills it with NaN to check that.
+struct Scratch {
+  std::unique_ptr<float[]> buf;
+  size_t cap = 0;
+  float* get(size_t n) {
+    if (n > cap || !buf) {
+      buf.reset();
+      cap = 0;
+      buf.reset(new (std::nothrow) float[std::max<size_t>(n, 1)]);
+      if (!buf) return nullptr;
+      cap = n;
+    }
+    if (detail::scratch_poison()) std::fill(buf.get(), buf.get() + n, std::numeric_limits<float>::quiet_NaN());
+    return buf.get();
+  }
+};
 
 // Activations of one pass. With keep = false every layer shares one set of buffers
 // (inference); with keep = true each layer has its own (training).
 struct Acts {
   int64_t N = 0, L = 0, C = 0, I = 0, QD = 0, KD = 0, S = 0, R = 0, D = 1;
   bool keep = false;
-  std::vector<float> arena;
+  Scratch arena;
   float *resid, *ln1, *rstd1, *q, *k, *v, *att, *atty, *resid_mid, *ln2, *rstd2, *gate, *up, *act, *lora_t;
   float *proj, *lnf, *rstdf;
   float *qpre, *kpre, *qr, *kr;  // qwen3: q/k before their per-head RMSNorm, and its rstd
@@ -565,12 +596,9 @@ struct Acts {
                                 "split it into smaller batches (or shorter sequences)");
     int64_t total = 0;
     for (int64_t s : sizes) total += s;
-    try {
-      arena.assign(size_t(total), 0.0f);
-    } catch (...) {
-      return Status::NoMemory("model: cannot allocate " + std::to_string(total) + " activation floats");
-    }
-    float* p = arena.data();
+    // Not zero-filled: the forward writes every element it (or the backward) reads.
+    float* p = arena.get(size_t(total));
+    if (!p) return Status::NoMemory("model: cannot allocate " + std::to_string(total) + " activation floats");
     float** dst[] = {&resid, &ln1, &rstd1, &q, &k, &v, &att, &atty, &resid_mid, &ln2, &rstd2, &gate, &up, &act, &lora_t,
                      &proj, &lnf, &rstdf, &qpre, &kpre, &qr, &kr};
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); ++i) {
@@ -719,8 +747,8 @@ struct ModelRunner {
   }
 
   // Backward from dlnf (d loss / d final-normed hidden) to the LoRA and/or full gradients.
-  void backward(const Acts& a, const float* dlnf, const int32_t* tokens, const int64_t* offsets, int64_t B,
-                const int32_t* pos, const RopeTable& rope, float* lora_grad, ParamViews* g) const {
+  Status backward(const Acts& a, const float* dlnf, const int32_t* tokens, const int64_t* offsets, int64_t B,
+                const int32_t* pos, const RopeTable& rope, float* lora_grad, ParamViews* g, Scratch& scratch) const {
     const int64_t N = offsets[B];
     const int64_t C = c.hidden_size, I = c.intermediate_size, D = c.dim_head();
     const int64_t H = c.num_attention_heads, KVH = c.num_key_value_heads, QD = H * D, KD = KVH * D;
@@ -729,10 +757,21 @@ struct ModelRunner {
       const int64_t Lq = offsets[b + 1] - offsets[b];
       att_off[size_t(b + 1)] = att_off[size_t(b)] + H * Lq * Lq;
     }
-    std::vector<float> dres(size_t(N * C), 0.0f), dln(size_t(N * C)), dact(size_t(N * I)), dgate(size_t(N * I)),
-        dup(size_t(N * I)), datty(size_t(N * QD)), dq(size_t(N * QD)), dk(size_t(N * KD)), dv(size_t(N * KD)),
-        dq2(size_t(N * QD)), dk2(size_t(N * KD));
-    auto zero = [](std::vector<float>& x) { std::fill(x.begin(), x.end(), 0.0f); };
+    // One scratch allocation, reused across calls. Every buffer is accumulated into, so each is
+    // zeroed before its first use below (dres once, the others per layer).
+    struct Buf {
+      float* p;
+      size_t n;
+      float* data() const { return p; }
+    };
+    const size_t NC = size_t(N * C), NI = size_t(N * I), NQ = size_t(N * QD), NK = size_t(N * KD);
+    float* base = scratch.get(2 * NC + 3 * NI + 3 * NQ + 5 * NK);
+    if (!base) return Status::NoMemory("model: cannot allocate the backward's gradient buffers");
+    auto take = [&](size_t n) { Buf b{base, n}; base += n; return b; };
+    Buf dres = take(NC), dln = take(NC), dact = take(NI), dgate = take(NI), dup = take(NI), datty = take(NQ),
+        dq = take(NQ), dk = take(NK), dv = take(NK), dq2 = take(NQ), dk2 = take(NK);
+    auto zero = [](const Buf& x) { std::fill(x.p, x.p + x.n, 0.0f); };
+    zero(dres);
     rmsnorm_backward<float>(dres.data(), g ? g->norm : nullptr, dlnf, a.res_at(c.num_hidden_layers), w.norm, a.rstdf,
                             N, C);
     for (int64_t l = c.num_hidden_layers - 1; l >= 0; --l) {
@@ -786,16 +825,30 @@ struct ModelRunner {
                               P.input_layernorm, a.R1(l), N, C);
     }
     if (g) embedding_backward<float>(g->embed, dres.data(), tokens, N, C);
+    return Status::Ok();
   }
 
   // nll[m] for hidden rows `rows[m]` of `hidden` predicting `targets[m]`, computed in chunks
   // so at most ~4M logits exist at once. With dnll (and dhidden) also the backward:
   // dhidden[rows[m]] += dnll[m] * d nll / d hidden, dlm_head += ... (nullable).
-  void head(float* nll, const float* hidden, const int64_t* rows, const int32_t* targets, int64_t M,
-            const float* dnll, float* dhidden, float* dlm_head) const {
+  Status head(float* nll, const float* hidden, const int64_t* rows, const int32_t* targets, int64_t M,
+            const float* dnll, float* dhidden, float* dlm_head, Scratch* scratch = nullptr) const {
     const int64_t C = c.hidden_size, V = c.vocab_size;
     const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(M, (int64_t(1) << 22) / V));
-    std::vector<float> h(size_t(chunk * C)), logits(size_t(chunk * V)), dh(size_t(chunk * C));
+    // h and logits are overwritten per chunk, dh zeroed per chunk (accumulated into).
+    Scratch local;
+    Scratch& sc = scratch ? *scratch : local;
+    float* base = sc.get(size_t(chunk * (2 * C + V)));
+    if (!base) return Status::NoMemory("model: cannot allocate the LM head's logits");
+    struct View {
+      float* p;
+      size_t n;
+      float* data() const { return p; }
+      float* begin() const { return p; }
+      float* end() const { return p + n; }
+      float& operator[](size_t i) const { return p[i]; }
+    };
+    View h{base, size_t(chunk * C)}, logits{base + chunk * C, size_t(chunk * V)}, dh{base + chunk * (C + V), size_t(chunk * C)};
     for (int64_t m0 = 0; m0 < M; m0 += chunk) {
       const int64_t mc = std::min(chunk, M - m0);
       for (int64_t i = 0; i < mc; ++i)
@@ -814,7 +867,14 @@ struct ModelRunner {
           }
       }
     }
+    return Status::Ok();
   }
+};
+
+struct Model::TrainWorkspace {
+  std::mutex mu;
+  Acts acts;
+  Scratch back, head, dlnf;
 };
 
 namespace {
@@ -869,7 +929,8 @@ Status Model::token_logprobs(float* out, const TokenBatch& batch, const LoraAdap
       where.push_back(t);
     }
   std::vector<float> nll(rows.size());
-  run.head(nll.data(), a.lnf, rows.data(), targets.data(), int64_t(rows.size()), nullptr, nullptr, nullptr);
+  MEMQ_RETURN_IF_ERROR(
+      run.head(nll.data(), a.lnf, rows.data(), targets.data(), int64_t(rows.size()), nullptr, nullptr, nullptr));
   std::fill(out, out + N, 0.0f);
   for (size_t i = 0; i < rows.size(); ++i) out[where[i]] = -nll[i];
   return Status::Ok();
@@ -951,7 +1012,7 @@ Status Model::score(float* scores, float* token_logprobs_out, const ScoreRequest
     for (int64_t t = r.cand_offsets[k]; t < r.cand_offsets[k + 1]; ++t)
       rows[size_t(t)] = t == r.cand_offsets[k] ? cand_prompt[size_t(k)] : r.n_prompts + t - 1;
   std::vector<float> nll(static_cast<size_t>(NC));
-  run.head(nll.data(), hidden.data(), rows.data(), r.cand_tokens, NC, nullptr, nullptr, nullptr);
+  MEMQ_RETURN_IF_ERROR(run.head(nll.data(), hidden.data(), rows.data(), r.cand_tokens, NC, nullptr, nullptr, nullptr));
   for (int64_t k = 0; k < r.n_cands; ++k) {
     double s = 0.0;
     for (int64_t t = r.cand_offsets[k]; t < r.cand_offsets[k + 1]; ++t) {
@@ -981,26 +1042,45 @@ Status Model::forward_backward(const TokenBatch& batch, LossNorm norm, const Lor
   const double wsum = lr.wsum;
   if (weight_sum_out) *weight_sum_out = wsum;
   const double denom = (norm == LossNorm::kWeightSum && wsum > 0) ? wsum : 1.0;
-  BatchForward f;
-  MEMQ_RETURN_IF_ERROR(forward_batch(run, cfg_, batch, true, &f));
-  Acts& a = f.a;
-  const RopeTable& rope = f.rope;
-  const std::vector<int32_t>& pos = f.pos;
+  // The activation, gradient and head buffers: the model's workspace (kept across steps) unless
+  // another call holds it, then buffers of this call's own.
+  TrainWorkspace local;
+  std::unique_lock<std::mutex> held;
+  TrainWorkspace* ws = &local;
+  if (ws_) {
+    held = std::unique_lock<std::mutex>(ws_->mu, std::try_to_lock);
+    if (held.owns_lock()) ws = ws_.get();
+  }
+  std::vector<int32_t> pos;
+  int64_t max_pos = 0;
+  positions_for(&pos, batch.offsets, batch.n_seqs, nullptr, &max_pos);
+  RopeTable rope;
+  rope.build(max_pos, cfg_.dim_head(), cfg_.rope_theta);
+  Acts& a = ws->acts;
+  MEMQ_RETURN_IF_ERROR(
+      run.forward(a, batch.tokens, batch.offsets, batch.n_seqs, pos.data(), rope, nullptr, nullptr, nullptr, true));
   const int64_t M = int64_t(rows.size());
   std::vector<float> nll(static_cast<size_t>(M)), dnll(static_cast<size_t>(M));
   for (int64_t i = 0; i < M; ++i) dnll[size_t(i)] = float(double(wts[size_t(i)]) / denom * double(grad_scale));
-  std::vector<float> dlnf(size_t(N * C), 0.0f);
+  float* dlnf = ws->dlnf.get(size_t(N * C));  // accumulated into by head: zeroed
+  if (!dlnf) return Status::NoMemory("model: cannot allocate the final hidden gradient");
+  std::fill(dlnf, dlnf + N * C, 0.0f);
   ParamViews g;
   if (full_grad) g = bind_params(cfg_, full_grad);
-  run.head(nll.data(), a.lnf, rows.data(), targets.data(), M, dnll.data(), dlnf.data(), full_grad ? g.lm_head : nullptr);
+  MEMQ_RETURN_IF_ERROR(run.head(nll.data(), a.lnf, rows.data(), targets.data(), M, dnll.data(), dlnf,
+                                full_grad ? g.lm_head : nullptr, &ws->head));
   double loss = 0.0;
   for (int64_t i = 0; i < M; ++i) loss += double(wts[size_t(i)]) * double(nll[size_t(i)]);
   if (loss_out) *loss_out = loss / denom;
   if (M > 0 && (lora_grad || full_grad))
-    run.backward(a, dlnf.data(), batch.tokens, batch.offsets, batch.n_seqs, pos.data(), rope, lora_grad,
-                 full_grad ? &g : nullptr);
+    MEMQ_RETURN_IF_ERROR(run.backward(a, dlnf, batch.tokens, batch.offsets, batch.n_seqs, pos.data(), rope, lora_grad,
+                                      full_grad ? &g : nullptr, ws->back));
   return Status::Ok();
 }
+
+std::unique_ptr<Model::TrainWorkspace> Model::new_train_workspace() { return std::make_unique<TrainWorkspace>(); }
+
+Model::~Model() = default;
 
 }  // namespace llm
 }  // namespace memq

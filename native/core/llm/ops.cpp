@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "memq/llm/gemm.h"
+#include "memq/llm/vexp.h"
 #include "memq/thread_pool.h"
 
 namespace memq {
@@ -57,6 +58,22 @@ inline T dot8(const T* a, const T* b, int64_t n) {
   T s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
   for (; i < n; ++i) s += a[i] * b[i];
   return s;
+}
+
+// out[j] = exp(x[j] - shift) (out may be x or null), returning the sum in double: float goes
+// through the vectorised kernel (vexp.h: <= 2.5e-7 relative error), double (the reference
+// instantiation) through std::exp.
+inline double exp_shift_sum(float* out, const float* x, float shift, int64_t n) {
+  return expf_shift_sum(out, x, shift, n);
+}
+inline double exp_shift_sum(double* out, const double* x, double shift, int64_t n) {
+  double sum = 0.0;
+  for (int64_t j = 0; j < n; ++j) {
+    const double e = std::exp(x[j] - shift);
+    if (out) out[j] = e;
+    sum += e;
+  }
+  return sum;
 }
 
 // Rows per parallel task for row-wise ops of width C: ~16K values per task.
@@ -200,11 +217,7 @@ void attention_forward(T* out, T* att, const T* q, const T* k, const T* v, const
           p[j] = dot8(qi, kj, D) * scale;
           mx = std::max(mx, p[j]);
         }
-        double sum = 0.0;
-        for (int64_t j = 0; j <= last; ++j) {
-          p[j] = T(std::exp(double(p[j] - mx)));
-          sum += double(p[j]);
-        }
+        const double sum = exp_shift_sum(p.data(), p.data(), mx, last + 1);
         const T inv = T(1.0 / sum);
         T* o = out + ((q_off[b] + i) * H + h) * D;
         for (int64_t d = 0; d < D; ++d) o[d] = 0;
@@ -337,8 +350,7 @@ void crossentropy_forward(T* nll, const T* logits, const int32_t* targets, int64
       const T* l = logits + m * V;
       T mx = l[0];
       for (int64_t j = 1; j < V; ++j) mx = std::max(mx, l[j]);
-      double sum = 0.0;
-      for (int64_t j = 0; j < V; ++j) sum += std::exp(double(l[j] - mx));
+      const double sum = exp_shift_sum(static_cast<T*>(nullptr), l, mx, V);
       nll[m] = T(double(mx) + std::log(sum) - double(l[targets[m]]));
     }
   });
@@ -356,10 +368,10 @@ void crossentropy_backward(T* dlogits, const T* logits, const int32_t* targets, 
       }
       T mx = l[0];
       for (int64_t j = 1; j < V; ++j) mx = std::max(mx, l[j]);
-      double sum = 0.0;
-      for (int64_t j = 0; j < V; ++j) sum += std::exp(double(l[j] - mx));
-      const double inv = 1.0 / sum;
-      for (int64_t j = 0; j < V; ++j) dl[j] = T(double(dnll[m]) * std::exp(double(l[j] - mx)) * inv);
+      // dl = exp(l - mx) first (dl may be l: elementwise), then scaled by dnll / sum
+      const double inv = 1.0 / exp_shift_sum(dl, l, mx, V);
+      const double k = double(dnll[m]) * inv;
+      for (int64_t j = 0; j < V; ++j) dl[j] = T(k * double(dl[j]));
       dl[targets[m]] -= dnll[m];
     }
   });

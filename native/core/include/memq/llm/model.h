@@ -196,6 +196,12 @@ class Model {
   std::vector<float> params_;
   ParamViews w_;
   std::unique_ptr<DeviceEngine> engine_;
+  // forward_backward's activation, gradient and head buffers, kept across calls (grown when a
+  // batch needs more, never zero-filled where every element is written before it is read).
+  // One caller at a time uses it; a concurrent caller gets fresh buffers. Freed with the model.
+  struct TrainWorkspace;
+  mutable std::unique_ptr<TrainWorkspace> ws_;
+  static std::unique_ptr<TrainWorkspace> new_train_workspace();
   uint64_t placement_ = 0;
   std::string device_reason_ = "cpu: default";
   Status init_storage(const ModelConfig& cfg);
