@@ -39,6 +39,7 @@ MEMQ_OLD(pthread_key_delete, memq_old_pthread_key_delete);
 MEMQ_OLD(pthread_once, memq_old_pthread_once);
 MEMQ_OLD(__pthread_key_create, memq_old___pthread_key_create);
 MEMQ_OLD(pthread_sigmask, memq_old_pthread_sigmask);
+MEMQ_OLD(pthread_mutex_trylock, memq_old_pthread_mutex_trylock);
 int memq_old_pthread_create(pthread_t*, const pthread_attr_t*, void* (*)(void*), void*);
 int memq_old_pthread_detach(pthread_t);
 int memq_old_pthread_join(pthread_t, void**);
@@ -49,6 +50,7 @@ int memq_old_pthread_key_delete(pthread_key_t);
 int memq_old_pthread_once(pthread_once_t*, void (*)(void));
 int memq_old___pthread_key_create(pthread_key_t*, void (*)(void*));
 int memq_old_pthread_sigmask(int, const sigset_t*, sigset_t*);
+int memq_old_pthread_mutex_trylock(pthread_mutex_t*);
 
 MEMQ_EXPORT int __wrap_pthread_create(pthread_t* t, const pthread_attr_t* a, void* (*f)(void*), void* arg) {
   return memq_old_pthread_create(t, a, f, arg);
@@ -62,6 +64,8 @@ MEMQ_EXPORT int __wrap_pthread_key_delete(pthread_key_t k) { return memq_old_pth
 MEMQ_EXPORT int __wrap_pthread_once(pthread_once_t* o, void (*f)(void)) { return memq_old_pthread_once(o, f); }
 MEMQ_EXPORT int __wrap___pthread_key_create(pthread_key_t* k, void (*d)(void*)) { return memq_old___pthread_key_create(k, d); }
 MEMQ_EXPORT int __wrap_pthread_sigmask(int how, const sigset_t* set, sigset_t* old) { return memq_old_pthread_sigmask(how, set, old); }
+/* std::unique_lock(m, std::try_to_lock): the LLM engine's per-model training workspace */
+MEMQ_EXPORT int __wrap_pthread_mutex_trylock(pthread_mutex_t* m) { return memq_old_pthread_mutex_trylock(m); }
 
 /* ---- stat family: exported functions only since 2.33; before, the __xstat entry points ------ */
 MEMQ_OLD(__xstat, memq_old_xstat);
