@@ -19,7 +19,8 @@ import * as path from 'path';
 import { EpisodicMemory } from '../memory/episodic';
 import { discountedReturns } from '../policy/returns';
 import { encodePairBatch, encodePairs, type Encoder } from '../encoders/types';
-import type { CaseRows } from '../memory/types';
+import { stepRows } from './stepRows';
+import { GREEDY_TIE_TOLERANCE } from '../policy/memq';
 import { UniformPrior, type Prior } from '../llm/prior';
 import { AgentRng } from '../policy/agentRng';
 import type { Agent, EpisodeRecord, Mode, StepContext } from './types';
@@ -120,7 +121,7 @@ export class NecAgent implements Agent {
     if (this.memory.size === 0) return this.rng.int(n);
     const keys = await encodePairs(this.opts.encoder, ctx.state, ctx.admissible);
     const est = await this.memory.estimateAuto(keys, this.opts.k, { voidWeight: 0, voidValue: 0 });
-    return this.rng.argmax(est.value, 1e-7);
+    return this.rng.argmax(est.value, GREEDY_TIE_TOLERANCE);
   }
   async endEpisode(ep: EpisodeRecord): Promise<void> {
     if (!ep.steps.length) return;
@@ -207,7 +208,7 @@ export class MemRLAgent implements Agent {
   private async fromPrior(ctx: StepContext, mode: Mode): Promise<number> {
     this.counts[mode].fromPrior++;
     const lp = await this.prior.logPrior(ctx.state, ctx.admissible);
-    if (mode === 'eval') return this.rng.argmax(lp, 1e-7);
+    if (mode === 'eval') return this.rng.argmax(lp, GREEDY_TIE_TOLERANCE);
     return this.rng.categorical(Array.from(lp, (x) => Math.exp(x)));
   }
   async act(ctx: StepContext, mode: Mode): Promise<number> {
@@ -340,13 +341,3 @@ export class QLearningAgent implements Agent {
   }
 }
 
-/** The memory metadata columns of an episode's steps (texts, episode, step index, source). */
-function stepRows(ep: EpisodeRecord): CaseRows {
-  return {
-    state: ep.steps.map((s) => s.state),
-    action: ep.steps.map((s) => s.action),
-    episode: ep.episode,
-    step: Float64Array.from(ep.steps, (_, t) => t),
-    source: ep.source,
-  };
-}

@@ -23,6 +23,7 @@ import type { Prior } from '../llm/prior';
 import type { EStepSource, MemEm } from '../train/memEm';
 import { AgentRng } from '../policy/agentRng';
 import type { Agent, EpisodeRecord, Mode, StepContext } from './types';
+import { stepRows } from './stepRows';
 
 export interface MemQAgentOptions {
   encoder: Encoder;
@@ -188,15 +189,7 @@ export class MemQAgent implements Agent {
     }
     this.tdTargets.clear();
     this.tdErrors.clear();
-    await this.memory.writeRows(keys, values, {
-      state: ep.steps.map((s) => s.state),
-      action: ep.steps.map((s) => s.action),
-      episode: ep.episode,
-      step: Float64Array.from(ep.steps, (_, t) => t),
-      source: ep.source,
-      time: Date.now(),
-      tdError,
-    });
+    await this.memory.writeRows(keys, values, { ...stepRows(ep), time: Date.now(), tdError });
     if (this.opts.kernel.kernel === 'gaussian' && this.opts.bandwidth.rule !== 'fixed' && this.memory.size > 1) {
       this.memory.setBandwidth(this.opts.bandwidth);
     }

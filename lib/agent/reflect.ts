@@ -43,6 +43,8 @@ import { CASE_RETRIEVAL_DEFAULTS, caseConditionedState, caseMemory } from '../tr
 /** The prompt format shared with `memq model pretrain` (lib/train/caseCorpus.ts). */
 export { caseConditionedState };
 import type { Agent, EpisodeRecord, Mode, StepContext } from './types';
+import { stepRows } from './stepRows';
+import { GREEDY_TIE_TOLERANCE } from '../policy/memq';
 
 export interface ReflectOptions {
   /** enc(s): keys of the case memory and the state half of Q's keys. */
@@ -286,7 +288,7 @@ export class ReflectAgent implements Agent {
       const p = this.trace[this.trace.length - 1];
       p.target = p.reward + this.opts.gamma * r.value;
     }
-    const i = mode === 'eval' ? this.rng.argmax(r.policy, 1e-7) : this.rng.next() < this.opts.explore ? this.rng.categorical(r.mu) : this.rng.categorical(r.policy);
+    const i = mode === 'eval' ? this.rng.argmax(r.policy, GREEDY_TIE_TOLERANCE) : this.rng.next() < this.opts.explore ? this.rng.categorical(r.mu) : this.rng.categorical(r.policy);
     const caseId = r.ids[i];
     const p = await this.actionKernel(ctx.state, ctx.admissible, caseId);
     const a = mode === 'train' ? this.rng.categorical(p) : this.rng.argmax(p, 1e-9);
@@ -333,14 +335,7 @@ export class ReflectAgent implements Agent {
     // Slow clock: the episode's steps become cases.
     if (this.opts.writeCases) {
       const keys = await this.opts.stateEncoder.encode(ep.steps.map((s) => s.state));
-      await this.cases.writeRows(keys, G, {
-        state: ep.steps.map((s) => s.state),
-        action: ep.steps.map((s) => s.action),
-        episode: ep.episode,
-        step: Float64Array.from(ep.steps, (_, t) => t),
-        source: ep.source,
-        time: Date.now(),
-      });
+      await this.cases.writeRows(keys, G, { ...stepRows(ep), time: Date.now() });
     }
   }
 
