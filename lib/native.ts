@@ -96,7 +96,12 @@ export interface NativeLlmModel {
   numParams(): number;
   score(
     promptTokens: Int32Array, promptOffsets: Int32Array, candTokens: Int32Array, candOffsets: Int32Array,
-    candGroups: Int32Array, lengthNormalize: boolean, lora?: NativeLoraAdapter | null,
+    candGroups: Int32Array, lengthNormalize: boolean, lora: NativeLoraAdapter | null | undefined,
+    prior: { temperature: number; q: Float32Array; alpha: number },
+  ): Promise<{ logPrior: Float32Array; policy: Float32Array; value: Float32Array }>;
+  score(
+    promptTokens: Int32Array, promptOffsets: Int32Array, candTokens: Int32Array, candOffsets: Int32Array,
+    candGroups: Int32Array, lengthNormalize: boolean, lora?: NativeLoraAdapter | null, prior?: { temperature: number },
   ): Promise<Float32Array>;
   tokenLogprobs(tokens: Int32Array, offsets: Int32Array, lora?: NativeLoraAdapter | null): Promise<Float32Array>;
   embedMean(tokens: Int32Array, offsets: Int32Array, lora?: NativeLoraAdapter | null): Promise<Float32Array>;

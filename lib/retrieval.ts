@@ -170,23 +170,6 @@ function checkResultElements(where: string, what: string, count: number): void {
   }
 }
 
-/**
- * RangeError unless every row's squared norm (in double) is at most 2^125. Rows holding NaN or
- * ±Infinity are left to the finiteness check (the core's for keys, checkFinite's for queries);
- * finite float32 rows always have a finite double sum.
- */
-function checkRowNorms(name: string, a: Float32Array, dim: number): void {
-  for (let r = 0, o = 0; o < a.length; r++, o += dim) {
-    let s = 0;
-    for (let c = 0; c < dim; c++) s += a[o + c] * a[o + c];
-    if (Number.isFinite(s) && s > LIMITS.maxSquaredNorm) {
-      throw new RangeError(
-        `${name}: the squared norm of row ${r} is over the limit of 2^125 (about 4.25e37), so that distances stay finite in float32`,
-      );
-    }
-  }
-}
-
 function checkInt32(name: string, v: unknown): Int32Array {
   if (v instanceof Int32Array) {
     checkAttached(name, v);
@@ -196,20 +179,6 @@ function checkInt32(name: string, v: unknown): Int32Array {
     return Int32Array.from(v);
   }
   throw new TypeError(`${name} must be an Int32Array (or an array of int32 integers), got ${typeName(v)}`);
-}
-
-function checkFinite(name: string, a: Float32Array, dim?: number): void {
-  // x - x is 0 for finite x and NaN for NaN and ±Infinity: one subtraction per element.
-  let acc = 0;
-  for (let i = 0; i < a.length; i++) acc += a[i] - a[i];
-  if (acc === 0) return;
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i];
-    if (!Number.isFinite(x)) {
-      const where = dim ? ` (row ${Math.floor(i / dim)}, column ${i % dim})` : '';
-      throw new RangeError(`${name} must be finite: ${name}[${i}]${where} is ${x}`);
-    }
-  }
 }
 
 function checkInt(name: string, v: unknown, lo: number, hi = Number.MAX_SAFE_INTEGER): number {
@@ -223,31 +192,18 @@ function checkInt(name: string, v: unknown, lo: number, hi = Number.MAX_SAFE_INT
   return v;
 }
 
-function checkPositive(name: string, v: unknown): number {
-  if (typeof v !== 'number') throw new TypeError(`${name} must be a number, got ${typeName(v)}`);
-  if (!Number.isFinite(v) || v <= 0) throw new RangeError(`${name} must be a finite number > 0, got ${v}`);
-  return v;
-}
-
 function kernelParams(opts: KernelOptions): { name: KernelName; code: number; param: number } {
   const name = (opts.kernel ?? 'gaussian') as KernelName;
   if (!(name in KERNEL_CODES)) {
     throw new TypeError(`kernel must be 'gaussian', 'cosine' or 'inverse', got ${JSON.stringify(opts.kernel)}`);
   }
+  // Types here; the value (bandwidth > 0, kappa in (0, 88], delta >= 1e-30: LIMITS) is checked
+  // once, in the core (memq::make_kernel_params), whose RangeError names the parameter.
   const o = opts as Record<string, unknown>;
-  if (name === 'gaussian') return { name, code: 0, param: checkPositive('bandwidth', o.bandwidth ?? 1) };
-  if (name === 'cosine') {
-    const kappa = checkPositive('kappa', o.kappa ?? 1);
-    if (kappa > LIMITS.maxKappa) {
-      throw new RangeError(`kappa must be in (0, 88] (so that exp(kappa) stays finite in float32), got ${kappa}`);
-    }
-    return { name, code: 1, param: kappa };
-  }
-  const delta = checkPositive('delta', o.delta ?? 1e-3);
-  if (delta < LIMITS.minDelta) {
-    throw new RangeError(`delta must be >= 1e-30 (so that 1/delta stays finite in float32), got ${delta}`);
-  }
-  return { name, code: 2, param: delta };
+  const [key, dflt] = name === 'gaussian' ? ['bandwidth', 1] : name === 'cosine' ? ['kappa', 1] : ['delta', 1e-3];
+  const param = o[key] ?? dflt;
+  if (typeof param !== 'number') throw new TypeError(`${key} must be a number, got ${typeName(param)}`);
+  return { name, code: KERNEL_CODES[name], param };
 }
 
 const BACKEND_NAMES = ['auto', 'cpu', 'cuda'] as const;
@@ -402,9 +358,7 @@ export class MemoryIndex {
     if (values.length !== n) {
       throw new RangeError(`values.length must equal the number of keys (${n}), got ${values.length}`);
     }
-    // Values (finite keys and values, ids) are checked in the core; the norm limit here too, for
-    // its message (users match it from its start, without the core's 'MemoryIndex.add: ').
-    checkRowNorms('keys', keys, this.dim);
+    // Values (finite keys and values, the squared-norm limit, ids) are checked in the core.
     return this.native.add(keys, values);
   }
 
@@ -417,9 +371,7 @@ export class MemoryIndex {
     if (values.length !== n || idArr.length !== n) {
       throw new RangeError(`ids.length and values.length must equal the number of keys (${n})`);
     }
-    // Values (finite keys and values, ids) are checked in the core; the norm limit here too, for
-    // its message (users match it from its start, without the core's 'MemoryIndex.add: ').
-    checkRowNorms('keys', keys, this.dim);
+    // Values (finite keys and values, the squared-norm limit, ids) are checked in the core.
     this.native.addWithIds(idArr, keys, values);
   }
 
@@ -481,8 +433,7 @@ export class MemoryIndex {
     const b = this.rows('queries', queries);
     checkInt('m', m, 1, LIMITS.maxM);
     checkResultElements(where, `b*m = ${b}*${m}`, b * m);
-    checkFinite('queries', queries, this.dim);
-    checkRowNorms('queries', queries, this.dim);
+    // Query values (finite, the squared-norm limit) are checked in the core (memq::validate_queries).
     if (out !== undefined && out !== null) {
       if (typeof out !== 'object') throw new TypeError('out must be an object of typed arrays');
       const o = out as Record<string, unknown>;

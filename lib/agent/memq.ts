@@ -135,12 +135,19 @@ export class MemQAgent implements Agent {
   }
 
   /**
-   * Q̂, λ and π over the admissible actions of a state: the memory read and the prior's scoring
-   * run concurrently (as in Mem-EM's E-step), then π and V(s) from §5 (improvePolicy, the
-   * native kernel; the prior's Float32Array goes in as it is).
+   * Q̂, λ and π over the admissible actions of a state. A prior that fuses its scoring with §5
+   * (`Prior.improve`: the model prior, one native call) gets Q̂ from the memory read first;
+   * otherwise the memory read and the prior run concurrently, then π and V(s) from §5
+   * (improvePolicy, the native kernel; the prior's Float32Array goes in as it is).
    */
   async evaluate(state: string, actions: string[]) {
-    const [est, logPrior] = await Promise.all([this.estimate(state, actions), this.opts.prior.logPrior(state, actions)]);
+    const prior = this.opts.prior;
+    if (prior.improve && actions.length > 0) {
+      const est = await this.estimate(state, actions);
+      const r = await prior.improve(state, actions, est.value, this.opts.alpha);
+      return { q: est.value, confidence: est.confidence, policy: r.policy, value: r.value };
+    }
+    const [est, logPrior] = await Promise.all([this.estimate(state, actions), prior.logPrior(state, actions)]);
     const { policy, value } = improvePolicy([{ logPrior, q: est.value }], this.opts.alpha);
     return { q: est.value, confidence: est.confidence, policy: policy[0], value: value[0] };
   }

@@ -116,15 +116,8 @@ export class LlmModel {
     return this.native.numParams();
   }
 
-  /**
-   * log p(candidate | prompt) summed over each candidate's tokens (or averaged with
-   * lengthNormalize), for every candidate of every prompt. Returns one Float32Array per prompt:
-   * views of one result buffer (no copies), each the caller's.
-   */
-  async score(
-    prompts: number[][], candidates: (readonly number[])[][], opts: { lengthNormalize?: boolean } & LlmInferenceOptions = {},
-  ): Promise<Float32Array[]> {
-    const lora = loraArg(opts);
+  /** The flat token arrays of a scoring call, and each prompt's candidate range (candGroups). */
+  private scoringBatch(prompts: number[][], candidates: (readonly number[])[][]) {
     if (!Array.isArray(candidates) || candidates.length !== prompts.length) {
       throw new RangeError(`candidates must hold one array of candidates per prompt (${Array.isArray(prompts) ? prompts.length : '?'})`);
     }
@@ -132,12 +125,54 @@ export class LlmModel {
       if (!Array.isArray(p) || p.length === 0) throw new RangeError(`prompts[${i}] must be a non-empty array of token ids`);
     });
     const p = tokenArray('prompts', prompts);
-    const flat = candidates.flat();
-    const c = tokenArray('candidates', flat);
+    const c = tokenArray('candidates', candidates.flat());
     const groups = new Int32Array(prompts.length + 1);
     candidates.forEach((cs, i) => (groups[i + 1] = groups[i] + cs.length));
-    const scores = await this.native.score(p.tokens, p.offsets, c.tokens, c.offsets, groups, opts.lengthNormalize ?? false, lora);
+    return { p, c, groups };
+  }
+
+  /**
+   * log p(candidate | prompt) summed over each candidate's tokens (or averaged with
+   * lengthNormalize), for every candidate of every prompt. Returns one Float32Array per prompt:
+   * views of one result buffer (no copies), each the caller's. With `temperature` τ the result is
+   * instead the prior log μ over each prompt's candidates, score/τ − logsumexp(score/τ) (MATH §5,
+   * §10), computed in the scoring's native job (memq::prior_improve).
+   */
+  async score(
+    prompts: number[][], candidates: (readonly number[])[][],
+    opts: { lengthNormalize?: boolean; temperature?: number } & LlmInferenceOptions = {},
+  ): Promise<Float32Array[]> {
+    const lora = loraArg(opts);
+    const { p, c, groups } = this.scoringBatch(prompts, candidates);
+    const prior = opts.temperature === undefined ? undefined : { temperature: opts.temperature };
+    const scores = await this.native.score(p.tokens, p.offsets, c.tokens, c.offsets, groups, opts.lengthNormalize ?? false, lora, prior);
     return candidates.map((_, i) => scores.subarray(groups[i], groups[i + 1]));
+  }
+
+  /**
+   * The prior log μ over each prompt's candidates (as `score` with a temperature) and, given Q̂
+   * per candidate (one Float32Array per prompt), MATH §5's π and V = α log Σ μ exp(Q̂/α): the
+   * scoring, the normalisation and the improvement in one native call (the agent's step).
+   */
+  async scoreImprove(
+    prompts: number[][], candidates: (readonly number[])[][], q: readonly Float32Array[], alpha: number,
+    opts: { lengthNormalize?: boolean; temperature?: number } & LlmInferenceOptions = {},
+  ): Promise<{ logPrior: Float32Array[]; policy: Float32Array[]; value: Float32Array }> {
+    const lora = loraArg(opts);
+    const { p, c, groups } = this.scoringBatch(prompts, candidates);
+    if (!Array.isArray(q) || q.length !== prompts.length) throw new RangeError(`q must hold one Float32Array per prompt (${prompts.length})`);
+    const qFlat = new Float32Array(groups[prompts.length]);
+    q.forEach((row, i) => {
+      if (!(row instanceof Float32Array) || row.length !== candidates[i].length) {
+        throw new RangeError(`q[${i}] must be a Float32Array of ${candidates[i].length} values (one per candidate)`);
+      }
+      qFlat.set(row, groups[i]);
+    });
+    if (typeof alpha !== 'number') throw new TypeError(`alpha must be a number, got ${typeof alpha}`);
+    const prior = { temperature: opts.temperature ?? 1, q: qFlat, alpha };
+    const r = await this.native.score(p.tokens, p.offsets, c.tokens, c.offsets, groups, opts.lengthNormalize ?? false, lora, prior);
+    const view = (a: Float32Array) => candidates.map((_, i) => a.subarray(groups[i], groups[i + 1]));
+    return { logPrior: view(r.logPrior), policy: view(r.policy), value: r.value };
   }
 
   /** log p(token_t | tokens_<t) per token of each sequence (the first token of a sequence: 0). */

@@ -5,13 +5,13 @@
  *
  * The hot path (one call per agent step): the prompt is tokenised once per call, each action's
  * tokens come from a bounded LRU cache keyed by the action string (admissible sets repeat from
- * step to step), the engine's scores come back as views of one buffer and are normalised in
- * place — one native crossing, no copies of the scores.
+ * step to step), and the engine's scoring job normalises the scores and (given Q̂ and α, `improve`)
+ * computes MATH §5's π and V too — one native crossing per step, no copies of the scores.
  */
 import { logSumExp } from '../policy/logSumExp';
 import type { LlmModel } from './model';
 import type { LoraAdapter } from './lora';
-import type { Prior } from './prior';
+import type { Prior, PriorImprovement } from './prior';
 import type { TextTokenizer } from './tokenizer';
 import { pairPrompt } from '../encoders/pairFormat';
 
@@ -121,19 +121,27 @@ export abstract class TokenizedPrior implements Prior {
   /** log μ(· | s) for many states in one batched call (the E-step of Mem-EM). */
   async logPriorMany(items: { state: string; actions: string[] }[]): Promise<Float32Array[]> {
     const live = items.filter((it) => it.actions.length > 0);
-    const scores = live.length
-      ? await this.scoreMany(
-        live.map((it) => this.promptTokens(it.state)),
-        live.map((it) => it.actions.map((a) => this.actionTokens(a))),
-      )
-      : [];
-    const tau = this.opts.temperature ?? 1;
+    const out = live.length ? await this.normalizedScores(...this.tokenize(live)) : [];
     let k = 0;
-    return items.map((it) => {
-      if (it.actions.length === 0) return new Float32Array(0);
-      const sc = scores[k++];
+    return items.map((it) => (it.actions.length === 0 ? new Float32Array(0) : out[k++]));
+  }
+
+  /** The prompt's and each action's token ids for many states (actions from the cache). */
+  protected tokenize(items: { state: string; actions: string[] }[]): [number[][], (readonly number[])[][]] {
+    return [items.map((it) => this.promptTokens(it.state)), items.map((it) => it.actions.map((a) => this.actionTokens(a)))];
+  }
+
+  /**
+   * log μ = score/τ − logsumexp(score/τ) over each prompt's candidates. Here in JS for scorers
+   * whose scores live in JS (node-llama-cpp's); memq's own engine does it in its native scoring
+   * job (ModelPrior).
+   */
+  protected async normalizedScores(prompts: number[][], candidates: (readonly number[])[][]): Promise<Float32Array[]> {
+    const scores = await this.scoreMany(prompts, candidates);
+    const tau = this.temperature;
+    return scores.map((sc) => {
       const lse = logSumExp(sc, tau);
-      // the engine's Float32Array (ours) is normalised in place; other scorers' arrays into a new one
+      // a Float32Array from the scorer (the caller's) is normalised in place; other arrays into a new one
       const out = sc instanceof Float32Array ? sc : new Float32Array(sc.length);
       for (let j = 0; j < sc.length; j++) out[j] = sc[j] / tau - lse;
       return out;
@@ -180,5 +188,25 @@ export class ModelPrior extends TokenizedPrior {
 
   protected scoreMany(prompts: number[][], candidates: (readonly number[])[][]): Promise<Float32Array[]> {
     return this.model.score(prompts, candidates, { lengthNormalize: this.lengthNormalize, lora: this.lora ?? undefined });
+  }
+
+  /** log μ from the engine's scoring job itself (memq::prior_improve without Q̂). */
+  protected override normalizedScores(prompts: number[][], candidates: (readonly number[])[][]): Promise<Float32Array[]> {
+    return this.model.score(prompts, candidates, {
+      lengthNormalize: this.lengthNormalize, lora: this.lora ?? undefined, temperature: this.temperature,
+    });
+  }
+
+  /**
+   * log μ, π and V (MATH §5) over a state's admissible actions given Q̂: the scoring, the
+   * normalisation and the improvement in one native call (LlmModel.score with Q̂ and α).
+   */
+  async improve(state: string, actions: string[], q: Float32Array, alpha: number): Promise<PriorImprovement> {
+    if (actions.length === 0) throw new RangeError('improve: a state needs at least one admissible action');
+    const [prompts, candidates] = this.tokenize([{ state, actions }]);
+    const r = await this.model.scoreImprove(prompts, candidates, [q], alpha, {
+      lengthNormalize: this.lengthNormalize, lora: this.lora ?? undefined, temperature: this.temperature,
+    });
+    return { logPrior: r.logPrior[0], policy: r.policy[0], value: r.value[0] };
   }
 }

@@ -13,6 +13,7 @@
 
 #include "llm_common.h"
 #include "memq/json.h"
+#include "memq/kernels.h"
 #include "memq/llm/device.h"
 #include "memq/llm/lora.h"
 #include "memq/llm/model.h"
@@ -125,7 +126,13 @@ class LlmModelWrap : public Napi::ObjectWrap<LlmModelWrap> {
     return a;
   }
 
-  // score(promptTokens, promptOffsets, candTokens, candOffsets, candGroups, lengthNormalize, lora?)
+  // score(promptTokens, promptOffsets, candTokens, candOffsets, candGroups, lengthNormalize, lora?,
+  //       prior?) -> Promise<Float32Array>: log p(candidate | prompt) per candidate; with
+  //       prior = {temperature} the prior's log mu over each prompt's candidates instead
+  //       (memq::prior_improve), and with prior = {temperature, q, alpha} (q: one value per
+  //       candidate) -> Promise<{logPrior, policy, value}>, MATH §5 too. The normalisation and
+  //       the improvement run in the scoring's worker job: an agent's step crosses into native
+  //       once for both.
   Napi::Value Score(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto h = holder(env);
@@ -141,12 +148,47 @@ class LlmModelWrap : public Napi::ObjectWrap<LlmModelWrap> {
     }
     const bool norm = info.Length() > 5 && info[5].ToBoolean().Value();
     auto lora = lora_arg(info, 6, *h);
+    // The optional prior / improvement: shapes and types here, values (temperature, alpha, q) in the core.
+    const bool as_prior = info.Length() > 7 && !info[7].IsUndefined() && !info[7].IsNull();
+    bool improve = false;
+    std::shared_ptr<std::vector<float>> qv;
+    double alpha = 0, temperature = 1;
+    if (as_prior) {
+      if (!info[7].IsObject()) {
+        throw Napi::TypeError::New(env, "LlmModel.score: prior must be an object {temperature[, q, alpha]}");
+      }
+      Napi::Object o = info[7].As<Napi::Object>();
+      temperature = number_arg(o.Get("temperature"), "prior.temperature");
+      improve = !o.Get("q").IsUndefined();
+      if (improve) {
+        auto q = typed_array_arg<float>(o.Get("q"), "prior.q");
+        if (q.length != n_cands) {
+          throw Napi::RangeError::New(env, "LlmModel.score: prior.q.length must be the number of candidates (" +
+                                               std::to_string(n_cands) + "), got " + std::to_string(q.length));
+        }
+        alpha = number_arg(o.Get("alpha"), "prior.alpha");
+        qv = std::make_shared<std::vector<float>>(q.data, q.data + q.length);  // a copy (see below)
+      }
+    }
     auto out = new_typed_array<float>(env, n_cands, "LlmModel.score scores");
     float* outp = out.Data();
+    Napi::Object result = out;
+    float *policyp = nullptr, *valuep = nullptr;
+    if (improve) {
+      auto policy = new_typed_array<float>(env, n_cands, "LlmModel.score policy");
+      auto value = new_typed_array<float>(env, n_prompts, "LlmModel.score value");
+      policyp = policy.Data();
+      valuep = value.Data();
+      result = Napi::Object::New(env);
+      result.Set("logPrior", out);
+      result.Set("policy", policy);
+      result.Set("value", value);
+    }
     // Copies: the caller may reuse or transfer its arrays while the worker runs.
     auto ptv = std::make_shared<std::vector<int32_t>>(pt.data, pt.data + pt.length);
     auto ctv = std::make_shared<std::vector<int32_t>>(ct.data, ct.data + ct.length);
-    auto body = [h, lora, po, co, cg, ptv, ctv, n_prompts, n_cands, norm, outp]() {
+    auto body = [h, lora, po, co, cg, ptv, ctv, n_prompts, n_cands, norm, outp, as_prior, qv, policyp, valuep,
+                 alpha, temperature]() {
       const int32_t* ptd = ptv->data();
       const int32_t* ctd = ctv->data();
       memq::llm::ScoreRequest req;
@@ -158,10 +200,16 @@ class LlmModelWrap : public Napi::ObjectWrap<LlmModelWrap> {
       req.cand_groups = cg->data();
       req.n_cands = static_cast<int64_t>(n_cands);
       req.length_normalize = norm;
-      InferenceLocks locks(*h, lora.get());
-      return h->model->score(outp, nullptr, req, lora ? lora->lora.get() : nullptr);
+      {
+        InferenceLocks locks(*h, lora.get());
+        MEMQ_RETURN_IF_ERROR(h->model->score(outp, nullptr, req, lora ? lora->lora.get() : nullptr));
+      }
+      if (!as_prior) return memq::Status::Ok();
+      return memq::prior_improve(outp, policyp, valuep, qv ? qv->data() : nullptr, cg->data(),
+                                 static_cast<int64_t>(n_prompts), static_cast<float>(temperature),
+                                 static_cast<float>(alpha));
     };
-    return PromiseWorker::Start(env, "LlmModel.score", body, resolve_to(out), {info.This()});
+    return PromiseWorker::Start(env, "LlmModel.score", body, resolve_to(result), {info.This()});
   }
 
   // Shared by tokenLogprobs and embedMean: (tokens, offsets, lora?) -> Float32Array of `per` floats.

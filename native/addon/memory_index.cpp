@@ -70,7 +70,7 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
     }
     memq::StoreOptions opts;
     opts.dim = int_arg(info[0], "dim", 1, 1 << 20);
-    opts.kernel = kernel_from_args(info[1], info[2]);
+    opts.kernel = kernel_from_args(env, info[1], info[2]);
     opts.capacity = int_arg(info[3], "capacity", 0, 2147483647);
     const std::string backend = string_option(info, 4, "backend", "cpu");
     const std::string key_type = string_option(info, 5, "keyType", "float32");
@@ -99,15 +99,13 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
     return info[i].As<Napi::String>().Utf8Value();
   }
 
-  // Unwraps (kernel code, parameter); the Store checks the parameter's value.
-  static KernelParams kernel_from_args(const Napi::Value& type, const Napi::Value& param) {
+  // Unwraps (kernel code, parameter); the core checks the parameter's value (make_kernel_params).
+  static KernelParams kernel_from_args(const Napi::Env& env, const Napi::Value& type, const Napi::Value& param) {
     KernelParams p;
     int64_t t = int_arg(type, "kernel", 0, 2);
     double v = number_arg(param, "kernel parameter");
-    p.type = static_cast<KernelType>(t);
-    if (p.type == KernelType::kGaussian) p.bandwidth = static_cast<float>(v);
-    if (p.type == KernelType::kCosine) p.kappa = static_cast<float>(v);
-    if (p.type == KernelType::kInverse) p.delta = static_cast<float>(v);
+    Status st = memq::make_kernel_params(static_cast<KernelType>(t), v, &p);
+    if (!st.ok()) throw status_error(env, st, "MemoryIndex");
     return p;
   }
 
@@ -213,7 +211,7 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
   }
 
   Napi::Value SetKernel(const Napi::CallbackInfo& info) {
-    Status st = store_->set_kernel(kernel_from_args(info[0], info[1]));
+    Status st = store_->set_kernel(kernel_from_args(info.Env(), info[0], info[1]));
     if (!st.ok()) throw status_error(info.Env(), st, "MemoryIndex");
     return info.Env().Undefined();
   }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "memq/cuda/cuda_backend.h"
+#include "memq/validate.h"
 #include "memq/key_store.h"
 #include "memq/limits.h"
 
@@ -54,6 +55,7 @@ Status Store::bind_search(const SearchRequest& r, SearchJob* job) {
     return Status::OutOfRange("m must be an integer in [1, " + std::to_string(limits::kMaxM) + "], got " +
                               std::to_string(r.m));
   }
+  MEMQ_RETURN_IF_ERROR(validate_queries(r.queries, r.b, dim()));
   if (r.estimate) {
     // In double, as the caller passed them (a float32 cast would turn -1e-50 into -0).
     if (!(std::isfinite(r.void_weight) && r.void_weight >= 0.0)) {

@@ -3,6 +3,7 @@
 #include "memq/limits.h"
 
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <string>
 
@@ -103,6 +104,29 @@ Status validate_kl_improve_args(const float* log_prior, const float* q, int64_t 
         return Status::OutOfRange(at("log_prior", e) + " is NaN or +inf (only -inf, mu = 0, is allowed)");
       if (!std::isfinite(q[e])) return Status::OutOfRange(at("q", e) + " is not finite");
     }
+  }
+  return Status::Ok();
+}
+
+Status validate_queries(const float* queries, int64_t b, int64_t d) {
+  if (b <= 0) return Status::Ok();
+  if (!queries) return Status::Invalid("queries is null");
+  for (int64_t r = 0; r < b; ++r) {
+    const float* row = queries + r * d;
+    double s = 0.0;
+    for (int64_t c = 0; c < d; ++c) {
+      const float x = row[c];
+      if (!finite(x)) {
+        char v[16];
+        std::snprintf(v, sizeof v, "%s", std::isnan(x) ? "NaN" : x > 0 ? "Infinity" : "-Infinity");
+        return Status::OutOfRange("queries must be finite: queries[" + std::to_string(r * d + c) + "] (row " +
+                                  std::to_string(r) + ", column " + std::to_string(c) + ") is " + v);
+      }
+      s += static_cast<double>(x) * static_cast<double>(x);
+    }
+    if (s > limits::kMaxSquaredNorm)
+      return Status::OutOfRange("queries: the squared norm of row " + std::to_string(r) + " is over the limit of " +
+                                limits::kMaxSquaredNormText + ", so that distances stay finite in float32");
   }
   return Status::Ok();
 }

@@ -718,6 +718,72 @@ MEMQ_TEST(kl_improve_limits_and_invalid) {
   CHECK(big.code() == StatusCode::kOutOfRange && big.message().find("rows*cols") != std::string::npos);
 }
 
+// ---- prior_improve: log mu = s/tau - logsumexp(s/tau) per group, then kl_improve --------------------
+// Reference: long double, the formula written out (no max subtraction; |s/tau| stays small here).
+
+MEMQ_TEST(prior_improve_vs_long_double) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  for (float tau : {1.0f, 0.7f, 2.5f}) {
+    for (float alpha : {1.0f, 0.1f}) {
+      // groups of 0..7 candidates, one empty group in the middle
+      std::vector<int64_t> off{0};
+      for (int g = 0; g < 40; ++g) off.push_back(off.back() + (g == 17 ? 0 : 1 + (int64_t)(u(rng) * 7)));
+      const int64_t groups = (int64_t)off.size() - 1, n = off.back();
+      std::vector<float> s(n), q(n);
+      for (int64_t i = 0; i < n; ++i) s[i] = -20.0f * u(rng), q[i] = 4.0f * u(rng) - 2.0f;
+      for (bool with_q : {false, true}) {
+        std::vector<float> lp = s, pi(n, kNaN), v(groups, kNaN);
+        Status st = prior_improve(lp.data(), with_q ? pi.data() : nullptr, with_q ? v.data() : nullptr,
+                                  with_q ? q.data() : nullptr, off.data(), groups, tau, alpha);
+        CHECK(st.ok());
+        for (int64_t g = 0; g < groups; ++g) {
+          const int64_t o = off[g], L = off[g + 1] - o;
+          long double z = 0, zq = 0;
+          for (int64_t c = 0; c < L; ++c) z += std::exp((long double)s[o + c] / tau);
+          for (int64_t c = 0; c < L; ++c) {
+            const long double lmu = (long double)s[o + c] / tau - std::log(z);
+            CHECK_NEAR(lp[o + c], (double)lmu, 2e-6, 1e-6);
+            zq += std::exp(lmu + (long double)q[o + c] / alpha);
+          }
+          if (!with_q) continue;
+          if (L == 0) {
+            CHECK(v[g] == -std::numeric_limits<float>::infinity());
+            continue;
+          }
+          for (int64_t c = 0; c < L; ++c) {
+            const long double lmu = (long double)s[o + c] / tau - std::log(z);
+            CHECK_NEAR(pi[o + c], (double)(std::exp(lmu + (long double)q[o + c] / alpha) / zq), 1e-5, 1e-7);
+          }
+          CHECK_NEAR(v[g], (double)((long double)alpha * std::log(zq)), 2e-6, 1e-6);
+        }
+        if (!with_q) CHECK(std::isnan(pi[0]) && std::isnan(v[0]));  // not touched without q
+      }
+    }
+  }
+}
+
+MEMQ_TEST(prior_improve_invalid) {
+  const int64_t off[3] = {0, 2, 3};
+  const float s[3] = {-1, -2, -3}, q[3] = {0, 1, 2};
+  auto expect = [&](const int64_t* o, int64_t groups, float tau, float alpha, const float* scores, const char* word) {
+    float lp[3] = {scores[0], scores[1], scores[2]}, pi[3] = {kNaN, kNaN, kNaN}, v[2] = {kNaN, kNaN};
+    Status st = prior_improve(lp, pi, v, q, o, groups, tau, alpha);
+    CHECK(!st.ok());
+    CHECK(st.message().find(word) != std::string::npos);
+    CHECK(std::isnan(pi[0]) && std::isnan(v[0]));
+  };
+  for (float tau : {0.0f, -1.0f, kNaN, std::numeric_limits<float>::infinity()}) expect(off, 2, tau, 1, s, "temperature");
+  for (float alpha : {-1.0f, kNaN}) expect(off, 2, 1, alpha, s, "alpha");
+  const int64_t bad0[3] = {1, 2, 3}, dec[3] = {0, 2, 1};
+  expect(bad0, 2, 1, 1, s, "group_offsets[0]");
+  expect(dec, 2, 1, 1, s, "non-decreasing");
+  const float nan_s[3] = {-1, kNaN, -3};
+  expect(off, 2, 1, 1, nan_s, "scores[1]");
+  float lp[3] = {-1, -2, -3}, v[2];
+  CHECK(prior_improve(lp, nullptr, v, q, off, 2, 1, 1).code() == StatusCode::kInvalidArgument);
+}
+
 // A key whose squared norm overflows float32 would make every later search fail on its cached
 // norm, and one near FLT_MAX would give infinite distances: the store refuses squared norms over
 // 2^125 (naming the row), unchanged, and keeps searching.

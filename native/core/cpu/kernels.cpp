@@ -244,26 +244,50 @@ int64_t filter_tile_scalar(Hit* hits, const FilterArgs& a) {
 
 // ---- kernel values (MATH §2) ---------------------------------------------------------------------
 
-Status validate_kernel(const KernelParams& p) {
-  auto positive = [](float x) { return std::isfinite(x) && x > 0.0f; };
-  switch (p.type) {
+namespace {
+// The one check of a kernel's parameter (MATH §2), in double as the caller gave it: the messages
+// name the parameter and its range, and reach JavaScript unchanged (lib/retrieval.ts checks the
+// types only). The bounds are limits.h's kMaxKappa and kMinDelta as the decimal numbers a caller
+// writes (1e-30 in double is just below 1e-30f, which its narrowing rounds up to).
+static_assert(limits::kMaxKappa == 88.0f && limits::kMinDelta == 1e-30f, "check_kernel_param spells the limits");
+Status check_kernel_param(KernelType type, double v) {
+  switch (type) {
     case KernelType::kGaussian:
-      if (!positive(p.bandwidth)) return Status::OutOfRange("kernel bandwidth must be finite and > 0");
+      if (!(std::isfinite(v) && v > 0.0)) return Status::OutOfRange("bandwidth must be a finite number > 0, got " + fmt_g(v));
       return Status::Ok();
     case KernelType::kCosine:
       // exp(kappa * cos) must stay finite in float32 for cos = 1 (limits.h).
-      if (!positive(p.kappa) || p.kappa > limits::kMaxKappa)
-        return Status::OutOfRange("kernel kappa must be in (0, 88] (so that exp(kappa) stays finite in float32), got " +
-                                  fmt_g(p.kappa));
+      if (!(std::isfinite(v) && v > 0.0 && v <= 88.0))
+        return Status::OutOfRange("kappa must be in (0, 88] (so that exp(kappa) stays finite in float32), got " + fmt_g(v));
       return Status::Ok();
     case KernelType::kInverse:
       // 1 / (dist2 + delta) <= 1 / delta must stay finite in float32 (limits.h).
-      if (!(std::isfinite(p.delta) && p.delta >= limits::kMinDelta))
-        return Status::OutOfRange("kernel delta must be finite and >= 1e-30 (so that 1/delta stays finite in float32), got " +
-                                  fmt_g(p.delta));
+      if (!(std::isfinite(v) && v >= 1e-30))
+        return Status::OutOfRange("delta must be a finite number >= 1e-30 (so that 1/delta stays finite in float32), got " +
+                                  fmt_g(v));
       return Status::Ok();
   }
   return Status::Invalid("kernel type must be gaussian (0), cosine (1) or inverse (2)");
+}
+}  // namespace
+
+Status validate_kernel(const KernelParams& p) {
+  const double v = p.type == KernelType::kGaussian ? p.bandwidth : p.type == KernelType::kCosine ? p.kappa : p.delta;
+  return check_kernel_param(p.type, v);
+}
+
+Status make_kernel_params(KernelType type, double param, KernelParams* out) {
+  MEMQ_RETURN_IF_ERROR(check_kernel_param(type, param));
+  KernelParams p;
+  p.type = type;
+  if (type == KernelType::kGaussian) p.bandwidth = static_cast<float>(param);
+  if (type == KernelType::kCosine) p.kappa = static_cast<float>(param);
+  if (type == KernelType::kInverse) p.delta = static_cast<float>(param);
+  // A parameter in range in double can still leave float32's range when narrowed (a bandwidth
+  // of 1e-50 becomes 0): the narrowed value must pass too.
+  MEMQ_RETURN_IF_ERROR(validate_kernel(p));
+  *out = p;
+  return Status::Ok();
 }
 
 // Evaluated in double and rounded once, so the only float32 error is the input's.
@@ -576,6 +600,51 @@ Status kl_improve(float* policy_out, float* value_out, const float* log_prior, c
       value_out[i] = (float)(a * (mx + std::log(sum)));
     }
   });
+  return Status::Ok();
+}
+
+Status prior_improve(float* log_prior_inout, float* policy_out, float* value_out, const float* q,
+                     const int64_t* group_offsets, int64_t groups, float temperature, float alpha) {
+  if (groups < 0) return Status::OutOfRange("groups must be >= 0, got " + std::to_string(groups));
+  if (!(std::isfinite(temperature) && temperature > 0.0f))
+    return Status::OutOfRange("temperature must be a finite number > 0, got " + fmt_g(temperature));
+  if (groups == 0) return Status::Ok();
+  if (!group_offsets) return Status::Invalid("group_offsets is null");
+  if (group_offsets[0] != 0) return Status::OutOfRange("group_offsets[0] must be 0");
+  for (int64_t g = 0; g < groups; ++g)
+    if (group_offsets[g + 1] < group_offsets[g])
+      return Status::OutOfRange("group_offsets must be non-decreasing (group " + std::to_string(g) + ")");
+  const int64_t n = group_offsets[groups];
+  if (n > 0 && !log_prior_inout) return Status::Invalid("log_prior is null");
+  if (q && ((n > 0 && !policy_out) || !value_out)) return Status::Invalid("policy_out and value_out must be set with q");
+  const double tau = temperature;
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(log_prior_inout[i]))
+      return Status::OutOfRange("scores[" + std::to_string(i) + "] is not finite");
+  // Everything is checked before anything is written: an error leaves the scores, the policy
+  // and the values as they were.
+  if (q) {
+    if (!(std::isfinite(alpha) && alpha >= 0.0f))
+      return Status::OutOfRange("alpha must be finite and >= 0, got " + fmt_g(alpha));
+    for (int64_t i = 0; i < n; ++i)
+      if (!std::isfinite(q[i])) return Status::OutOfRange("q[" + std::to_string(i) + "] is not finite");
+  }
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t o = group_offsets[g], len = group_offsets[g + 1] - o;
+    float* lp = log_prior_inout + o;
+    if (len == 0) {
+      if (q) value_out[g] = -kInf;
+      continue;
+    }
+    // log-sum-exp around the maximum, in double (lib/policy/logSumExp.ts's order of operations).
+    double mx = -std::numeric_limits<double>::infinity();
+    for (int64_t c = 0; c < len; ++c) mx = std::max(mx, (double)lp[c] / tau);
+    double z = 0.0;
+    for (int64_t c = 0; c < len; ++c) z += std::exp((double)lp[c] / tau - mx);
+    const double lse = mx + std::log(z);
+    for (int64_t c = 0; c < len; ++c) lp[c] = (float)((double)lp[c] / tau - lse);
+    if (q) MEMQ_RETURN_IF_ERROR(kl_improve(policy_out + o, value_out + g, lp, q + o, 1, len, nullptr, alpha));
+  }
   return Status::Ok();
 }
 

@@ -25,8 +25,13 @@ struct KernelParams {
   float delta = 1e-3f;
 };
 
-// Checks that the kernel's parameter is finite and > 0.
+// Checks the kernel's parameter: bandwidth finite > 0, kappa in (0, 88], delta finite >= 1e-30
+// (limits.h). OutOfRange names the parameter, its range and the value.
 Status validate_kernel(const KernelParams& p);
+
+// Kernel parameters from a kernel type and its one parameter as the caller holds it (double),
+// checked before and after narrowing to float32 (validate_kernel's messages).
+Status make_kernel_params(KernelType type, double param, KernelParams* out);
 
 // Kernel value from the squared distance and the cosine (only the one the kernel needs is read).
 float kernel_value(const KernelParams& p, float dist2, float cosine);
@@ -110,5 +115,17 @@ Status kernel_weighted_value(float* value_out, float* confidence_out, const int6
 // is subtracted and the sum accumulated in double.
 Status kl_improve(float* policy_out, float* value_out, const float* log_prior, const float* q,
                   int64_t rows, int64_t cols, const int32_t* row_lengths, float alpha);
+
+// A language-model prior's normalisation and §5 in one pass (MemQ's step, one native call with
+// the prior's scoring: LlmModel.score with an improvement). Groups g = 0..groups-1 hold the
+// candidates group_offsets[g] .. group_offsets[g+1] (offsets non-decreasing from 0) of one state;
+// on entry log_prior holds their scores s (log p(action | prompt)), on return
+//   log mu = s/temperature - logsumexp_group(s/temperature)   (in double, then float32),
+// and policy / value are kl_improve of each group's row (log mu, q) with alpha. A group of no
+// candidates gets value -inf. With q = nullptr only log mu is computed (policy_out and value_out
+// are not read or written: the prior alone, LlmModel.score with a temperature). temperature must
+// be finite and > 0; the rest as kl_improve.
+Status prior_improve(float* log_prior_inout, float* policy_out, float* value_out, const float* q,
+                     const int64_t* group_offsets, int64_t groups, float temperature, float alpha);
 
 }  // namespace memq

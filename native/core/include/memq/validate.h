@@ -24,4 +24,10 @@ Status validate_kl_improve_args(const float* log_prior, const float* q, int64_t 
                                 const int32_t* row_lengths, float alpha, const float* policy_out,
                                 const float* value_out);
 
+// A search's queries (b rows of d floats): every value finite, every row's squared norm (in
+// double) at most limits::kMaxSquaredNorm. The one check of query values on the way in from
+// JavaScript (Store::bind_search runs it on the caller's thread, before any job starts, whatever
+// the backend and whether or not the memory is empty); the messages reach JS unchanged.
+Status validate_queries(const float* queries, int64_t b, int64_t d);
+
 }  // namespace memq
