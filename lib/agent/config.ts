@@ -20,6 +20,7 @@ import { MemRLAgent, MEMRL_DEFAULTS, NecAgent, NEC_DEFAULTS, PriorAgent, QLearni
 import type { Agent } from './types';
 import { DEFAULT_HISTORY_WINDOW } from '../episode/types';
 import { makeTrustPolicy, type TrustOptions } from '../memory/trust';
+import { writerKeyOf } from '../memory/provenance';
 
 export const AGENT_NAMES = ['memq', 'prior', 'nec', 'memrl', 'random', 'qlearn', 'reflect'] as const;
 export type AgentName = (typeof AGENT_NAMES)[number];
@@ -250,6 +251,10 @@ export function validateConfig(c: RunConfig, envNames: string[]): RunConfig {
   if (q.trust !== null) {
     try {
       makeTrustPolicy(q.trust);
+      const auth = (q.trust as { authenticate?: unknown }).authenticate;
+      // a key never goes into config.json: true takes it from MEMQ_MEMORY_KEY
+      if (auth !== undefined && typeof auth !== 'boolean') throw new TypeError('authenticate must be true or false in a run config (the key comes from MEMQ_MEMORY_KEY, never from config.json)');
+      writerKeyOf(auth);
     } catch (e) {
       fail(`memq.trust: ${(e as Error).message}`);
     }

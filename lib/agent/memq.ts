@@ -14,6 +14,7 @@ import type { MergeRule, WritePolicy } from '../memory/types';
 import type { TrustOptions } from '../memory/trust';
 import type { KernelSettings } from '../policy/kernels';
 import { chooseAction, stateActionText } from '../policy/memq';
+import { signWrite, writerKeyOf } from '../memory/provenance';
 import { discountedReturns } from '../policy/returns';
 import type { BandwidthRule } from '../policy/bandwidth';
 import { improvePolicy } from '../policy/klImprove';
@@ -89,7 +90,11 @@ export class MemQAgent implements Agent {
   constructor(readonly opts: MemQAgentOptions) {
     this.memory = new EpisodicMemory({ dim: opts.encoder.dim, kernel: opts.kernel, policy: opts.policy, merge: opts.merge, trust: opts.trust });
     this.rng = new AgentRng(opts.seed);
+    this.#writerKey = writerKeyOf(opts.trust?.authenticate);
   }
+
+  /** Authenticated provenance (trust.authenticate): the agent signs its own writes. */
+  #writerKey: Buffer | null;
 
   /**
    * Use `memory` (a SharedMemory's replica: writes go to the shared log) instead of the agent's
@@ -196,7 +201,9 @@ export class MemQAgent implements Agent {
     }
     this.tdTargets.clear();
     this.tdErrors.clear();
-    await this.memory.writeRows(keys, values, { ...stepRows(ep), time: Date.now(), tdError });
+    const rows = stepRows(ep);
+    const mac = this.#writerKey ? signWrite(this.#writerKey, keys, values, rows.source as string) : undefined;
+    await this.memory.writeRows(keys, values, { ...rows, time: Date.now(), tdError }, mac ? { mac } : undefined);
     if (this.opts.kernel.kernel === 'gaussian' && this.opts.bandwidth.rule !== 'fixed' && this.memory.size > 1) {
       this.memory.setBandwidth(this.opts.bandwidth);
     }

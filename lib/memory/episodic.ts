@@ -11,7 +11,7 @@ import { parzenPrior, type ParzenPrior } from '../policy/parzen';
 import { Mulberry32 } from '../policy/rng';
 import { CaseStore } from './caseStore';
 import type { IndexLike, IndexSearchResult } from './indexLike';
-import type { CaseInput, CaseMeta, CaseRows, EpisodicMemoryOptions, MergeRule, WritePolicy, WriteReport } from './types';
+import type { CaseInput, CaseMeta, CaseRows, EpisodicMemoryOptions, MergeRule, WriteOptions, WritePolicy, WriteReport } from './types';
 import * as fs from 'fs';
 import * as path from 'path';
 import {
@@ -26,6 +26,7 @@ import {
   type SnapshotData,
 } from './snapshot';
 import { JournalWriter, readJournal, type JournalRecord } from './journal';
+import { signCases, UNVERIFIED_PREFIX, verifyWrite, writerKeyOf } from './provenance';
 import { checkSnapshotData, journalMac, journalRecordProblem, metaLine, recordBody, sameMac, snapshotManifest } from './persistence';
 import { batchMergeTargets, planWrite, policyCapacity, type StoreView, type WritePlan } from './writePlan';
 import {
@@ -201,7 +202,7 @@ export class EpisodicMemory {
     this.backend = made.backend;
     this.store = new CaseStore(this.index);
     this.rng = new Mulberry32(this.policy.kind === 'importance' ? this.policy.seed ?? 1 : 1);
-    if (options.trust !== undefined) this.trustPolicy = makeTrustPolicy(options.trust);
+    if (options.trust !== undefined) this.setTrust(options.trust);
   }
 
   // ---------- trust (docs/trust.md) ----------
@@ -213,8 +214,33 @@ export class EpisodicMemory {
 
   /** Set or clear (undefined) the trust policy; hub flags and counts are kept unless cleared. */
   setTrust(options: TrustOptions | undefined): void {
-    this.trustPolicy = options === undefined ? undefined : makeTrustPolicy(options);
+    const policy = options === undefined ? undefined : makeTrustPolicy(options);
+    // Resolved before anything changes: a bad key leaves the old policy in place.
+    const key = policy ? writerKeyOf(options!.authenticate) : null;
+    this.trustPolicy = policy;
+    this.#writerKey = key;
     this.trustCache = undefined;
+  }
+
+  /** The writer key of authenticated provenance (private: only a holder of the key can sign). */
+  #writerKey: Buffer | null = null;
+
+  /**
+   * Authenticated provenance: without a valid MAC, the cases of the batch whose source is
+   * trusted are stored as 'unverified:<source>' (untrusted). Returns how many were.
+   */
+  private authenticate(batch: ValidBatch, mac: unknown): number {
+    const key = this.#writerKey;
+    if (!key) return 0;
+    const { keys, cases } = batch;
+    if (verifyWrite(key, mac, keys, cases.map((c) => c.value), cases.map((c) => c.source))) return 0;
+    let n = 0;
+    for (const c of cases) {
+      if (this.trustLevel(c.source) !== 'trusted') continue;
+      c.source = UNVERIFIED_PREFIX + c.source;
+      n++;
+    }
+    return n;
   }
 
   /** Trust level of a source under the active policy (the default policy when none is set). */
@@ -561,14 +587,14 @@ export class EpisodicMemory {
    * that fails later (the index or the journal throwing) is rolled back: the memory, its index,
    * its journal, counters and RNG are left exactly as they were.
    */
-  write(cases: CaseInput[]): Promise<WriteReport> {
+  write(cases: CaseInput[], opts?: WriteOptions): Promise<WriteReport> {
     let batch: ValidBatch;
     try {
       batch = validateBatch(cases, this.dim);
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.enqueue(batch);
+    return this.enqueue(batch, opts);
   }
 
   /**
@@ -577,17 +603,20 @@ export class EpisodicMemory {
    * Same semantics, validation and report as write(cases); the form the agents use, with no
    * per-case objects in between.
    */
-  writeRows(keys: Float32Array, values: ArrayLike<number>, rows?: CaseRows): Promise<WriteReport> {
+  writeRows(keys: Float32Array, values: ArrayLike<number>, rows?: CaseRows, opts?: WriteOptions): Promise<WriteReport> {
     let batch: ValidBatch;
     try {
       batch = validateRows(keys, values, rows, this.dim);
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.enqueue(batch);
+    return this.enqueue(batch, opts);
   }
 
-  private enqueue(batch: ValidBatch): Promise<WriteReport> {
+  private enqueue(batch: ValidBatch, opts?: WriteOptions): Promise<WriteReport> {
+    if (opts !== undefined && (typeof opts !== 'object' || opts === null)) return Promise.reject(new TypeError('write options must be an object { mac }'));
+    // Provenance is checked on the batch as written (before clipping), in the caller's turn.
+    const unverified = this.authenticate(batch, opts?.mac);
     // A declared value range clips at the door too (a learned one only at reads: it is learned
     // from what is written).
     const vr = this.trustPolicy?.valueRange;
@@ -595,7 +624,8 @@ export class EpisodicMemory {
     // Writes are serialised: each sees the memory as the previous one left it.
     const run = this.writeChain.then(() => this.writeNow(batch));
     this.writeChain = run.catch(() => undefined);
-    return run;
+    if (!this.#writerKey) return run;
+    return run.then((r) => ({ ...r, unverified }));
   }
 
   private writeChain: Promise<unknown> = Promise.resolve();
@@ -1094,7 +1124,9 @@ export class EpisodicMemory {
         source: opts.source,
       };
     });
-    return this.write(cases);
+    // A snapshot signed with the memory key is the key holder's: its write is authenticated.
+    const writer = this.#writerKey;
+    return this.write(cases, verified && writer ? { mac: signCases(writer, cases) } : undefined);
   }
 
   /**

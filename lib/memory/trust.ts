@@ -56,6 +56,14 @@ export interface TrustOptions {
   quarantine?: QuarantineRule | false;
   /** Hub detection (default off). */
   hubs?: HubRule | false;
+  /**
+   * Authenticated provenance (default off): a write claiming a trusted source must carry the
+   * MAC of the writer key (lib/memory/provenance.ts, `signWrite`); without a valid one its
+   * trusted sources are stored as `unverified:<source>`, which is untrusted. true: the key is
+   * MEMQ_MEMORY_KEY; or the key itself (a string or bytes, at least 16 bytes). In a run
+   * config only true/false (a key never goes into config.json).
+   */
+  authenticate?: boolean | string | Uint8Array;
 }
 
 export const DEFAULT_TRUST_LEVELS: Readonly<Record<string, TrustLevel>> = Object.freeze({
@@ -64,6 +72,7 @@ export const DEFAULT_TRUST_LEVELS: Readonly<Record<string, TrustLevel>> = Object
   train: 'trusted',
   demo: 'trusted',
   'import:*': 'untrusted',
+  'unverified:*': 'untrusted',
 });
 
 export const DEFAULT_QUARANTINE: Readonly<QuarantineRule> = Object.freeze({ k: 2, radius: 0.5, delta: 0.25 });
@@ -80,6 +89,8 @@ export interface TrustPolicy {
   learnedMargin: number;
   quarantine: QuarantineRule | false;
   hubs: HubRule | false;
+  /** Writes must be authenticated (the key itself lives in the memory, never in the policy). */
+  authenticate: boolean;
 }
 
 function typeName(v: unknown): string {
@@ -89,7 +100,7 @@ function typeName(v: unknown): string {
 /** Check trust options (TypeError for a wrong type, RangeError for a bad value, naming the field). */
 export function makeTrustPolicy(o: TrustOptions = {}): TrustPolicy {
   if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new TypeError(`trust must be an object of trust options, got ${typeName(o)}`);
-  const known = ['levels', 'defaultLevel', 'selfSources', 'maxSourceShare', 'maxCaseShare', 'valueRange', 'learnedMargin', 'quarantine', 'hubs'];
+  const known = ['levels', 'defaultLevel', 'selfSources', 'maxSourceShare', 'maxCaseShare', 'valueRange', 'learnedMargin', 'quarantine', 'hubs', 'authenticate'];
   for (const k of Object.keys(o)) if (!known.includes(k)) throw new TypeError(`trust: unknown option '${k}' (known: ${known.join(', ')})`);
   const level = (name: string, v: unknown): TrustLevel => {
     if (v !== 'trusted' && v !== 'untrusted') throw new RangeError(`${name} must be 'trusted' or 'untrusted', got ${JSON.stringify(v)}`);
@@ -142,6 +153,10 @@ export function makeTrustPolicy(o: TrustOptions = {}): TrustPolicy {
     posNum('trust.hubs.ratio', hubs.ratio, false);
     posNum('trust.hubs.minCount', hubs.minCount);
   }
+  const auth = o.authenticate;
+  if (auth !== undefined && typeof auth !== 'boolean' && typeof auth !== 'string' && !(auth instanceof Uint8Array)) {
+    throw new TypeError(`trust.authenticate must be true, false, a key string or a Uint8Array, got ${typeName(auth)}`);
+  }
   const selfSources = o.selfSources ?? ['self', 'train'];
   if (!Array.isArray(selfSources) || selfSources.some((s) => typeof s !== 'string')) throw new TypeError('trust.selfSources must be an array of source names');
   return {
@@ -154,6 +169,7 @@ export function makeTrustPolicy(o: TrustOptions = {}): TrustPolicy {
     learnedMargin: margin,
     quarantine,
     hubs,
+    authenticate: auth !== undefined && auth !== false,
   };
 }
 

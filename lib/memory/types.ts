@@ -112,4 +112,15 @@ export interface WriteReport {
   evicted: Int32Array;
   /** Per input: the id it ended up in, or −1 if it was dropped at once (batch larger than capacity). */
   caseIds: Int32Array;
+  /**
+   * Under authenticated provenance (trust.authenticate) only: how many cases of the batch
+   * claimed a trusted source without a valid MAC and were stored as 'unverified:<source>'.
+   */
+  unverified?: number;
+}
+
+/** Options of one write. */
+export interface WriteOptions {
+  /** The batch's MAC under the writer key (`signWrite` / `signCases`, lib/memory/provenance.ts). */
+  mac?: string;
 }

@@ -31,8 +31,9 @@
 import * as crypto from 'crypto';
 import * as path from 'path';
 import { EpisodicMemory } from '../memory/episodic';
-import { readSnapshot, writeSnapshot, type SnapshotData } from '../memory/snapshot';
-import type { CaseInput, CaseRows, EpisodicMemoryOptions, WriteReport } from '../memory/types';
+import { keyId, readSnapshot, writeSnapshot, type SnapshotData } from '../memory/snapshot';
+import { writerKeyOf } from '../memory/provenance';
+import type { CaseInput, CaseRows, EpisodicMemoryOptions, WriteOptions, WriteReport } from '../memory/types';
 import { casesFromRows } from '../memory/episodes';
 
 export interface SharedMemoryOptions {
@@ -117,7 +118,12 @@ export function compareIds(a: string, b: string): number {
 }
 
 function optionsFingerprint(o: EpisodicMemoryOptions): string {
-  return JSON.stringify({ dim: o.dim, kernel: o.kernel ?? { kernel: 'gaussian', bandwidth: 1 }, policy: o.policy ?? { kind: 'unbounded' }, merge: o.merge ?? null });
+  const fp: Record<string, unknown> = { dim: o.dim, kernel: o.kernel ?? { kernel: 'gaussian', bandwidth: 1 }, policy: o.policy ?? { kind: 'unbounded' }, merge: o.merge ?? null };
+  // Authenticated provenance: every replica must check MACs with the same writer key (its id
+  // only: an HMAC of the key, which reveals nothing of it), or their sources would diverge.
+  const writer = writerKeyOf(o.trust?.authenticate, 'memory.trust.authenticate');
+  if (writer) fp.writer = keyId(writer);
+  return JSON.stringify(fp);
 }
 
 interface Entry {
@@ -267,15 +273,15 @@ export class SharedMemory {
   /** Writes on the replica itself would fork it from the log: they go through this class. */
   private guardReplica(): void {
     const m = this.memory as unknown as Record<string, unknown>;
-    m.write = (cases: CaseInput[]) => this.write(cases);
-    m.writeRows = (keys: Float32Array, values: ArrayLike<number>, rows?: CaseRows) => {
+    m.write = (cases: CaseInput[], opts?: WriteOptions) => this.write(cases, opts);
+    m.writeRows = (keys: Float32Array, values: ArrayLike<number>, rows?: CaseRows, opts?: WriteOptions) => {
       let cases: CaseInput[];
       try {
         cases = casesFromRows(keys, values, rows, this.memory.dim);
       } catch (err) {
         return Promise.reject(err);
       }
-      return this.write(cases);
+      return this.write(cases, opts);
     };
     const refuse = (what: string) => () => {
       throw new SharedMemoryError(`${what} on a shared memory (${this.name}) would fork this replica from the others; only write() and writeRows() are shared`);
@@ -363,7 +369,8 @@ export class SharedMemory {
       const cases = decodeCases(f, this.memory.dim);
       (this.memory as unknown as { rng: { state: number } }).rng.state = seedOfEntry(e.id);
       try {
-        report = await EpisodicMemory.prototype.write.call(this.memory, cases);
+        // the writer's MAC (authenticated provenance) travels with the batch; every replica checks it
+        report = await EpisodicMemory.prototype.write.call(this.memory, cases, f.m === undefined ? undefined : { mac: String(f.m) });
         for (const id of report.added) if (id + 1 > this.nextId) this.nextId = id + 1;
       } catch (err) {
         // Every replica fails the same way on the same batch: skipping it keeps them equal.
@@ -404,11 +411,15 @@ export class SharedMemory {
    * applied it. Throws (RangeError/TypeError) on bad cases before anything is sent, and an
    * Error when `maxQueued` batches already wait for an unreachable Redis.
    */
-  write(cases: CaseInput[]): Promise<WriteReport> {
+  write(cases: CaseInput[], opts?: WriteOptions): Promise<WriteReport> {
     if (this.closed) return Promise.reject(new SharedMemoryError(`SharedMemory ${this.name} is closed`));
     let fields: Record<string, Buffer | string>;
     try {
       fields = encodeCases(cases, this.memory.dim);
+      if (opts?.mac !== undefined) {
+        if (typeof opts.mac !== 'string') throw new TypeError('write options: mac must be a string (signWrite / signCases)');
+        fields.m = opts.mac;
+      }
     } catch (e) {
       return Promise.reject(e);
     }

@@ -38,7 +38,7 @@ describe('craftPoison', () => {
   it('parseDefences: none always first; each; bad names refused', () => {
     expect(parseDefences([])).toEqual(['none', 'all']);
     expect(parseDefences(['clip,caps'])).toEqual(['none', 'clip', 'caps']);
-    expect(parseDefences(['each'])).toEqual(['none', 'caps', 'clip', 'quarantine', 'hubs', 'all']);
+    expect(parseDefences(['each'])).toEqual(['none', 'caps', 'clip', 'quarantine', 'auth', 'hubs', 'all']);
     expect(() => parseDefences(['magic'])).toThrow(/--defence magic/);
   });
 });
@@ -63,6 +63,14 @@ describe('memq poison', () => {
     expect(row('import', 'all').readCapture.mean).toBe(0);
     expect(row('import', 'all').changed.mean).toBe(0);
     expect(row('import', 'all').success.mean).toBe(row('clean', 'all').success.mean);
+    // authenticated provenance ('all' includes it): the forged self-writes carry no MAC, are
+    // stored as unverified:train and quarantined like the imports
+    expect(row('forged-self', 'none').capture.mean).toBeGreaterThan(0.5);
+    expect(row('forged-self', 'all').quarantined).toBe(4);
+    expect(row('forged-self', 'all').capture.mean).toBe(0);
+    expect(row('forged-self', 'all').changed.mean).toBe(0);
+    expect(row('forged-self', 'all').success.mean).toBe(row('clean', 'all').success.mean);
+    expect(r.defences.all).toMatchObject({ authenticate: true }); // the report never holds the key
     for (const x of r.rows) for (const v of [x.capture, x.changed, x.success]) expect(v.mean >= 0 && v.mean <= 1).toBe(true);
     expect(formatPoisonTable(r)).toMatch(/import\s+all\s+0\.0/);
   }, 120_000);

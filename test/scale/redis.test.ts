@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EpisodicMemory } from '../../lib/memory/episodic';
 import { parseMemoryUrl, seedOfEntry, SharedMemory, SharedMemoryError } from '../../lib/scale/shared';
 import { startRedis, type RedisServer } from './daemons';
+import { signCases, writerKeyOf } from '../../lib/memory/provenance';
 import { main } from '../../lib/cli/main';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -166,6 +167,30 @@ describe('SharedMemory on a local redis-server', () => {
     await snap.close();
     await full.close();
   }, 90_000);
+
+  it('authenticated provenance: the writer MAC travels with the batch; every replica downgrades the unsigned ones alike', async (ctx) => {
+    if (!server) return ctx.skip();
+    const name = 'auth';
+    const KEY = 'shared-writer-key-0123456789';
+    const memory = { dim: 8, kernel: { kernel: 'gaussian', bandwidth: 0.5 }, trust: { authenticate: KEY, quarantine: false } } as any;
+    const [a, b] = await Promise.all([0, 1].map(() => SharedMemory.open({ url: server!.url, name, memory })));
+    const writer = writerKeyOf(KEY)!;
+    const signedBatch = common.makeBatch(1, 0).map((c: any) => ({ ...c, source: 'train' }));
+    const forgedBatch = common.makeBatch(2, 0).map((c: any) => ({ ...c, source: 'train' }));
+    const ra = await a.write(signedBatch, { mac: signCases(writer, signedBatch) });
+    const rb = await b.write(forgedBatch); // an actor without the key claims the agent's source
+    expect(ra.unverified).toBe(0);
+    expect(rb.unverified).toBe(6);
+    await a.sync();
+    await b.sync();
+    for (const sm of [a, b]) {
+      const src = Array.from(sm.memory.ids(), (id) => sm.memory.getCase(id)!.source).sort();
+      expect(src).toEqual([...Array(6).fill('train'), ...Array(6).fill('unverified:train')]);
+    }
+    // a replica with another key (or none) cannot join: its sources would diverge
+    await expect(SharedMemory.open({ url: server.url, name, memory: { ...memory, trust: { authenticate: 'another-key-0123456789abc', quarantine: false } } })).rejects.toThrow(/differ from the memory's/);
+    await Promise.all([a.close(), b.close()]);
+  }, 60_000);
 
   it('a snapshot into a directory on shared storage bootstraps a new replica with nothing left to replay', async (ctx) => {
     if (!server) return ctx.skip();

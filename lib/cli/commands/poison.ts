@@ -11,9 +11,11 @@
  * clean agent's, with and without the defence, alongside).
  *
  * Attackers: 'import' writes with source 'import:attacker'; 'forged-self' holds the write path
- * but not the key and writes as the agent itself (source 'train'), so provenance cannot help and
- * only clipping, caps and hub detection remain.
+ * but not the key and writes as the agent itself (source 'train'): without authenticated
+ * provenance ('auth') only clipping, caps and hub detection act on it; with it, its unsigned
+ * writes are stored as 'unverified:train' and quarantined like an import.
  */
+import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -28,7 +30,7 @@ import type { TrustOptions } from '../../memory/trust';
 import type { CaseInput, CaseMeta } from '../../memory/types';
 import { meanInterval } from '../../stats/index';
 
-export const DEFENCES = ['none', 'caps', 'clip', 'quarantine', 'hubs', 'all'] as const;
+export const DEFENCES = ['none', 'caps', 'clip', 'quarantine', 'auth', 'hubs', 'all'] as const;
 export type Defence = (typeof DEFENCES)[number];
 export const ATTACKERS = ['import', 'forged-self'] as const;
 export type Attacker = (typeof ATTACKERS)[number];
@@ -91,8 +93,12 @@ export interface PoisonReport {
 /** Declared return ranges: household and kitchen pay 1 on success, 0 otherwise, so γ-discounted returns lie in [0, 1]. */
 const DECLARED_RANGE: Record<string, { min: number; max: number }> = { household: { min: 0, max: 1 }, kitchen: { min: 0, max: 1 } };
 
-/** The trust options each defence switches on (null: no policy, the native fast path). */
-export function defenceOptions(d: Defence, env: string): TrustOptions | null {
+/**
+ * The trust options each defence switches on (null: no policy, the native fast path). `auth`
+ * (authenticated provenance + quarantine) needs the memory key: `key` (the report shows
+ * `authenticate: true` in its place).
+ */
+export function defenceOptions(d: Defence, env: string, key: string | Uint8Array | true = true): TrustOptions | null {
   const range = DECLARED_RANGE[env] ?? 'learned';
   const hubs = { window: 4000, neighbours: 32, ratio: 4, minCount: 20 };
   switch (d) {
@@ -104,10 +110,12 @@ export function defenceOptions(d: Defence, env: string): TrustOptions | null {
       return { quarantine: false, valueRange: range };
     case 'quarantine':
       return {};
+    case 'auth':
+      return { authenticate: key };
     case 'hubs':
       return { quarantine: false, hubs };
     case 'all':
-      return { maxSourceShare: 0.5, maxCaseShare: 0.25, valueRange: range, hubs };
+      return { maxSourceShare: 0.5, maxCaseShare: 0.25, valueRange: range, hubs, authenticate: key };
   }
 }
 
@@ -272,6 +280,7 @@ export async function runPoison(o: PoisonOptions): Promise<PoisonReport> {
   let split = o.split ?? '';
   const seeds = o.run ? [-1] : o.seeds;
   const usedSeeds: number[] = [];
+  const memoryKey = crypto.randomBytes(32);
   for (const seed of seeds) {
     if (o.signal?.aborted) break;
     let config: RunConfig;
@@ -312,7 +321,8 @@ export async function runPoison(o: PoisonOptions): Promise<PoisonReport> {
     const clean = (await makeAgentAsync(config)) as MemQAgent;
     for (const d of o.defences) {
       if (o.signal?.aborted) break;
-      const trust = defenceOptions(d, config.env);
+      // the memory key of this measurement (the legitimate agent's; the attacker never sees it)
+      const trust = defenceOptions(d, config.env, memoryKey);
       // The clean agent under this defence (audited as the poisoned ones are).
       const cleanCopy = async () => {
         const cm = copyMemory(data, trust);
@@ -422,7 +432,7 @@ export const poisonCommand: Command = {
   async run(argv, io) {
     const { flags, positionals } = parseArgs(argv, spec, 'poison');
     if (flags.help) {
-      io.stdout(formatHelp('poison', '[--env household] [--records 10] [--defence none|all|caps|clip|quarantine|hubs|each] [--seeds N] [--run DIR] [--json]', spec));
+      io.stdout(formatHelp('poison', '[--env household] [--records 10] [--defence none|all|caps|clip|quarantine|auth|hubs|each] [--seeds N] [--run DIR] [--json]', spec));
       return 0;
     }
     if (positionals.length) throw new CliError(`memq poison: unexpected argument '${positionals[0]}'`);
