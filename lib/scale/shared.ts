@@ -26,7 +26,8 @@
  *
  * The stream format (fields of each entry): op 'w'; a = actor id; n = the actor's batch counter;
  * t = writer's clock (ms, for lag); k = the keys, float32 little-endian, cases × dim; c = JSON
- * of the cases without keys. docs/scale.md has the arithmetic of running it at scale.
+ * of the cases without keys; m = the writer's MAC when the memory authenticates its writers
+ * (lib/memory/provenance.ts; every replica checks it). docs/scale.md has the arithmetic of running it at scale.
  */
 import * as crypto from 'crypto';
 import * as path from 'path';
