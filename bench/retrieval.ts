@@ -50,6 +50,8 @@ interface Row {
   vsMemqFloat32?: number;
   /** Fraction of memq float32's top-m ids found in this row's top-m (same queries). */
   recallAtM?: number;
+  /** The index's host memory (MemoryIndex.stats().memoryBytes, reserved rows included) per key. */
+  hostBytesPerKey?: number;
 }
 
 /** FAISS (Debian python3-faiss) on the same keys and queries, as a subprocess. */
@@ -205,12 +207,13 @@ export async function benchRetrieval(opts: RetrievalBenchOptions = {}) {
         const memqTop1 = Array.from({ length: b }, (_, i) => out.ids[i * m]);
         const memqIds = out.ids.slice();
         memqRow.keyType = 'float32';
+        memqRow.hostBytesPerKey = index.stats().memoryBytes / n;
         // memq on compressed keys (ids are insertion order = rows, as for float32)
         for (const c of compressed) {
           const o2 = { ids: new Int32Array(b * m), kernel: new Float32Array(b * m), dist2: new Float32Array(b * m) };
           const tc = await timeIt(() => c.index.search(q, m, { out: o2 }), 1000, 3);
           const qps = (b / tc.ms) * 1000;
-          rows.push({ ...base, impl: c.name, keyType: c.keyType, ms: tc.ms, qps, gflops: flops / tc.ms / 1e6, vsMemqFloat32: qps / memqRow.qps, recallAtM: recall(o2.ids, memqIds, b, m) });
+          rows.push({ ...base, impl: c.name, keyType: c.keyType, ms: tc.ms, qps, gflops: flops / tc.ms / 1e6, vsMemqFloat32: qps / memqRow.qps, recallAtM: recall(o2.ids, memqIds, b, m), hostBytesPerKey: c.index.stats().memoryBytes / n });
         }
         // FAISS flat / SQfp16 / SQ8 (all threads, OpenMP)
         for (const fr of faiss ? faiss.rows.filter((x: any) => x.b === b) : []) {

@@ -14,10 +14,12 @@ namespace memq {
 
 namespace {
 
-// 64-byte aligned float storage, so every row of a SIMD-friendly dim starts aligned.
+// 64-byte aligned float storage, so every row of a SIMD-friendly dim starts aligned (n = 0:
+// none at all, p == nullptr).
 struct AlignedFloats {
   float* p = nullptr;
   explicit AlignedFloats(size_t n) {
+    if (n == 0) return;
     size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
     if (bytes == 0) bytes = 64;
     p = static_cast<float*>(std::aligned_alloc(64, bytes));
@@ -34,10 +36,16 @@ const char* nonfinite_name(float x) { return std::isnan(x) ? "NaN" : x > 0 ? "In
 
 }  // namespace
 
+// Does a store of this type keep the float32 keys? float32 always; a compressed type only for
+// the re-rank (which reads them). Without re-rank a bf16 / int8 store holds the compressed
+// keys alone (2 or 1 byte per component instead of 4 + 2 or 4 + 1): get_keys then returns
+// the dequantised keys, which are what its searches scan.
+static bool keeps_float32(KeyType t, int64_t oversample) { return t == KeyType::kFloat32 || oversample > 0; }
+
 struct KeyBuffer {
   int64_t capacity;  // rows
   int64_t dim;
-  AlignedFloats keys;
+  AlignedFloats keys;  // cap x dim float32 keys; empty (p == nullptr) unless keeps_float32
   AlignedFloats norms2;  // of the keys the search scans: the dequantised ones for bf16 / int8
   std::vector<int32_t> ids;
   KeyType type;
@@ -46,14 +54,14 @@ struct KeyBuffer {
   std::vector<int8_t> i8;    // cap x dim when type is int8
   std::vector<float> scales; // cap when type is int8
   KeyBuffer(int64_t cap, int64_t d, KeyType t, int64_t over)
-      : capacity(cap), dim(d), keys(static_cast<size_t>(cap * d)), norms2(static_cast<size_t>(cap)),
+      : capacity(cap), dim(d), keys(keeps_float32(t, over) ? static_cast<size_t>(cap * d) : 0), norms2(static_cast<size_t>(cap)),
         ids(static_cast<size_t>(cap)), type(t), oversample(over) {
     if (t == KeyType::kBF16) bf.resize(static_cast<size_t>(cap * d));
     if (t == KeyType::kInt8) i8.resize(static_cast<size_t>(cap * d)), scales.resize(static_cast<size_t>(cap));
   }
   // Copies row r of `from` to row j (all representations).
   void copy_row(int64_t j, const KeyBuffer& from, int64_t r) {
-    std::memcpy(keys.p + j * dim, from.keys.p + r * dim, static_cast<size_t>(dim) * sizeof(float));
+    if (keys.p) std::memcpy(keys.p + j * dim, from.keys.p + r * dim, static_cast<size_t>(dim) * sizeof(float));
     norms2.p[j] = from.norms2.p[r];
     ids[static_cast<size_t>(j)] = from.ids[static_cast<size_t>(r)];
     if (type == KeyType::kBF16) std::memcpy(bf.data() + j * dim, from.bf.data() + r * dim, static_cast<size_t>(dim) * 2);
@@ -125,7 +133,7 @@ int64_t KeyStore::reserved_rows() const { return keys_ ? keys_->capacity : 0; }
 size_t KeyStore::memory_bytes() const {
   size_t b = 0;
   if (keys_) {
-    b += static_cast<size_t>(keys_->capacity) * (static_cast<size_t>(dim_) * 4 + 8);
+    b += static_cast<size_t>(keys_->capacity) * ((keys_->keys.p ? static_cast<size_t>(dim_) * 4 : 0) + 8);
     b += keys_->bf.capacity() * 2 + keys_->i8.capacity() + keys_->scales.capacity() * 4;
   }
   if (vals_) b += vals_->values.capacity() * 4 + vals_->alive.capacity();
@@ -166,7 +174,7 @@ Status KeyStore::ensure_room(int64_t extra) {
     return Status::NoMemory("cannot allocate " + num(new_cap) + " rows x " + num(dim_) + " floats for the key store");
   }
   if (keys_ && rows_ > 0) {
-    std::memcpy(nb->keys.p, keys_->keys.p, static_cast<size_t>(rows_ * dim_) * sizeof(float));
+    if (nb->keys.p) std::memcpy(nb->keys.p, keys_->keys.p, static_cast<size_t>(rows_ * dim_) * sizeof(float));
     std::memcpy(nb->norms2.p, keys_->norms2.p, static_cast<size_t>(rows_) * sizeof(float));
     std::memcpy(nb->ids.data(), keys_->ids.data(), static_cast<size_t>(rows_) * sizeof(int32_t));
     if (key_type_ == KeyType::kBF16) std::copy(keys_->bf.begin(), keys_->bf.begin() + rows_ * dim_, nb->bf.begin());
@@ -225,7 +233,7 @@ Status KeyStore::validate_rows(const float* keys, const float* values, int64_t n
 
 void KeyStore::append_rows(const int32_t* ids, const float* keys, const float* values, int64_t n) {
   KeyBuffer* kb = keys_.get();
-  std::memcpy(kb->keys.p + rows_ * dim_, keys, static_cast<size_t>(n * dim_) * sizeof(float));
+  if (kb->keys.p) std::memcpy(kb->keys.p + rows_ * dim_, keys, static_cast<size_t>(n * dim_) * sizeof(float));
   if (key_type_ == KeyType::kFloat32) {
     row_norms2(kb->norms2.p + rows_, keys, n, dim_);
   } else {
@@ -342,6 +350,11 @@ Status KeyStore::get_keys(float* keys_out, const int32_t* ids, int64_t n) const 
   for (int64_t i = 0; i < n; ++i) {
     rows[static_cast<size_t>(i)] = find_row(ids[i]);
     if (rows[static_cast<size_t>(i)] < 0) return Status::NotFound("unknown id: ids[" + num(i) + "] = " + num(ids[i]));
+  }
+  if (n > 0 && !keys_->keys.p) {  // compressed only: the dequantised keys the search scans
+    const KeyView v = snapshot().view();
+    for (int64_t i = 0; i < n; ++i) dequantize_rows(keys_out + i * dim_, v, rows[static_cast<size_t>(i)], 1);
+    return Status::Ok();
   }
   for (int64_t i = 0; i < n; ++i) {
     std::memcpy(keys_out + i * dim_, keys_->keys.p + rows[static_cast<size_t>(i)] * dim_,

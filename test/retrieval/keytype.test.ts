@@ -88,8 +88,24 @@ describe(`MemoryIndex keyType bf16 / int8 on the CPU (seed ${seed})`, () => {
           }
         }
       }
-      // the float32 keys are kept: getKeys returns them unchanged
-      expect(Array.from(idx.getKeys([ids[1]]))).toEqual(Array.from(keys.subarray(d, 2 * d)));
+      // without re-rank only the compressed keys are held: getKeys returns the dequantised keys
+      // (the reference's, exactly), and the index takes (2 | 1)·d + 8 bytes per row, not 4·d + 8
+      for (const row of [1, 2, n - 1]) {
+        expect(Array.from(idx.getKeys([ids[row]]))).toEqual(Array.from(deq.subarray(row * d, (row + 1) * d)));
+      }
+      const f32idx = new MemoryIndex({ dim: d, backend: 'cpu', bandwidth: 2 });
+      f32idx.add(keys, new Float32Array(n));
+      const mb = idx.stats().memoryBytes, fb = f32idx.stats().memoryBytes;
+      const perComp = type === 'bf16' ? 2 : 1;
+      expect(mb / fb).toBeLessThan((perComp * d + 8 + (type === 'int8' ? 4 : 0) + 6) / (4 * d + 8));
+      // saving the dequantised keys and adding them again gives the same codes: the same search
+      const again = new MemoryIndex({ dim: d, backend: 'cpu', keyType: type, bandwidth: 2 });
+      const live = ids.filter((id) => !removed.has(id));
+      again.addWithIds(Int32Array.from(live), idx.getKeys(live), new Float32Array(live.length));
+      const qs = rng.keys(3, d);
+      const r1 = await idx.search(qs, m), r2 = await again.search(qs, m);
+      expect(Array.from(r2.ids)).toEqual(Array.from(r1.ids));
+      for (let i = 0; i < r1.dist2.length; i++) expect(Math.abs(r2.dist2[i] - r1.dist2[i])).toBeLessThanOrEqual(1e-6 * Math.max(1, r1.dist2[i]));
     });
 
     it(`${type}: rerank covering every row returns the float32 index's results exactly`, async () => {
@@ -106,6 +122,8 @@ describe(`MemoryIndex keyType bf16 / int8 on the CPU (seed ${seed})`, () => {
       expect(Array.from(b.ids)).toEqual(Array.from(a.ids));
       expect(Array.from(b.dist2)).toEqual(Array.from(a.dist2));
       expect(Array.from(b.kernel)).toEqual(Array.from(a.kernel));
+      // with re-rank the float32 keys are kept: getKeys returns them unchanged
+      expect(Array.from(c.getKeys([1]))).toEqual(Array.from(keys.subarray(d, 2 * d)));
     });
 
     it(`${type}: bad keys are refused with the usual clear errors, nothing added`, () => {

@@ -48,9 +48,10 @@ struct KeyStoreOptions {
   int64_t initial_rows = 0;          // rows to reserve up front
   double compact_fraction = 0.25;    // compact when tombstones exceed this fraction of rows
   int64_t compact_min_rows = 1024;   // ... and at least this many
-  // Compressed keys (kernels.h KeyView): searches scan bf16 / int8 copies of the keys. The
-  // float32 keys stay in RAM too (get_keys, snapshots). rerank_oversample > 0: search returns the
-  // exact float32 top-M of rerank_oversample * M candidates found on the compressed keys.
+  // Compressed keys (kernels.h KeyView): searches scan bf16 / int8 copies of the keys.
+  // rerank_oversample > 0: the float32 keys are kept too, and search returns the exact float32
+  // top-M of rerank_oversample * M candidates found on the compressed keys. Without re-rank only
+  // the compressed keys are held (the memory saving), and get_keys returns them dequantised.
   KeyType key_type = KeyType::kFloat32;
   int64_t rerank_oversample = 0;
 };
@@ -70,7 +71,7 @@ class KeyStore {
   // Tombstones ids; unknown, removed or repeated id -> NotFound/Invalid, nothing changes.
   // Compacts when tombstones pass the threshold.
   Status remove(const int32_t* ids, int64_t n);
-  // Copies keys (n x dim) / values of existing ids.
+  // Copies keys (n x dim) / values of existing ids (compressed keys without re-rank: dequantised).
   Status get_keys(float* keys_out, const int32_t* ids, int64_t n) const;
   Status get_values(float* values_out, const int32_t* ids, int64_t n) const;
   // Live ids in insertion order (size() of them).
