@@ -225,7 +225,9 @@ export function validateConfig(c: RunConfig, envNames: string[]): RunConfig {
       'memq model import FILE.gguf --out DIR, then --prior model:DIR (export the result with memq model export DIR --lora ADAPTER)');
   }
   if (c.em.every > 0 && c.prior.kind !== 'model') fail('em.every > 0 (Mem-EM) needs a model prior: --prior model:DIR');
-  // Mem-EM applies to the memq agent (its memory gives the E-step's Q̂); other agents ignore c.em.
+  // Mem-EM applies to the memq agent (its memory gives the E-step's Q̂) and the reflect agent
+  // (its marginal action policy π_M is the E-step's target); other agents ignore c.em.
+  if (c.em.every > 0 && c.agent === 'reflect' && c.em.weight !== 'q') fail(`em.weight must be 'q' for the reflect agent (its E-step target is its own action policy, not a Q̂ over actions), got ${JSON.stringify(c.em.weight)}`);
   try {
     validateMemEm(c.em);
   } catch (e) {
@@ -369,13 +371,18 @@ export function makeAgent(c: RunConfig, priorIn?: Prior): Agent {
       // case half of Q's keys, and a small action encoder for projecting a case's action.
       const r = c.reflect;
       const wrap = (e: Encoder) => (c.encoder.abstractIds ? new AbstractingEncoder(e) : e);
-      return new ReflectAgent({
+      const agent = new ReflectAgent({
         // the state encoder of the case-conditioned pretraining corpus (caseStateEncoder)
         stateEncoder: c.encoder.kind === 'model' ? encoder : caseStateEncoder(c.encoder.dim, c.encoder.abstractIds),
         caseEncoder: wrap(new CachedEncoder(new HashingEncoder({ dim: c.encoder.dim, seed: 11 }))),
         actionEncoder: new CachedEncoder(new HashingEncoder({ dim: 128, seed: 7 })),
         prior, ...r, writeCases: true, seed,
       });
+      if (c.em.every > 0) {
+        if (!(prior instanceof ModelPrior)) throw new ConfigError('Mem-EM (em.every > 0) needs a model prior');
+        agent.em = new MemEm(c.em, prior, seed);
+      }
+      return agent;
     }
   }
 }

@@ -45,6 +45,7 @@ export { caseConditionedState };
 import type { Agent, EpisodeRecord, Mode, StepContext } from './types';
 import { stepRows } from './stepRows';
 import { GREEDY_TIE_TOLERANCE } from '../policy/memq';
+import type { EStepSource, MemEm } from '../train/memEm';
 
 export interface ReflectOptions {
   /** enc(s): keys of the case memory and the state half of Q's keys. */
@@ -147,6 +148,8 @@ export class ReflectAgent implements Agent {
   private lastChosen = -1;
   /** Gate weights θ over [1, confidence, nearest distance, Q spread]. */
   theta = [0, 0, 0, 0];
+  /** Mem-EM on the prior (MATH §11, a model prior and em.every > 0): its E-step target is π_M. */
+  em: MemEm | null = null;
   /** Running mean returns of steps that acted from memory and from the void case (gate labels). */
   private meanMem = { sum: 0, n: 0 };
   private meanVoid = { sum: 0, n: 0 };
@@ -281,6 +284,54 @@ export class ReflectAgent implements Agent {
     return best;
   }
 
+  /**
+   * π_M(a | s) = Σ_c π(c | s, M) p(a | s, c) over each state's admissible actions: the agent's
+   * marginal action policy with memory as it stands (reads only: no learning, no RNG draw). The
+   * E-step target of Mem-EM on this agent's prior.
+   */
+  async actionPolicyMany(items: { state: string; actions: string[] }[]): Promise<Float64Array[]> {
+    const out: Float64Array[] = [];
+    for (const { state, actions } of items) {
+      const r = await this.retrieve(state);
+      const pi = new Float64Array(actions.length);
+      if (this.opts.conditioning === 'prompt') {
+        for (let i = 0; i < r.ids.length; i++) {
+          if (!(r.policy[i] > 0)) continue;
+          const p = await this.actionKernel(state, actions, r.ids[i]);
+          for (let a = 0; a < pi.length; a++) pi[a] += r.policy[i] * p[a];
+        }
+      } else {
+        // project: p(a | s, c) = (1 − β) δ(a = proj(a_c)) + β μ(a | s), p(a | s, c∅) = μ(a | s)
+        const mu = await this.actionKernel(state, actions, -1);
+        const beta = this.opts.priorMix;
+        let onMu = 0;
+        for (let i = 0; i < r.ids.length; i++) {
+          const w = r.policy[i];
+          if (!(w > 0)) continue;
+          if (r.ids[i] < 0) {
+            onMu += w;
+            continue;
+          }
+          onMu += beta * w;
+          pi[await this.project(this.caseOf(r.ids[i]).action, actions)] += (1 - beta) * w;
+        }
+        for (let a = 0; a < pi.length; a++) pi[a] += onMu * mu[a];
+      }
+      out.push(pi);
+    }
+    return out;
+  }
+
+  /** Mem-EM on this agent's prior (runner's slow clock): the E-step target is π_M (actionPolicyMany). */
+  memEm(): { em: MemEm; source: EStepSource } | null {
+    if (!this.em) return null;
+    return { em: this.em, source: { actionPolicyMany: (items) => this.actionPolicyMany(items) } };
+  }
+
+  events(): Record<string, unknown>[] {
+    return this.em ? (this.em.drainEvents() as unknown as Record<string, unknown>[]) : [];
+  }
+
   async act(ctx: StepContext, mode: Mode): Promise<number> {
     const r = await this.retrieve(ctx.state);
     // Fast clock of the previous step: its TD target uses V(s') of this state (§7).
@@ -407,6 +458,7 @@ export class ReflectAgent implements Agent {
       path.join(dir, 'agent.json'),
       JSON.stringify({ name: this.name, rng: this.rng.state, theta: this.theta, meanMem: this.meanMem, meanVoid: this.meanVoid }),
     );
+    if (this.em) await this.em.save(path.join(dir, 'em'));
   }
 
   async load(dir: string): Promise<void> {
@@ -417,5 +469,10 @@ export class ReflectAgent implements Agent {
     this.theta = st.theta;
     this.meanMem = st.meanMem;
     this.meanVoid = st.meanVoid;
+    if (this.em) {
+      const emDir = path.join(dir, 'em');
+      if (!fs.existsSync(path.join(emDir, 'em.json'))) throw new Error(`${dir}: the checkpoint has no Mem-EM state (em/em.json) but the run uses Mem-EM`);
+      await this.em.load(emDir);
+    }
   }
 }

@@ -72,10 +72,23 @@ export const MEM_EM_DEFAULTS: MemEmConfig = {
   clipNorm: 1,
 };
 
-/** What an agent gives the E-step: Q̂(s, ·) over the admissible actions of many states (§3, one batched read) and its α (§5). */
-export interface EStepSource {
+/**
+ * What an agent gives the E-step. Mem-Q (MemQAgent): Q̂(s, ·) over the admissible actions of
+ * many states (§3, one batched read) and its α (§5); the target is q ∝ p_θ exp(Q̂/α). An agent
+ * whose action policy is not of that form (ReflectAgent: π_M(a | s) = Σ_c π(c | s) p(a | s, c))
+ * gives that policy itself: the target is q = π_M(· | s), the agent's own marginal action
+ * policy with memory, distilled into the prior (weight 'q' only).
+ */
+export type EStepSource = QEStepSource | PolicyEStepSource;
+
+export interface QEStepSource {
   estimateQMany(items: { state: string; actions: string[] }[]): Promise<Float32Array[]>;
   readonly alpha: number;
+}
+
+export interface PolicyEStepSource {
+  /** π(· | s) over each state's admissible actions (non-negative; normalised by the E-step). */
+  actionPolicyMany(items: { state: string; actions: string[] }[]): Promise<ArrayLike<number>[]>;
 }
 
 export interface MemEmEvent {
@@ -197,11 +210,31 @@ export class MemEm {
 
   /** E-step targets for given states from the agent's memory and the current prior (one batched call each). */
   async eStep(source: EStepSource, states: { state: string; actions: string[] }[]): Promise<EStepTarget[]> {
+    if ('actionPolicyMany' in source) return this.policyEStep(source, states);
     const [logPriors, qhats] = await Promise.all([this.prior.logPriorMany(states), source.estimateQMany(states)]);
     const { policy, value } = improvePolicy(states.map((_, i) => ({ logPrior: logPriors[i], q: qhats[i] })), source.alpha);
     return states.map(({ state, actions }, i) => {
       const { weights, q } = weightsOf(qhats[i], policy[i], value[i], source.alpha, this.config.weight);
       for (let a = 0; a < weights.length; a++) if (weights[a] < this.config.minWeight) weights[a] = 0;
+      return { state, actions, weights, q, logPrior: logPriors[i] };
+    });
+  }
+
+  /** E-step targets q = the agent's own action policy (PolicyEStepSource), normalised in float64. */
+  private async policyEStep(source: PolicyEStepSource, states: { state: string; actions: string[] }[]): Promise<EStepTarget[]> {
+    if (this.config.weight !== 'q') throw new RangeError(`em.weight '${this.config.weight}' needs Q̂ over actions; an agent that gives its action policy (reflect) takes em.weight 'q'`);
+    const [logPriors, pols] = await Promise.all([this.prior.logPriorMany(states), source.actionPolicyMany(states)]);
+    return states.map(({ state, actions }, i) => {
+      const p = pols[i];
+      if (p.length !== actions.length) throw new RangeError(`E-step: the action policy of state ${i} has ${p.length} entries for ${actions.length} actions`);
+      let z = 0;
+      for (let a = 0; a < p.length; a++) {
+        if (!(p[a] >= 0 && Number.isFinite(p[a]))) throw new RangeError(`E-step: the action policy of state ${i} has entry ${a} = ${p[a]} (must be finite and >= 0)`);
+        z += p[a];
+      }
+      const q = new Float64Array(p.length);
+      for (let a = 0; a < p.length; a++) q[a] = z > 0 ? p[a] / z : 1 / p.length;
+      const weights = Float64Array.from(q, (x) => (x < this.config.minWeight ? 0 : x));
       return { state, actions, weights, q, logPrior: logPriors[i] };
     });
   }

@@ -52,6 +52,51 @@ describe('ReflectAgent: the case-conditioned kernel', () => {
   });
 });
 
+describe("ReflectAgent: π_M(a | s), the E-step target of Mem-EM on its prior", () => {
+  // a prior whose log μ depends on the (possibly case-carrying) prompt, so candidates differ
+  const hashPrior: Prior = {
+    name: 'hash',
+    logPrior: (s, acts) => {
+      const raw = acts.map((a) => {
+        let h = 2166136261;
+        for (const ch of s + '|' + a) h = Math.imul(h ^ ch.charCodeAt(0), 16777619);
+        return ((h >>> 0) % 1000) / 250;
+      });
+      const m = Math.max(...raw);
+      const lse = m + Math.log(raw.reduce((z, x) => z + Math.exp(x - m), 0));
+      return Float32Array.from(raw, (x) => x - lse);
+    },
+  };
+  for (const conditioning of ['project', 'prompt'] as const) {
+    it(`${conditioning}: equals Σ_c π(c|s) p(a|s,c) from retrieve and actionKernel, sums to 1, draws nothing`, async () => {
+      const agent = agentWith({ prior: hashPrior, conditioning, priorMix: 0.3, m: 4 });
+      const rows = ['kitchen, holding nothing', 'kitchen, holding apple', 'hall with a door', 'hall', 'garden'];
+      const keys = await agent.opts.stateEncoder.encode(rows);
+      await agent.cases.writeRows(keys, rows.map((_, i) => i / 4), { state: rows, action: rows.map((_, i) => ['open door', 'take apple', 'go to hall', 'look'][i % 4]) });
+      const items = [
+        { state: 'kitchen, holding apple now', actions: ['take apple', 'open door', 'go to garden'] },
+        { state: 'hall', actions: ['look', 'go to hall', 'open the door'] },
+        { state: 'nowhere near', actions: ['x', 'y'] },
+      ];
+      const rng0 = agent.rngState();
+      const got = await agent.actionPolicyMany(items);
+      expect(agent.rngState()).toBe(rng0);
+      for (let k = 0; k < items.length; k++) {
+        const { state, actions } = items[k];
+        const r = await agent.retrieve(state);
+        expect(r.ids.length).toBeGreaterThan(1); // cases and the void case
+        const want = new Float64Array(actions.length);
+        for (let i = 0; i < r.ids.length; i++) {
+          const p = await agent.actionKernel(state, actions, r.ids[i]);
+          for (let a = 0; a < actions.length; a++) want[a] += r.policy[i] * p[a];
+        }
+        for (let a = 0; a < actions.length; a++) expect(got[k][a]).toBeCloseTo(want[a], 6);
+        expect(got[k].reduce((x, y) => x + y, 0)).toBeCloseTo(1, 5);
+      }
+    });
+  }
+});
+
 /**
  * The Reflected MDP of a frozen memory: options are the retrieval candidates of each state
  * (cases and the void case), with the prior μ(c|s) the agent's Parzen prior; choosing option c

@@ -190,6 +190,32 @@ describe('Mem-EM M-step (LoRA on the model prior)', () => {
     });
   }
 
+  it("a policy source (the reflect agent's π_M): targets are its normalised policy, rounds lower KL(q ‖ μ_θ); only weight 'q'", async () => {
+    const { prior } = tinyPrior();
+    // an unnormalised action policy that prefers the good action (as π_M would after successes)
+    const policySource = {
+      async actionPolicyMany(items: { state: string; actions: string[] }[]) {
+        return items.map(({ state, actions }) => Float64Array.from(actions, (a) => (a === good.get(state) ? 6 : 1)));
+      },
+    };
+    const em = new MemEm(cfg({ steps: 2, states: 2 }), prior, 1);
+    em.observe(episodeOf(STATES));
+    const targets = await em.eStep(policySource, STATES);
+    targets.forEach((t, i) => {
+      const z = 6 + (STATES[i].actions.length - 1);
+      t.actions.forEach((a, k) => expect(t.q[k]).toBeCloseTo((a === good.get(t.state) ? 6 : 1) / z, 14));
+      expect(Array.from(t.weights)).toEqual(Array.from(t.q).map((x) => (x < MEM_EM_DEFAULTS.minWeight ? 0 : x)));
+    });
+    for (let r = 0; r < 3; r++) {
+      const ev = (await em.run(policySource, r + 1))!;
+      expect(ev.klAfter, `round ${r}`).toBeLessThan(ev.klBefore);
+    }
+    const bad = { async actionPolicyMany(items: { actions: string[] }[]) { return items.map((it) => new Float64Array(it.actions.length).fill(NaN)); } };
+    await expect(em.eStep(bad, STATES)).rejects.toThrow(/must be finite and >= 0/);
+    const adv = new MemEm(cfg({ weight: 'adv', loss: 'mle' }), tinyPrior().prior, 1);
+    await expect(adv.eStep(policySource, STATES)).rejects.toThrow(/em.weight 'adv' needs Q̂ over actions/);
+  });
+
   it('save/load restores adapter, AdamW moments, pool and RNG: the next round is bit-identical', async () => {
     const a = tinyPrior();
     const emA = new MemEm(cfg({ steps: 2 }), a.prior, 1);
@@ -300,6 +326,31 @@ describe('memq model pretrain + memq run --em-every (household)', () => {
     const p = (d: string) => fs.readFileSync(path.join(d, 'checkpoint', 'agent', 'em', 'adapter', 'adapter_model.safetensors'));
     expect(p(cut).equals(p(full))).toBe(true);
   });
+
+  it('the reflect agent with Mem-EM: em metrics, its E-step target is π_M, and it resumes to the same result', async () => {
+    const cfg: RunConfig = mergeConfig(defaultConfig(), {
+      env: 'household', agent: 'reflect', episodes: 4, demos: 2, evalGames: 2, checkpointEvery: 1,
+      prior: { kind: 'model', dir: model }, em: { every: 2, steps: 2, states: 4 },
+    });
+    validateConfig(cfg, envNames());
+    const full = path.join(root, 'reflect-em-full');
+    const a = await runTraining(cfg, full);
+    expect(a.status).toBe('complete');
+    const ems = readMetrics(full).filter((m: any) => m.kind === 'em') as any[];
+    expect(ems.map((m) => m.episode)).toEqual([2, 4]);
+    for (const m of ems) for (const k of ['klBefore', 'klAfter', 'loss', 'gradNorm']) expect(Number.isFinite(m[k]), k).toBe(true);
+    expect(fs.existsSync(path.join(full, 'checkpoint', 'agent', 'em', 'adapter', 'adapter_model.safetensors'))).toBe(true);
+    const cut = path.join(root, 'reflect-em-cut');
+    const ctrl = new AbortController();
+    const b1 = await runTraining(cfg, cut, { signal: ctrl.signal, onProgress: (p) => { if (p.phase === 'train' && p.episode === 3) ctrl.abort(); } });
+    expect(b1.status).toBe('interrupted');
+    const b = await runTraining(cfg, cut, {}, true);
+    const strip = (ms: any[]) => ms.map(({ seconds, ...rest }) => rest);
+    expect(strip(readMetrics(cut))).toEqual(strip(readMetrics(full)));
+    expect(b.evals).toEqual(a.evals);
+    // weight 'adv' needs Q̂ over actions, which the reflect agent does not have
+    expect(() => validateConfig(mergeConfig(cfg, { em: { weight: 'adv' } }), envNames())).toThrow(/em.weight must be 'q' for the reflect agent/);
+  }, 120_000);
 
   it('memq run --em-every without a model prior is refused (exit 2)', async () => {
     let e = '';

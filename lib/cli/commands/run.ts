@@ -36,7 +36,7 @@ const spec: Record<string, FlagSpec> = {
   seed: { kind: 'int', help: 'random seed', defaultText: String(D.seed) },
   prior: { kind: 'string', help: "the prior μ(a|s): 'uniform', 'pretrained' (the env's domain prior, built by memq model pretrain on first use and cached: MEMQ_CACHE) 'model:DIR' (an HF model dir with tokenizer.json) or 'gguf:FILE' (llama.cpp via node-llama-cpp, installed separately)", defaultText: "pretrained for the main job (no --agent), else uniform" },
   device: { kind: 'string', help: "where the model prior runs: cpu | cuda | auto (CUDA when usable and its self-test passes, else cpu)", defaultText: 'cpu' },
-  'em-every': { kind: 'int', help: 'Mem-EM: E-step + LoRA M-step every K training episodes (memq agent, model prior; 0: off)', defaultText: String(D.em.every) },
+  'em-every': { kind: 'int', help: 'Mem-EM: E-step + LoRA M-step every K training episodes (memq and reflect agents, model prior; 0: off)', defaultText: String(D.em.every) },
   'em-steps': { kind: 'int', help: 'Mem-EM: LoRA steps per M-step', defaultText: String(D.em.steps) },
   'em-states': { kind: 'int', help: 'Mem-EM: states per LoRA step', defaultText: String(D.em.states) },
   'em-lr': { kind: 'number', help: 'Mem-EM: LoRA learning rate', defaultText: String(D.em.lr) },
