@@ -206,7 +206,7 @@ class LlmModelWrap : public Napi::ObjectWrap<LlmModelWrap> {
       }
       if (!as_prior) return memq::Status::Ok();
       return memq::prior_improve(outp, policyp, valuep, qv ? qv->data() : nullptr, cg->data(),
-                                 static_cast<int64_t>(n_prompts), static_cast<float>(temperature),
+                                 static_cast<int64_t>(n_prompts), temperature,
                                  static_cast<float>(alpha));
     };
     return PromiseWorker::Start(env, "LlmModel.score", body, resolve_to(result), {info.This()});

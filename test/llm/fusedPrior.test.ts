@@ -14,30 +14,18 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { MEMQ_DEFAULTS, MemQAgent } from '../../lib/agent/memq';
 import { HashingEncoder } from '../../lib/encoders/hashing';
 import { encodePairs } from '../../lib/encoders/types';
-import { LlmModel } from '../../lib/llm/model';
 import { ModelPrior } from '../../lib/llm/modelPrior';
 import type { Prior } from '../../lib/llm/prior';
-import { loadTokenizer, type TextTokenizer } from '../../lib/llm/tokenizer';
-import { buildWordPieceTokenizer, wordPieceTokenizerConfig } from '../../lib/llm/wordTokenizer';
 import { improvePolicy } from '../../lib/policy/klImprove';
 import { TestRng, testSeed } from '../helpers/rng';
+import { tinyWordModel } from '../helpers/tinyModel';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'memq-fused-prior-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 const WORDS = ['go', 'to', 'fridge', 'cabinet', '1', '2', '3', 'take', 'cup', 'apple', 'look', 'open', 'put', 'in', 'from'];
 
-function setup(): { tok: TextTokenizer; model: LlmModel; end: number } {
-  const dir = fs.mkdtempSync(path.join(root, 'tok-'));
-  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(buildWordPieceTokenizer(['task: you see', '>', ...WORDS])));
-  fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(wordPieceTokenizerConfig()));
-  const tok = loadTokenizer(dir);
-  const model = LlmModel.createRandom({
-    model_type: 'qwen2', vocab_size: tok.vocabSize, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1,
-    num_attention_heads: 2, num_key_value_heads: 1, tie_word_embeddings: true,
-  }, { seed: 9, initStd: 0.5 });
-  return { tok, model, end: tok.tokenToId(tok.eosToken!)! };
-}
+const setup = () => tinyWordModel(root, WORDS, { seed: 9, initStd: 0.5 });
 
 const randomAction = (rng: TestRng) =>
   Array.from({ length: 1 + rng.int(3) }, () => WORDS[rng.int(WORDS.length)]).join(' ');

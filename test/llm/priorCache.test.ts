@@ -8,28 +8,17 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { LlmModel } from '../../lib/llm/model';
 import { ModelPrior } from '../../lib/llm/modelPrior';
-import { loadTokenizer, type TextTokenizer } from '../../lib/llm/tokenizer';
-import { buildWordPieceTokenizer, wordPieceTokenizerConfig } from '../../lib/llm/wordTokenizer';
 import { TestRng, testSeed } from '../helpers/rng';
+import { tinyWordModel } from '../helpers/tinyModel';
+import type { TextTokenizer } from '../../lib/llm/tokenizer';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'memq-prior-cache-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 const WORDS = ['go', 'to', 'fridge', 'cabinet', '1', '2', '10', 'take', 'cup', 'apple', 'look', 'open', 'put', 'in', 'from'];
 
-function setup(): { tok: TextTokenizer; model: LlmModel; end: number } {
-  const dir = fs.mkdtempSync(path.join(root, 'tok-'));
-  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(buildWordPieceTokenizer(['task: you see', '>', ...WORDS])));
-  fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(wordPieceTokenizerConfig()));
-  const tok = loadTokenizer(dir);
-  const model = LlmModel.createRandom({
-    model_type: 'qwen2', vocab_size: tok.vocabSize, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1,
-    num_attention_heads: 2, num_key_value_heads: 1, tie_word_embeddings: true,
-  }, { seed: 4, initStd: 0.3 });
-  return { tok, model, end: tok.tokenToId(tok.eosToken!)! };
-}
+const setup = () => tinyWordModel(root, WORDS, { seed: 4, initStd: 0.3 });
 
 /** A tokenizer that records every text it encodes. */
 function counting(tok: TextTokenizer): { tok: TextTokenizer; calls: Map<string, number> } {

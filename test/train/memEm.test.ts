@@ -295,27 +295,24 @@ describe('memq model pretrain + memq run --em-every (household)', () => {
     expect(e).toMatch(/hidden \(30\) must be a multiple of (--)?heads/);
   });
 
-  it('a run with Mem-EM writes em metrics, saves the adapter, and resumes to the same result', async () => {
+  /**
+   * A household run of `agent` with Mem-EM every 2 episodes: it completes with em events at
+   * 2, 4, …; then the same run cut at episode 3 and resumed gives the same metrics, evaluations
+   * and adapter bytes. Returns the full run's directory and its em events.
+   */
+  async function emRunResumes(agent: 'memq' | 'reflect', episodes: number): Promise<{ full: string; ems: any[]; cfg: RunConfig }> {
     const cfg: RunConfig = mergeConfig(defaultConfig(), {
-      env: 'household', agent: 'memq', episodes: 6, demos: 2, evalGames: 2, checkpointEvery: 1,
+      env: 'household', agent, episodes, demos: 2, evalGames: 2, checkpointEvery: 1,
       prior: { kind: 'model', dir: model }, em: { every: 2, steps: 2, states: 4 },
     });
     validateConfig(cfg, envNames());
-    const full = path.join(root, 'em-full');
+    const full = path.join(root, `${agent}-em-full`);
     const a = await runTraining(cfg, full);
     expect(a.status).toBe('complete');
     const ems = readMetrics(full).filter((m: any) => m.kind === 'em') as any[];
-    expect(ems.map((m) => m.episode)).toEqual([2, 4, 6]);
-    // (the KL decrease of an M-step is asserted in the controlled tests above; here, the mechanics)
-    for (const m of ems) {
-      expect(m.states).toBe(8);
-      expect(m.pairs).toBeGreaterThan(8);
-      for (const k of ['klBefore', 'klAfter', 'loss', 'gradNorm']) expect(Number.isFinite(m[k]), k).toBe(true);
-    }
-    const adapterCfg = JSON.parse(fs.readFileSync(path.join(full, 'checkpoint', 'agent', 'em', 'adapter', 'adapter_config.json'), 'utf8'));
-    expect(adapterCfg.peft_type).toBe('LORA');
-
-    const cut = path.join(root, 'em-cut');
+    expect(ems.map((m) => m.episode)).toEqual(Array.from({ length: episodes / 2 }, (_, k) => 2 * (k + 1)));
+    for (const m of ems) for (const k of ['klBefore', 'klAfter', 'loss', 'gradNorm']) expect(Number.isFinite(m[k]), k).toBe(true);
+    const cut = path.join(root, `${agent}-em-cut`);
     const ctrl = new AbortController();
     const b1 = await runTraining(cfg, cut, { signal: ctrl.signal, onProgress: (p) => { if (p.phase === 'train' && p.episode === 3) ctrl.abort(); } });
     expect(b1.status).toBe('interrupted');
@@ -325,29 +322,22 @@ describe('memq model pretrain + memq run --em-every (household)', () => {
     expect(b.evals).toEqual(a.evals);
     const p = (d: string) => fs.readFileSync(path.join(d, 'checkpoint', 'agent', 'em', 'adapter', 'adapter_model.safetensors'));
     expect(p(cut).equals(p(full))).toBe(true);
+    return { full, ems, cfg };
+  }
+
+  it('a run with Mem-EM writes em metrics, saves the adapter, and resumes to the same result', async () => {
+    const { full, ems } = await emRunResumes('memq', 6);
+    // (the KL decrease of an M-step is asserted in the controlled tests above; here, the mechanics)
+    for (const m of ems) {
+      expect(m.states).toBe(8);
+      expect(m.pairs).toBeGreaterThan(8);
+    }
+    const adapterCfg = JSON.parse(fs.readFileSync(path.join(full, 'checkpoint', 'agent', 'em', 'adapter', 'adapter_config.json'), 'utf8'));
+    expect(adapterCfg.peft_type).toBe('LORA');
   });
 
   it('the reflect agent with Mem-EM: em metrics, its E-step target is π_M, and it resumes to the same result', async () => {
-    const cfg: RunConfig = mergeConfig(defaultConfig(), {
-      env: 'household', agent: 'reflect', episodes: 4, demos: 2, evalGames: 2, checkpointEvery: 1,
-      prior: { kind: 'model', dir: model }, em: { every: 2, steps: 2, states: 4 },
-    });
-    validateConfig(cfg, envNames());
-    const full = path.join(root, 'reflect-em-full');
-    const a = await runTraining(cfg, full);
-    expect(a.status).toBe('complete');
-    const ems = readMetrics(full).filter((m: any) => m.kind === 'em') as any[];
-    expect(ems.map((m) => m.episode)).toEqual([2, 4]);
-    for (const m of ems) for (const k of ['klBefore', 'klAfter', 'loss', 'gradNorm']) expect(Number.isFinite(m[k]), k).toBe(true);
-    expect(fs.existsSync(path.join(full, 'checkpoint', 'agent', 'em', 'adapter', 'adapter_model.safetensors'))).toBe(true);
-    const cut = path.join(root, 'reflect-em-cut');
-    const ctrl = new AbortController();
-    const b1 = await runTraining(cfg, cut, { signal: ctrl.signal, onProgress: (p) => { if (p.phase === 'train' && p.episode === 3) ctrl.abort(); } });
-    expect(b1.status).toBe('interrupted');
-    const b = await runTraining(cfg, cut, {}, true);
-    const strip = (ms: any[]) => ms.map(({ seconds, ...rest }) => rest);
-    expect(strip(readMetrics(cut))).toEqual(strip(readMetrics(full)));
-    expect(b.evals).toEqual(a.evals);
+    const { cfg } = await emRunResumes('reflect', 4);
     // weight 'adv' needs Q̂ over actions, which the reflect agent does not have
     expect(() => validateConfig(mergeConfig(cfg, { em: { weight: 'adv' } }), envNames())).toThrow(/em.weight must be 'q' for the reflect agent/);
   }, 120_000);

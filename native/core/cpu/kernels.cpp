@@ -604,7 +604,7 @@ Status kl_improve(float* policy_out, float* value_out, const float* log_prior, c
 }
 
 Status prior_improve(float* log_prior_inout, float* policy_out, float* value_out, const float* q,
-                     const int64_t* group_offsets, int64_t groups, float temperature, float alpha) {
+                     const int64_t* group_offsets, int64_t groups, double temperature, float alpha) {
   if (groups < 0) return Status::OutOfRange("groups must be >= 0, got " + std::to_string(groups));
   if (!(std::isfinite(temperature) && temperature > 0.0f))
     return Status::OutOfRange("temperature must be a finite number > 0, got " + fmt_g(temperature));

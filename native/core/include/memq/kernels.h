@@ -126,6 +126,6 @@ Status kl_improve(float* policy_out, float* value_out, const float* log_prior, c
 // are not read or written: the prior alone, LlmModel.score with a temperature). temperature must
 // be finite and > 0; the rest as kl_improve.
 Status prior_improve(float* log_prior_inout, float* policy_out, float* value_out, const float* q,
-                     const int64_t* group_offsets, int64_t groups, float temperature, float alpha);
+                     const int64_t* group_offsets, int64_t groups, double temperature, float alpha);
 
 }  // namespace memq
