@@ -21,6 +21,7 @@ import type { Agent } from './types';
 import { DEFAULT_HISTORY_WINDOW } from '../episode/types';
 import { makeTrustPolicy, type TrustOptions } from '../memory/trust';
 import { writerKeyOf } from '../memory/provenance';
+import { envReturnRange } from '../envs/registry';
 
 export const AGENT_NAMES = ['memq', 'prior', 'nec', 'memrl', 'random', 'qlearn', 'reflect'] as const;
 export type AgentName = (typeof AGENT_NAMES)[number];
@@ -87,8 +88,11 @@ export interface RunConfig {
     mergeRate: number;
     tdRate: number;
     target: 'mc' | 'td' | 'mix';
-    /** Trust policy of the memory (docs/trust.md); null: none (native fast path). */
-    trust: TrustOptions | null;
+    /**
+     * Trust policy of the memory (docs/trust.md); null: none (native fast path). In a run config
+     * valueRange may also be 'env': the return range the environment declares.
+     */
+    trust: (Omit<TrustOptions, 'valueRange'> & { valueRange?: TrustOptions['valueRange'] | 'env' }) | null;
   };
   nec: typeof NEC_DEFAULTS;
   memrl: typeof MEMRL_DEFAULTS;
@@ -252,7 +256,7 @@ export function validateConfig(c: RunConfig, envNames: string[]): RunConfig {
   if (!['mc', 'td', 'mix'].includes(q.target)) fail(`memq.target must be mc, td or mix, got ${JSON.stringify(q.target)}`);
   if (q.trust !== null) {
     try {
-      makeTrustPolicy(q.trust);
+      makeTrustPolicy(resolveTrust(q.trust, c)!);
       const auth = (q.trust as { authenticate?: unknown }).authenticate;
       // a key never goes into config.json: true takes it from MEMQ_MEMORY_KEY
       if (auth !== undefined && typeof auth !== 'boolean') throw new TypeError('authenticate must be true or false in a run config (the key comes from MEMQ_MEMORY_KEY, never from config.json)');
@@ -326,6 +330,18 @@ export async function makeAgentAsync(c: RunConfig): Promise<Agent> {
   return makeAgent(c, await makePrior(c));
 }
 
+/**
+ * The memory's trust options of a run: valueRange 'env' becomes the return range the
+ * environment declares (envReturnRange); a ConfigError when it declares none.
+ */
+export function resolveTrust(t: RunConfig['memq']['trust'], c: Pick<RunConfig, 'env' | 'envOptions'>): TrustOptions | undefined {
+  if (t === null) return undefined;
+  if (t.valueRange !== 'env') return t as TrustOptions;
+  const range = envReturnRange(c.env, c.envOptions);
+  if (!range) throw new ConfigError(`memq.trust.valueRange 'env': environment '${c.env}' declares no return range; give { min, max } or 'learned'`);
+  return { ...t, valueRange: range };
+}
+
 export function makeAgent(c: RunConfig, priorIn?: Prior): Agent {
   const seed = (c.seed * 7919 + 17) >>> 0;
   if (!priorIn && c.prior.kind !== 'uniform') throw new ConfigError('a model prior must be loaded first: use makeAgentAsync');
@@ -346,7 +362,7 @@ export function makeAgent(c: RunConfig, priorIn?: Prior): Agent {
         encoder, prior, alpha: q.alpha, m: q.m, voidWeight: q.voidWeight, voidValue: q.voidValue, gamma: q.gamma,
         kernel, bandwidth: rule as any, policy: { kind: 'replay', capacity: q.capacity },
         merge: q.mergeEpsilon > 0 ? { epsilon: q.mergeEpsilon, rate: q.mergeRate } : undefined,
-        tdRate: q.tdRate, target: q.target, seed, trust: q.trust ?? undefined,
+        tdRate: q.tdRate, target: q.target, seed, trust: resolveTrust(q.trust, c),
       });
       if (c.em.every > 0) {
         if (!(prior instanceof ModelPrior)) throw new ConfigError('Mem-EM (em.every > 0) needs a model prior');

@@ -70,6 +70,24 @@ export function makeEnv(name: string, options: EnvOptions = {}): TextEnv {
   return entry.factory(options);
 }
 
+/**
+ * The return range an environment declares (TextEnv.returnRange) for these options, or
+ * undefined when it declares none. Only introspectable environments are constructed to ask
+ * (a 'process' environment would start its program): the others answer undefined.
+ */
+export function envReturnRange(name: string, options: EnvOptions = {}): { min: number; max: number } | undefined {
+  const entry = entries.find((e) => e.name === name);
+  if (!entry) throw new RangeError(`unknown environment '${name}' (known: ${entries.map((e) => e.name).join(', ')})`);
+  if (!entry.introspect) return undefined;
+  const env = entry.factory(options);
+  try {
+    return env.returnRange?.();
+  } finally {
+    // the introspectable environments hold nothing that needs waiting for
+    env.close().catch(() => undefined);
+  }
+}
+
 /** Names of the registered environments, in registration order. */
 export function envNames(): string[] {
   return entries.map((e) => e.name);

@@ -55,6 +55,12 @@ export interface TextEnv {
    * (undefined otherwise). Used for demonstrations and tests.
    */
   expertAction?(): string | undefined;
+  /**
+   * Bounds on every return G_t = Σ_k γ^k r_{t+k} (any γ in [0, 1]) an episode of this
+   * environment, with its options, can produce; undefined when the environment cannot say.
+   * Memory's trust policy can clip values to it (docs/trust.md, valueRange 'env').
+   */
+  returnRange?(): { min: number; max: number } | undefined;
 }
 
 export interface EnvOptions {

@@ -24,7 +24,7 @@ import { ConfigError, defaultConfig, makeAgentAsync, mergeConfig, validateConfig
 import { MemQAgent } from '../../agent/memq';
 import { evaluateGames, evalSplitsOf, loadRunAgent, runTraining } from '../../agent/runner';
 import { encodePairs } from '../../encoders/types';
-import { envNames, makeEnv } from '../../envs/registry';
+import { envNames, envReturnRange, makeEnv } from '../../envs/registry';
 import { EpisodicMemory } from '../../memory/episodic';
 import type { TrustOptions } from '../../memory/trust';
 import type { CaseInput, CaseMeta } from '../../memory/types';
@@ -90,8 +90,6 @@ export interface PoisonReport {
   seconds: number;
 }
 
-/** Declared return ranges: household and kitchen pay 1 on success, 0 otherwise, so γ-discounted returns lie in [0, 1]. */
-const DECLARED_RANGE: Record<string, { min: number; max: number }> = { household: { min: 0, max: 1 }, kitchen: { min: 0, max: 1 } };
 
 /**
  * The trust options each defence switches on (null: no policy, the native fast path). `auth`
@@ -99,7 +97,8 @@ const DECLARED_RANGE: Record<string, { min: number; max: number }> = { household
  * `authenticate: true` in its place).
  */
 export function defenceOptions(d: Defence, env: string, key: string | Uint8Array | true = true): TrustOptions | null {
-  const range = DECLARED_RANGE[env] ?? 'learned';
+  // the return range the environment declares (household [0, 1]; kitchen's shaped rewards a wider one), else learned
+  const range = envReturnRange(env) ?? 'learned';
   const hubs = { window: 4000, neighbours: 32, ratio: 4, minCount: 20 };
   switch (d) {
     case 'none':

@@ -84,6 +84,11 @@ export class HouseholdEnv implements TextEnv {
     this.grammar = g;
   }
 
+  /** Reward 1 on the winning step, 0 otherwise: every return lies in [0, 1]. */
+  returnRange(): { min: number; max: number } {
+    return { min: 0, max: 1 };
+  }
+
   evalSetSize(split: Split): number {
     if (split === 'train') return Infinity;
     const n = EVAL_SET_SIZE[split];

@@ -6,7 +6,7 @@ import { EnvRng } from '../rng';
 import type { EnvInfo, EnvOptions, ResetOptions, ResetResult, Split, StepResult, TextEnv } from '../types';
 import { type Placement, SEEN_MAPS, UNSEEN_MAPS, drawPlacement } from './layout';
 import { expertAction } from './expert';
-import { type KitchenState, RECIPES, admissibleActions, applyAction, describe, initialState, recipeFor, taskText } from './world';
+import { type KitchenState, RECIPES, REWARD, admissibleActions, applyAction, describe, initialState, recipeFor, taskText } from './world';
 
 export { REWARD, RECIPES } from './world';
 export type { KitchenState } from './world';
@@ -70,6 +70,19 @@ export class KitchenEnv implements TextEnv {
     if (!Number.isInteger(this.maxSteps) || this.maxSteps <= 0) {
       throw new RangeError(`kitchen: maxSteps must be a positive integer, got ${options.maxSteps}`);
     }
+  }
+
+  /**
+   * Positive rewards are paid once each (a subtask per recipe ingredient chopped and put in the
+   * bowl, then the correct delivery, which ends the game): at most correctDelivery + 2 · 3 ·
+   * subtask. Negative ones (the step cost, a wrong delivery) at most once per step.
+   */
+  returnRange(): { min: number; max: number } {
+    const most = Math.max(...RECIPES.map((r) => r.ingredients.length));
+    return {
+      min: this.maxSteps * (REWARD.step + REWARD.wrongDelivery),
+      max: REWARD.correctDelivery + 2 * most * REWARD.subtask,
+    };
   }
 
   evalSetSize(split: Split): number {
