@@ -124,6 +124,9 @@ function optionsFingerprint(o: EpisodicMemoryOptions): string {
   // only: an HMAC of the key, which reveals nothing of it), or their sources would diverge.
   const writer = writerKeyOf(o.trust?.authenticate, 'memory.trust.authenticate');
   if (writer) fp.writer = keyId(writer);
+  // Under any trust policy writes merge only within a source: replicas with and without one
+  // would apply the same batch differently.
+  if (o.trust !== undefined) fp.bySource = true;
   return JSON.stringify(fp);
 }
 

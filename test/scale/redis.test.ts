@@ -189,6 +189,8 @@ describe('SharedMemory on a local redis-server', () => {
     }
     // a replica with another key (or none) cannot join: its sources would diverge
     await expect(SharedMemory.open({ url: server.url, name, memory: { ...memory, trust: { authenticate: 'another-key-0123456789abc', quarantine: false } } })).rejects.toThrow(/differ from the memory's/);
+    // nor one without a trust policy (its merges would not keep sources apart)
+    await expect(SharedMemory.open({ url: server.url, name, memory: { ...memory, trust: undefined } })).rejects.toThrow(/differ from the memory's/);
     await Promise.all([a.close(), b.close()]);
   }, 60_000);
 
