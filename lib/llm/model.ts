@@ -160,12 +160,12 @@ export class LlmModel {
   ): Promise<{ logPrior: Float32Array[]; policy: Float32Array[]; value: Float32Array }> {
     const lora = loraArg(opts);
     const { p, c, groups } = this.scoringBatch(prompts, candidates);
-    if (!Array.isArray(q) || q.length !== prompts.length) throw new RangeError(`q must hold one Float32Array per prompt (${prompts.length})`);
+    if (!Array.isArray(q)) throw new TypeError(`q must be an array of Float32Arrays, one per prompt (${prompts.length})`);
+    if (q.length !== prompts.length) throw new RangeError(`q must hold one Float32Array per prompt (${prompts.length}), got ${q.length}`);
     const qFlat = new Float32Array(groups[prompts.length]);
     q.forEach((row, i) => {
-      if (!(row instanceof Float32Array) || row.length !== candidates[i].length) {
-        throw new RangeError(`q[${i}] must be a Float32Array of ${candidates[i].length} values (one per candidate)`);
-      }
+      if (!(row instanceof Float32Array)) throw new TypeError(`q[${i}] must be a Float32Array of ${candidates[i].length} values (one per candidate)`);
+      if (row.length !== candidates[i].length) throw new RangeError(`q[${i}] must be a Float32Array of ${candidates[i].length} values (one per candidate), got ${row.length}`);
       qFlat.set(row, groups[i]);
     });
     if (typeof alpha !== 'number') throw new TypeError(`alpha must be a number, got ${typeof alpha}`);

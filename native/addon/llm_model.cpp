@@ -169,6 +169,10 @@ class LlmModelWrap : public Napi::ObjectWrap<LlmModelWrap> {
         alpha = number_arg(o.Get("alpha"), "prior.alpha");
         qv = std::make_shared<std::vector<float>>(q.data, q.data + q.length);  // a copy (see below)
       }
+      // the core's checks now, so that a bad value fails before the scoring job runs
+      memq::Status st = memq::check_prior_args(temperature, qv ? qv->data() : nullptr, qv ? (int64_t)qv->size() : 0,
+                                               static_cast<float>(alpha));
+      if (!st.ok()) throw status_error(env, st, "LlmModel.score");
     }
     auto out = new_typed_array<float>(env, n_cands, "LlmModel.score scores");
     float* outp = out.Data();

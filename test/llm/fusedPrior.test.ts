@@ -99,6 +99,8 @@ describe('fused prior scoring + KL improvement (LlmModel.score with q and alpha)
     const c = [[[...tok.encode('take cup'), end], [...tok.encode('look'), end]]];
     await expect(model.scoreImprove(p, c, [new Float32Array(3)], 1)).rejects.toThrow(/q\[0\] must be a Float32Array of 2 values/);
     await expect(model.scoreImprove(p, c, [], 1)).rejects.toThrow(/q must hold one Float32Array per prompt/);
+    await expect(model.scoreImprove(p, c, [[0, 1] as never], 1)).rejects.toThrow(TypeError);
+    await expect(model.scoreImprove(p, c, [Float32Array.of(0, 1)], -1)).rejects.toThrow(RangeError);
     await expect(model.scoreImprove(p, c, [Float32Array.of(0, NaN)], 1)).rejects.toThrow(/q\[1\] is not finite/);
     await expect(model.scoreImprove(p, c, [Float32Array.of(0, 1)], -1)).rejects.toThrow(/alpha must be finite and >= 0, got -1/);
     await expect(model.scoreImprove(p, c, [Float32Array.of(0, 1)], NaN)).rejects.toThrow(/alpha/);

@@ -37,7 +37,8 @@ function dequantised(keys: Float32Array, n: number, d: number, type: 'bf16' | 'i
     const s = Math.fround(mx / 127);
     for (let p = 0; p < d; p++) {
       const q = s > 0 ? Math.max(-127, Math.min(127, roundHalfEven(Math.fround(keys[i * d + p] / s)))) : 0;
-      out[i * d + p] = Math.fround(q * s);
+      // an int8 has no −0: a small negative component that rounds to 0 dequantises to +0
+      out[i * d + p] = Math.fround((q === 0 ? 0 : q) * s);
     }
   }
   return out;

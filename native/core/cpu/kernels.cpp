@@ -603,12 +603,22 @@ Status kl_improve(float* policy_out, float* value_out, const float* log_prior, c
   return Status::Ok();
 }
 
+Status check_prior_args(double temperature, const float* q, int64_t n, float alpha) {
+  if (!(std::isfinite(temperature) && temperature > 0.0))
+    return Status::OutOfRange("temperature must be a finite number > 0, got " + fmt_g(temperature));
+  if (q) {
+    if (!(std::isfinite(alpha) && alpha >= 0.0f))
+      return Status::OutOfRange("alpha must be finite and >= 0, got " + fmt_g(alpha));
+    for (int64_t i = 0; i < n; ++i)
+      if (!std::isfinite(q[i])) return Status::OutOfRange("q[" + std::to_string(i) + "] is not finite");
+  }
+  return Status::Ok();
+}
+
 Status prior_improve(float* log_prior_inout, float* policy_out, float* value_out, const float* q,
                      const int64_t* group_offsets, int64_t groups, double temperature, float alpha) {
   if (groups < 0) return Status::OutOfRange("groups must be >= 0, got " + std::to_string(groups));
-  if (!(std::isfinite(temperature) && temperature > 0.0f))
-    return Status::OutOfRange("temperature must be a finite number > 0, got " + fmt_g(temperature));
-  if (groups == 0) return Status::Ok();
+  if (groups == 0) return check_prior_args(temperature, nullptr, 0, alpha);
   if (!group_offsets) return Status::Invalid("group_offsets is null");
   if (group_offsets[0] != 0) return Status::OutOfRange("group_offsets[0] must be 0");
   for (int64_t g = 0; g < groups; ++g)
@@ -623,12 +633,7 @@ Status prior_improve(float* log_prior_inout, float* policy_out, float* value_out
       return Status::OutOfRange("scores[" + std::to_string(i) + "] is not finite");
   // Everything is checked before anything is written: an error leaves the scores, the policy
   // and the values as they were.
-  if (q) {
-    if (!(std::isfinite(alpha) && alpha >= 0.0f))
-      return Status::OutOfRange("alpha must be finite and >= 0, got " + fmt_g(alpha));
-    for (int64_t i = 0; i < n; ++i)
-      if (!std::isfinite(q[i])) return Status::OutOfRange("q[" + std::to_string(i) + "] is not finite");
-  }
+  MEMQ_RETURN_IF_ERROR(check_prior_args(temperature, q, n, alpha));
   for (int64_t g = 0; g < groups; ++g) {
     const int64_t o = group_offsets[g], len = group_offsets[g + 1] - o;
     float* lp = log_prior_inout + o;

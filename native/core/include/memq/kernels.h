@@ -125,6 +125,9 @@ Status kl_improve(float* policy_out, float* value_out, const float* log_prior, c
 // candidates gets value -inf. With q = nullptr only log mu is computed (policy_out and value_out
 // are not read or written: the prior alone, LlmModel.score with a temperature). temperature must
 // be finite and > 0; the rest as kl_improve.
+// The checks prior_improve makes on temperature, alpha and q (n values; q may be null), for a
+// caller that wants them before the scoring that produces the scores (the addon does).
+Status check_prior_args(double temperature, const float* q, int64_t n, float alpha);
 Status prior_improve(float* log_prior_inout, float* policy_out, float* value_out, const float* q,
                      const int64_t* group_offsets, int64_t groups, double temperature, float alpha);
 
