@@ -320,8 +320,60 @@ const inferenceEntry: Entry = {
       return v;
     };
     const seq = (lo: number) => Array.from({ length: rng.range(lo, 5) }, tok);
-    const which = rng.pick(['score', 'tokenLogprobs', 'embedMean'] as const);
+    const which = rng.pick(['score', 'scoreImprove', 'tokenLogprobs', 'embedMean'] as const);
     const model = base.model;
+    if (which === 'scoreImprove') {
+      // the fused prior call: temperature, Q̂ and α, bad ones among them; on success log μ, π, V
+      // against the plain score and the formulas in float64
+      const prompts = Array.from({ length: rng.range(1, 2) }, () => seq(1));
+      const cands = prompts.map(() => Array.from({ length: rng.range(1, 3) }, () => seq(1)));
+      let temperature: unknown = rng.pick([1, 0.7, 2.5]);
+      if (rng.chance(0.1)) {
+        temperature = rng.pick([0, -1, NaN, Infinity]);
+        e.bad('RangeError', `temperature ${temperature}`);
+      }
+      let alpha: unknown = rng.pick([0.1, 0.6, 3]);
+      if (rng.chance(0.1)) {
+        alpha = rng.pick([-1, NaN, Infinity]);
+        e.bad('RangeError', `alpha ${alpha}`);
+      } else if (rng.chance(0.05)) {
+        alpha = '0.5';
+        e.bad('TypeError', 'alpha a string');
+      }
+      const q: unknown[] = cands.map((c) => Float32Array.from(c, () => rng.range(-20, 20) / 10));
+      if (rng.chance(0.1)) {
+        const i = rng.int(q.length);
+        const kind = rng.pick(['nan', 'short', 'array'] as const);
+        if (kind === 'nan') (q[i] as Float32Array)[0] = NaN, e.bad('RangeError', `q[${i}][0] NaN`);
+        else if (kind === 'short') q[i] = (q[i] as Float32Array).subarray(1), e.bad('RangeError', `q[${i}] one value short`);
+        else q[i] = Array.from(q[i] as Float32Array), e.bad('TypeError', `q[${i}] a plain array`);
+      }
+      return {
+        desc: `await model.scoreImprove(${lit(prompts)}, ${lit(cands)}, ${lit(q)}, ${lit(alpha)}, { temperature: ${lit(temperature)} })`,
+        expect: e,
+        run: () => model.scoreImprove(prompts, cands, q as Float32Array[], alpha as number, { temperature: temperature as number }),
+        onOk: async (res) => {
+          const r = res as { logPrior: Float32Array[]; policy: Float32Array[]; value: Float32Array };
+          const raw = await model.score(prompts, cands);
+          const tau = temperature as number, a = alpha as number;
+          for (let i = 0; i < prompts.length; i++) {
+            const s = Array.from(raw[i], (x) => x / tau);
+            const mx = Math.max(...s);
+            const lse = mx + Math.log(s.reduce((z, x) => z + Math.exp(x - mx), 0));
+            const l = s.map((x, j) => x - lse + (q[i] as Float32Array)[j] / a);
+            const lm = Math.max(...l);
+            const z = l.reduce((acc, x) => acc + Math.exp(x - lm), 0);
+            for (let j = 0; j < s.length; j++) {
+              if (!(Math.abs(r.logPrior[i][j] - (s[j] - lse)) <= 1e-4 * (1 + Math.abs(s[j] - lse)))) return `logPrior[${i}][${j}] ${r.logPrior[i][j]}, want ${s[j] - lse}`;
+              if (!(Math.abs(r.policy[i][j] - Math.exp(l[j] - lm) / z) <= 1e-4)) return `policy[${i}][${j}] ${r.policy[i][j]}, want ${Math.exp(l[j] - lm) / z}`;
+            }
+            const v = a * (lm + Math.log(z));
+            if (!(Math.abs(r.value[i] - v) <= 1e-4 * (1 + Math.abs(v)))) return `value[${i}] ${r.value[i]}, want ${v}`;
+          }
+          return undefined;
+        },
+      };
+    }
     if (which === 'score') {
       const prompts = Array.from({ length: rng.range(1, 2) }, () => seq(1));
       const cands = prompts.map(() => Array.from({ length: rng.range(1, 3) }, () => seq(1)));
