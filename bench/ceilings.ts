@@ -1,5 +1,6 @@
 /**
- * This machine's ceilings (the GEMM rate of the GEMM memq uses, the memory read bandwidth),
+ * This machine's ceilings (the GEMM rate of the faster of gemm_abt and the search's own tile
+ * kernel, the memory read bandwidth),
  * measured in the same run as a benchmark. They come from memq_bench.node, the benchmarks' own
  * small addon (native/bench_addon): the production addon (memq.node) has no benchmark-only
  * exports. A source build makes it next to memq.node (cmake-js: build/Release/memq_bench.node;
@@ -10,7 +11,13 @@ import * as path from 'path';
 import { loadNative, nativePath, packageRoot } from '../lib/native';
 
 export interface Ceilings {
+  /** The faster of gemmAbtGflops and tileGflops (gemmKernel says which). */
   gemmGflops: number;
+  /** gemm_abt: OpenBLAS's sgemm when linked, else the built-in kernels plus a transposed copy of C. */
+  gemmAbtGflops: number;
+  /** The fused search's own product: packed queries times key tiles, C^T consumed in place. */
+  tileGflops: number;
+  gemmKernel: string;
   gemmShape: string;
   bandwidthGBs: number;
   bandwidthBytes: number;

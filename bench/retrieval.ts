@@ -144,7 +144,7 @@ export async function benchRetrieval(opts: RetrievalBenchOptions = {}) {
 
   log('measuring ceilings (GEMM rate of the GEMM memq uses; read bandwidth) ...\n');
   const ceil = measureCeilings(256, 4096, 384, 2.0, 2 * 2 ** 30);
-  log(`  GEMM ${ceil.gemmGflops.toFixed(1)} GFLOP/s (${ceil.blas}, ${ceil.gemmShape}, ${ceil.threads} threads); read bandwidth ${ceil.bandwidthGBs.toFixed(1)} GB/s\n`);
+  log(`  GEMM ${ceil.gemmGflops.toFixed(1)} GFLOP/s (${ceil.gemmKernel}; gemm_abt ${ceil.gemmAbtGflops.toFixed(1)} with ${ceil.blas}, tile kernel ${ceil.tileGflops.toFixed(1)}; ${ceil.gemmShape}, ${ceil.threads} threads); read bandwidth ${ceil.bandwidthGBs.toFixed(1)} GB/s\n`);
 
   const usearch = peers.includes('usearch') ? tryRequire('usearch') : undefined;
   const hnswlib = peers.includes('hnswlib') ? tryRequire('hnswlib-node') : undefined;
@@ -272,7 +272,7 @@ export async function benchRetrieval(opts: RetrievalBenchOptions = {}) {
   const result = {
     benchmark: 'retrieval-cpu',
     machine: machine(),
-    ceilings: { gemmGflops: ceil.gemmGflops, gemmShape: ceil.gemmShape, gemm: ceil.blas, bandwidthGBs: ceil.bandwidthGBs, bandwidthBytes: ceil.bandwidthBytes, threads: ceil.threads },
+    ceilings: { gemmGflops: ceil.gemmGflops, gemmKernel: ceil.gemmKernel, gemmAbtGflops: ceil.gemmAbtGflops, tileGflops: ceil.tileGflops, gemmShape: ceil.gemmShape, gemm: ceil.blas, bandwidthGBs: ceil.bandwidthGBs, bandwidthBytes: ceil.bandwidthBytes, threads: ceil.threads },
     m,
     keyTypes,
     rerank: rerankK,

@@ -27,7 +27,7 @@ Napi::Value MeasureCeilings(const Napi::CallbackInfo& info) {
   int64_t d = int_arg(info[2], "d", 1, 1 << 16);
   double seconds = number_arg(info[3], "seconds");
   int64_t bytes = int_arg(info[4], "bandwidthBytes", 1 << 20, int64_t{1} << 32);
-  // Each pool thread allocates b*d, n*d and b*n floats.
+  // Each pool thread allocates b*d, n*d and b*n floats (and a packed block and a C^T tile).
   check_result_elements(env, "measureCeilings", "b*d", static_cast<double>(b) * static_cast<double>(d));
   check_result_elements(env, "measureCeilings", "n*d", static_cast<double>(n) * static_cast<double>(d));
   check_result_elements(env, "measureCeilings", "b*n", static_cast<double>(b) * static_cast<double>(n));
@@ -40,6 +40,9 @@ Napi::Value MeasureCeilings(const Napi::CallbackInfo& info) {
   o.Set("bandwidthBytes", Napi::Number::New(env, static_cast<double>(bw.bytes)));
   o.Set("threads", Napi::Number::New(env, g.threads));
   o.Set("blas", Napi::String::New(env, memq::blas_name()));
+  o.Set("gemmKernel", Napi::String::New(env, g.kernel));
+  o.Set("gemmAbtGflops", Napi::Number::New(env, g.gemm_abt_gflops));
+  o.Set("tileGflops", Napi::Number::New(env, g.tile_gflops));
   return o;
 }
 

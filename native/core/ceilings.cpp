@@ -7,6 +7,8 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu/internal.h"
+#include "memq/cpu_features.h"
 #include "memq/kernels.h"
 #include "memq/thread_pool.h"
 
@@ -19,36 +21,70 @@ double now_s() {
 }
 }  // namespace
 
-GemmCeiling measure_gemm_ceiling(int64_t b, int64_t n, int64_t d, double seconds) {
-  GemmCeiling out;
-  out.b = b;
-  out.n = n;
-  out.d = d;
+namespace {
+
+// Every pool thread runs `product` on its own data for ~`seconds` (after one warm-up call);
+// returns GFLOP/s of all threads together, 2·b·n·d per call.
+template <class Product>
+double time_products(int64_t b, int64_t n, int64_t d, double seconds, Product product) {
   const int t = num_threads();
-  out.threads = t;
   std::atomic<int64_t> products{0};
-  double t0 = 0, t1 = 0;
-  // Warm up once per thread, then time a fixed window.
   auto body = [&](bool timed) {
     parallel_for(0, t, 1, [&](int64_t lo, int64_t hi) {
       for (int64_t w = lo; w < hi; ++w) {
-        std::vector<float> a(static_cast<size_t>(b * d)), k(static_cast<size_t>(n * d)), c(static_cast<size_t>(b * n));
+        std::vector<float> a(static_cast<size_t>(b * d)), k(static_cast<size_t>(n * d));
         for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<float>((i * 2654435761u) % 1000) * 1e-3f;
         for (size_t i = 0; i < k.size(); ++i) k[i] = static_cast<float>((i * 40503u) % 1000) * 1e-3f;
         double start = now_s();
         do {
-          gemm_abt(c.data(), n, a.data(), b, k.data(), n, d);
+          product(a.data(), k.data());
           if (timed) products.fetch_add(1);
         } while (timed && now_s() - start < seconds);
       }
     });
   };
   body(false);
-  t0 = now_s();
+  const double t0 = now_s();
   body(true);
-  t1 = now_s();
-  out.gflops = 2.0 * static_cast<double>(b) * static_cast<double>(n) * static_cast<double>(d) *
-               static_cast<double>(products.load()) / (t1 - t0) * 1e-9;
+  const double t1 = now_s();
+  return 2.0 * static_cast<double>(b) * static_cast<double>(n) * static_cast<double>(d) *
+         static_cast<double>(products.load()) / (t1 - t0) * 1e-9;
+}
+
+}  // namespace
+
+GemmCeiling measure_gemm_ceiling(int64_t b, int64_t n, int64_t d, double seconds) {
+  GemmCeiling out;
+  out.b = b;
+  out.n = n;
+  out.d = d;
+  out.threads = num_threads();
+  // (1) gemm_abt: OpenBLAS's sgemm when linked, else the built-in kernels plus a transposed
+  // copy of C.
+  out.gemm_abt_gflops = time_products(b, n, d, seconds, [&](const float* a, const float* k) {
+    thread_local std::vector<float> c;
+    if (c.size() < static_cast<size_t>(b * n)) c.resize(static_cast<size_t>(b * n));
+    gemm_abt(c.data(), n, a, b, k, n, d);
+  });
+  // (2) the fused search's own product: queries packed once per block of 256, key tiles of
+  // cpu::tile_rows(d) rows times the packed block (cpu::gemm_kat), C^T consumed in place.
+  {
+    const SimdLevel lv = simd_level();
+    const int64_t tile = cpu::tile_rows(d);
+    out.tile_gflops = time_products(b, n, d, seconds, [&](const float* a, const float* k) {
+      thread_local cpu::AlignedBuf packed_buf, ct_buf;
+      for (int64_t q0 = 0; q0 < b; q0 += 256) {
+        const int64_t qb = std::min<int64_t>(256, b - q0);
+        const int64_t pw = cpu::panel_width(lv, qb), bp = cpu::round_up(qb, pw);
+        float* packed = packed_buf.get(bp * d);
+        cpu::pack_queries(packed, a + q0 * d, qb, d, pw);
+        float* ct = ct_buf.get(tile * bp);
+        for (int64_t j0 = 0; j0 < n; j0 += tile) cpu::gemm_kat(lv, ct, bp, packed, bp, pw, k + j0 * d, d, std::min(tile, n - j0), d);
+      }
+    });
+  }
+  out.gflops = std::max(out.gemm_abt_gflops, out.tile_gflops);
+  out.kernel = out.tile_gflops >= out.gemm_abt_gflops ? "built-in tile kernel (gemm_kat, the search's)" : "gemm_abt";
   return out;
 }
 

@@ -30,6 +30,8 @@ void blas_single_thread();
 #endif
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 void pack_queries(float* dst, const float* a, int64_t b, int64_t d, int64_t pw);
+// Rows per key tile of the fused search (kernels.cpp), by d only.
+int64_t tile_rows(int64_t d);
 
 // ct (t x bp, leading dimension ldc >= bp) = K (t x d, rows ldk apart) * A^T.
 // `packed` from pack_queries (bp = b rounded up to pw).

@@ -34,13 +34,7 @@ std::string fmt_g(double x) {
   return buf;
 }
 
-// Key tile: ~256 KiB of keys, so the tile, the packed queries and the C^T tile share L2.
-// Depends on d only (never on threads or b); in any case every element is one FMA chain
-// whatever the tile, so results do not depend on the tiling or the thread count.
-int64_t tile_rows(int64_t d) {
-  int64_t t = (64 * 1024) / std::max<int64_t>(d, 1);
-  return std::max<int64_t>(48, std::min<int64_t>(1024, t)) / 24 * 24;
-}
+using cpu::tile_rows;
 constexpr int64_t kQueryBlock = 256;
 
 // Queries validated, packed per block of kQueryBlock, with their norms.
@@ -220,6 +214,14 @@ struct TopM {
 }  // namespace
 
 namespace cpu {
+
+// Key tile: ~256 KiB of keys, so the tile, the packed queries and the C^T tile share L2.
+// Depends on d only (never on threads or b); in any case every element is one FMA chain
+// whatever the tile, so results do not depend on the tiling or the thread count.
+int64_t tile_rows(int64_t d) {
+  int64_t t = (64 * 1024) / std::max<int64_t>(d, 1);
+  return std::max<int64_t>(48, std::min<int64_t>(1024, t)) / 24 * 24;
+}
 // Scalar reference filter: the same expressions as the vector filters (internal.h).
 int64_t filter_tile_scalar(Hit* hits, const FilterArgs& a) {
   int64_t nh = 0;
