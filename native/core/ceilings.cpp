@@ -66,23 +66,13 @@ GemmCeiling measure_gemm_ceiling(int64_t b, int64_t n, int64_t d, double seconds
     if (c.size() < static_cast<size_t>(b * n)) c.resize(static_cast<size_t>(b * n));
     gemm_abt(c.data(), n, a, b, k, n, d);
   });
-  // (2) the fused search's own product: queries packed once per block of 256, key tiles of
-  // cpu::tile_rows(d) rows times the packed block (cpu::gemm_kat), C^T consumed in place.
-  {
-    const SimdLevel lv = simd_level();
-    const int64_t tile = cpu::tile_rows(d);
-    out.tile_gflops = time_products(b, n, d, seconds, [&](const float* a, const float* k) {
-      thread_local cpu::AlignedBuf packed_buf, ct_buf;
-      for (int64_t q0 = 0; q0 < b; q0 += 256) {
-        const int64_t qb = std::min<int64_t>(256, b - q0);
-        const int64_t pw = cpu::panel_width(lv, qb), bp = cpu::round_up(qb, pw);
-        float* packed = packed_buf.get(bp * d);
-        cpu::pack_queries(packed, a + q0 * d, qb, d, pw);
-        float* ct = ct_buf.get(tile * bp);
-        for (int64_t j0 = 0; j0 < n; j0 += tile) cpu::gemm_kat(lv, ct, bp, packed, bp, pw, k + j0 * d, d, std::min(tile, n - j0), d);
-      }
-    });
-  }
+  // (2) the fused search's own product: key tiles of cpu::tile_rows(d) rows times packed
+  // query blocks, C^T consumed in place (not copied out).
+  const SimdLevel lv = simd_level();
+  const int64_t tile = cpu::tile_rows(d);
+  out.tile_gflops = time_products(b, n, d, seconds, [&](const float* a, const float* k) {
+    cpu::gemm_tiles(lv, a, b, k, n, d, tile, nullptr);
+  });
   out.gflops = std::max(out.gemm_abt_gflops, out.tile_gflops);
   out.kernel = out.tile_gflops >= out.gemm_abt_gflops ? "built-in tile kernel (gemm_kat, the search's)" : "gemm_abt";
   return out;

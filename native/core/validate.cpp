@@ -3,7 +3,6 @@
 #include "memq/limits.h"
 
 #include <cmath>
-#include <cstdio>
 #include <limits>
 #include <string>
 
@@ -117,10 +116,9 @@ Status validate_queries(const float* queries, int64_t b, int64_t d) {
     for (int64_t c = 0; c < d; ++c) {
       const float x = row[c];
       if (!finite(x)) {
-        char v[16];
-        std::snprintf(v, sizeof v, "%s", std::isnan(x) ? "NaN" : x > 0 ? "Infinity" : "-Infinity");
         return Status::OutOfRange("queries must be finite: queries[" + std::to_string(r * d + c) + "] (row " +
-                                  std::to_string(r) + ", column " + std::to_string(c) + ") is " + v);
+                                  std::to_string(r) + ", column " + std::to_string(c) + ") is " +
+                                  (std::isnan(x) ? "NaN" : x > 0 ? "Infinity" : "-Infinity"));
       }
       s += static_cast<double>(x) * static_cast<double>(x);
     }

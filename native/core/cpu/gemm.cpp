@@ -103,6 +103,23 @@ void row_norms2_level(SimdLevel lv, float* out, const float* x, int64_t n, int64
   }
 }
 
+void gemm_tiles(SimdLevel lv, const float* a, int64_t b, const float* k, int64_t n, int64_t d, int64_t tile,
+                const TileConsumer& consume) {
+  thread_local AlignedBuf packed_buf, ct_buf;
+  for (int64_t q0 = 0; q0 < b; q0 += 256) {
+    const int64_t qb = std::min<int64_t>(256, b - q0);
+    const int64_t pw = panel_width(lv, qb), bp = round_up(qb, pw);
+    float* packed = packed_buf.get(bp * d);
+    pack_queries(packed, a + q0 * d, qb, d, pw);
+    float* ct = ct_buf.get(tile * bp);
+    for (int64_t j0 = 0; j0 < n; j0 += tile) {
+      const int64_t t = std::min(tile, n - j0);
+      gemm_kat(lv, ct, bp, packed, bp, pw, k + j0 * d, d, t, d);
+      if (consume) consume(ct, bp, q0, qb, j0, t);
+    }
+  }
+}
+
 }  // namespace cpu
 
 void row_norms2(float* out, const float* x, int64_t n, int64_t d) {
@@ -129,26 +146,15 @@ void gemm_abt(float* c, int64_t ldc, const float* a, int64_t b, const float* k, 
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)b, (blasint)n, (blasint)d, 1.0f, a,
               (blasint)d, k, (blasint)d, 0.0f, c, (blasint)ldc);
 #else
-  // Built-in: blocks of 256 queries packed once, key tiles of ~256 KiB, C^T per tile, then
-  // copied out transposed (the search consumes C^T directly and skips that copy).
-  SimdLevel lv = simd_level();
-  thread_local cpu::AlignedBuf packed_buf, ct_buf;
+  // Built-in: C^T per key tile of ~256 KiB, copied out transposed (the search consumes C^T
+  // directly and skips that copy).
   const int64_t tile = std::max<int64_t>(32, std::min<int64_t>(1024, (64 * 1024) / d) / 8 * 8);
-  for (int64_t q0 = 0; q0 < b; q0 += 256) {
-    int64_t qb = std::min<int64_t>(256, b - q0);
-    int64_t pw = cpu::panel_width(lv, qb), bp = cpu::round_up(qb, pw);
-    float* packed = packed_buf.get(bp * d);
-    cpu::pack_queries(packed, a + q0 * d, qb, d, pw);
-    float* ct = ct_buf.get(tile * bp);
-    for (int64_t j0 = 0; j0 < n; j0 += tile) {
-      int64_t t = std::min(tile, n - j0);
-      cpu::gemm_kat(lv, ct, bp, packed, bp, pw, k + j0 * d, d, t, d);
-      for (int64_t i = 0; i < qb; ++i) {
-        float* crow = c + (q0 + i) * ldc + j0;
-        for (int64_t j = 0; j < t; ++j) crow[j] = ct[j * bp + i];
-      }
+  cpu::gemm_tiles(simd_level(), a, b, k, n, d, tile, [&](const float* ct, int64_t bp, int64_t q0, int64_t qb, int64_t j0, int64_t t) {
+    for (int64_t i = 0; i < qb; ++i) {
+      float* crow = c + (q0 + i) * ldc + j0;
+      for (int64_t j = 0; j < t; ++j) crow[j] = ct[j * bp + i];
     }
-  }
+  });
 #endif
 }
 

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <cstdlib>
 #include <limits>
 #include <new>
@@ -32,6 +33,14 @@ inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 void pack_queries(float* dst, const float* a, int64_t b, int64_t d, int64_t pw);
 // Rows per key tile of the fused search (kernels.cpp), by d only.
 int64_t tile_rows(int64_t d);
+
+// (b x d)(n x d)^T through the tile kernels: queries packed per block of 256, key tiles of
+// `tile` rows times the packed block (gemm_kat); each C^T tile (t x bp, query i of the block in
+// column i) goes to `consume` (query block start q0 and size qb, key tile start j0), or is
+// dropped when it is empty. The built-in gemm_abt and the GEMM ceiling probe (ceilings.cpp).
+using TileConsumer = std::function<void(const float* ct, int64_t bp, int64_t q0, int64_t qb, int64_t j0, int64_t t)>;
+void gemm_tiles(SimdLevel lv, const float* a, int64_t b, const float* k, int64_t n, int64_t d, int64_t tile,
+                const TileConsumer& consume);
 
 // ct (t x bp, leading dimension ldc >= bp) = K (t x d, rows ldk apart) * A^T.
 // `packed` from pack_queries (bp = b rounded up to pw).

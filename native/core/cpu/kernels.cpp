@@ -45,17 +45,9 @@ struct QueryBlocks {
   std::vector<std::vector<float>> qn, qinv;  // bp each; 0 on padding lanes
 };
 
-Status check_finite(const float* x, int64_t rows, int64_t cols, const char* name) {
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < cols; ++j)
-      if (!finite(x[i * cols + j]))
-        return Status::OutOfRange(std::string(name) + " has a non-finite value at row " +
-                               std::to_string(i) + ", column " + std::to_string(j));
-  return Status::Ok();
-}
-
 Status prepare_queries(QueryBlocks& qb, SimdLevel lv, const float* queries, int64_t b, int64_t d) {
-  MEMQ_RETURN_IF_ERROR(check_finite(queries, b, d, "queries"));
+  // finite values, squared norms (in double) within limits.h: the core's one check of queries
+  MEMQ_RETURN_IF_ERROR(validate_queries(queries, b, d));
   qb.b = b;
   qb.d = d;
   qb.nblocks = (b + kQueryBlock - 1) / kQueryBlock;
@@ -71,15 +63,7 @@ Status prepare_queries(QueryBlocks& qb, SimdLevel lv, const float* queries, int6
     qb.qn[B].assign(qb.bp[B], 0.0f);
     qb.qinv[B].assign(qb.bp[B], 0.0f);
     cpu::row_norms2_level(lv, qb.qn[B].data(), queries + q0 * d, n, d);
-    for (int64_t i = 0; i < n; ++i) {
-      // limits.h: ||q||^2 (in double) <= 2^125, so that distances stay finite in float32.
-      const float* qr = queries + (q0 + i) * d;
-      double s2 = 0.0;
-      for (int64_t j = 0; j < d; ++j) s2 += double(qr[j]) * double(qr[j]);
-      if (!(s2 <= limits::kMaxSquaredNorm) || !finite(qb.qn[B][i]))
-        return Status::OutOfRange("queries: the squared norm of row " + std::to_string(q0 + i) + " is over the limit of " + limits::kMaxSquaredNormText + ", so that distances stay finite in float32");
-      qb.qinv[B][i] = cpu::inv_norm(qb.qn[B][i]);
-    }
+    for (int64_t i = 0; i < n; ++i) qb.qinv[B][i] = cpu::inv_norm(qb.qn[B][i]);
     cpu::pack_queries(qb.packed[B].get(qb.bp[B] * d), queries + q0 * d, n, d, qb.pw[B]);
   }
   return Status::Ok();
