@@ -342,6 +342,13 @@ export function resolveTrust(t: RunConfig['memq']['trust'], c: Pick<RunConfig, '
   return { ...t, valueRange: range };
 }
 
+/** Mem-EM on the prior of a memq or reflect agent when em.every > 0 (a model prior), else null. */
+function memEmFor(c: RunConfig, prior: Prior, seed: number): MemEm | null {
+  if (c.em.every <= 0) return null;
+  if (!(prior instanceof ModelPrior)) throw new ConfigError('Mem-EM (em.every > 0) needs a model prior');
+  return new MemEm(c.em, prior, seed);
+}
+
 export function makeAgent(c: RunConfig, priorIn?: Prior): Agent {
   const seed = (c.seed * 7919 + 17) >>> 0;
   if (!priorIn && c.prior.kind !== 'uniform') throw new ConfigError('a model prior must be loaded first: use makeAgentAsync');
@@ -364,10 +371,7 @@ export function makeAgent(c: RunConfig, priorIn?: Prior): Agent {
         merge: q.mergeEpsilon > 0 ? { epsilon: q.mergeEpsilon, rate: q.mergeRate } : undefined,
         tdRate: q.tdRate, target: q.target, seed, trust: resolveTrust(q.trust, c),
       });
-      if (c.em.every > 0) {
-        if (!(prior instanceof ModelPrior)) throw new ConfigError('Mem-EM (em.every > 0) needs a model prior');
-        agent.em = new MemEm(c.em, prior, seed);
-      }
+      agent.em = memEmFor(c, prior, seed);
       return agent;
     }
     case 'prior':
@@ -394,10 +398,7 @@ export function makeAgent(c: RunConfig, priorIn?: Prior): Agent {
         actionEncoder: new CachedEncoder(new HashingEncoder({ dim: 128, seed: 7 })),
         prior, ...r, writeCases: true, seed,
       });
-      if (c.em.every > 0) {
-        if (!(prior instanceof ModelPrior)) throw new ConfigError('Mem-EM (em.every > 0) needs a model prior');
-        agent.em = new MemEm(c.em, prior, seed);
-      }
+      agent.em = memEmFor(c, prior, seed);
       return agent;
     }
   }

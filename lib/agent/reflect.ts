@@ -244,13 +244,14 @@ export class ReflectAgent implements Agent {
     return { ids: Int32Array.from([...caseIds, -1]), mu, q, policy, value: value[0], nearest, features, gate, qKeys };
   }
 
+  /** The prompt p(a | s, c) scores: the state, or with conditioning 'prompt' the state carrying case c. */
+  private promptFor(state: string, caseId: number): string {
+    return caseId >= 0 && this.opts.conditioning === 'prompt' ? caseConditionedState(state, this.caseOf(caseId)) : state;
+  }
+
   /** p(a | s, c) over the admissible actions for candidate i of a retrieval choice. */
   async actionKernel(state: string, actions: string[], caseId: number): Promise<Float64Array> {
-    const lp = await this.opts.prior.logPrior(caseId >= 0 && this.opts.conditioning === 'prompt' ? caseConditionedState(state, this.caseOf(caseId)) : state, actions);
-    const mu = Float64Array.from(lp, (x) => Math.exp(x));
-    let z = 0;
-    for (const x of mu) z += x;
-    for (let i = 0; i < mu.length; i++) mu[i] = z > 0 ? mu[i] / z : 1 / mu.length;
+    const mu = normalizedMu(await this.opts.prior.logPrior(this.promptFor(state, caseId), actions));
     if (caseId < 0 || this.opts.conditioning === 'prompt') return mu;
     const j = await this.project(this.caseOf(caseId).action, actions);
     const beta = this.opts.priorMix;
@@ -290,34 +291,43 @@ export class ReflectAgent implements Agent {
    * E-step target of Mem-EM on this agent's prior.
    */
   async actionPolicyMany(items: { state: string; actions: string[] }[]): Promise<Float64Array[]> {
-    const out: Float64Array[] = [];
-    for (const { state, actions } of items) {
-      const r = await this.retrieve(state);
-      const pi = new Float64Array(actions.length);
-      if (this.opts.conditioning === 'prompt') {
-        for (let i = 0; i < r.ids.length; i++) {
-          if (!(r.policy[i] > 0)) continue;
-          const p = await this.actionKernel(state, actions, r.ids[i]);
-          for (let a = 0; a < pi.length; a++) pi[a] += r.policy[i] * p[a];
-        }
-      } else {
-        // project: p(a | s, c) = (1 − β) δ(a = proj(a_c)) + β μ(a | s), p(a | s, c∅) = μ(a | s)
-        const mu = await this.actionKernel(state, actions, -1);
-        const beta = this.opts.priorMix;
-        let onMu = 0;
-        for (let i = 0; i < r.ids.length; i++) {
-          const w = r.policy[i];
-          if (!(w > 0)) continue;
-          if (r.ids[i] < 0) {
-            onMu += w;
-            continue;
-          }
-          onMu += beta * w;
-          pi[await this.project(this.caseOf(r.ids[i]).action, actions)] += (1 - beta) * w;
-        }
-        for (let a = 0; a < pi.length; a++) pi[a] += onMu * mu[a];
+    const choices: RetrievalChoice[] = [];
+    for (const it of items) choices.push(await this.retrieve(it.state));
+    const out = items.map((it) => new Float64Array(it.actions.length));
+    // Every prompt the policy puts mass on is scored in one batched prior call: with 'prompt'
+    // one per (state, candidate), with 'project' only the void prompt of each state.
+    const prompt = this.opts.conditioning === 'prompt';
+    const reqs: { state: string; actions: string[]; k: number; i: number }[] = [];
+    items.forEach((it, k) => {
+      if (!prompt) return void reqs.push({ state: it.state, actions: it.actions, k, i: -1 });
+      choices[k].ids.forEach((id, i) => {
+        if (choices[k].policy[i] > 0) reqs.push({ state: this.promptFor(it.state, id), actions: it.actions, k, i });
+      });
+    });
+    const lps = await logPriorMany(this.opts.prior, reqs);
+    const beta = this.opts.priorMix;
+    for (let r = 0; r < reqs.length; r++) {
+      const { k, i } = reqs[r];
+      const mu = normalizedMu(lps[r]);
+      const pi = out[k];
+      if (prompt) {
+        for (let a = 0; a < pi.length; a++) pi[a] += choices[k].policy[i] * mu[a];
+        continue;
       }
-      out.push(pi);
+      // project: p(a | s, c) = (1 − β) δ(a = proj(a_c)) + β μ(a | s), p(a | s, c∅) = μ(a | s)
+      const c = choices[k];
+      let onMu = 0;
+      for (let j = 0; j < c.ids.length; j++) {
+        const w = c.policy[j];
+        if (!(w > 0)) continue;
+        if (c.ids[j] < 0) {
+          onMu += w;
+          continue;
+        }
+        onMu += beta * w;
+        pi[await this.project(this.caseOf(c.ids[j]).action, items[k].actions)] += (1 - beta) * w;
+      }
+      for (let a = 0; a < pi.length; a++) pi[a] += onMu * mu[a];
     }
     return out;
   }
@@ -475,4 +485,19 @@ export class ReflectAgent implements Agent {
       await this.em.load(emDir);
     }
   }
+}
+
+/** μ over the admissible actions from log μ, normalised in float64 (uniform when all mass is 0). */
+function normalizedMu(lp: ArrayLike<number>): Float64Array {
+  const mu = Float64Array.from(lp, (x) => Math.exp(x));
+  let z = 0;
+  for (const x of mu) z += x;
+  for (let i = 0; i < mu.length; i++) mu[i] = z > 0 ? mu[i] / z : 1 / mu.length;
+  return mu;
+}
+
+/** log μ for many (prompt, actions) pairs: one batched call when the prior has logPriorMany. */
+function logPriorMany(prior: Prior, items: { state: string; actions: string[] }[]): Promise<ArrayLike<number>[]> {
+  if (prior.logPriorMany) return prior.logPriorMany(items);
+  return Promise.all(items.map((it) => prior.logPrior(it.state, it.actions)));
 }

@@ -7,6 +7,8 @@ export interface Prior {
   readonly name: string;
   /** log μ(a_j | s) for each admissible action (a Float32Array of actions.length; −∞ allowed). */
   logPrior(state: string, actions: string[]): Float32Array | Promise<Float32Array>;
+  /** Optional: logPrior for many states in one batched call (the model priors: one native call). */
+  logPriorMany?(items: { state: string; actions: string[] }[]): Promise<Float32Array[]>;
   /**
    * Optional: log μ over the admissible actions of a state and, given Q̂ for them, MATH §5's
    * π ∝ μ exp(Q̂/α) and V = α log Σ μ exp(Q̂/α), in one call. A prior that can fuse its scoring

@@ -89,8 +89,6 @@ export interface TrustPolicy {
   learnedMargin: number;
   quarantine: QuarantineRule | false;
   hubs: HubRule | false;
-  /** Writes must be authenticated (the key itself lives in the memory, never in the policy). */
-  authenticate: boolean;
 }
 
 function typeName(v: unknown): string {
@@ -153,6 +151,7 @@ export function makeTrustPolicy(o: TrustOptions = {}): TrustPolicy {
     posNum('trust.hubs.ratio', hubs.ratio, false);
     posNum('trust.hubs.minCount', hubs.minCount);
   }
+  // authenticate's type only: the key is resolved by the memory (writerKeyOf) and never kept in the policy
   const auth = o.authenticate;
   if (auth !== undefined && typeof auth !== 'boolean' && typeof auth !== 'string' && !(auth instanceof Uint8Array)) {
     throw new TypeError(`trust.authenticate must be true, false, a key string or a Uint8Array, got ${typeName(auth)}`);
@@ -169,7 +168,6 @@ export function makeTrustPolicy(o: TrustOptions = {}): TrustPolicy {
     learnedMargin: margin,
     quarantine,
     hubs,
-    authenticate: auth !== undefined && auth !== false,
   };
 }
 

@@ -67,9 +67,11 @@ describe("ReflectAgent: π_M(a | s), the E-step target of Mem-EM on its prior", 
       return Float32Array.from(raw, (x) => x - lse);
     },
   };
-  for (const conditioning of ['project', 'prompt'] as const) {
-    it(`${conditioning}: equals Σ_c π(c|s) p(a|s,c) from retrieve and actionKernel, sums to 1, draws nothing`, async () => {
-      const agent = agentWith({ prior: hashPrior, conditioning, priorMix: 0.3, m: 4 });
+  // the same prior with a batched entry point (the model priors' logPriorMany), which π_M uses
+  const batchedPrior: Prior = { ...hashPrior, logPriorMany: async (items) => items.map((it) => hashPrior.logPrior(it.state, it.actions) as Float32Array) };
+  for (const [conditioning, prior] of [['project', hashPrior], ['prompt', hashPrior], ['project', batchedPrior], ['prompt', batchedPrior]] as const) {
+    it(`${conditioning}${prior.logPriorMany ? ', batched prior' : ''}: equals Σ_c π(c|s) p(a|s,c) from retrieve and actionKernel, sums to 1, draws nothing`, async () => {
+      const agent = agentWith({ prior, conditioning, priorMix: 0.3, m: 4 });
       const rows = ['kitchen, holding nothing', 'kitchen, holding apple', 'hall with a door', 'hall', 'garden'];
       const keys = await agent.opts.stateEncoder.encode(rows);
       await agent.cases.writeRows(keys, rows.map((_, i) => i / 4), { state: rows, action: rows.map((_, i) => ['open door', 'take apple', 'go to hall', 'look'][i % 4]) });
