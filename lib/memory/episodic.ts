@@ -26,7 +26,7 @@ import {
   type SnapshotData,
 } from './snapshot';
 import { JournalWriter, readJournal, type JournalRecord } from './journal';
-import { signCases, UNVERIFIED_PREFIX, verifyWrite, writerKeyOf } from './provenance';
+import { UNVERIFIED_PREFIX, verifyWrite, writerKeyOf } from './provenance';
 import { checkSnapshotData, journalMac, journalRecordProblem, metaLine, recordBody, sameMac, snapshotManifest } from './persistence';
 import { batchMergeTargets, planWrite, policyCapacity, type StoreView, type WritePlan } from './writePlan';
 import {
@@ -613,10 +613,11 @@ export class EpisodicMemory {
     return this.enqueue(batch, opts);
   }
 
-  private enqueue(batch: ValidBatch, opts?: WriteOptions): Promise<WriteReport> {
+  /** `authenticated`: the memory's own write of a batch the key holder signed (a verified import). */
+  private enqueue(batch: ValidBatch, opts?: WriteOptions, authenticated = false): Promise<WriteReport> {
     if (opts !== undefined && (typeof opts !== 'object' || opts === null)) return Promise.reject(new TypeError('write options must be an object { mac }'));
     // Provenance is checked on the batch as written (before clipping), in the caller's turn.
-    const unverified = this.authenticate(batch, opts?.mac);
+    const unverified = authenticated ? 0 : this.authenticate(batch, opts?.mac);
     // A declared value range clips at the door too (a learned one only at reads: it is learned
     // from what is written).
     const vr = this.trustPolicy?.valueRange;
@@ -1124,9 +1125,15 @@ export class EpisodicMemory {
         source: opts.source,
       };
     });
-    // A snapshot signed with the memory key is the key holder's: its write is authenticated.
-    const writer = this.#writerKey;
-    return this.write(cases, verified && writer ? { mac: signCases(writer, cases) } : undefined);
+    // A snapshot signed with the memory key is the key holder's: its write is authenticated
+    // as it stands (no MAC to make here and check again in enqueue).
+    let batch: ValidBatch;
+    try {
+      batch = validateBatch(cases, this.dim);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.enqueue(batch, undefined, verified);
   }
 
   /**
