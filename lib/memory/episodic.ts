@@ -1125,15 +1125,18 @@ export class EpisodicMemory {
         source: opts.source,
       };
     });
-    // A snapshot signed with the memory key is the key holder's: its write is authenticated
-    // as it stands (no MAC to make here and check again in enqueue).
+    // A snapshot signed with the memory's own key is the key holder's: its write is authenticated
+    // as it stands. One verified with another key (the caller's) is not: under authenticated
+    // provenance its trusted sources are stored as unverified:<source>, like any unsigned write.
+    const writer = this.#writerKey;
+    const ownKey = verified && writer !== null && key !== undefined && writerKeyOf(key)!.equals(writer);
     let batch: ValidBatch;
     try {
       batch = validateBatch(cases, this.dim);
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.enqueue(batch, undefined, verified);
+    return this.enqueue(batch, undefined, ownKey);
   }
 
   /**

@@ -166,7 +166,7 @@ describe('authenticated provenance', () => {
     expect(() => new EpisodicMemory({ dim, trust: { authenticate: 7 as never } })).toThrow(/trust.authenticate must be true, false, a key string or a Uint8Array/);
   });
 
-  it('import: a snapshot signed with the memory key keeps a trusted source; an unsigned one only comes in untrusted', async () => {
+  it('import: a snapshot signed with the memory key keeps a trusted source; one signed with another key is unverified; an unsigned one only comes in untrusted', async () => {
     const rng = new TestRng(testSeed() + 3);
     const src = new EpisodicMemory({ dim });
     await src.write(batch(rng, 6, 'train'));
@@ -176,6 +176,13 @@ describe('authenticated provenance', () => {
     const r = await dst.import(signedDir, { source: 'demo', key: KEY });
     expect(r.unverified).toBe(0);
     expect(new Set(sourcesOf(dst))).toEqual(new Set(['demo']));
+    // signed with another key, given by the caller: verified, but not the memory key holder's
+    const foreignDir = path.join(tmp, 'foreign');
+    src.save(foreignDir, { key: OTHER });
+    const dst2 = new EpisodicMemory({ dim, trust: { authenticate: KEY, quarantine: false } });
+    const r2 = await dst2.import(foreignDir, { source: 'demo', key: OTHER });
+    expect(r2.unverified).toBe(6);
+    expect(new Set(sourcesOf(dst2))).toEqual(new Set(['unverified:demo']));
     const unsignedDir = path.join(tmp, 'unsigned');
     src.save(unsignedDir);
     await expect(dst.import(unsignedDir, { source: 'demo', key: KEY })).rejects.toThrow(/can only be imported under an untrusted source/);
