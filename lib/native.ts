@@ -25,12 +25,15 @@ export interface NativeIndexStats {
   nextId: number;
   /** Bytes the store holds: host memory (cpu) or device memory (cuda). */
   memoryBytes: number;
+  /** Rows whose float32 keys are memory-mapped from a file (MemoryIndex.mapKeys); not in memoryBytes. */
+  mappedRows: number;
   backend: 'cpu' | 'cuda';
   keyType: 'float32' | 'bf16' | 'int8' | 'fp16';
 }
 export interface NativeMemoryIndex {
   add(keys: Float32Array, values: Float32Array): Int32Array;
   addWithIds(ids: Int32Array, keys: Float32Array, values: Float32Array): void;
+  mapKeys(file: string, ids: Int32Array, values: Float32Array): void;
   updateValues(ids: Int32Array, values: Float32Array): void;
   remove(ids: Int32Array): void;
   getKeys(ids: Int32Array): Float32Array;

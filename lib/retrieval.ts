@@ -375,6 +375,25 @@ export class MemoryIndex {
     this.native.addWithIds(idArr, keys, values);
   }
 
+  /**
+   * Memory-maps a float32 key file (ids.length × dim floats, little-endian, row-major: a
+   * snapshot's keys.f32) as this fresh index's first rows, with these ids (strictly increasing)
+   * and values. Nothing of the keys is read here: pages come in as searches touch them, and the
+   * first search checks the rows (a non-finite or oversized row fails it, naming the file and the
+   * row). Later adds go to RAM after them. The file must not be truncated or rewritten in place
+   * while mapped (saves never do: they write new generations). Tombstones are not compacted
+   * automatically; compact() copies the live rows into RAM. With keyType 'bf16' / 'int8' the
+   * compressed keys are built from the file now (one read), and with `rerank` the float32 keys
+   * the re-rank reads stay mapped instead of in RAM. CPU backend only.
+   */
+  mapKeys(file: string, ids: Int32Array | number[], values: Float32Array): void {
+    if (typeof file !== 'string' || file === '') throw new TypeError(`mapKeys: file must be a path string, got ${typeName(file)}`);
+    const idArr = checkInt32('ids', ids);
+    checkFloat32('values', values);
+    if (values.length !== idArr.length) throw new RangeError(`mapKeys: ids.length (${idArr.length}) and values.length (${values.length}) must be equal`);
+    this.native.mapKeys(file, idArr, values);
+  }
+
   updateValues(ids: Int32Array | number[], values: Float32Array): void {
     const idArr = checkInt32('ids', ids);
     checkFloat32('values', values);

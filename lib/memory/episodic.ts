@@ -21,6 +21,7 @@ import {
   readSnapshot,
   resolveKey,
   SnapshotError,
+  verifyKeysFile,
   writeSnapshot,
   type SaveOptions,
   type SnapshotData,
@@ -68,6 +69,16 @@ export interface LoadOptions {
   untrustedSource?: string;
   /** Trust policy of the loaded memory (see EpisodicMemoryOptions.trust). */
   trust?: TrustOptions;
+  /**
+   * Memory-map the snapshot's keys instead of reading them (default false). The keys file's
+   * length is checked; its rows are checked by the first search (which also reads them, page by
+   * page) and its CRC-32 by `verifyMappedKeys()` (with a key, its MAC is checked at load, which
+   * reads the file once). Everything else is read and checked as usual. The index runs on the
+   * CPU; writes after the load go to RAM; tombstones of mapped rows are not compacted until the
+   * next save and load. The snapshot's directory must stay in place, unmodified, while mapped
+   * (a later save may delete the generation: the mapping keeps the file). See docs/memory-format.md.
+   */
+  mmap?: boolean;
 }
 
 export interface ImportOptions {
@@ -93,7 +104,12 @@ export interface LoadReport {
  * loaded is an error naming the cause. 'js' is test-only: the float64 ReferenceIndex lives in
  * test/helpers/referenceIndex.ts, which registers itself (registerTestIndex) when imported.
  */
-export function createIndex(dim: number, kernel: KernelSettings, backend: 'native' | 'js' | 'auto' = 'auto'): { index: IndexLike; backend: 'native' | 'js' } {
+export function createIndex(
+  dim: number,
+  kernel: KernelSettings,
+  backend: 'native' | 'js' | 'auto' = 'auto',
+  device?: 'cpu',
+): { index: IndexLike; backend: 'native' | 'js' } {
   if (backend === 'js') {
     if (!testIndex) {
       throw new TypeError(
@@ -104,7 +120,7 @@ export function createIndex(dim: number, kernel: KernelSettings, backend: 'nativ
     return { index: testIndex(dim, kernel), backend: 'js' };
   }
   loadNative();
-  return { index: new MemoryIndex({ dim, ...kernel }), backend: 'native' };
+  return { index: new MemoryIndex({ dim, ...kernel, ...(device ? { backend: device } : {}) }), backend: 'native' };
 }
 
 let testIndex: ((dim: number, kernel: KernelSettings) => IndexLike) | undefined;
@@ -197,7 +213,7 @@ export class EpisodicMemory {
     this.dim = options.dim;
     this.policy = checkPolicy(options.policy ?? { kind: 'unbounded' });
     this.merge = checkMerge(options.merge);
-    const made = createIndex(options.dim, options.kernel ?? { kernel: 'gaussian', bandwidth: 1 }, options.backend ?? 'auto');
+    const made = createIndex(options.dim, options.kernel ?? { kernel: 'gaussian', bandwidth: 1 }, options.backend ?? 'auto', options.indexBackend);
     this.index = made.index;
     this.backend = made.backend;
     this.store = new CaseStore(this.index);
@@ -871,6 +887,18 @@ export class EpisodicMemory {
   };
   /** Set by load / open: what was read. */
   loadReport?: LoadReport;
+  /** Set by load({ mmap: true }): the mapped keys file, its length and the CRC-32 its header gives. */
+  mappedKeys?: { path: string; bytes: number; crc32: number };
+
+  /**
+   * After load({ mmap: true }): reads the mapped keys file once, in chunks, off the event loop's
+   * critical path (it yields between chunks), and checks the CRC-32 the load skipped. Throws the
+   * SnapshotError a load would throw for a corrupted keys part. A memory loaded without mmap was
+   * checked at load: this resolves at once.
+   */
+  async verifyMappedKeys(): Promise<void> {
+    if (this.mappedKeys) await verifyKeysFile(this.mappedKeys);
+  }
 
   /** The whole memory as plain arrays (ids in insertion order). */
   toSnapshotData(): SnapshotData {
@@ -908,6 +936,7 @@ export class EpisodicMemory {
         policy: opts.policy,
         merge: opts.merge ?? undefined,
         backend,
+        ...(data.keysFile ? { indexBackend: 'cpu' as const } : {}),
       });
     } catch (err) {
       // Stored options the store refuses (a forged or damaged header): an error of the file.
@@ -917,7 +946,18 @@ export class EpisodicMemory {
       throw new SnapshotError(`${hfile} (part 'header'): the stored dim, kernel or options cannot be used: ${err.message}`, hfile, 'header');
     }
     const n = data.ids.length;
-    if (n) mem.index.addWithIds(data.ids, data.keys, data.values);
+    if (data.keysFile) {
+      // Mapped keys: the native CPU index maps the file (nothing of it is read here).
+      if (!(mem.index instanceof MemoryIndex)) throw new RangeError('load: mmap needs the native index');
+      try {
+        mem.index.mapKeys(data.keysFile.path, data.ids, data.values);
+      } catch (err) {
+        const f = data.keysFile.path;
+        if (err instanceof TypeError) throw err;
+        throw new SnapshotError(`${f} (part 'keys') cannot be mapped: ${(err as Error)?.message ?? err}`, f, 'keys');
+      }
+      mem.mappedKeys = data.keysFile;
+    } else if (n) mem.index.addWithIds(data.ids, data.keys, data.values);
     mem.store.apply({ added: { ids: data.ids, meta: data.meta as CaseMeta[] } });
     const c = data.counters ?? {};
     mem.seqCounter = c.seq ?? 0;
@@ -1032,7 +1072,10 @@ export class EpisodicMemory {
       }
       if (opts.attachJournal) throw new RangeError('load: attachJournal cannot be combined with untrustedSource (the journal would record the rewritten sources as the snapshot\'s own)');
     }
-    const snap = readSnapshot(dir, untrusted === undefined ? { key } : {});
+    if (opts.mmap !== undefined && typeof opts.mmap !== 'boolean') throw new TypeError(`load: mmap must be true or false, got ${typeof opts.mmap}`);
+    if (opts.mmap && opts.backend === 'js') throw new RangeError("load: mmap needs the native index (backend 'native' or 'auto'), not 'js'");
+    const mapKeys = opts.mmap === true;
+    const snap = readSnapshot(dir, untrusted === undefined ? { key, mapKeys } : { mapKeys });
     if (untrusted !== undefined) snap.data.meta = snap.data.meta.map((m) => (typeof m === 'object' && m !== null ? { ...m, source: untrusted } : m));
     let journal = { records: [] as JournalRecord[], validBytes: 0, tornBytes: 0 };
     const jfile = path.join(dir, journalName(snap.generation));

@@ -27,10 +27,12 @@ export function checkSnapshotData(data: SnapshotData, genDir?: string): void {
   };
   const n = data.ids.length;
   if (!(Number.isInteger(data.dim) && data.dim >= 1)) fail('header', 'header.json', `dim must be an integer >= 1, got ${data.dim}`);
-  if (data.keys.length !== n * data.dim) fail('keys', 'keys.f32', `has ${data.keys.length} floats, expected ${n} × ${data.dim}`);
+  const mapped = data.keysFile !== undefined;
+  if (mapped && data.keysFile!.bytes !== n * data.dim * 4) fail('keys', 'keys.f32', `has ${data.keysFile!.bytes} bytes, expected ${n} × ${data.dim} × 4`);
+  if (!mapped && data.keys.length !== n * data.dim) fail('keys', 'keys.f32', `has ${data.keys.length} floats, expected ${n} × ${data.dim}`);
   if (data.values.length !== n) fail('values', 'values.f32', `has ${data.values.length} values, expected ${n}`);
   if (data.meta.length !== n) fail('meta', 'meta.jsonl', `has ${data.meta.length} lines, expected ${n}`);
-  const bad = snapshotRowProblem(data.ids, data.keys, data.values, data.dim);
+  const bad = snapshotRowProblem(data.ids, data.keys, data.values, data.dim, { skipKeys: mapped });
   if (bad) fail(bad.part, { ids: 'ids.i32', keys: 'keys.f32', values: 'values.f32' }[bad.part], bad.message, bad.row);
   for (let i = 0; i < n; i++) {
     const p = caseMetaProblem(data.meta[i]);

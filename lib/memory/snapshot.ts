@@ -115,6 +115,12 @@ function sameHex(a: unknown, b: string): boolean {
 /** How a read checks signatures: with a key, an unsigned snapshot or a bad MAC is refused. */
 export interface VerifyOptions {
   key?: Buffer;
+  /**
+   * Leave the keys part on disk for a memory-mapped index (load(dir, { mmap: true })): its length
+   * is checked, its CRC-32 and rows are not read (see SnapshotData.keysFile); with a key its MAC
+   * is still checked, streaming the file.
+   */
+  mapKeys?: boolean;
 }
 
 export interface SnapshotData {
@@ -127,6 +133,11 @@ export interface SnapshotData {
   values: Float32Array;
   /** One JSON-serialisable object per case, in the order of ids. */
   meta: unknown[];
+  /**
+   * Read with mapKeys: the keys were not read (`keys` is empty); they are this file's
+   * count × dim little-endian float32, with this CRC-32 (not checked yet: verifyMappedKeys).
+   */
+  keysFile?: { path: string; bytes: number; crc32: number };
 }
 
 export class SnapshotError extends Error {
@@ -326,6 +337,77 @@ export function removeStale(dir: string, keep: number): void {
   }
 }
 
+/** The part's MAC read from its file in chunks (a mapped keys part is never held in memory). */
+function partMacOfFile(key: Buffer, p: PartName, generation: number, file: string): string {
+  const h = crypto.createHmac('sha256', key);
+  h.update(`memq-snapshot-part\0${p}\0${generation}\0`);
+  const fd = fs.openSync(file, 'r');
+  try {
+    const chunk = Buffer.allocUnsafe(8 << 20);
+    for (;;) {
+      const got = fs.readSync(fd, chunk, 0, chunk.length, null);
+      if (got === 0) break;
+      h.update(chunk.subarray(0, got));
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return h.digest('hex');
+}
+
+/** A part left on disk (mapped): its header entry and its file's length, nothing read. */
+function checkPartLength(genDir: string, p: PartName, info: PartInfo | undefined): undefined {
+  const file = path.join(genDir, PART_FILES[p]);
+  if (!info || typeof info.bytes !== 'number' || typeof info.crc32 !== 'number' || info.file !== PART_FILES[p]) {
+    throw new SnapshotError(`${path.join(genDir, 'header.json')}: part '${p}' is missing or malformed in the header`, path.join(genDir, 'header.json'), p);
+  }
+  let size: number;
+  try {
+    const st = fs.statSync(file);
+    if (!st.isFile()) throw new Error('not a regular file');
+    size = st.size;
+  } catch (err) {
+    throw new SnapshotError(`${file} (part '${p}') cannot be read: ${(err as Error).message}`, file, p);
+  }
+  if (size !== info.bytes) {
+    const how = size < info.bytes ? 'truncated' : 'too long';
+    throw new SnapshotError(`${file} (part '${p}') is ${how}: ${size} bytes, the header says ${info.bytes}`, file, p);
+  }
+  return undefined;
+}
+
+/**
+ * The CRC-32 check a mapped load skipped: reads the keys file in chunks, yielding to the event
+ * loop between them, and throws the SnapshotError a load would ('corrupted' / 'truncated').
+ */
+export async function verifyKeysFile(keysFile: { path: string; bytes: number; crc32: number }): Promise<void> {
+  const file = keysFile.path;
+  const fh = await fs.promises.open(file, 'r');
+  let crc = 0;
+  let total = 0;
+  try {
+    const chunk = Buffer.allocUnsafe(8 << 20);
+    for (;;) {
+      const { bytesRead } = await fh.read(chunk, 0, chunk.length, null);
+      if (bytesRead === 0) break;
+      crc = zlib.crc32(chunk.subarray(0, bytesRead), crc);
+      total += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+  if (total !== keysFile.bytes) {
+    throw new SnapshotError(`${file} (part 'keys') is ${total < keysFile.bytes ? 'truncated' : 'too long'}: ${total} bytes, the header says ${keysFile.bytes}`, file, 'keys');
+  }
+  if (crc !== keysFile.crc32) {
+    throw new SnapshotError(
+      `${file} (part 'keys') is corrupted: CRC-32 ${crc.toString(16).padStart(8, '0')}, the header says ${keysFile.crc32.toString(16).padStart(8, '0')}`,
+      file,
+      'keys',
+    );
+  }
+}
+
 function readPart(genDir: string, p: PartName, info: PartInfo | undefined): Buffer {
   const file = path.join(genDir, PART_FILES[p]);
   if (!info || typeof info.bytes !== 'number' || typeof info.crc32 !== 'number' || info.file !== PART_FILES[p]) {
@@ -384,17 +466,17 @@ export function readGeneration(genDir: string, verify: VerifyOptions = {}): { he
     throw new SnapshotError(`${hfile}: bad dim/count (${h.dim}, ${h.count})`, hfile, 'header');
   }
   const expect: Record<PartName, number | undefined> = { ids: h.count * 4, keys: h.count * h.dim * 4, values: h.count * 4, meta: undefined };
-  const bufs = {} as Record<PartName, Buffer>;
+  const bufs = {} as Record<PartName, Buffer | undefined>;
   for (const p of PART_NAMES) {
     const info = h.parts?.[p];
     if (info && expect[p] !== undefined && info.bytes !== expect[p]) {
       throw new SnapshotError(`${hfile}: part '${p}' has ${info.bytes} bytes, but count ${h.count} × dim ${h.dim} needs ${expect[p]}`, hfile, p);
     }
-    bufs[p] = readPart(genDir, p, info);
+    bufs[p] = p === 'keys' && verify.mapKeys ? checkPartLength(genDir, p, info) : readPart(genDir, p, info);
   }
   if (verify.key) checkSignature(genDir, h, bufs, verify.key);
   const metaFile = path.join(genDir, PART_FILES.meta);
-  const lines = bufs.meta.toString('utf8').split('\n');
+  const lines = bufs.meta!.toString('utf8').split('\n');
   if (lines.pop() !== '' || lines.length !== h.count) {
     throw new SnapshotError(`${metaFile} (part 'meta') has ${lines.length} lines, expected ${h.count}`, metaFile, 'meta');
   }
@@ -405,17 +487,27 @@ export function readGeneration(genDir: string, verify: VerifyOptions = {}): { he
       throw new SnapshotError(`${metaFile} (part 'meta') line ${i + 1} is not valid JSON`, metaFile, 'meta');
     }
   });
-  const ids = i32FromLE(bufs.ids);
-  const keys = f32FromLE(bufs.keys);
-  const values = f32FromLE(bufs.values);
-  const bad = snapshotRowProblem(ids, keys, values, h.dim);
+  const ids = i32FromLE(bufs.ids!);
+  const keys = bufs.keys ? f32FromLE(bufs.keys) : new Float32Array(0);
+  const values = f32FromLE(bufs.values!);
+  const bad = snapshotRowProblem(ids, keys, values, h.dim, { skipKeys: !bufs.keys });
   if (bad) {
     const file = path.join(genDir, PART_FILES[bad.part]);
     throw new SnapshotError(`${file} (part '${bad.part}') ${bad.message}`, file, bad.part, bad.row);
   }
   return {
     header: h,
-    data: { dim: h.dim, kernel: h.kernel, options: h.options, counters: h.counters, ids, keys, values, meta },
+    data: {
+      dim: h.dim,
+      kernel: h.kernel,
+      options: h.options,
+      counters: h.counters,
+      ids,
+      keys,
+      values,
+      meta,
+      ...(bufs.keys ? {} : { keysFile: { path: path.join(genDir, PART_FILES.keys), bytes: h.parts.keys.bytes, crc32: h.parts.keys.crc32 } }),
+    },
   };
 }
 
@@ -426,7 +518,7 @@ export function readGeneration(genDir: string, verify: VerifyOptions = {}): { he
  * ('header'). Parts are checked before the manifest, so a changed part is named even when its
  * length and CRC-32 in the header were rewritten to match.
  */
-function checkSignature(genDir: string, h: SnapshotHeader, bufs: Record<PartName, Buffer>, key: Buffer): void {
+function checkSignature(genDir: string, h: SnapshotHeader, bufs: Record<PartName, Buffer | undefined>, key: Buffer): void {
   const hfile = path.join(genDir, 'header.json');
   const sig = h.signature;
   if (!sig || typeof sig !== 'object') {
@@ -443,7 +535,9 @@ function checkSignature(genDir: string, h: SnapshotHeader, bufs: Record<PartName
   }
   for (const p of PART_NAMES) {
     const file = path.join(genDir, PART_FILES[p]);
-    if (!sameHex(sig.parts?.[p], partMac(key, p, h.generation, bufs[p]))) {
+    const b = bufs[p];
+    const mac = b ? partMac(key, p, h.generation, b) : partMacOfFile(key, p, h.generation, file);
+    if (!sameHex(sig.parts?.[p], mac)) {
       throw new SnapshotError(`${file} (part '${p}'): signature check failed (HMAC-SHA-256 mismatch): the part was changed or does not belong to this generation`, file, p);
     }
   }

@@ -101,6 +101,8 @@ export interface EpisodicMemoryOptions {
    * source is read alike.
    */
   trust?: TrustOptions;
+  /** @internal Where the native index runs; load({ mmap: true }) asks for 'cpu' (mapped keys). */
+  indexBackend?: 'cpu';
 }
 
 export interface WriteReport {

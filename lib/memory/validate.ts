@@ -267,14 +267,15 @@ export interface RowProblem {
  * First bad row of snapshot arrays, or undefined: ids strictly increasing and >= 0, every key
  * row finite with a squared norm finite in float32, every value finite.
  */
-export function snapshotRowProblem(ids: Int32Array, keys: Float32Array, values: Float32Array, dim: number): RowProblem | undefined {
+export function snapshotRowProblem(ids: Int32Array, keys: Float32Array, values: Float32Array, dim: number, opts: { skipKeys?: boolean } = {}): RowProblem | undefined {
   const n = ids.length;
   for (let i = 0; i < n; i++) {
     if (ids[i] < 0) return { part: 'ids', row: i, message: `row ${i}: id ${ids[i]} is negative` };
     if (ids[i] === MAX_ID + 1) return { part: 'ids', row: i, message: `row ${i}: id ${ids[i]} is reserved (ids go up to ${MAX_ID})` };
     if (i > 0 && ids[i] <= ids[i - 1]) return { part: 'ids', row: i, message: `row ${i}: id ${ids[i]} does not follow ${ids[i - 1]} (ids must be strictly increasing)` };
   }
-  for (let i = 0; i < n; i++) {
+  // Mapped keys (load with mmap) are checked by the index's first search instead.
+  for (let i = 0; i < (opts.skipKeys ? 0 : n); i++) {
     const p = keyRowProblem(keys, i, dim);
     if (p) return { part: 'keys', row: i, message: `row ${i} (id ${ids[i]}): ${p}` };
   }

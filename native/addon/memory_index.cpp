@@ -31,6 +31,7 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
                        {
                            InstanceMethod("add", &MemoryIndexWrap::G<&MemoryIndexWrap::Add>),
                            InstanceMethod("addWithIds", &MemoryIndexWrap::G<&MemoryIndexWrap::AddWithIds>),
+                           InstanceMethod("mapKeys", &MemoryIndexWrap::G<&MemoryIndexWrap::MapKeys>),
                            InstanceMethod("updateValues", &MemoryIndexWrap::G<&MemoryIndexWrap::UpdateValues>),
                            InstanceMethod("remove", &MemoryIndexWrap::G<&MemoryIndexWrap::Remove>),
                            InstanceMethod("getKeys", &MemoryIndexWrap::G<&MemoryIndexWrap::GetKeys>),
@@ -145,6 +146,19 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
     }
     Status st = store_->add_with_ids(ids.data, keys.data, values.data, n);
     if (!st.ok()) throw status_error(env, st, "MemoryIndex.addWithIds");
+    return env.Undefined();
+  }
+
+  // mapKeys(file, ids, values): the store's first rows from a float32 key file (KeyStore::map_keys).
+  Napi::Value MapKeys(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsString()) throw Napi::TypeError::New(env, "file must be a path string");
+    const std::string file = info[0].As<Napi::String>().Utf8Value();
+    auto ids = typed_array_arg<int32_t>(info[1], "ids");
+    auto values = typed_array_arg<float>(info[2], "values");
+    if (ids.length != values.length) throw Napi::RangeError::New(env, "ids and values must have the same length");
+    Status st = store_->map_keys(file, ids.data, values.data, static_cast<int64_t>(ids.length));
+    if (!st.ok()) throw status_error(env, st, "MemoryIndex.mapKeys");
     return env.Undefined();
   }
 
@@ -365,6 +379,7 @@ class MemoryIndexWrap : public Napi::ObjectWrap<MemoryIndexWrap> {
     o.Set("capacity", Napi::Number::New(env, static_cast<double>(store_->capacity())));
     o.Set("nextId", Napi::Number::New(env, static_cast<double>(store_->next_id())));
     o.Set("memoryBytes", Napi::Number::New(env, static_cast<double>(store_->memory_bytes())));
+    o.Set("mappedRows", Napi::Number::New(env, static_cast<double>(store_->mapped_rows())));
     o.Set("backend", Napi::String::New(env, store_->name()));
     o.Set("keyType", Napi::String::New(env, memq::store_key_type_name(store_->key_type())));
     return o;

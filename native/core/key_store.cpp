@@ -3,12 +3,25 @@
 #include "memq/limits.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <new>
 #include <string>
+
+#include "memq/thread_pool.h"
+
+#if defined(__unix__) || defined(__APPLE__)
+#define MEMQ_HAVE_MMAP 1
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#endif
 
 namespace memq {
 
@@ -30,6 +43,34 @@ struct AlignedFloats {
   AlignedFloats& operator=(const AlignedFloats&) = delete;
 };
 
+// The float32 keys of a buffer: 64-byte aligned heap memory, or (a mapped store) one address
+// range reserved with mmap whose first `file_bytes` are a private (copy-on-write) mapping of
+// a snapshot's float32 key file, read from disk as pages are touched, and whose rest is
+// anonymous memory for the rows appended after the load. Rows are never written below the
+// row count, so the file's pages stay clean and shared with the page cache.
+struct KeyMemory {
+  float* p = nullptr;
+  size_t map_len = 0;  // bytes of the mmap reservation (0: heap)
+  KeyMemory() = default;
+  explicit KeyMemory(size_t n) {
+    if (n == 0) return;
+    size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
+    p = static_cast<float*>(std::aligned_alloc(64, bytes));
+    if (!p) throw std::bad_alloc();
+  }
+  ~KeyMemory() {
+#ifdef MEMQ_HAVE_MMAP
+    if (map_len) {
+      munmap(p, map_len);
+      return;
+    }
+#endif
+    std::free(p);
+  }
+  KeyMemory(const KeyMemory&) = delete;
+  KeyMemory& operator=(const KeyMemory&) = delete;
+};
+
 std::string num(int64_t v) { return std::to_string(v); }
 // A non-finite float as JavaScript spells it (the messages users see name the value).
 const char* nonfinite_name(float x) { return std::isnan(x) ? "NaN" : x > 0 ? "Infinity" : "-Infinity"; }
@@ -45,7 +86,7 @@ static bool keeps_float32(KeyType t, int64_t oversample) { return t == KeyType::
 struct KeyBuffer {
   int64_t capacity;  // rows
   int64_t dim;
-  AlignedFloats keys;  // cap x dim float32 keys; empty (p == nullptr) unless keeps_float32
+  KeyMemory keys;  // cap x dim float32 keys; empty (p == nullptr) unless keeps_float32
   AlignedFloats norms2;  // of the keys the search scans: the dequantised ones for bf16 / int8
   std::vector<int32_t> ids;
   KeyType type;
@@ -53,6 +94,28 @@ struct KeyBuffer {
   std::vector<uint16_t> bf;  // cap x dim when type is bf16
   std::vector<int8_t> i8;    // cap x dim when type is int8
   std::vector<float> scales; // cap when type is int8
+  // Mapped stores: rows [0, file_rows) come from `file` (keys.p is then a KeyMemory mapping).
+  // Their squared norms are computed, and the rows checked, by the first search that needs
+  // them (ensure_norms), not at load: opening reads nothing of the keys.
+  std::string file;
+  int64_t file_rows = 0;
+  mutable std::mutex norms_mu;
+  mutable std::atomic<bool> norms_ready{true};
+  mutable Status norms_status;
+  int fd = -1;  // the mapped file, kept open so that growth can map it again (even once unlinked)
+  ~KeyBuffer() {
+#ifdef MEMQ_HAVE_MMAP
+    if (fd >= 0) ::close(fd);
+#endif
+  }
+  KeyBuffer(int64_t cap, int64_t d, KeyType t, int64_t over, KeyMemory* mapped)
+      : capacity(cap), dim(d), norms2(static_cast<size_t>(cap)), ids(static_cast<size_t>(cap)), type(t),
+        oversample(over) {
+    std::swap(keys.p, mapped->p);
+    std::swap(keys.map_len, mapped->map_len);
+    if (t == KeyType::kBF16) bf.resize(static_cast<size_t>(cap * d));
+    if (t == KeyType::kInt8) i8.resize(static_cast<size_t>(cap * d)), scales.resize(static_cast<size_t>(cap));
+  }
   KeyBuffer(int64_t cap, int64_t d, KeyType t, int64_t over)
       : capacity(cap), dim(d), keys(keeps_float32(t, over) ? static_cast<size_t>(cap * d) : 0), norms2(static_cast<size_t>(cap)),
         ids(static_cast<size_t>(cap)), type(t), oversample(over) {
@@ -76,6 +139,47 @@ struct ValueBlock {
   std::vector<float> values;
   std::vector<uint8_t> alive;
 };
+
+namespace {
+// The squared norms of a mapped buffer's file rows, computed and checked once, by the first
+// search that needs them (on its thread: a worker for async searches). A row that is not finite,
+// or whose squared norm is over limits.h's bound, fails every search of the buffer with an error
+// naming the file and the row; nothing aborts.
+Status ensure_norms(const KeyBuffer& kb) {
+  if (kb.norms_ready.load(std::memory_order_acquire)) return Status::Ok();
+  std::lock_guard<std::mutex> lock(kb.norms_mu);
+  if (kb.norms_ready.load(std::memory_order_relaxed)) return Status::Ok();
+  if (!kb.norms_status.ok()) return kb.norms_status;
+  const int64_t n = kb.file_rows, d = kb.dim;
+  std::atomic<int64_t> bad{std::numeric_limits<int64_t>::max()};
+  try {
+    parallel_for(0, n, 4096, [&](int64_t lo, int64_t hi) {
+      row_norms2(kb.norms2.p + lo, kb.keys.p + lo * d, hi - lo, d);
+      for (int64_t r = lo; r < hi; ++r) {
+        const float v = kb.norms2.p[r];
+        if (!(std::isfinite(v) && static_cast<double>(v) <= limits::kMaxSquaredNorm)) {
+          int64_t cur = bad.load();
+          while (r < cur && !bad.compare_exchange_weak(cur, r)) {}
+          break;
+        }
+      }
+    });
+  } catch (const std::bad_alloc&) {
+    return Status::NoMemory("out of memory while reading the mapped keys of " + kb.file);
+  }
+  if (bad.load() != std::numeric_limits<int64_t>::max()) {
+    const int64_t r = bad.load();
+    kb.norms_status = Status::OutOfRange(kb.file + ": mapped key row " + num(r) + " (id " + num(kb.ids[static_cast<size_t>(r)]) +
+                                         ") has a non-finite value or a squared norm over " + limits::kMaxSquaredNormText +
+                                         "; the file is damaged (searches of this index fail until it is reloaded from a good snapshot)");
+    return kb.norms_status;
+  }
+  kb.norms_ready.store(true, std::memory_order_release);
+  return Status::Ok();
+}
+}  // namespace
+
+Status Snapshot::prepare() const { return keys_ ? ensure_norms(*keys_) : Status::Ok(); }
 
 KeyView Snapshot::view() const {
   KeyView v;
@@ -133,7 +237,10 @@ int64_t KeyStore::reserved_rows() const { return keys_ ? keys_->capacity : 0; }
 size_t KeyStore::memory_bytes() const {
   size_t b = 0;
   if (keys_) {
-    b += static_cast<size_t>(keys_->capacity) * ((keys_->keys.p ? static_cast<size_t>(dim_) * 4 : 0) + 8);
+    // Mapped: the file's rows are page cache, not counted here (mapped_rows); the reservation
+    // beyond them is committed only as rows are appended.
+    const size_t key_rows = static_cast<size_t>(keys_->file_rows > 0 ? rows_ - keys_->file_rows : keys_->capacity);
+    b += key_rows * (keys_->keys.p ? static_cast<size_t>(dim_) * 4 : 0) + static_cast<size_t>(keys_->capacity) * 8;
     b += keys_->bf.capacity() * 2 + keys_->i8.capacity() + keys_->scales.capacity() * 4;
   }
   if (vals_) b += vals_->values.capacity() * 4 + vals_->alive.capacity();
@@ -167,6 +274,7 @@ Status KeyStore::ensure_room(int64_t extra) {
   int64_t cap = keys_ ? keys_->capacity : 0;
   if (need <= cap) return Status::Ok();
   int64_t new_cap = std::max<int64_t>({need, cap + cap / 2, 256});
+  if (keys_ && keys_->file_rows > 0) return grow_mapped(new_cap);
   std::shared_ptr<KeyBuffer> nb;
   try {
     nb = std::make_shared<KeyBuffer>(new_cap, dim_, key_type_, oversample_);
@@ -186,6 +294,166 @@ Status KeyStore::ensure_room(int64_t extra) {
   keys_ = std::move(nb);
   return Status::Ok();
 }
+
+static Status fill_compressed(KeyBuffer* kb, int64_t row0, const float* keys, int64_t n);
+
+#ifdef MEMQ_HAVE_MMAP
+namespace {
+// Reserves address space for cap rows (anonymous, private, not committed until written) and maps
+// the first file_bytes of fd over its start, copy-on-write.
+Status map_region(int fd, size_t file_bytes, int64_t cap, int64_t dim, const std::string& file, KeyMemory* out) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const double want = static_cast<double>(cap) * static_cast<double>(dim) * 4.0;
+  if (want > 1.0e18) return Status::OutOfRange("the mapped key store of " + file + " would need " + num(cap) + " x " + num(dim) + " floats");
+  size_t bytes = std::max(static_cast<size_t>(cap) * static_cast<size_t>(dim) * 4, file_bytes);
+  bytes = std::max(page, (bytes + page - 1) / page * page);
+  void* base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (base == MAP_FAILED) {
+    return Status::NoMemory("cannot reserve " + num(static_cast<int64_t>(bytes)) + " bytes of address space for the keys of " +
+                            file + ": " + std::strerror(errno));
+  }
+  if (file_bytes > 0 && mmap(base, file_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, 0) == MAP_FAILED) {
+    const int e = errno;
+    munmap(base, bytes);
+    return Status::Invalid("cannot memory-map " + file + ": " + std::strerror(e));
+  }
+  out->p = static_cast<float*>(base);
+  out->map_len = bytes;
+  return Status::Ok();
+}
+}  // namespace
+#endif
+
+// A mapped buffer outgrew its reservation: a larger one maps the same file again (through the
+// descriptor kept open, so a file unlinked since still maps) and takes the appended rows, so the
+// file's rows are never copied into RAM. Snapshots keep the old buffer.
+Status KeyStore::grow_mapped(int64_t new_cap) {
+#ifndef MEMQ_HAVE_MMAP
+  (void)new_cap;
+  return Status::Unavailable("memory-mapped keys need mmap");
+#else
+  const KeyBuffer& old = *keys_;
+  const int64_t fr = old.file_rows;
+  const int fd = fcntl(old.fd, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return Status::Invalid("cannot duplicate the descriptor of " + old.file + ": " + std::strerror(errno));
+  KeyMemory mem;
+  Status st = map_region(fd, static_cast<size_t>(fr * dim_) * 4, new_cap, dim_, old.file, &mem);
+  if (!st.ok()) {
+    ::close(fd);
+    return st;
+  }
+  std::shared_ptr<KeyBuffer> nb;
+  try {
+    nb = std::make_shared<KeyBuffer>(new_cap, dim_, key_type_, oversample_, &mem);
+  } catch (const std::bad_alloc&) {
+    ::close(fd);
+    return Status::NoMemory("cannot allocate " + num(new_cap) + " rows for the key store");
+  }
+  nb->fd = fd;
+  nb->file = old.file;
+  nb->file_rows = fr;
+  std::memcpy(nb->keys.p + fr * dim_, old.keys.p + fr * dim_, static_cast<size_t>((rows_ - fr) * dim_) * sizeof(float));
+  const bool ready = old.norms_ready.load(std::memory_order_acquire);
+  const int64_t n0 = ready ? 0 : fr;
+  std::memcpy(nb->norms2.p + n0, old.norms2.p + n0, static_cast<size_t>(rows_ - n0) * sizeof(float));
+  nb->norms_ready.store(ready, std::memory_order_relaxed);
+  if (!ready) {
+    std::lock_guard<std::mutex> lock(old.norms_mu);
+    nb->norms_status = old.norms_status;
+  }
+  std::memcpy(nb->ids.data(), old.ids.data(), static_cast<size_t>(rows_) * sizeof(int32_t));
+  if (key_type_ == KeyType::kBF16) std::copy(old.bf.begin(), old.bf.begin() + rows_ * dim_, nb->bf.begin());
+  if (key_type_ == KeyType::kInt8) {
+    std::copy(old.i8.begin(), old.i8.begin() + rows_ * dim_, nb->i8.begin());
+    std::copy(old.scales.begin(), old.scales.begin() + rows_, nb->scales.begin());
+  }
+  keys_ = std::move(nb);
+  return Status::Ok();
+#endif
+}
+
+Status KeyStore::map_keys(const std::string& file, const int32_t* ids, const float* values, int64_t n) {
+#ifndef MEMQ_HAVE_MMAP
+  (void)file, (void)ids, (void)values, (void)n;
+  return Status::Unavailable("memory-mapped keys need a POSIX system (mmap); load without mmap");
+#else
+  if (rows_ != 0 || next_id_ != 0) return Status::Invalid("mapKeys: the index must be fresh (no case ever added)");
+  if (n < 0) return Status::OutOfRange("n must be >= 0");
+  if (n > 0 && (!ids || !values)) return Status::Invalid("ids and values must not be null");
+  if (n > std::numeric_limits<int32_t>::max()) return Status::OutOfRange("mapKeys: more rows than int32 ids");
+  for (int64_t i = 0; i < n; ++i) {
+    if (ids[i] < 0) return Status::OutOfRange("ids must be >= 0: ids[" + num(i) + "] is " + num(ids[i]));
+    if (i > 0 && ids[i] <= ids[i - 1])
+      return Status::OutOfRange("ids must be strictly increasing: ids[" + num(i) + "] is " + num(ids[i]) + " after " + num(ids[i - 1]));
+    if (!std::isfinite(values[i])) return Status::OutOfRange("values must be finite: values[" + num(i) + "] is " + nonfinite_name(values[i]));
+  }
+  if (n > 0 && ids[n - 1] == std::numeric_limits<int32_t>::max()) return Status::OutOfRange("id 2147483647 is reserved");
+  if (capacity_ > 0 && n > capacity_) {
+    return Status::Capacity("capacity exceeded: the store holds at most " + num(capacity_) + " cases and the file has " + num(n));
+  }
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::NotFound("cannot open the keys file " + file + ": " + std::strerror(errno));
+  struct stat stt;
+  if (fstat(fd, &stt) != 0 || !S_ISREG(stt.st_mode)) {
+    ::close(fd);
+    return Status::Invalid(file + " is not a regular file");
+  }
+  const double expect = static_cast<double>(n) * static_cast<double>(dim_) * 4.0;
+  if (static_cast<double>(stt.st_size) != expect) {
+    ::close(fd);
+    return Status::OutOfRange(file + " has " + num(static_cast<int64_t>(stt.st_size)) + " bytes; " + num(n) + " rows x dim " +
+                              num(dim_) + " x 4 bytes = " + num(static_cast<int64_t>(expect)) + " expected");
+  }
+  const size_t file_bytes = static_cast<size_t>(n) * static_cast<size_t>(dim_) * 4;
+  const int64_t cap = std::max<int64_t>(n + std::max<int64_t>(n / 2, 1024), 256);
+  std::shared_ptr<KeyBuffer> nb;
+  Status st;
+  try {
+    if (keeps_float32(key_type_, oversample_)) {
+      KeyMemory mem;
+      st = map_region(fd, file_bytes, cap, dim_, file, &mem);
+      if (!st.ok()) {
+        ::close(fd);
+        return st;
+      }
+      nb = std::make_shared<KeyBuffer>(cap, dim_, key_type_, oversample_, &mem);
+      nb->fd = fd;
+      nb->file = file;
+      nb->file_rows = n;
+      if (key_type_ == KeyType::kFloat32) {
+        nb->norms_ready.store(n == 0, std::memory_order_relaxed);  // computed by the first search
+      } else {
+        st = fill_compressed(nb.get(), 0, nb->keys.p, n);  // the re-rank's exact keys stay mapped
+      }
+    } else {
+      // Compressed keys alone: read the file once through a temporary mapping, keep no float32.
+      nb = std::make_shared<KeyBuffer>(cap, dim_, key_type_, oversample_);
+      void* m = n > 0 ? mmap(nullptr, file_bytes, PROT_READ, MAP_PRIVATE, fd, 0) : nullptr;
+      ::close(fd);
+      if (m == MAP_FAILED) return Status::Invalid("cannot memory-map " + file + ": " + std::strerror(errno));
+      if (n > 0) {
+        madvise(m, file_bytes, MADV_SEQUENTIAL);
+        st = fill_compressed(nb.get(), 0, static_cast<const float*>(m), n);
+        munmap(m, file_bytes);
+      }
+    }
+  } catch (const std::bad_alloc&) {
+    return Status::NoMemory("out of memory while mapping " + num(n) + " keys of " + file);
+  }
+  if (!st.ok()) return Status(st.code(), file + ": " + st.message());
+  std::memcpy(nb->ids.data(), ids, static_cast<size_t>(n) * sizeof(int32_t));
+  auto vb = std::make_shared<ValueBlock>();
+  vb->values.assign(values, values + n);
+  vb->alive.assign(static_cast<size_t>(n), uint8_t{1});
+  keys_ = std::move(nb);
+  vals_ = std::move(vb);
+  rows_ = live_ = n;
+  if (n > 0) next_id_ = ids[n - 1] + 1;
+  return Status::Ok();
+#endif
+}
+
+int64_t KeyStore::mapped_rows() const { return keys_ ? keys_->file_rows : 0; }
 
 // Values/tombstones: copy on write while a snapshot shares the block.
 ValueBlock* KeyStore::writable_values() {
@@ -231,6 +499,32 @@ Status KeyStore::validate_rows(const float* keys, const float* values, int64_t n
   return Status::Ok();
 }
 
+// The compressed copies of rows [row0, row0 + n) from their float32 keys, and their cached norms
+// (those of the dequantised keys, which the search scans). OutOfRange for a row the quantisers
+// refuse (not finite, or a squared norm over limits.h's bound).
+static Status fill_compressed(KeyBuffer* kb, int64_t row0, const float* keys, int64_t n) {
+  const int64_t dim = kb->dim;
+  if (kb->type == KeyType::kBF16) MEMQ_RETURN_IF_ERROR(quantize_bf16(kb->bf.data() + row0 * dim, keys, n, dim));
+  else MEMQ_RETURN_IF_ERROR(quantize_int8(kb->i8.data() + row0 * dim, kb->scales.data() + row0, keys, n, dim));
+  KeyView v;
+  v.n = row0 + n;
+  v.d = dim;
+  v.type = kb->type;
+  v.keys_bf16 = kb->bf.empty() ? nullptr : kb->bf.data();
+  v.keys_i8 = kb->i8.empty() ? nullptr : kb->i8.data();
+  v.scales = kb->scales.empty() ? nullptr : kb->scales.data();
+  parallel_for(0, n, 1024, [&](int64_t lo, int64_t hi) {
+    std::vector<float> deq(static_cast<size_t>(dim));
+    for (int64_t r = lo; r < hi; ++r) {
+      dequantize_rows(deq.data(), v, row0 + r, 1);
+      double a = 0.0;
+      for (float z : deq) a += static_cast<double>(z) * z;
+      kb->norms2.p[row0 + r] = static_cast<float>(a);
+    }
+  });
+  return Status::Ok();
+}
+
 void KeyStore::append_rows(const int32_t* ids, const float* keys, const float* values, int64_t n) {
   KeyBuffer* kb = keys_.get();
   if (kb->keys.p) std::memcpy(kb->keys.p + rows_ * dim_, keys, static_cast<size_t>(n * dim_) * sizeof(float));
@@ -238,23 +532,7 @@ void KeyStore::append_rows(const int32_t* ids, const float* keys, const float* v
     row_norms2(kb->norms2.p + rows_, keys, n, dim_);
   } else {
     // Keys were validated (finite, norms within limits.h), so the quantisers cannot fail here.
-    // The cached norms are those of the dequantised keys, which the search scans.
-    if (key_type_ == KeyType::kBF16) (void)quantize_bf16(kb->bf.data() + rows_ * dim_, keys, n, dim_);
-    else (void)quantize_int8(kb->i8.data() + rows_ * dim_, kb->scales.data() + rows_, keys, n, dim_);
-    KeyView v;
-    v.n = rows_ + n;
-    v.d = dim_;
-    v.type = key_type_;
-    v.keys_bf16 = kb->bf.empty() ? nullptr : kb->bf.data();
-    v.keys_i8 = kb->i8.empty() ? nullptr : kb->i8.data();
-    v.scales = kb->scales.empty() ? nullptr : kb->scales.data();
-    std::vector<float> deq(static_cast<size_t>(dim_));
-    for (int64_t r = 0; r < n; ++r) {
-      dequantize_rows(deq.data(), v, rows_ + r, 1);
-      double a = 0.0;
-      for (float z : deq) a += static_cast<double>(z) * z;
-      kb->norms2.p[rows_ + r] = static_cast<float>(a);
-    }
+    (void)fill_compressed(kb, rows_, keys, n);
   }
   std::memcpy(kb->ids.data() + rows_, ids, static_cast<size_t>(n) * sizeof(int32_t));
   ValueBlock* vb = writable_values();
@@ -338,6 +616,9 @@ Status KeyStore::remove(const int32_t* ids, int64_t n) {
   for (int64_t r : rows) vb->alive[static_cast<size_t>(r)] = 0;
   live_ -= n;
   int64_t dead = rows_ - live_;
+  // A mapped store keeps its tombstones (compacting would copy the file's rows into RAM); the
+  // next save writes the memory without them.
+  if (keys_->file_rows > 0) return Status::Ok();
   if (dead >= compact_min_rows_ && static_cast<double>(dead) > compact_fraction_ * static_cast<double>(rows_)) {
     return compact();
   }
@@ -387,6 +668,8 @@ void KeyStore::contains(uint8_t* out, const int32_t* ids, int64_t n) const {
 
 Status KeyStore::compact() {
   if (live_ == rows_) return Status::Ok();
+  // A mapped store's live rows move into RAM: their norms are needed (and checked) first.
+  if (keys_ && keys_->file_rows > 0) MEMQ_RETURN_IF_ERROR(ensure_norms(*keys_));
   int64_t cap = std::max<int64_t>(live_ + live_ / 4, 256);
   std::shared_ptr<KeyBuffer> nb;
   std::shared_ptr<ValueBlock> nv;

@@ -141,6 +141,10 @@ class CpuStore final : public ForwardingStore<KeyStore> {
     }
   }
   int64_t memory_bytes() const override { return static_cast<int64_t>(s_->memory_bytes()); }
+  Status map_keys(const std::string& file, const int32_t* ids, const float* values, int64_t n) override {
+    return s_->map_keys(file, ids, values, n);
+  }
+  int64_t mapped_rows() const override { return s_->mapped_rows(); }
 
  protected:
   SearchJob bind(const SearchRequest& r, const KernelParams& k) override {
@@ -165,6 +169,7 @@ class CpuStore final : public ForwardingStore<KeyStore> {
     }
     if (!kout) kout = kbuf.data();
     if (!dout) dout = dbuf.data();
+    MEMQ_RETURN_IF_ERROR(snap.prepare());  // mapped keys: their norms, once
     MEMQ_RETURN_IF_ERROR(search_topm(rows.data(), kout, dout, r.queries, r.b, snap.view(), r.m, k));
     if (r.ids) {
       const int32_t* row_ids = snap.ids();

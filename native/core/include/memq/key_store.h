@@ -13,6 +13,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "memq/kernels.h"
@@ -30,6 +31,10 @@ class Snapshot {
   int64_t dim() const { return dim_; }
   int64_t live() const { return live_; }
   KeyView view() const;
+  // Call before reading view()'s norms2 (every search does): for a store with memory-mapped keys,
+  // the first call computes and checks the file rows' squared norms (reading the file); then a
+  // no-op. OutOfRange naming the file and the row when a mapped row is not finite or too large.
+  Status prepare() const;
   const float* values() const;
   const int32_t* ids() const;
   const uint8_t* alive() const;
@@ -66,6 +71,17 @@ class KeyStore {
   // Appends with caller-chosen ids (restoring a saved memory): ids strictly increasing and
   // greater than every id the store has issued.
   Status add_with_ids(const int32_t* ids, const float* keys, const float* values, int64_t n);
+  // Memory-maps a float32 key file (n x dim, little-endian, row-major: a snapshot's keys.f32)
+  // as the store's first n rows, with these ids (strictly increasing, >= 0) and values (finite).
+  // The store must be fresh. Opening reads nothing of the keys: pages are read as searches touch
+  // them, and the rows are checked by the first search (Snapshot::prepare). Rows added later
+  // go to RAM after them. The file is mapped private and read-only in effect (never written);
+  // it must not be truncated or rewritten in place while mapped (snapshots never are: saves
+  // write new generations). Tombstones of a mapped store are not compacted automatically;
+  // compact() copies the live rows into RAM. bf16 / int8 stores: the compressed keys are built
+  // from the file at once (one read); with re-rank the float32 keys it reads stay mapped.
+  Status map_keys(const std::string& file, const int32_t* ids, const float* values, int64_t n);
+  int64_t mapped_rows() const;  // rows whose float32 keys are in the mapped file
   // Sets values of existing ids; unknown or removed id -> NotFound, nothing changes.
   Status update_values(const int32_t* ids, const float* values, int64_t n);
   // Tombstones ids; unknown, removed or repeated id -> NotFound/Invalid, nothing changes.
@@ -97,6 +113,7 @@ class KeyStore {
   KeyStore() = default;
   int64_t find_row(int32_t id) const;  // -1 when not present (or tombstoned)
   Status ensure_room(int64_t extra);
+  Status grow_mapped(int64_t new_cap);
   ValueBlock* writable_values();
   void append_rows(const int32_t* ids, const float* keys, const float* values, int64_t n);
   Status validate_rows(const float* keys, const float* values, int64_t n, int64_t need_live) const;

@@ -98,6 +98,12 @@ class Store {
   virtual int64_t capacity() const = 0;
   virtual int32_t next_id() const = 0;
   virtual int64_t memory_bytes() const = 0;  // host (cpu) or device (cuda) memory held
+  // Memory-mapped keys (KeyStore::map_keys): the CPU backend; others answer InvalidArgument.
+  virtual Status map_keys(const std::string& file, const int32_t* ids, const float* values, int64_t n) {
+    (void)file, (void)ids, (void)values, (void)n;
+    return Status::Invalid(std::string("mapKeys: the ") + name() + " backend cannot map keys from a file; use the cpu backend");
+  }
+  virtual int64_t mapped_rows() const { return 0; }
 
   // Snapshot read: checks the request's values (b >= 0, m in [1, limits::kMaxM], estimate's
   // void weight finite >= 0 and void value finite) and binds it to the store as it is now, with
