@@ -12,7 +12,7 @@ import { checkOutputFile } from '../lib/cli/paths';
 const PEERS = ['usearch', 'hnswlib', 'js', 'faiss'];
 
 const spec: Record<string, FlagSpec> = {
-  n: { kind: 'string', help: 'memory sizes, comma-separated (retrieval)', defaultText: 'the full grid of bench/retrieval.ts' },
+  n: { kind: 'string', help: 'memory sizes, comma-separated (retrieval); rows of the key file (mmap, default 6500000)', defaultText: 'the full grid of bench/retrieval.ts' },
   d: { kind: 'string', help: 'key dimensions, comma-separated (retrieval)', defaultText: 'the full grid' },
   b: { kind: 'string', help: 'query batch sizes, comma-separated (retrieval)', defaultText: 'the full grid' },
   m: { kind: 'int', help: 'top-m (retrieval), 1 to 4096', default: 32, check: (v: number) => (v >= 1 && v <= 4096 ? undefined : `must be an integer in [1, 4096], got ${v}`) },
@@ -45,15 +45,15 @@ export const benchCommand: Command = {
     const { flags, positionals } = parseArgs(argv, spec, 'bench');
     const what = positionals[0];
     if (flags.help || !what) {
-      io.stdout(formatHelp('bench', 'retrieval|envs|llm|scale [flags]', spec));
+      io.stdout(formatHelp('bench', 'retrieval|envs|llm|scale|mmap [flags]', spec));
       return flags.help ? 0 : 2;
     }
-    if (!['retrieval', 'envs', 'llm', 'scale'].includes(what)) throw new CliError(`memq bench: unknown benchmark '${what}' (known: retrieval, envs, llm, scale)`);
+    if (!['retrieval', 'envs', 'llm', 'scale', 'mmap'].includes(what)) throw new CliError(`memq bench: unknown benchmark '${what}' (known: retrieval, envs, llm, scale, mmap)`);
     if (positionals.length > 1) throw new CliError(`memq bench: unexpected argument '${positionals[1]}' (flags start with --)`);
     // every argument is checked before a benchmark runs (they take minutes)
     if (flags.out !== undefined) flags.out = checkOutputFile(`memq bench: --out ${flags.out}`, flags.out);
     if (what !== 'retrieval') {
-      const only = ['n', 'd', 'b', 'peers'].find((k) => flags[k] !== undefined);
+      const only = (what === 'mmap' ? ['b', 'peers'] : ['n', 'd', 'b', 'peers']).find((k) => flags[k] !== undefined);
       if (only) throw new CliError(`memq bench: --${only} applies to the retrieval benchmark only`);
     }
     if (what !== 'scale') {
@@ -82,6 +82,17 @@ export const benchCommand: Command = {
         out: flags.out,
         log,
       });
+      if (flags.json) io.stdout(JSON.stringify(r.result, null, 2) + '\n');
+      else io.stdout(r.text + `\nwritten: ${r.file}\n`);
+      return 0;
+    }
+    if (what === 'mmap') {
+      const ns = list(flags.n, 'n');
+      const ds = list(flags.d, 'd');
+      if ((ns && ns.length !== 1) || (ds && ds.length !== 1)) throw new CliError('memq bench mmap: --n and --d take one number each');
+      const { benchMmap } = await import('./mmap');
+      const quick = flags.quick as boolean;
+      const r = await benchMmap({ n: ns?.[0] ?? (quick ? 200_000 : undefined), d: ds?.[0], memoryN: quick ? 50_000 : undefined, out: flags.out, log });
       if (flags.json) io.stdout(JSON.stringify(r.result, null, 2) + '\n');
       else io.stdout(r.text + `\nwritten: ${r.file}\n`);
       return 0;

@@ -1112,6 +1112,10 @@ export class EpisodicMemory {
       } catch (err) {
         throw new SnapshotError(`${jfile} (part '${part}') cannot be replayed: ${(err as Error)?.message ?? err}`, jfile, part);
       }
+      // A writer never leaves more cases than its policy holds; a record that does was forged.
+      if (mem.size > mem.capacity) {
+        throw new SnapshotError(`${jfile} (part '${part}') is malformed: replaying it leaves ${mem.size} cases, over the write policy's capacity of ${mem.capacity}`, jfile, part);
+      }
     });
     mem.loadReport = { generation: snap.generation, journalRecords: journal.records.length, journalTornBytes: journal.tornBytes };
     if (opts.trust !== undefined) mem.setTrust(opts.trust);

@@ -341,7 +341,15 @@ Json& Json::set(const std::string& key, Json v) {
 Status json_get_int(const Json& obj, const std::string& key, const std::string& where, int64_t* out) {
   const Json* v = obj.find(key);
   if (!v) return Status::Invalid(where + ": missing field \"" + key + "\"");
-  if (!v->is_integer()) return Status::Invalid(where + ": field \"" + key + "\" must be an integer");
+  if (!v->is_integer()) {
+    // A whole number too large for int64 (1e300) is a value out of range, not a wrong type.
+    if (v->is_number() && std::isfinite(v->as_double()) && std::floor(v->as_double()) == v->as_double()) {
+      char buf[40];
+      std::snprintf(buf, sizeof buf, "%.17g", v->as_double());
+      return Status::OutOfRange(where + ": field \"" + key + "\" is " + buf + ", beyond the integers this reader takes (|x| < 2^63)");
+    }
+    return Status::Invalid(where + ": field \"" + key + "\" must be an integer");
+  }
   *out = v->as_int();
   return Status::Ok();
 }

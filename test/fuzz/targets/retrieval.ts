@@ -8,6 +8,8 @@
  * checked against the model and the float64 reference, failed calls must leave the index equal
  * to the model.
  */
+import * as fs from 'fs';
+import * as path from 'path';
 import { MemoryIndex, klImprove, klImproveAsync, type SearchResult, type EstimateResult } from '../../../lib/retrieval';
 import { checkEstimate, checkKl, checkSearch, type KernelModel, type KernelName, type Row } from '../check';
 import type { Call, Ctx, Entry } from '../core';
@@ -534,6 +536,85 @@ function addEntry(withIds: boolean): Entry {
   };
 }
 
+// A fresh index whose rows come from a float32 key file (mapKeys). The file is unlinked at once:
+// the mapping keeps it, and the slot then goes through every other entry (adds after the
+// mapped rows, growth past the reservation, searches against the model, removes, compact).
+let mapFileCounter = 0;
+const mapKeysEntry: Entry = {
+  name: 'MemoryIndex.mapKeys',
+  requires: ['new MemoryIndex'],
+  area: 'lib/retrieval',
+  weight: 3,
+  make(ctx) {
+    const rng = ctx.rng;
+    const e = new Expect();
+    const dim = rng.pick([1, 2, 3, 8, 33]);
+    const n = rng.weighted([[1, 0], [4, rng.range(1, 30)], [2, rng.range(200, 3000)]] as const);
+    const keys = new Float32Array(n * dim).map(() => Math.fround(rng.normal() * rng.pick([1, 0.01, 100])));
+    const vd = valueData(rng, e, 'values', n);
+    let fileBytes = Buffer.from(keys.buffer);
+    if (rng.chance(0.06)) {
+      const cut = rng.chance(0.5) && n > 0 ? fileBytes.length - rng.pick([1, 4, dim * 4]) : fileBytes.length + rng.pick([1, 4]);
+      fileBytes = Buffer.concat([fileBytes, Buffer.alloc(8)]).subarray(0, Math.max(0, cut));
+      e.bad('RangeError', `the file has ${fileBytes.length} bytes, not ${n} × ${dim} × 4`);
+    }
+    let ids = Array.from({ length: n }, (_, i) => i * (1 + rng.int(2)));
+    for (let i = 1; i < n; i++) ids[i] = Math.max(ids[i], ids[i - 1] + 1);
+    if (n > 1 && rng.chance(0.05)) {
+      const i = rng.range(1, n - 1);
+      ids[i] = ids[i - 1];
+      e.bad('RangeError', 'ids not strictly increasing');
+    }
+    if (n > 0 && rng.chance(0.03)) {
+      ids = ids.map((x) => x - ids[n - 1] - 1);
+      e.bad('RangeError', 'negative ids');
+    }
+    const idArg = idsInput(rng, e, 'ids', ids);
+    const values = f32Input(rng, e, 'values', vd, (len) => len === n).arg;
+    const target = path.join(ctx.tmp, `mapkeys-${++mapFileCounter}.f32`);
+    let file: unknown = target;
+    if (rng.chance(0.04)) {
+      file = rng.pick<unknown>([42, null, '', path.join(ctx.tmp, 'missing.f32'), ctx.tmp]);
+      if (typeof file !== 'string' || file === '') e.bad('TypeError', `file ${lit(file)}`);
+      else e.bad(['RangeError', 'TypeError'], `file ${lit(file)} is not a key file`);
+    }
+    const name = `ix${++slotCounter}`;
+    const ke = new Expect();
+    const { opts, model } = kernelOptions(rng, ke);
+    if (!model || !ke.ok || ke.text() !== 'success') return undefined;  // the constructor's entry fuzzes bad kernels
+    let ix: MemoryIndex;
+    try {
+      ix = new MemoryIndex({ dim, ...opts, backend: 'cpu' } as never);
+    } catch {
+      return undefined;
+    }
+    return {
+      desc: `const ${name} = new MemoryIndex(${lit({ dim, ...opts })}); ${name}.mapKeys(<${n} x ${dim} keys in a file of ${fileBytes.length} bytes>, ${lit(idArg)}, ${lit(values)})`,
+      expect: e,
+      run: () => {
+        fs.writeFileSync(target, fileBytes);
+        try {
+          return ix.mapKeys(file as string, idArg as Int32Array, values as Float32Array);
+        } finally {
+          fs.rmSync(target, { force: true });
+        }
+      },
+      onOk: (res) => {
+        if (res !== undefined) return `mapKeys returned ${lit(res)}`;
+        const slot: IndexSlot = { ix, dim, kernel: model, capacity: 0, nextId: n > 0 ? ids[n - 1] + 1 : 0, rows: new Map(), name };
+        ids.forEach((id, i) => slot.rows.set(id, { id, key: keys.slice(i * dim, (i + 1) * dim), value: Math.fround(vd[i]) }));
+        const st = ix.stats();
+        if (st.mappedRows !== n) return `stats().mappedRows ${st.mappedRows}, expected ${n}`;
+        const p = pool(ctx);
+        if (p.length >= 3) p.splice(rng.int(p.length), 1);
+        p.push(slot);
+        return checkSlot(slot);
+      },
+      unchanged: () => (ix.size === 0 && ix.stats().mappedRows === 0 ? undefined : `a refused mapKeys left ${ix.size} rows`),
+    };
+  },
+};
+
 /** Ids for updateValues / remove / getKeys: live ones, with unknown ids and repeats mixed in. */
 function pickIds(rng: FuzzRng, s: IndexSlot): { ids: number[]; unknown: boolean; repeat: boolean } {
   const live = [...s.rows.keys()];
@@ -947,6 +1028,7 @@ export const retrievalEntries: Entry[] = [
   constructorEntry,
   addEntry(false),
   addEntry(true),
+  mapKeysEntry,
   updateEntry,
   removeEntry,
   getEntry,

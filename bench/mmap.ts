@@ -1,0 +1,223 @@
+/**
+ * `memq bench mmap`: opening a large memory with memory-mapped keys against reading it.
+ *
+ *  A. Index level, at the issue's size (default 6.5M × 384 float32 = 10 GB of keys): a key file
+ *     written here, dropped from the page cache (GNU dd iflag=nocache), then
+ *     MemoryIndex.mapKeys (the open), the first search (pages the file in and checks the rows),
+ *     later searches (B = 1 and 256, M = 32); beside it, in the same run, the time to read the
+ *     file from a cold cache (the least an ordinary load must spend) and the disk's throughput.
+ *  B. Memory level (default 1M × 384): a snapshot written here in the documented format
+ *     (docs/memory-format.md), then EpisodicMemory.load with and without mmap, cold, and the
+ *     same searches on both (ids compared).
+ * Files go to a temporary directory (or --dir) and are removed at the end.
+ */
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as zlib from 'zlib';
+import { EpisodicMemory } from '../lib/memory/episodic';
+import { generationName, SNAPSHOT_FORMAT, SNAPSHOT_VERSION } from '../lib/memory/snapshot';
+import { MemoryIndex } from '../lib/retrieval';
+import { fmt, machine, nowMs, table, writeResult } from './common';
+
+export interface MmapBenchOptions {
+  n?: number;
+  d?: number;
+  memoryN?: number;
+  dir?: string;
+  out?: string;
+  log?: (s: string) => void;
+}
+
+/** Writes n × d uniform(-1, 1) float32 keys in chunks; returns their CRC-32. */
+function writeKeys(file: string, n: number, d: number, seed: number): number {
+  const fd = fs.openSync(file, 'w');
+  let crc = 0;
+  let s = seed >>> 0 || 1;
+  const rowsPer = Math.max(1, Math.floor((16 << 20) / (4 * d)));
+  const buf = new Float32Array(rowsPer * d);
+  try {
+    for (let r0 = 0; r0 < n; r0 += rowsPer) {
+      const rows = Math.min(rowsPer, n - r0);
+      for (let i = 0; i < rows * d; i++) {
+        s ^= s << 13;
+        s >>>= 0;
+        s ^= s >>> 17;
+        s ^= s << 5;
+        s >>>= 0;
+        buf[i] = s / 2147483648 - 1;
+      }
+      const bytes = Buffer.from(buf.buffer, 0, rows * d * 4);
+      crc = zlib.crc32(bytes, crc);
+      fs.writeSync(fd, bytes);
+    }
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return crc;
+}
+
+function writeBuf(file: string, b: Buffer): { file: string; bytes: number; crc32: number } {
+  fs.writeFileSync(file, b);
+  return { file: path.basename(file), bytes: b.length, crc32: zlib.crc32(b) };
+}
+
+/** A generation-1 snapshot of n cases in the documented format, written piecewise. */
+function writeSnapshotDir(dir: string, n: number, d: number): void {
+  const gen = path.join(dir, generationName(1));
+  fs.mkdirSync(gen, { recursive: true });
+  const ids = new Int32Array(n).map((_, i) => i);
+  const values = new Float32Array(n).map((_, i) => Math.sin(i));
+  const keysCrc = writeKeys(path.join(gen, 'keys.f32'), n, d, 7);
+  const lines: string[] = [];
+  for (let i = 0; i < n; i++) {
+    lines.push(JSON.stringify({ state: `s${i % 1000}`, action: `a${i % 7}`, visits: 1, weight: 1, episode: i >> 6, step: i & 63, source: 'train', time: 0, seq: i, touched: i }));
+  }
+  const header = {
+    format: SNAPSHOT_FORMAT,
+    version: SNAPSHOT_VERSION,
+    generation: 1,
+    dim: d,
+    count: n,
+    kernel: { kernel: 'gaussian', bandwidth: 1 },
+    options: { policy: { kind: 'unbounded' }, merge: null },
+    counters: { seq: n, clock: n },
+    endianness: 'little',
+    createdAt: new Date().toISOString(),
+    parts: {
+      ids: writeBuf(path.join(gen, 'ids.i32'), Buffer.from(ids.buffer)),
+      keys: { file: 'keys.f32', bytes: n * d * 4, crc32: keysCrc },
+      values: writeBuf(path.join(gen, 'values.f32'), Buffer.from(values.buffer)),
+      meta: writeBuf(path.join(gen, 'meta.jsonl'), Buffer.from(lines.join('\n') + '\n', 'utf8')),
+    },
+  };
+  fs.writeFileSync(path.join(gen, 'header.json'), JSON.stringify({ header, crc32: zlib.crc32(JSON.stringify(header)) }) + '\n');
+  fs.writeFileSync(path.join(dir, 'CURRENT'), `${generationName(1)}\n`);
+}
+
+/** Drops a file from the page cache (GNU dd's nocache); false where that is not possible. */
+function dropCache(file: string): boolean {
+  try {
+    execFileSync('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Reads a file start to end in 16 MiB chunks; seconds. */
+function readThrough(file: string): number {
+  const t0 = nowMs();
+  const fd = fs.openSync(file, 'r');
+  const buf = Buffer.allocUnsafe(16 << 20);
+  try {
+    while (fs.readSync(fd, buf, 0, buf.length, null) > 0) {
+      // reading is the work
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return (nowMs() - t0) / 1000;
+}
+
+function queries(b: number, d: number, seed: number): Float32Array {
+  let s = seed;
+  return Float32Array.from({ length: b * d }, () => {
+    s = (s * 1103515245 + 12345) >>> 0;
+    return s / 2 ** 31 - 1;
+  });
+}
+
+async function timed<T>(fn: () => Promise<T> | T): Promise<{ s: number; v: T }> {
+  const t0 = nowMs();
+  const v = await fn();
+  return { s: (nowMs() - t0) / 1000, v };
+}
+
+export async function benchMmap(opts: MmapBenchOptions = {}) {
+  const log = opts.log ?? (() => undefined);
+  const n = opts.n ?? 6_500_000;
+  const d = opts.d ?? 384;
+  const memN = opts.memoryN ?? 1_000_000;
+  const m = 32;
+  const root = fs.mkdtempSync(path.join(opts.dir ?? os.tmpdir(), 'memq-bench-mmap-'));
+  const rows: (string | number)[][] = [];
+  const result: Record<string, unknown> = { benchmark: 'mmap', machine: machine(), m };
+  try {
+    // ---- A: the index over a large mapped key file ------------------------------------------
+    const keyFile = path.join(root, 'keys.f32');
+    log(`writing ${n} × ${d} keys (${fmt((n * d * 4) / 2 ** 30)} GiB) to ${keyFile}…\n`);
+    const w = await timed(() => writeKeys(keyFile, n, d, 3));
+    const cold = dropCache(keyFile);
+    const readCold = readThrough(keyFile);
+    dropCache(keyFile);
+    const ids = new Int32Array(n).map((_, i) => i);
+    const values = new Float32Array(n).fill(0.5);
+    const idx = new MemoryIndex({ dim: d, backend: 'cpu' });
+    const open = await timed(() => idx.mapKeys(keyFile, ids, values));
+    const q1 = queries(1, d, 1);
+    const q256 = queries(256, d, 2);
+    const first = await timed(() => idx.search(q1, m));
+    const second = await timed(() => idx.search(q1, m));
+    const third = await timed(() => idx.search(queries(1, d, 9), m));
+    const batch = await timed(() => idx.search(q256, m));
+    const gib = (n * d * 4) / 2 ** 30;
+    result.index = {
+      n,
+      d,
+      keyGiB: gib,
+      writeSeconds: w.s,
+      cacheDropped: cold,
+      coldReadSeconds: readCold,
+      coldReadGBs: (n * d * 4) / 1e9 / readCold,
+      openSeconds: open.s,
+      firstSearchSeconds: first.s,
+      secondSearchSeconds: second.s,
+      thirdSearchSeconds: third.s,
+      b256SearchSeconds: batch.s,
+      memoryBytes: idx.stats().memoryBytes,
+      mappedRows: idx.stats().mappedRows,
+    };
+    rows.push([`index ${n}×${d} (${fmt(gib)} GiB)`, 'mapKeys', open.s, first.s, second.s, batch.s, `cold read of the file: ${fmt(readCold)} s`]);
+    idx.clear();
+    fs.rmSync(keyFile, { force: true });
+
+    // ---- B: EpisodicMemory.load with and without mmap --------------------------------------
+    const dir = path.join(root, 'mem');
+    log(`writing a ${memN} × ${d} snapshot to ${dir}…\n`);
+    writeSnapshotDir(dir, memN, d);
+    const kf = path.join(dir, generationName(1), 'keys.f32');
+    const mem: Record<string, unknown> = { n: memN, d, keyGiB: (memN * d * 4) / 2 ** 30 };
+    const qs1 = queries(1, d, 5);
+    const qs256 = queries(256, d, 6);
+    const idsOf: Record<string, Int32Array> = {};
+    for (const mode of ['plain', 'mmap'] as const) {
+      for (const f of fs.readdirSync(path.join(dir, generationName(1)))) dropCache(path.join(dir, generationName(1), f));
+      const load = await timed(() => EpisodicMemory.load(dir, mode === 'mmap' ? { mmap: true } : {}));
+      const s1 = await timed(() => load.v.search(qs1, m));
+      const s1b = await timed(() => load.v.search(qs1, m));
+      const s256 = await timed(() => load.v.search(qs256, m));
+      const s256b = await timed(() => load.v.search(qs256, m));
+      idsOf[mode] = s256b.v.ids;
+      mem[mode] = {
+        loadSeconds: load.s,
+        firstSearchSeconds: s1.s,
+        searchB1Seconds: s1b.s,
+        searchB256FirstSeconds: s256.s,
+        searchB256Seconds: s256b.s,
+        memoryBytes: (load.v.index as MemoryIndex).stats().memoryBytes,
+      };
+      rows.push([`memory ${memN}×${d}`, mode === 'mmap' ? 'load mmap' : 'load', load.s, s1.s, s1b.s, s256b.s, '']);
+    }
+    mem.sameIds = Buffer.from(idsOf.plain.buffer).equals(Buffer.from(idsOf.mmap.buffer));
+    result.memory = mem;
+    void kf;
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+  const text = table(['data', 'open', 'open s', 'first search s (B=1)', 'next search s (B=1)', 'search s (B=256)', 'note'], rows);
+  const file = writeResult('mmap', result, opts.out);
+  return { result, text, file };
+}
