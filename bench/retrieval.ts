@@ -94,6 +94,19 @@ function recall(ids: ArrayLike<number>, ref: ArrayLike<number>, b: number, m: nu
   return hit / (b * m);
 }
 
+/** Symmetric int8 with one scale (max|x| / 127 over x unless given), as usearch's i8 vectors are. */
+function quantizeGlobalI8(x: Float32Array, scale?: number): { data: Int8Array; scale: number } {
+  let s = scale;
+  if (s === undefined) {
+    let mx = 0;
+    for (let i = 0; i < x.length; i++) mx = Math.max(mx, Math.abs(x[i]));
+    s = mx > 0 ? mx / 127 : 1;
+  }
+  const data = new Int8Array(x.length);
+  for (let i = 0; i < x.length; i++) data[i] = Math.max(-127, Math.min(127, Math.round(x[i] / s)));
+  return { data, scale: s };
+}
+
 function tryRequire(name: string): any {
   try {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -168,6 +181,7 @@ export async function benchRetrieval(opts: RetrievalBenchOptions = {}) {
         index.add(keys.subarray(i * d, hi * d), new Float32Array(hi - i));
         for (const c of compressed) c.index.add(keys.subarray(i * d, hi * d), new Float32Array(hi - i));
       }
+      let usearchI8: { data: Int8Array; scale: number } | undefined;
       let hnsw: any;
       if (hnswlib && !hnswlib.__error) {
         const t0 = nowMs();
@@ -234,6 +248,18 @@ export async function benchRetrieval(opts: RetrievalBenchOptions = {}) {
           let agree = 0;
           for (let i = 0; i < bq; i++) agree += Number(res.keys[i * m]) === memqTop1[i] ? 1 : 0;
           rows.push({ ...base, impl: 'usearch.exactSearch', ms: tu.ms * (b / bq), qps: usQps, gflops: (2 * bq * n * d) / tu.ms / 1e6, sampled: bq < b ? `${bq}/${b}` : undefined, top1Agreement: agree / bq });
+          // usearch's int8 mode: exactSearch over Int8Array vectors (raw int8, no scales), so keys
+          // and queries share one scale, max|x| / 127 over the keys. usearch has no f16 exact
+          // search from JavaScript (its f16/bf16 scalar kinds are those of its HNSW Index).
+          if (keyTypes.includes('int8')) {
+            const k8 = (usearchI8 ??= quantizeGlobalI8(keys));
+            const q8 = quantizeGlobalI8(qs, k8.scale).data;
+            let r8 = usearch.exactSearch(k8.data, q8, d, m, usearch.MetricKind.L2sq, threads);
+            const t8 = await timeIt(() => { r8 = usearch.exactSearch(k8.data, q8, d, m, usearch.MetricKind.L2sq, threads); }, 1000, 2, 50);
+            const ids8 = Int32Array.from({ length: bq * m }, (_, i) => Number(r8.keys[i]));
+            const qps8 = (bq / t8.ms) * 1000;
+            rows.push({ ...base, impl: 'usearch.exactSearch i8', keyType: 'int8 (one global scale)', ms: t8.ms * (b / bq), qps: qps8, gflops: (2 * bq * n * d) / t8.ms / 1e6, sampled: bq < b ? `${bq}/${b}` : undefined, vsMemqFloat32: qps8 / memqRow.qps, recallAtM: recall(ids8, memqIds.subarray(0, bq * m), bq, m), hostBytesPerKey: d });
+          }
         }
         // hnswlib-node BruteforceSearch (one query per call, one thread)
         if (hnsw) {
