@@ -93,6 +93,44 @@ void gemm_kat(SimdLevel lv, float* ct, int64_t ldc, const float* packed, int64_t
   }
 }
 
+void gemm_kat_acc(SimdLevel lv, float* ct, int64_t ldc, const float* packed, int64_t bp, int64_t pw,
+                  const float* k, int64_t ldk, int64_t t, int64_t d, bool accumulate) {
+  switch (lv) {
+#if defined(__x86_64__) || defined(__i386__)
+    case SimdLevel::kAVX512: gemm_kat_acc_avx512(ct, ldc, packed, bp, pw, k, ldk, t, d, accumulate); return;
+    case SimdLevel::kAVX2: gemm_kat_acc_avx2(ct, ldc, packed, bp, pw, k, ldk, t, d, accumulate); return;
+#endif
+    default:
+      for (int64_t j = 0; j < t; ++j) {
+        const float* kr = k + j * ldk;
+        for (int64_t P = 0; P < bp / pw; ++P) {
+          const float* ap = packed + P * d * pw;
+          float* c = ct + j * ldc + P * pw;
+          for (int64_t w = 0; w < pw; ++w) {
+            float acc = accumulate ? c[w] : 0.0f;
+            for (int64_t p = 0; p < d; ++p) acc += kr[p] * ap[p * pw + w];
+            c[w] = acc;
+          }
+        }
+      }
+      return;
+  }
+}
+
+void pack_columns(float* dst, const float* b, int64_t ldb, int64_t col0, int64_t ncols, int64_t d, int64_t pw) {
+  const int64_t panels = round_up(ncols, pw) / pw;
+  for (int64_t P = 0; P < panels; ++P) {
+    float* out = dst + P * d * pw;
+    const int64_t c0 = P * pw, w_have = std::min<int64_t>(pw, ncols - c0);
+    for (int64_t p = 0; p < d; ++p) {
+      const float* src = b + p * ldb + col0 + c0;
+      float* o = out + p * pw;
+      std::memcpy(o, src, sizeof(float) * w_have);
+      for (int64_t w = w_have; w < pw; ++w) o[w] = 0.0f;
+    }
+  }
+}
+
 void row_norms2_level(SimdLevel lv, float* out, const float* x, int64_t n, int64_t d) {
   switch (lv) {
 #if defined(__x86_64__) || defined(__i386__)

@@ -58,13 +58,13 @@ inline void micro_kernel(int64_t kc, const float* k, int64_t ldk, const float* a
 
 template <int NV>
 void gemm_kat_nv(float* ct, int64_t ldc, const float* packed, int64_t bp, const float* k,
-                 int64_t ldk, int64_t t, int64_t d) {
+                 int64_t ldk, int64_t t, int64_t d, bool accumulate) {
   constexpr int PW = 8 * NV;
   constexpr int MR = NV == 2 ? 6 : 8;
   constexpr int64_t KC = 256;
   for (int64_t p0 = 0; p0 < d; p0 += KC) {
     int64_t kc = std::min<int64_t>(KC, d - p0);
-    bool first = p0 == 0;
+    bool first = p0 == 0 && !accumulate;
     for (int64_t P = 0; P < bp / PW; ++P) {
       const float* ap = packed + P * d * PW + p0 * PW;
       float* c0 = ct + P * PW;
@@ -99,8 +99,14 @@ inline float hsum(__m256 v) {
 
 void gemm_kat_avx2(float* ct, int64_t ldc, const float* packed, int64_t bp, int64_t pw,
                    const float* k, int64_t ldk, int64_t t, int64_t d) {
-  if (pw == 8) gemm_kat_nv<1>(ct, ldc, packed, bp, k, ldk, t, d);
-  else gemm_kat_nv<2>(ct, ldc, packed, bp, k, ldk, t, d);
+  if (pw == 8) gemm_kat_nv<1>(ct, ldc, packed, bp, k, ldk, t, d, false);
+  else gemm_kat_nv<2>(ct, ldc, packed, bp, k, ldk, t, d, false);
+}
+
+void gemm_kat_acc_avx2(float* ct, int64_t ldc, const float* packed, int64_t bp, int64_t pw,
+                     const float* k, int64_t ldk, int64_t t, int64_t d, bool accumulate) {
+  if (pw == 8) gemm_kat_nv<1>(ct, ldc, packed, bp, k, ldk, t, d, accumulate);
+  else gemm_kat_nv<2>(ct, ldc, packed, bp, k, ldk, t, d, accumulate);
 }
 
 // One query, dot-product form (see gemm_avx512.cpp): lane 0 of each C^T row, others zeroed.

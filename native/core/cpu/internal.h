@@ -53,6 +53,18 @@ void gemm_kat_avx2(float* ct, int64_t ldc, const float* packed, int64_t bp, int6
 void gemm_kat_avx512(float* ct, int64_t ldc, const float* packed, int64_t bp, int64_t pw,
                      const float* k, int64_t ldk, int64_t t, int64_t d);
 
+// gemm_kat with `accumulate`: ct += K A^T instead of = (the transformer engine's GEMMs, which
+// reuse this micro-kernel with a weight matrix packed as the "queries"; memq/llm/gemm.h).
+void gemm_kat_acc(SimdLevel lv, float* ct, int64_t ldc, const float* packed, int64_t bp, int64_t pw,
+                  const float* k, int64_t ldk, int64_t t, int64_t d, bool accumulate);
+void gemm_kat_acc_avx2(float* ct, int64_t ldc, const float* packed, int64_t bp, int64_t pw,
+                       const float* k, int64_t ldk, int64_t t, int64_t d, bool accumulate);
+void gemm_kat_acc_avx512(float* ct, int64_t ldc, const float* packed, int64_t bp, int64_t pw,
+                         const float* k, int64_t ldk, int64_t t, int64_t d, bool accumulate);
+// dst[panel][p][w] = b[p * ldb + col0 + panel * pw + w] (zero past ncols): columns of a row-major
+// d x N matrix packed as pack_queries packs rows.
+void pack_columns(float* dst, const float* b, int64_t ldb, int64_t col0, int64_t ncols, int64_t d, int64_t pw);
+
 // One query (b = 1): dot-product form, keys read as whole vectors. Writes lane 0 of each of
 // the t rows of ct (leading dimension ldc >= pw) and zeroes lanes 1..pw-1. Not bit-identical
 // to gemm_kat (a different summation order), but deterministic.

@@ -280,6 +280,97 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
   });
 }
 
+// float: each (sequence, head)'s products through the packed GEMM kernels (gemm.h's serial
+// forms) instead of one dot product per (query, key): S = Q K^T over the whole Lq x Lk block
+// (the causal upper part is computed and then masked), softmax per row, O = P V. Every value
+// is the same sum as in the template above, in another order (one FMA chain along D or Lk).
+template <>
+void attention_forward<float>(float* out, float* att, const float* q, const float* k, const float* v,
+                              const int64_t* q_off, const int64_t* kv_off, const int64_t* att_off, int64_t B, int64_t H,
+                              int64_t KVH, int64_t D) {
+  const int64_t group = H / KVH;
+  const float scale = float(1.0 / std::sqrt(double(D)));
+  parallel_for(0, B * H, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> S;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t b = t / H, h = t % H, kvh = h / group;
+      const int64_t Lq = q_off[b + 1] - q_off[b], Lk = kv_off[b + 1] - kv_off[b];
+      if (Lq == 0) continue;
+      const float* qh = q + (q_off[b] * H + h) * D;
+      const float* kh = k + (kv_off[b] * KVH + kvh) * D;
+      const float* vh = v + (kv_off[b] * KVH + kvh) * D;
+      float* oh = out + (q_off[b] * H + h) * D;
+      S.resize(static_cast<size_t>(Lq * Lk));
+      sgemm_nt_serial(S.data(), Lk, qh, H * D, kh, KVH * D, Lq, Lk, D, false);
+      for (int64_t i = 0; i < Lq; ++i) {
+        const int64_t last = Lk - Lq + i;  // keys 0..last visible
+        float* p = S.data() + i * Lk;
+        float mx = -INFINITY;
+        for (int64_t j = 0; j <= last; ++j) {
+          p[j] *= scale;
+          mx = std::max(mx, p[j]);
+        }
+        const double sum = exp_shift_sum(p, p, mx, last + 1);
+        const float inv = float(1.0 / sum);
+        for (int64_t j = 0; j <= last; ++j) p[j] *= inv;
+        for (int64_t j = last + 1; j < Lk; ++j) p[j] = 0.0f;
+        if (att) std::copy(p, p + Lk, att + att_off[b] + (h * Lq + i) * Lk);
+      }
+      sgemm_nn_serial(oh, H * D, S.data(), Lk, vh, KVH * D, Lq, D, Lk, false);
+    }
+  });
+}
+
+// float: the backward's products per (sequence, kv head, query head) through the same kernels:
+// dP = dY V^T, dV += P^T dY, dS = P (dP - rowsum(P dP)) scale, dQ += dS K, dK += dS^T Q.
+template <>
+void attention_backward<float>(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                               const float* v, const float* att, const int64_t* q_off, const int64_t* kv_off,
+                               const int64_t* att_off, int64_t B, int64_t H, int64_t KVH, int64_t D) {
+  const int64_t group = H / KVH;
+  const float scale = float(1.0 / std::sqrt(double(D)));
+  parallel_for(0, B * KVH, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> dS, T1;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t b = t / KVH, kvh = t % KVH;
+      const int64_t Lq = q_off[b + 1] - q_off[b], Lk = kv_off[b + 1] - kv_off[b];
+      if (Lq == 0) continue;
+      const float* kh = k + (kv_off[b] * KVH + kvh) * D;
+      const float* vh = v + (kv_off[b] * KVH + kvh) * D;
+      float* dkh = dk + (kv_off[b] * KVH + kvh) * D;
+      float* dvh = dv + (kv_off[b] * KVH + kvh) * D;
+      dS.resize(static_cast<size_t>(Lq * Lk));
+      T1.resize(static_cast<size_t>(Lk * Lq));
+      for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
+        const float* P = att + att_off[b] + h * Lq * Lk;
+        const float* dyh = dout + (q_off[b] * H + h) * D;
+        const float* qh = q + (q_off[b] * H + h) * D;
+        float* dqh = dq + (q_off[b] * H + h) * D;
+        // dV += P^T dY
+        for (int64_t i = 0; i < Lq; ++i)
+          for (int64_t j = 0; j < Lk; ++j) T1[j * Lq + i] = P[i * Lk + j];
+        sgemm_nn_serial(dvh, KVH * D, T1.data(), Lq, dyh, H * D, Lk, D, Lq, true);
+        // dP = dY V^T, then dS in place
+        sgemm_nt_serial(dS.data(), Lk, dyh, H * D, vh, KVH * D, Lq, Lk, D, false);
+        for (int64_t i = 0; i < Lq; ++i) {
+          const int64_t last = Lk - Lq + i;
+          const float* a = P + i * Lk;
+          float* ds = dS.data() + i * Lk;
+          double pdp = 0.0;
+          for (int64_t j = 0; j <= last; ++j) pdp += double(a[j]) * double(ds[j]);
+          for (int64_t j = 0; j <= last; ++j) ds[j] = a[j] * (ds[j] - float(pdp)) * scale;
+          for (int64_t j = last + 1; j < Lk; ++j) ds[j] = 0.0f;
+        }
+        // dQ += dS K;  dK += dS^T Q
+        sgemm_nn_serial(dqh, H * D, dS.data(), Lk, kh, KVH * D, Lq, D, Lk, true);
+        for (int64_t i = 0; i < Lq; ++i)
+          for (int64_t j = 0; j < Lk; ++j) T1[j * Lq + i] = dS[i * Lk + j];
+        sgemm_nn_serial(dkh, KVH * D, T1.data(), Lq, qh, H * D, Lk, D, Lq, true);
+      }
+    }
+  });
+}
+
 template <typename T>
 void swiglu_forward(T* out, const T* gate, const T* up, int64_t n) {
   parallel_for(0, n, 16384, [&](int64_t i0, int64_t i1) {

@@ -18,6 +18,14 @@ void sgemm_nt(float* C, int64_t ldc, const float* A, int64_t lda, const float* B
 void sgemm_acc(float* C, int64_t ldc, const float* A, int64_t sam, int64_t sak, const float* B,
                int64_t ldb, int64_t M, int64_t N, int64_t K);
 
+// Single-threaded forms for callers that already run in parallel tasks (attention's per-head
+// products): C (=|+=) A B^T (B: N x K, rows ldb apart) and C (=|+=) A B (B: K x N, rows ldb apart),
+// A row-major (rows lda apart). Same kernels and summation order as the threaded calls.
+void sgemm_nt_serial(float* C, int64_t ldc, const float* A, int64_t lda, const float* B, int64_t ldb,
+                     int64_t M, int64_t N, int64_t K, bool accumulate);
+void sgemm_nn_serial(float* C, int64_t ldc, const float* A, int64_t lda, const float* B, int64_t ldb,
+                     int64_t M, int64_t N, int64_t K, bool accumulate);
+
 // The kernel variant in use: "avx512", "avx2" or "generic".
 const char* gemm_variant();
 
