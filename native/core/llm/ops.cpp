@@ -394,6 +394,44 @@ void swiglu_backward(T* dgate, T* dup, const T* dout, const T* gate, const T* up
   });
 }
 
+// float: exp(-g) for a chunk through the vectorised exp (vexp.h, relative error <= 2.5e-7),
+// then the same expressions as the template, which vectorise once the call is out of the loop.
+namespace {
+constexpr int64_t kSwigluChunk = 4096;
+void exp_neg(float* e, const float* g, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) e[i] = -g[i];
+  expf_shift_sum(e, e, 0.0f, n);
+}
+}  // namespace
+
+template <>
+void swiglu_forward<float>(float* out, const float* gate, const float* up, int64_t n) {
+  parallel_for(0, n, 16384, [&](int64_t i0, int64_t i1) {
+    float e[kSwigluChunk];
+    for (int64_t c0 = i0; c0 < i1; c0 += kSwigluChunk) {
+      const int64_t m = std::min(kSwigluChunk, i1 - c0);
+      exp_neg(e, gate + c0, m);
+      for (int64_t i = 0; i < m; ++i) out[c0 + i] = gate[c0 + i] / (1.0f + e[i]) * up[c0 + i];
+    }
+  });
+}
+
+template <>
+void swiglu_backward<float>(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n) {
+  parallel_for(0, n, 16384, [&](int64_t i0, int64_t i1) {
+    float e[kSwigluChunk];
+    for (int64_t c0 = i0; c0 < i1; c0 += kSwigluChunk) {
+      const int64_t m = std::min(kSwigluChunk, i1 - c0);
+      exp_neg(e, gate + c0, m);
+      for (int64_t i = 0; i < m; ++i) {
+        const float g = gate[c0 + i], sg = 1.0f / (1.0f + e[i]), silu = g * sg, dy = dout[c0 + i];
+        if (dup) dup[c0 + i] += dy * silu;
+        if (dgate) dgate[c0 + i] += dy * up[c0 + i] * sg * (1.0f + g * (1.0f - sg));
+      }
+    }
+  });
+}
+
 // B [OC, R] is transposed to Bt [R, OC] so that every product below runs along a long,
 // contiguous dimension (R is small: 4-64).
 template <typename T>
