@@ -18,6 +18,7 @@
 #include "memq/llm/ops.h"
 #include "memq/llm/vexp.h"
 #include "testing.h"
+#include "../core/cpu/internal.h"
 
 using namespace memq::llm;
 using Vec = std::vector<double>;
@@ -273,6 +274,52 @@ MEMQ_TEST(float_gemm_kernels_match_double_reference) {
     CHECK(bad == 0);
   }
   std::printf("  gemm variant: %s\n", gemm_variant());
+}
+
+// The packed-panel paths (sgemm_nt / sgemm_acc with a row-major A, and the serial forms) at
+// every SIMD level this CPU runs, with strided operands and poisoned padding: every output
+// within the float32 bound of the double sum, and nothing written outside the M x N block.
+MEMQ_TEST(packed_gemm_paths_match_double_reference) {
+  const float kPoison = -12345.0f;
+  for (int level : {2, 1, 0}) {
+    memq::cpu::set_simd_override(level);
+    for (auto dims : {std::vector<int64_t>{4, 32, 16}, {13, 33, 17}, {241, 63, 70}, {250, 129, 300}, {37, 300, 33}, {5, 32, 1000}}) {
+      const int64_t M = dims[0], N = dims[1], K = dims[2];
+      const int64_t lda = K + 3, ldb = K + 5, ldc = N + 7, ldbn = N + 2;
+      Vec a = randn(M * lda, 40 + M), b = randn(N * ldb, 41 + N), bn = randn(K * ldbn, 42 + K), c0 = randn(M * ldc, 43);
+      std::vector<float> af(a.begin(), a.end()), bf(b.begin(), b.end()), bnf(bn.begin(), bn.end());
+      for (int form = 0; form < 4; ++form) {
+        const bool nt = form % 2 == 0, serial = form >= 2;
+        for (bool acc : {false, true}) {
+          if (!nt && !serial && !acc) continue;  // sgemm_acc always accumulates
+          std::vector<float> cf(size_t(M * ldc), kPoison);
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t j = 0; j < N; ++j) cf[size_t(m * ldc + j)] = float(c0[size_t(m * ldc + j)]);
+          if (nt && !serial) sgemm_nt(cf.data(), ldc, af.data(), lda, bf.data(), ldb, M, N, K, acc);
+          if (nt && serial) sgemm_nt_serial(cf.data(), ldc, af.data(), lda, bf.data(), ldb, M, N, K, acc);
+          if (!nt && !serial) sgemm_acc(cf.data(), ldc, af.data(), lda, 1, bnf.data(), ldbn, M, N, K);
+          if (!nt && serial) sgemm_nn_serial(cf.data(), ldc, af.data(), lda, bnf.data(), ldbn, M, N, K, acc);
+          int bad = 0, spilled = 0;
+          for (int64_t m = 0; m < M; ++m) {
+            for (int64_t j = 0; j < N; ++j) {
+              double s = acc ? double(float(c0[size_t(m * ldc + j)])) : 0.0, l1 = std::fabs(s);
+              for (int64_t k = 0; k < K; ++k) {
+                const double x = af[size_t(m * lda + k)], y = nt ? bf[size_t(j * ldb + k)] : bnf[size_t(k * ldbn + j)];
+                s += x * y;
+                l1 += std::fabs(x * y);
+              }
+              if (!(std::fabs(cf[size_t(m * ldc + j)] - s) <= 1e-5 * l1 + 1e-6)) ++bad;
+            }
+            for (int64_t j = N; j < ldc; ++j) spilled += cf[size_t(m * ldc + j)] != kPoison;
+          }
+          if (bad || spilled) std::printf("  level %d form %d acc %d M %lld N %lld K %lld: %d wrong, %d written past N\n", level, form,
+                                          int(acc), (long long)M, (long long)N, (long long)K, bad, spilled);
+          CHECK(bad == 0 && spilled == 0);
+        }
+      }
+    }
+  }
+  memq::cpu::set_simd_override(-1);
 }
 
 namespace {

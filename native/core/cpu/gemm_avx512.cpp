@@ -110,6 +110,49 @@ void gemm_kat_acc_avx512(float* ct, int64_t ldc, const float* packed, int64_t bp
   else gemm_kat_nv<2>(ct, ldc, packed, bp, k, ldk, t, d, accumulate);
 }
 
+// dst[panel][k][w] = B[(j0 + panel*pw + w) * ldb + k] (zero past n rows), pw a multiple of 16:
+// 16 x 16 blocks transposed in registers (unpack 32-bit, unpack 64-bit, two 128-bit shuffles).
+void pack_rows_avx512(float* dst, const float* B, int64_t ldb, int64_t j0, int64_t n, int64_t K, int64_t pw) {
+  const int64_t panels = (n + pw - 1) / pw, k16 = K / 16 * 16;
+  for (int64_t P = 0; P < panels; ++P) {
+    float* out = dst + P * K * pw;
+    for (int64_t w0 = 0; w0 < pw; w0 += 16) {
+      const int64_t rows = std::max<int64_t>(0, std::min<int64_t>(16, n - (P * pw + w0)));
+      const float* src = B + (j0 + P * pw + w0) * ldb;
+      for (int64_t k0 = 0; k0 < k16; k0 += 16) {
+        __m512 r[16], t[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; ++i) r[i] = i < rows ? _mm512_loadu_ps(src + i * ldb + k0) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i) {
+          t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+          t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i) {
+          const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+          const __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+          r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));      // column 4L of rows 4i..4i+3
+          r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));  // column 4L + 1
+          r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));  // column 4L + 2
+          r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));  // column 4L + 3
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) {
+          const __m512 vlo = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44), vhi = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xEE);
+          const __m512 wlo = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44), whi = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xEE);
+          _mm512_storeu_ps(out + (k0 + c) * pw + w0, _mm512_shuffle_f32x4(vlo, wlo, 0x88));
+          _mm512_storeu_ps(out + (k0 + 4 + c) * pw + w0, _mm512_shuffle_f32x4(vlo, wlo, 0xDD));
+          _mm512_storeu_ps(out + (k0 + 8 + c) * pw + w0, _mm512_shuffle_f32x4(vhi, whi, 0x88));
+          _mm512_storeu_ps(out + (k0 + 12 + c) * pw + w0, _mm512_shuffle_f32x4(vhi, whi, 0xDD));
+        }
+      }
+      for (int64_t k = k16; k < K; ++k)
+        for (int64_t i = 0; i < 16; ++i) out[k * pw + w0 + i] = i < rows ? src[i * ldb + k] : 0.0f;
+    }
+  }
+}
+
 // One query: the dot-product form. Each key row is read as whole vectors (16 floats a load,
 // a plain sequential stream the hardware prefetcher follows), then reduced; 4 keys at a time
 // for independent FMA chains. Writes lane 0 of each C^T row, zeroes the other pw - 1 lanes.

@@ -61,6 +61,9 @@ void gemm_kat_acc_avx2(float* ct, int64_t ldc, const float* packed, int64_t bp, 
                        const float* k, int64_t ldk, int64_t t, int64_t d, bool accumulate);
 void gemm_kat_acc_avx512(float* ct, int64_t ldc, const float* packed, int64_t bp, int64_t pw,
                          const float* k, int64_t ldk, int64_t t, int64_t d, bool accumulate);
+// dst[panel][k][w] = B[(j0 + panel * pw + w) * ldb + k], zero past n rows; pw a multiple of 16
+// (AVX-512 register transposes; the engine's GEMM packs its B^T panels with it).
+void pack_rows_avx512(float* dst, const float* B, int64_t ldb, int64_t j0, int64_t n, int64_t K, int64_t pw);
 // dst[panel][p][w] = b[p * ldb + col0 + panel * pw + w] (zero past ncols): columns of a row-major
 // d x N matrix packed as pack_queries packs rows.
 void pack_columns(float* dst, const float* b, int64_t ldb, int64_t col0, int64_t ncols, int64_t d, int64_t pw);

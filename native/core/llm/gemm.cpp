@@ -57,6 +57,7 @@ bool use_packed(int64_t M, int64_t N, int64_t K) { return variant() != kGeneric 
 
 // dst[panel][k][w] = B[(j0 + panel*pw + w) * ldb + k], zero past n rows.
 void pack_rows(float* dst, const float* B, int64_t ldb, int64_t j0, int64_t n, int64_t K, int64_t pw) {
+  if (pw % 16 == 0 && simd_level() == SimdLevel::kAVX512) return cpu::pack_rows_avx512(dst, B, ldb, j0, n, K, pw);
   const int64_t panels = (n + pw - 1) / pw;
   constexpr int64_t KB = 64;  // a 64 x pw block of the panel (8 KiB) stays in L1 while written
   for (int64_t P = 0; P < panels; ++P) {
