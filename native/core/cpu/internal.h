@@ -138,26 +138,24 @@ void qgemm_i8_scalar(float* ct, int64_t ldc, const uint8_t* panels, const float*
                      const float* kscale, int64_t j0, int64_t t, int64_t d);
 void qgemm_i8_avx512dp(float* ct, int64_t ldc, const uint8_t* panels, const float* qscale, int64_t bp,
                        const int8_t* keys, const float* kscale, int64_t j0, int64_t t, int64_t d);
-// One rounded query (the gemv_kat contract: lane 0 of each ct row, lanes 1..ldc-1 zeroed,
-// ldc a multiple of 16). bf16: 16 lanes, lane l one chain over the pairs g = l mod 16 (as above),
-// then the lanes summed l + l+8, then + 4, + 2, + 1. int8: as qgemm (qscale 0 with kscale null:
-// the int32 bits of I).
-void qgemv_bf16_scalar(float* ct, int64_t ldc, const uint16_t* q, const uint16_t* keys, int64_t j0, int64_t t, int64_t d);
-void qgemv_bf16_avx512dp(float* ct, int64_t ldc, const uint16_t* q, const uint16_t* keys, int64_t j0, int64_t t,
-                         int64_t d);
-void qgemv_i8_scalar(float* ct, int64_t ldc, const int8_t* q, float qscale, const int8_t* keys, const float* kscale,
-                     int64_t j0, int64_t t, int64_t d);
-void qgemv_i8_avx512dp(float* ct, int64_t ldc, const int8_t* q, float qscale, const int8_t* keys, const float* kscale,
-                       int64_t j0, int64_t t, int64_t d);
+// One rounded query: out[j] = the dot with key row j0 + j, for j < t (dense; no C^T rows).
+// bf16: 16 lanes, lane l one chain over the pairs g = l mod 16 (as above), then the lanes summed
+// l + l+8, then + 4, + 2, + 1. int8: float(I) * (qscale * kscale[j0 + j]) as qgemm (kscale
+// null: I's int32 bits).
+void qgemv_bf16_scalar(float* out, const uint16_t* q, const uint16_t* keys, int64_t j0, int64_t t, int64_t d);
+void qgemv_bf16_avx512dp(float* out, const uint16_t* q, const uint16_t* keys, int64_t j0, int64_t t, int64_t d);
+void qgemv_i8_scalar(float* out, const int8_t* q, float qscale, const int8_t* keys, const float* kscale, int64_t j0,
+                     int64_t t, int64_t d);
+void qgemv_i8_avx512dp(float* out, const int8_t* q, float qscale, const int8_t* keys, const float* kscale, int64_t j0,
+                       int64_t t, int64_t d);
 // Dispatch: the *_avx512dp kernel when lv == kAVX512 and cpu_has_avx512_dp(), else the twin.
 void qgemm_bf16(SimdLevel lv, float* ct, int64_t ldc, const uint16_t* panels, int64_t bp, const uint16_t* keys,
                 int64_t j0, int64_t t, int64_t d);
 void qgemm_i8(SimdLevel lv, float* ct, int64_t ldc, const uint8_t* panels, const float* qscale, int64_t bp,
               const int8_t* keys, const float* kscale, int64_t j0, int64_t t, int64_t d);
-void qgemv_bf16(SimdLevel lv, float* ct, int64_t ldc, const uint16_t* q, const uint16_t* keys, int64_t j0, int64_t t,
-                int64_t d);
-void qgemv_i8(SimdLevel lv, float* ct, int64_t ldc, const int8_t* q, float qscale, const int8_t* keys,
-              const float* kscale, int64_t j0, int64_t t, int64_t d);
+void qgemv_bf16(SimdLevel lv, float* out, const uint16_t* q, const uint16_t* keys, int64_t j0, int64_t t, int64_t d);
+void qgemv_i8(SimdLevel lv, float* out, const int8_t* q, float qscale, const int8_t* keys, const float* kscale,
+              int64_t j0, int64_t t, int64_t d);
 
 // vdpbf16ps' arithmetic, one element pair into acc, as measured on AMD Zen 4 (bit for bit
 // against the instruction in test_qdot): denormal bf16 inputs read as zero; each product is
@@ -211,6 +209,9 @@ struct FilterArgs {
 // few more than pass (the vector filters test the unclamped dist2): the caller re-tests each
 // hit's exact score against its current tau.
 int64_t filter_tile_scalar(Hit* hits, const FilterArgs& a);
+// One query with dense dot products (ct[j], ldc = bp = 1; qn, qinv, tau: entry 0): the same
+// hits as filter_tile_scalar on that layout, vectorised over the keys.
+int64_t filter_dots_avx512(Hit* hits, const FilterArgs& a);
 int64_t filter_tile_avx2(Hit* hits, const FilterArgs& a);
 int64_t filter_tile_avx512(Hit* hits, const FilterArgs& a);
 

@@ -120,8 +120,7 @@ void qgemm_i8_scalar(float* ct, int64_t ldc, const uint8_t* panels, const float*
   }
 }
 
-void qgemv_bf16_scalar(float* ct, int64_t ldc, const uint16_t* q, const uint16_t* keys, int64_t j0, int64_t t,
-                       int64_t d) {
+void qgemv_bf16_scalar(float* out, const uint16_t* q, const uint16_t* keys, int64_t j0, int64_t t, int64_t d) {
   const int64_t h = (d + 1) / 2;
   for (int64_t j = 0; j < t; ++j) {
     const uint16_t* k = keys + (j0 + j) * d;
@@ -133,20 +132,18 @@ void qgemv_bf16_scalar(float* ct, int64_t ldc, const uint16_t* q, const uint16_t
     }
     for (int w = 8; w >= 1; w /= 2)
       for (int l = 0; l < w; ++l) lane[l] = lane[l] + lane[l + w];
-    ct[j * ldc] = lane[0];
-    for (int64_t w = 1; w < ldc; ++w) ct[j * ldc + w] = 0.0f;
+    out[j] = lane[0];
   }
 }
 
-void qgemv_i8_scalar(float* ct, int64_t ldc, const int8_t* q, float qscale, const int8_t* keys, const float* kscale,
-                     int64_t j0, int64_t t, int64_t d) {
+void qgemv_i8_scalar(float* out, const int8_t* q, float qscale, const int8_t* keys, const float* kscale, int64_t j0,
+                     int64_t t, int64_t d) {
   for (int64_t j = 0; j < t; ++j) {
     const int8_t* k = keys + (j0 + j) * d;
     int32_t acc = 0;
     for (int64_t p = 0; p < d; ++p) acc += int32_t(q[p]) * int32_t(k[p]);
-    if (kscale) ct[j * ldc] = float(acc) * (qscale * kscale[j0 + j]);
-    else std::memcpy(ct + j * ldc, &acc, 4);
-    for (int64_t w = 1; w < ldc; ++w) ct[j * ldc + w] = 0.0f;
+    if (kscale) out[j] = float(acc) * (qscale * kscale[j0 + j]);
+    else std::memcpy(out + j, &acc, 4);
   }
 }
 
@@ -181,20 +178,19 @@ void qgemm_i8(SimdLevel lv, float* ct, int64_t ldc, const uint8_t* panels, const
   qgemm_i8_scalar(ct, ldc, panels, qscale, bp, keys, kscale, j0, t, d);
 }
 
-void qgemv_bf16(SimdLevel lv, float* ct, int64_t ldc, const uint16_t* q, const uint16_t* keys, int64_t j0, int64_t t,
-                int64_t d) {
+void qgemv_bf16(SimdLevel lv, float* out, const uint16_t* q, const uint16_t* keys, int64_t j0, int64_t t, int64_t d) {
 #ifdef MEMQ_QDOT_X86
-  if (use_dp(lv)) return qgemv_bf16_avx512dp(ct, ldc, q, keys, j0, t, d);
+  if (use_dp(lv)) return qgemv_bf16_avx512dp(out, q, keys, j0, t, d);
 #endif
-  qgemv_bf16_scalar(ct, ldc, q, keys, j0, t, d);
+  qgemv_bf16_scalar(out, q, keys, j0, t, d);
 }
 
-void qgemv_i8(SimdLevel lv, float* ct, int64_t ldc, const int8_t* q, float qscale, const int8_t* keys,
-              const float* kscale, int64_t j0, int64_t t, int64_t d) {
+void qgemv_i8(SimdLevel lv, float* out, const int8_t* q, float qscale, const int8_t* keys, const float* kscale,
+              int64_t j0, int64_t t, int64_t d) {
 #ifdef MEMQ_QDOT_X86
-  if (use_dp(lv)) return qgemv_i8_avx512dp(ct, ldc, q, qscale, keys, kscale, j0, t, d);
+  if (use_dp(lv)) return qgemv_i8_avx512dp(out, q, qscale, keys, kscale, j0, t, d);
 #endif
-  qgemv_i8_scalar(ct, ldc, q, qscale, keys, kscale, j0, t, d);
+  qgemv_i8_scalar(out, q, qscale, keys, kscale, j0, t, d);
 }
 
 }  // namespace cpu

@@ -268,15 +268,11 @@ inline float reduce16(__m512 v) {
   __m128 e = _mm_add_ss(c, _mm_movehdup_ps(c));
   return _mm_cvtss_f32(e);
 }
-inline void put_lane0(float* row, int64_t ldc, float x) {
-  for (int64_t w = 0; w < ldc; w += 16) _mm512_storeu_ps(row + w, _mm512_maskz_mov_ps(w == 0 ? 1 : 0, _mm512_set1_ps(x)));
-}
 }  // namespace
 
 // bf16: 32 elements (16 pairs) a vdpbf16ps, 4 keys at a time; the query is copied once per call
 // into a zero-padded buffer, the keys' last partial vector is a masked (zeroing) load.
-void qgemv_bf16_avx512dp(float* ct, int64_t ldc, const uint16_t* q, const uint16_t* keys, int64_t j0, int64_t t,
-                         int64_t d) {
+void qgemv_bf16_avx512dp(float* out, const uint16_t* q, const uint16_t* keys, int64_t j0, int64_t t, int64_t d) {
   const int64_t d32 = d / 32 * 32;
   const __mmask32 tail = (d % 32) ? (__mmask32)((1ull << (d % 32)) - 1) : 0;
   const __m512i qt = _mm512_maskz_loadu_epi16(tail, q + d32);
@@ -285,7 +281,12 @@ void qgemv_bf16_avx512dp(float* ct, int64_t ldc, const uint16_t* q, const uint16
   for (; j + 4 <= t; j += 4) {
     const uint16_t* k0 = k + j * d;
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const uint16_t* pf = k0 + 16 * d;  // four blocks ahead, a line per row per step
     for (int64_t p = 0; p < d32; p += 32) {
+      _mm_prefetch(reinterpret_cast<const char*>(pf + p), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(pf + d + p), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(pf + 2 * d + p), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(pf + 3 * d + p), _MM_HINT_T0);
       const __m512bh qv = as_bh(_mm512_loadu_si512((const void*)(q + p)));
       a0 = _mm512_dpbf16_ps(a0, as_bh(_mm512_loadu_si512((const void*)(k0 + p))), qv);
       a1 = _mm512_dpbf16_ps(a1, as_bh(_mm512_loadu_si512((const void*)(k0 + d + p))), qv);
@@ -298,10 +299,10 @@ void qgemv_bf16_avx512dp(float* ct, int64_t ldc, const uint16_t* q, const uint16
       a2 = _mm512_dpbf16_ps(a2, as_bh(_mm512_maskz_loadu_epi16(tail, k0 + 2 * d + d32)), as_bh(qt));
       a3 = _mm512_dpbf16_ps(a3, as_bh(_mm512_maskz_loadu_epi16(tail, k0 + 3 * d + d32)), as_bh(qt));
     }
-    put_lane0(ct + j * ldc, ldc, reduce16(a0));
-    put_lane0(ct + (j + 1) * ldc, ldc, reduce16(a1));
-    put_lane0(ct + (j + 2) * ldc, ldc, reduce16(a2));
-    put_lane0(ct + (j + 3) * ldc, ldc, reduce16(a3));
+    out[j] = reduce16(a0);
+    out[j + 1] = reduce16(a1);
+    out[j + 2] = reduce16(a2);
+    out[j + 3] = reduce16(a3);
   }
   for (; j < t; ++j) {
     const uint16_t* k0 = k + j * d;
@@ -310,15 +311,15 @@ void qgemv_bf16_avx512dp(float* ct, int64_t ldc, const uint16_t* q, const uint16
       a0 = _mm512_dpbf16_ps(a0, as_bh(_mm512_loadu_si512((const void*)(k0 + p))),
                             as_bh(_mm512_loadu_si512((const void*)(q + p))));
     if (tail) a0 = _mm512_dpbf16_ps(a0, as_bh(_mm512_maskz_loadu_epi16(tail, k0 + d32)), as_bh(qt));
-    put_lane0(ct + j * ldc, ldc, reduce16(a0));
+    out[j] = reduce16(a0);
   }
 }
 
 // int8: the key bytes flipped to u8 (k + 128, one xor per 64 bytes) against the s8 query, so
 // the correction is per query: I = (k + 128) . q - 128 sum(q). 64 elements a vpdpbusd, 4 keys
 // at a time; masked (zeroing) loads past d, where the query's zeros cancel the flipped 128s.
-void qgemv_i8_avx512dp(float* ct, int64_t ldc, const int8_t* q, float qscale, const int8_t* keys, const float* kscale,
-                       int64_t j0, int64_t t, int64_t d) {
+void qgemv_i8_avx512dp(float* out, const int8_t* q, float qscale, const int8_t* keys, const float* kscale, int64_t j0,
+                       int64_t t, int64_t d) {
   const int64_t d64 = d / 64 * 64;
   const __mmask64 tail = (d % 64) ? ((1ull << (d % 64)) - 1) : 0;
   const __m512i flip = _mm512_set1_epi8((char)0x80);
@@ -327,16 +328,56 @@ void qgemv_i8_avx512dp(float* ct, int64_t ldc, const int8_t* q, float qscale, co
   for (int64_t p = 0; p < d; ++p) qsum += q[p];
   const int32_t corr = -128 * qsum;
   const int8_t* k = keys + j0 * d;
-  auto out = [&](int64_t j, __m512i acc) {
+  auto put = [&](int64_t j, __m512i acc) {
     const int32_t I = _mm512_reduce_add_epi32(acc) + corr;
-    float x;
-    if (kscale) x = float(I) * (qscale * kscale[j0 + j]);
-    else std::memcpy(&x, &I, 4);
-    put_lane0(ct + j * ldc, ldc, x);
+    if (kscale) out[j] = float(I) * (qscale * kscale[j0 + j]);
+    else std::memcpy(out + j, &I, 4);
   };
   auto ld = [&](const int8_t* p) { return _mm512_xor_si512(_mm512_loadu_si512((const void*)p), flip); };
   auto ldt = [&](const int8_t* p) { return _mm512_xor_si512(_mm512_maskz_loadu_epi8(tail, p), flip); };
   int64_t j = 0;
+  // 16 keys at a time: 16 accumulators, then one transposed reduction to a vector of the 16
+  // sums (exact integers: the order does not matter), scaled with one multiply.
+  for (; j + 16 <= t; j += 16) {
+    const int8_t* k0 = k + j * d;
+    __m512i a[16];
+#pragma GCC unroll 16
+    for (int r = 0; r < 16; ++r) a[r] = _mm512_setzero_si512();
+    // The 16 rows are few lines each, too short for the hardware prefetcher: fetch the block
+    // two ahead (16 d contiguous bytes), 16 lines a step in address order.
+    const char* pf = reinterpret_cast<const char*>(k0 + 32 * d);
+    for (int64_t p = 0; p < d64; p += 64, pf += 1024) {
+      const __m512i qv = _mm512_loadu_si512((const void*)(q + p));
+#pragma GCC unroll 16
+      for (int r = 0; r < 16; ++r) _mm_prefetch(pf + 64 * r, _MM_HINT_T0);
+      const int8_t* row = k0 + p;
+#pragma GCC unroll 16
+      for (int r = 0; r < 16; ++r, row += d) a[r] = _mm512_dpbusd_epi32(a[r], ld(row), qv);
+    }
+    if (tail) {
+#pragma GCC unroll 16
+      for (int r = 0; r < 16; ++r) a[r] = _mm512_dpbusd_epi32(a[r], ldt(k0 + r * d + d64), qt);
+    }
+    __m512i x[8], y[4], w[2];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i)
+      x[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_epi32(a[2 * i], a[2 * i + 1]));
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i)
+      y[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(x[2 * i], x[2 * i + 1]), _mm512_unpackhi_epi64(x[2 * i], x[2 * i + 1]));
+    // y[i], 128-bit lane L: keys 4i..4i+3, partial sums of the accumulators' lane L
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; ++i)
+      w[i] = _mm512_add_epi32(_mm512_shuffle_i32x4(y[2 * i], y[2 * i + 1], 0x88), _mm512_shuffle_i32x4(y[2 * i], y[2 * i + 1], 0xDD));
+    const __m512i sums = _mm512_add_epi32(_mm512_add_epi32(_mm512_shuffle_i32x4(w[0], w[1], 0x88), _mm512_shuffle_i32x4(w[0], w[1], 0xDD)),
+                                          _mm512_set1_epi32(corr));
+    if (kscale) {
+      const __m512 sc = _mm512_mul_ps(_mm512_set1_ps(qscale), _mm512_loadu_ps(kscale + j0 + j));
+      _mm512_storeu_ps(out + j, _mm512_mul_ps(_mm512_cvtepi32_ps(sums), sc));
+    } else {
+      _mm512_storeu_si512((void*)(out + j), sums);
+    }
+  }
   for (; j + 4 <= t; j += 4) {
     const int8_t* k0 = k + j * d;
     __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
@@ -353,10 +394,10 @@ void qgemv_i8_avx512dp(float* ct, int64_t ldc, const int8_t* q, float qscale, co
       a2 = _mm512_dpbusd_epi32(a2, ldt(k0 + 2 * d + d64), qt);
       a3 = _mm512_dpbusd_epi32(a3, ldt(k0 + 3 * d + d64), qt);
     }
-    out(j, a0);
-    out(j + 1, a1);
-    out(j + 2, a2);
-    out(j + 3, a3);
+    put(j, a0);
+    put(j + 1, a1);
+    put(j + 2, a2);
+    put(j + 3, a3);
   }
   for (; j < t; ++j) {
     const int8_t* k0 = k + j * d;
@@ -364,7 +405,7 @@ void qgemv_i8_avx512dp(float* ct, int64_t ldc, const int8_t* q, float qscale, co
     for (int64_t p = 0; p < d64; p += 64)
       a0 = _mm512_dpbusd_epi32(a0, ld(k0 + p), _mm512_loadu_si512((const void*)(q + p)));
     if (tail) a0 = _mm512_dpbusd_epi32(a0, ldt(k0 + d64), qt);
-    out(j, a0);
+    put(j, a0);
   }
 }
 
