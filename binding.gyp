@@ -18,9 +18,17 @@
       "cflags_cc": ["<@(memq_cflags)", "-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx2", "-mfma", "-mf16c"]
     },
     {
+      "target_name": "memq_avx512dp",
+      "type": "static_library",
+      "sources": ["<!@(node scripts/gyp-sources.js avx512dp)"],
+      "include_dirs": ["native/core/include"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc": ["<@(memq_cflags)", "-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx512bf16", "-mavx512vnni", "-mavx2", "-mfma", "-mf16c"]
+    },
+    {
       "target_name": "memq_core",
       "type": "static_library",
-      "dependencies": ["memq_avx2", "memq_avx512"],
+      "dependencies": ["memq_avx2", "memq_avx512", "memq_avx512dp"],
       "sources": ["<!@(node scripts/gyp-sources.js generic)"],
       "include_dirs": ["native/core/include"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 'use strict';
 // Lists native sources for binding.gyp (gyp has no globbing): `node scripts/gyp-sources.js KIND`
-// with KIND = generic | avx2 | avx512 | addon | bench (memq_bench.node, the benchmarks' addon). Paths are relative to the package root.
+// with KIND = generic | avx2 | avx512 | avx512dp (AVX512_BF16 + AVX512_VNNI) | addon | bench (memq_bench.node, the benchmarks' addon). Paths are relative to the package root.
 const fs = require('fs');
 const path = require('path');
 
@@ -26,9 +26,10 @@ else {
   const core = walk('native/core');
   if (kind === 'avx2') files = core.filter((f) => f.endsWith('_avx2.cpp'));
   else if (kind === 'avx512') files = core.filter((f) => f.endsWith('_avx512.cpp'));
-  else if (kind === 'generic') files = core.filter((f) => !/_avx(2|512)\.cpp$/.test(f));
+  else if (kind === 'avx512dp') files = core.filter((f) => f.endsWith('_avx512dp.cpp'));
+  else if (kind === 'generic') files = core.filter((f) => !/_avx(2|512|512dp)\.cpp$/.test(f));
   else {
-    process.stderr.write('usage: gyp-sources.js generic|avx2|avx512|addon|bench\n');
+    process.stderr.write('usage: gyp-sources.js generic|avx2|avx512|avx512dp|addon|bench\n');
     process.exit(2);
   }
 }

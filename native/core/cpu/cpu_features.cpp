@@ -9,6 +9,10 @@
 
 #include "internal.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #ifdef MEMQ_HAVE_CBLAS
 extern "C" char* openblas_get_config(void);
 #endif
@@ -104,6 +108,29 @@ std::string blas_name() {
 
 namespace cpu {
 void set_simd_override(int level) { g_override.store(level, std::memory_order_relaxed); }
+
+// AVX512_BF16 (vdpbf16ps) and AVX512_VNNI (vpdpbusd) from CPUID directly: leaf 7 sub-leaf 0
+// ECX bit 11 (VNNI), leaf 7 sub-leaf 1 EAX bit 5 (BF16; sub-leaf 1 exists when leaf 7 sub-leaf
+// 0's EAX >= 1). The OS's saving of the zmm state is what detect_hw() checked for AVX-512
+// (libgcc's __builtin_cpu_supports reads XCR0), so both count only with the AVX-512 level.
+bool cpu_has_avx512_dp() {
+  static const bool has = [] {
+#ifdef MEMQ_X86
+    if (detect_hw() != SimdLevel::kAVX512) return false;
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    const bool vnni = (c >> 11) & 1u;
+    const unsigned max_sub = a;
+    if (max_sub < 1) return false;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+    const bool bf16 = (a >> 5) & 1u;
+    return vnni && bf16;
+#else
+    return false;
+#endif
+  }();
+  return has;
+}
 }  // namespace cpu
 
 }  // namespace memq

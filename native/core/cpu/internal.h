@@ -106,6 +106,78 @@ void qgemv_avx2(float* ct, int64_t ldc, int kind, const float* q, const void* ke
 void qgemv_avx512(float* ct, int64_t ldc, int kind, const float* q, const void* keys, const float* scales, int64_t j0, int64_t t, int64_t d);
 void qgemv(SimdLevel lv, float* ct, int64_t ldc, int kind, const float* q, const void* keys, const float* scales, int64_t j0, int64_t t, int64_t d);
 
+// ---- quantised queries (qdot.cpp, qdot_avx512dp.cpp, docs/math.md §2b) ----------------------
+// The compressed keys are scanned with the query rounded too, so that the hardware dot-product
+// instructions apply: bf16 keys x bf16 query with vdpbf16ps (AVX512_BF16), int8 keys x int8
+// query with vpdpbusd (AVX512_VNNI). The search widens its candidate filter by a bound on what
+// the rounding can change (kernels.cpp), so its results stay exact for the dequantised keys.
+//
+// CPUID: AVX512_BF16 (leaf 7 sub-leaf 1, EAX bit 5) and AVX512_VNNI (leaf 7 sub-leaf 0, ECX
+// bit 11); both are required (together with simd_level() == kAVX512) for the *_avx512dp kernels.
+bool cpu_has_avx512_dp();
+// Test hook: false forces the dequantise path even where the CPU has the instructions.
+void set_qdot_enabled(bool on);
+// Whether search_topm scans `kind` (1 = bf16, 2 = int8) keys with rounded queries at level lv.
+// int8 needs d < kQdotMaxD8 for its int32 sums to be exact (d * 255 * 127 < 2^31).
+constexpr int64_t kQdotMaxD8 = 66311;
+bool qdot_supported(SimdLevel lv, int kind, int64_t d);
+
+// The rounded query q~ (returns ||q - q~||_2, in double):
+//   bf16: out[p] = f32_to_bf16(q[p]);
+//   int8: the key quantiser's rule, *scale = s = max|q|/127, out[p] = round_half_even(q[p]/s)
+//         clamped to [-127, 127]; q~ = s * out.
+double round_query_bf16(uint16_t* out, const float* q, int64_t d);
+double round_query_i8(int8_t* out, float* scale, const float* q, int64_t d);
+// One row of the int8 key quantiser (qkeys.cpp): returns the scale.
+float quantize_int8_row(int8_t* out, const float* r, int64_t d);
+
+// Panels of kQPanel rounded queries (b rows of length d, lanes b..bp-1 padded with zero
+// queries; bp a multiple of kQPanel). One 64-byte vector per group of elements:
+//   bf16: dst[panel][g][lane][2], g < ceil(d/2), elements 2g, 2g+1 (zero past d);
+//   int8: dst[panel][g][lane][4] = q + 128 as u8, g < ceil(d/4), elements 4g..4g+3 (128 past d).
+constexpr int64_t kQPanel = 16;
+void pack_qpanels_bf16(uint16_t* dst, const uint16_t* q, int64_t b, int64_t bp, int64_t d);
+void pack_qpanels_u8(uint8_t* dst, const int8_t* q, int64_t b, int64_t bp, int64_t d);
+
+// ct (t x bp, leading dimension ldc >= bp) = keys rows [j0, j0 + t) x the panels' queries.
+// bf16: each element one chain over the pairs g in order, acc = (acc + k[2g+1] q[2g+1]) + k[2g] q[2g],
+//   with vdpbf16ps' denormal flushing (inputs and results; MXCSR ignored). The scalar twin
+//   emulates exactly that.
+// int8: I = sum_p q_p k_p exact in int32 (from (q + 128) . k - 128 sum k), then
+//   ct = float(I) * (qscale[lane] * kscale[j0 + j]); with qscale null, ct holds I's int32 bits.
+void qgemm_bf16_scalar(float* ct, int64_t ldc, const uint16_t* panels, int64_t bp, const uint16_t* keys, int64_t j0,
+                       int64_t t, int64_t d);
+void qgemm_bf16_avx512dp(float* ct, int64_t ldc, const uint16_t* panels, int64_t bp, const uint16_t* keys, int64_t j0,
+                         int64_t t, int64_t d);
+void qgemm_i8_scalar(float* ct, int64_t ldc, const uint8_t* panels, const float* qscale, int64_t bp, const int8_t* keys,
+                     const float* kscale, int64_t j0, int64_t t, int64_t d);
+void qgemm_i8_avx512dp(float* ct, int64_t ldc, const uint8_t* panels, const float* qscale, int64_t bp,
+                       const int8_t* keys, const float* kscale, int64_t j0, int64_t t, int64_t d);
+// One rounded query: out[j] = the dot with key row j0 + j, for j < t (dense; no C^T rows).
+// bf16: 16 lanes, lane l one chain over the pairs g = l mod 16 (as above), then the lanes summed
+// l + l+8, then + 4, + 2, + 1. int8: float(I) * (qscale * kscale[j0 + j]) as qgemm (kscale
+// null: I's int32 bits).
+void qgemv_bf16_scalar(float* out, const uint16_t* q, const uint16_t* keys, int64_t j0, int64_t t, int64_t d);
+void qgemv_bf16_avx512dp(float* out, const uint16_t* q, const uint16_t* keys, int64_t j0, int64_t t, int64_t d);
+void qgemv_i8_scalar(float* out, const int8_t* q, float qscale, const int8_t* keys, const float* kscale, int64_t j0,
+                     int64_t t, int64_t d);
+void qgemv_i8_avx512dp(float* out, const int8_t* q, float qscale, const int8_t* keys, const float* kscale, int64_t j0,
+                       int64_t t, int64_t d);
+// Dispatch: the *_avx512dp kernel when lv == kAVX512 and cpu_has_avx512_dp(), else the twin.
+void qgemm_bf16(SimdLevel lv, float* ct, int64_t ldc, const uint16_t* panels, int64_t bp, const uint16_t* keys,
+                int64_t j0, int64_t t, int64_t d);
+void qgemm_i8(SimdLevel lv, float* ct, int64_t ldc, const uint8_t* panels, const float* qscale, int64_t bp,
+              const int8_t* keys, const float* kscale, int64_t j0, int64_t t, int64_t d);
+void qgemv_bf16(SimdLevel lv, float* out, const uint16_t* q, const uint16_t* keys, int64_t j0, int64_t t, int64_t d);
+void qgemv_i8(SimdLevel lv, float* out, const int8_t* q, float qscale, const int8_t* keys, const float* kscale,
+              int64_t j0, int64_t t, int64_t d);
+
+// vdpbf16ps' arithmetic, one element pair into acc, as measured on AMD Zen 4 (bit for bit
+// against the instruction in test_qdot): denormal bf16 inputs read as zero; each product is
+// exact and added with one rounding (to nearest even), first the odd element's, then the even
+// one's; a result below the normal range is flushed to a zero of its own sign.
+float dpbf16_step(float acc, uint16_t a0, uint16_t a1, uint16_t b0, uint16_t b1);
+
 // ---- scores ------------------------------------------------------------------------------------
 // The exact monotone score behind each kernel (smaller is better):
 //   gaussian / inverse: dist2 = max(0, ||q||^2 + ||k||^2 - 2 q.k)     (MATH §2, one FMA)
@@ -152,6 +224,9 @@ struct FilterArgs {
 // few more than pass (the vector filters test the unclamped dist2): the caller re-tests each
 // hit's exact score against its current tau.
 int64_t filter_tile_scalar(Hit* hits, const FilterArgs& a);
+// One query with dense dot products (ct[j], ldc = bp = 1; qn, qinv, tau: entry 0): the same
+// hits as filter_tile_scalar on that layout, vectorised over the keys.
+int64_t filter_dots_avx512(Hit* hits, const FilterArgs& a);
 int64_t filter_tile_avx2(Hit* hits, const FilterArgs& a);
 int64_t filter_tile_avx512(Hit* hits, const FilterArgs& a);
 

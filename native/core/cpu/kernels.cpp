@@ -156,6 +156,13 @@ int64_t filter_tile(SimdLevel lv, cpu::Hit* hits, const cpu::FilterArgs& a) {
   }
 }
 
+int64_t filter_dots(SimdLevel lv, cpu::Hit* hits, const cpu::FilterArgs& a) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (lv == SimdLevel::kAVX512) return cpu::filter_dots_avx512(hits, a);
+#endif
+  return cpu::filter_tile_scalar(hits, a);  // ldc = bp = 1: the same layout
+}
+
 // ---- top-M candidates ---------------------------------------------------------------------------
 // Selection order: (score, row) ascending, a strict total order, so the exact top-M is unique
 // and the merge of per-range top-Ms is the same whatever the ranges (threads) were.
@@ -164,33 +171,69 @@ struct Cand {
   float aux;
   int64_t row;
 };
-inline bool better(const Cand& x, const Cand& y) {
-  return x.score < y.score || (x.score == y.score && x.row < y.row);
-}
+// A function object, so that the std algorithms inline the comparison.
+struct Better {
+  bool operator()(const Cand& x, const Cand& y) const { return x.score < y.score || (x.score == y.score && x.row < y.row); }
+};
+constexpr Better better{};
 
-// Candidates of one query over one key range. Everything that beats tau (the M-th best so far)
-// is appended; at 2M entries the buffer is cut back to the best M (amortised O(1) per hit).
+// Candidates of one query over one key range. Everything that beats the threshold is
+// appended; when the buffer reaches its cap it is cut back (amortised O(1) per hit).
+// Without slack the threshold is tau, the M-th best score so far, and a cut keeps the best M.
+// With slack S > 0 (compressed keys, docs/math.md §2b) the threshold is tau + S, and a cut keeps
+// the best M plus every other candidate below tau + S; the cap is then twice what the last cut
+// kept (at least 2M).
 struct TopM {
   std::vector<Cand> buf;
   bool full = false;
+  float slack = 0.0f;
+  size_t cap = 0;
 
   // Returns the new threshold (NaN while fewer than m candidates were seen).
   float push(const Cand& c, int64_t m) {
     buf.push_back(c);
     if (!full) {
       if ((int64_t)buf.size() < m) return std::numeric_limits<float>::quiet_NaN();
-      full = true;  // exactly m: the threshold is the worst of them
-      threshold_ = std::max_element(buf.begin(), buf.end(), better)->score;
+      full = true;  // exactly m: the threshold is the worst of them (plus the slack)
+      cap = 2 * (size_t)m;
+      threshold_ = with_slack(std::max_element(buf.begin(), buf.end(), better)->score);
       return threshold_;
     }
-    if ((int64_t)buf.size() >= 2 * m) return cut(m);
+    if (buf.size() >= cap) return cut(m);
     return threshold_;
   }
   float cut(int64_t m) {
-    std::nth_element(buf.begin(), buf.begin() + (m - 1), buf.end(), better);
-    buf.resize(m);
-    threshold_ = buf[m - 1].score;
+    threshold_ = select(buf, m, slack);
+    cap = std::max<size_t>(2 * (size_t)m, 2 * buf.size());
     return threshold_;
+  }
+  // tau + slack rounded up (a float >= the exact sum), so that `score < threshold` keeps every
+  // candidate within the slack.
+  float with_slack(float tau) const { return slack > 0.0f ? add_up(tau, slack) : tau; }
+  static float add_up(float a, float b) {
+    const double x = (double)a + (double)b;
+    float f = (float)x;
+    if ((double)f < x) f = std::nextafter(f, kInf);
+    return f;
+  }
+  // Keeps the best m of v (by `better`) and, with slack, every other entry whose score is below
+  // the m-th best's plus the slack; returns the threshold (tau, or tau + slack rounded up).
+  static float select(std::vector<Cand>& v, int64_t m, float slack) {
+    if ((int64_t)v.size() <= m) {
+      // nothing to cut; the threshold still follows the m-th best when there are m
+      if (v.empty()) return kInf;
+      const float tau = std::max_element(v.begin(), v.end(), better)->score;
+      return slack > 0.0f ? add_up(tau, slack) : tau;
+    }
+    std::nth_element(v.begin(), v.begin() + (m - 1), v.end(), better);
+    const float tau = v[m - 1].score;
+    if (!(slack > 0.0f)) {
+      v.resize(m);
+      return tau;
+    }
+    const float thr = add_up(tau, slack);
+    v.erase(std::partition(v.begin() + m, v.end(), [thr](const Cand& c) { return c.score < thr; }), v.end());
+    return thr;
   }
   float threshold_ = kInf;
 };
@@ -362,6 +405,105 @@ Status similarity(float* kernel_out, float* dist2_out, const float* queries, int
 
 // ---- fused similarity + top-M (MATH §2) ----------------------------------------------------------
 
+namespace {
+
+// Bound on |scanned score - exact score| for compressed keys, docs/math.md §2b. The scan
+// computes the score of the dequantised key k with the query q rounded to q~ (eps = ||q - q~||,
+// 0 when the query is not rounded) in float32; the exact score is that of q and k in exact
+// arithmetic. With K = max ||k|| and Kmin = min nonzero ||k|| over the alive keys:
+//   gaussian / inverse (dist2): E = 2 eps K + gamma,
+//     gamma = (d + 8) 2^-22 (||q|| + eps + K)^2 + 2A   (float32 dot sums, norms, the final FMA)
+//   cosine (-cos):              E = eps / ||q|| + gamma,
+//     gamma = (d + 8) 2^-22 (1 + eps / ||q||) + 2A / (||q|| Kmin)
+//   A = 2^-124 (sqrt(d) (||q|| + eps + K) + 2d + 1)     (flushed / underflowed products)
+// The returned slack is 2E + gamma: every member of the exact top-M has a scanned score below
+// tau~ + 2E (tau~: the M-th best scanned score), and the extra gamma keeps two exact scores
+// that the filter separates at least 2 float32 ulps apart, so their float32 roundings cannot tie.
+// 0 (no slack needed) for cosine with a zero query, whose cosines are all exactly 0.
+double score_slack(bool cosine, int64_t d, double qnorm, double eps, double kmax, double kmin) {
+  const double R = (double)(d + 8) * 0x1p-22;
+  const double A = 0x1p-124 * (std::sqrt((double)d) * (qnorm + eps + kmax) + 2.0 * (double)d + 1.0);
+  if (!cosine) {
+    const double s = qnorm + eps + kmax;
+    const double gamma = R * s * s + 2.0 * A;
+    return 2.0 * (2.0 * eps * kmax + gamma) + gamma;
+  }
+  if (qnorm == 0.0) return 0.0;
+  // ||q||^2 below float32's normal range: the scan's 1/||q|| is not accurate; keep every candidate.
+  if (qnorm * qnorm < 0x1p-100) return 4.0;
+  const double gamma = R * (1.0 + eps / qnorm) + (kmin > 0.0 ? 2.0 * A / (qnorm * kmin) : 0.0);
+  return 2.0 * (eps / qnorm + gamma) + gamma;
+}
+
+// The rounded queries of one search (qkind 1 = bf16, 2 = int8): per query block, the panels
+// (b > 1) or the one rounded query (b == 1), the int8 scales; per query, ||q - q~||.
+struct RoundedQueries {
+  int qkind = 0;
+  std::vector<cpu::AlignedBuf> panels;           // per block (bytes, viewed as uint16 / uint8)
+  std::vector<std::vector<float>> qscale;        // per block, bp (int8; 0 on padding lanes)
+  std::vector<uint16_t> q1_bf16;                 // b == 1
+  std::vector<int8_t> q1_i8;
+  float q1_scale = 0.0f;
+  std::vector<double> eps;                       // per query
+};
+
+void round_queries(RoundedQueries& rq, const QueryBlocks& qb, int kind, const float* queries) {
+  const int64_t b = qb.b, d = qb.d;
+  rq.qkind = kind;
+  rq.eps.assign(b, 0.0);
+  if (b == 1) {
+    if (kind == 1) {
+      rq.q1_bf16.resize(d);
+      rq.eps[0] = cpu::round_query_bf16(rq.q1_bf16.data(), queries, d);
+    } else {
+      rq.q1_i8.resize(d);
+      rq.eps[0] = cpu::round_query_i8(rq.q1_i8.data(), &rq.q1_scale, queries, d);
+    }
+    return;
+  }
+  rq.panels = std::vector<cpu::AlignedBuf>(qb.nblocks);
+  rq.qscale.resize(qb.nblocks);
+  std::vector<uint16_t> rb;
+  std::vector<int8_t> r8;
+  for (int64_t B = 0; B < qb.nblocks; ++B) {
+    const int64_t q0 = B * kQueryBlock, n = std::min(kQueryBlock, b - q0), bp = qb.bp[B];
+    if (kind == 1) {
+      rb.resize(n * d);
+      for (int64_t i = 0; i < n; ++i) rq.eps[q0 + i] = cpu::round_query_bf16(rb.data() + i * d, queries + (q0 + i) * d, d);
+      const int64_t elems = bp * ((d + 1) / 2) * 2;
+      cpu::pack_qpanels_bf16(reinterpret_cast<uint16_t*>(rq.panels[B].get((size_t)(elems + 1) / 2)), rb.data(), n, bp, d);
+    } else {
+      r8.resize(n * d);
+      rq.qscale[B].assign(bp, 0.0f);
+      for (int64_t i = 0; i < n; ++i)
+        rq.eps[q0 + i] = cpu::round_query_i8(r8.data() + i * d, &rq.qscale[B][i], queries + (q0 + i) * d, d);
+      const int64_t bytes = bp * ((d + 3) / 4) * 4;
+      cpu::pack_qpanels_u8(reinterpret_cast<uint8_t*>(rq.panels[B].get((size_t)(bytes + 3) / 4)), r8.data(), n, bp, d);
+    }
+  }
+}
+
+// The exact score of one candidate against the float32 key kv (the dequantised or the float32
+// key), in double: dist2 directly (no GEMM cancellation), cosine from the double dot and norms.
+void rescore(Cand& c, const float* qv, const float* kv, int64_t d, bool cosine) {
+  double s2 = 0, dot = 0, qq = 0, kk = 0;
+  for (int64_t j = 0; j < d; ++j) {
+    const double a = qv[j], bb = kv[j], t = a - bb;
+    s2 += t * t;
+    if (cosine) dot += a * bb, qq += a * a, kk += bb * bb;
+  }
+  c.aux = (float)s2;
+  if (cosine) {
+    double cs = (qq > 0 && kk > 0) ? dot / std::sqrt(qq * kk) : 0.0;
+    cs = cs < -1.0 ? -1.0 : (cs > 1.0 ? 1.0 : cs);
+    c.score = -(float)cs;
+  } else {
+    c.score = (float)s2;
+  }
+}
+
+}  // namespace
+
 Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const float* queries,
                    int64_t b, const KeyView& keys, int64_t m, const KernelParams& p) {
   MEMQ_RETURN_IF_ERROR(validate_kernel(p));
@@ -379,11 +521,46 @@ Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const
     QueryBlocks qb;
     MEMQ_RETURN_IF_ERROR(prepare_queries(qb, lv, queries, b, d));
     const int64_t ntiles = (n + tile - 1) / tile;
-    // Re-rank (compressed keys with `exact`): keep oversample * m candidates on the compressed
+    // Re-rank (compressed keys with `exact`): the exact top oversample * m on the compressed
     // keys, then the exact float32 top-m of them.
     const bool rerank = compressed(keys) && keys.exact;
     const int64_t m_out = m;
     if (rerank && keys.oversample > 1) m = m > std::numeric_limits<int64_t>::max() / keys.oversample ? m : m * keys.oversample;
+
+    // Compressed keys with cached norms: the scan's candidates are widened by a per-query slack
+    // (score_slack) so that the double re-score below makes the result exact for the dequantised
+    // keys; the scan then may round the queries (bf16 / int8 dot-product instructions).
+    const bool slack_mode = compressed(keys) && keys.norms2 != nullptr;
+    RoundedQueries rq;
+    std::vector<float> slack, slack0;  // slack0: for the unrounded query (eps = 0)
+    auto round_up_f = [](double x) {
+      float f = (float)std::min(1e30, x);
+      if ((double)f < x && f < 1e30f) f = std::nextafter(f, kInf);
+      return f;
+    };
+    if (slack_mode) {
+      double k2max = 0.0, k2min = std::numeric_limits<double>::infinity();
+      for (int64_t j = 0; j < n; ++j) {
+        if (keys.alive && !keys.alive[j]) continue;
+        const double v = keys.norms2[j];
+        k2max = std::max(k2max, v);
+        if (v > 0.0) k2min = std::min(k2min, v);
+      }
+      // float32 norms2 carry a relative rounding error of at most (d + 2) 2^-24 (store: 2^-24).
+      const double kmax = std::sqrt(k2max * (1.0 + (double)(d + 2) * 0x1p-23));
+      const double kmin = std::isfinite(k2min) ? std::sqrt(k2min * (1.0 - (double)(d + 2) * 0x1p-23)) : 0.0;
+      if (cpu::qdot_supported(lv, (int)keys.type, d)) round_queries(rq, qb, (int)keys.type, queries);
+      slack.resize(b);
+      slack0.resize(b);
+      for (int64_t i = 0; i < b; ++i) {
+        double qq = 0.0;
+        for (int64_t j = 0; j < d; ++j) qq += (double)queries[i * d + j] * queries[i * d + j];
+        const double e = rq.qkind ? rq.eps[i] : 0.0;
+        slack[i] = round_up_f(score_slack(cosine, d, std::sqrt(qq), e, kmax, kmin));
+        slack0[i] = round_up_f(score_slack(cosine, d, std::sqrt(qq), 0.0, kmax, kmin));
+      }
+    }
+    const int qkind = rq.qkind;
 
     // Work items: (query block, key range). Few query blocks -> split the keys into ranges
     // (each keeps its own candidates; merged below) so that B = 1 still uses every core.
@@ -408,6 +585,8 @@ Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const
         const int64_t T0 = ntiles * r / ranges, T1 = ntiles * (r + 1) / ranges;
         std::vector<TopM>& tops = found[it];
         tops.resize(nq);
+        if (slack_mode)
+          for (int64_t i = 0; i < nq; ++i) tops[i].slack = slack[q0 + i];
         tau.assign(bp, -kInf);  // padding lanes never pass
         for (int64_t i = 0; i < nq; ++i) tau[i] = std::numeric_limits<float>::quiet_NaN();
         cpu::Hit* hits = s.hits(tile * bp);
@@ -415,13 +594,35 @@ Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const
           const int64_t j0 = T * tile, t = std::min(tile, n - j0);
           const float* kn;
           int64_t row = 0;
-          const float* kt = direct_gemv(lv, keys, b) && keys.norms2 ? nullptr : tile_keys(s, lv, keys, j0, t);
+          const float* kt = (qkind || direct_gemv(lv, keys, b)) && keys.norms2 ? nullptr : tile_keys(s, lv, keys, j0, t);
           if (!tile_norms(s, lv, keys, kt, j0, t, cosine, &kn, &row)) {
             int64_t cur = bad.load();
             while (row < cur && !bad.compare_exchange_weak(cur, row)) {}
             return;
           }
-          tile_dots(s, lv, qb, B, queries, keys, kt, j0, t, tile);
+          if (qkind && b == 1) {
+            // one rounded query: dense dot products, a filter vectorised over the keys
+            if (qkind == 1) cpu::qgemv_bf16(lv, s.ct.get(tile), rq.q1_bf16.data(), keys.keys_bf16, j0, t, d);
+            else cpu::qgemv_i8(lv, s.ct.get(tile), rq.q1_i8.data(), rq.q1_scale, keys.keys_i8, keys.scales, j0, t, d);
+            cpu::FilterArgs fa{s.ct.p, 1, t, 1, qb.qn[B].data(), qb.qinv[B].data(), kn,
+                               cosine ? s.kinv.p : nullptr, keys.alive ? keys.alive + j0 : nullptr, tau.data(), cosine};
+            const int64_t nh = filter_dots(lv, hits, fa);
+            for (int64_t h = 0; h < nh; ++h) {
+              const cpu::Hit& x = hits[h];
+              if (x.score >= tau[0]) continue;
+              tau[0] = tops[0].push(Cand{x.score, x.aux, j0 + x.j}, m);
+            }
+            continue;
+          }
+          if (qkind == 1) {
+            cpu::qgemm_bf16(lv, s.ct.get(tile * bp), bp, reinterpret_cast<const uint16_t*>(rq.panels[B].p), bp,
+                            keys.keys_bf16, j0, t, d);
+          } else if (qkind == 2) {
+            cpu::qgemm_i8(lv, s.ct.get(tile * bp), bp, reinterpret_cast<const uint8_t*>(rq.panels[B].p),
+                          rq.qscale[B].data(), bp, keys.keys_i8, keys.scales, j0, t, d);
+          } else {
+            tile_dots(s, lv, qb, B, queries, keys, kt, j0, t, tile);
+          }
           cpu::FilterArgs fa{s.ct.p, bp, t, bp, qb.qn[B].data(), qb.qinv[B].data(), kn,
                              cosine ? s.kinv.p : nullptr, keys.alive ? keys.alive + j0 : nullptr,
                              tau.data(), cosine};
@@ -451,41 +652,50 @@ Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const
           const auto& v = found[B * ranges + r][li].buf;
           all.insert(all.end(), v.begin(), v.end());
         }
-        if ((int64_t)all.size() > m) {
-          std::nth_element(all.begin(), all.begin() + (m - 1), all.end(), better);
-          all.resize(m);
-        }
-        // Refine the M winners: the GEMM expansion ||q||^2 + ||k||^2 - 2 q.k loses ~1e-7 of
-        // the norms to cancellation, which the inverse kernel 1/(d^2 + delta) magnifies near
-        // d^2 = 0 (an exact duplicate would read 999.8 instead of 1000). Recomputing each
-        // winner's distance (and cosine) directly, in double, costs m*d per query and makes
-        // the reported dist2 and kernel values, and their order, exact.
-        {
-          const float* qv = queries + i * d;
+        // The best m by the scan's scores, plus (slack mode) every candidate within the slack of
+        // the m-th best: a superset of the exact top-m, decided by the re-score below.
+        TopM::select(all, m, slack_mode ? slack[i] : 0.0f);
+        if (qkind && (int64_t)all.size() > m) {
+          // The rounded query's slack keeps ~2-3x m candidates (int8). Score them again with the
+          // float32 query (the dequantise path's arithmetic, error bound gamma: slack0), keep
+          // those within slack0 of the m-th best: still a superset of the exact top-m, and
+          // fewer rows to re-score in double. docs/math.md §2b.
+          const float qn = qb.qn[B][li], qinv = qb.qinv[B][li];
+          alignas(64) float ct16[16];
           for (Cand& c : all) {
-            const float* kv;
-            if (!compressed(keys)) kv = keys.keys + c.row * d;
-            else if (rerank) kv = keys.exact + c.row * d;
-            else {
-              row_buf.resize(d);
-              dequantize_rows(row_buf.data(), keys, c.row, 1);
-              kv = row_buf.data();
-            }
-            double s2 = 0, dot = 0, qq = 0, kk = 0;
-            for (int64_t j = 0; j < d; ++j) {
-              const double a = qv[j], bb = kv[j], t = a - bb;
-              s2 += t * t;
-              if (cosine) dot += a * bb, qq += a * a, kk += bb * bb;
-            }
-            c.aux = (float)s2;
+            cpu::qgemv(lv, ct16, 16, (int)keys.type, queries + i * d, compressed_ptr(keys), keys.scales, c.row, 1, d);
+            const float kn = keys.norms2[c.row];
             if (cosine) {
-              double cs = (qq > 0 && kk > 0) ? dot / std::sqrt(qq * kk) : 0.0;
-              cs = cs < -1.0 ? -1.0 : (cs > 1.0 ? 1.0 : cs);
-              c.score = -(float)cs;
+              const float cs = cpu::cos_of(qinv, cpu::inv_norm(kn), ct16[0]);
+              c.score = cs == cs ? -cs : kInf;
             } else {
-              c.score = (float)s2;
+              c.score = cpu::dist2_of(qn, kn, ct16[0]);
             }
           }
+          TopM::select(all, m, slack0[i]);
+        }
+        // Refine: the GEMM expansion ||q||^2 + ||k||^2 - 2 q.k loses ~1e-7 of the norms to
+        // cancellation, which the inverse kernel 1/(d^2 + delta) magnifies near d^2 = 0 (an exact
+        // duplicate would read 999.8 instead of 1000). Recomputing each candidate's distance (and
+        // cosine) directly, in double, costs d per candidate and makes the reported dist2 and
+        // kernel values, and their order, exact.
+        const float* qv = queries + i * d;
+        auto key_row = [&](int64_t row) -> const float* {
+          if (!compressed(keys)) return keys.keys + row * d;
+          row_buf.resize(d);
+          dequantize_rows(row_buf.data(), keys, row, 1);
+          return row_buf.data();
+        };
+        if (rerank) {
+          if ((int64_t)all.size() > m) {
+            // slack mode: the exact top m on the dequantised keys first
+            for (Cand& c : all) rescore(c, qv, key_row(c.row), d, cosine);
+            std::nth_element(all.begin(), all.begin() + (m - 1), all.end(), better);
+            all.resize(m);
+          }
+          for (Cand& c : all) rescore(c, qv, keys.exact + c.row * d, d, cosine);
+        } else {
+          for (Cand& c : all) rescore(c, qv, key_row(c.row), d, cosine);
         }
         std::sort(all.begin(), all.end(), better);
         for (int64_t s = 0; s < m_out; ++s) {

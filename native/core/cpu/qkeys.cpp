@@ -47,18 +47,7 @@ Status quantize_int8(int8_t* out, float* scales, const float* x, int64_t n, int6
   if (n > 0 && (!out || !x || !scales)) return Status::Invalid("quantize_int8: null buffer");
   if (int64_t r = bad_row(x, n, d); r >= 0) return bad_row_status("keys", r);
   parallel_for(0, n, 256, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) {
-      const float* r = x + i * d;
-      float mx = 0.0f;
-      for (int64_t p = 0; p < d; ++p) mx = std::max(mx, std::fabs(r[p]));
-      const float s = mx / 127.0f;
-      scales[i] = s;
-      for (int64_t p = 0; p < d; ++p) {
-        float v = s > 0.0f ? std::nearbyint(r[p] / s) : 0.0f;
-        v = std::min(127.0f, std::max(-127.0f, v));  // r/s can round to 127.00001
-        out[i * d + p] = (int8_t)v;
-      }
-    }
+    for (int64_t i = lo; i < hi; ++i) scales[i] = cpu::quantize_int8_row(out + i * d, x + i * d, d);
   });
   return Status::Ok();
 }
@@ -73,6 +62,18 @@ void dequantize_rows(float* out, const KeyView& keys, int64_t row0, int64_t n) {
 }
 
 namespace cpu {
+
+float quantize_int8_row(int8_t* out, const float* r, int64_t d) {
+  float mx = 0.0f;
+  for (int64_t p = 0; p < d; ++p) mx = std::max(mx, std::fabs(r[p]));
+  const float s = mx / 127.0f;
+  for (int64_t p = 0; p < d; ++p) {
+    float v = s > 0.0f ? std::nearbyint(r[p] / s) : 0.0f;
+    v = std::min(127.0f, std::max(-127.0f, v));  // r/s can round to 127.00001
+    out[p] = (int8_t)v;
+  }
+  return s;
+}
 
 void dequant_tile_scalar(float* dst, int kind, const void* keys, const float* scales, int64_t j0, int64_t t,
                          int64_t d) {

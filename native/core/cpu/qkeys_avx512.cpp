@@ -3,6 +3,8 @@
 // bf16 / int8 rows (each key widened exactly to float32 in registers, then one FMA chain).
 #if defined(__AVX512F__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// GCC 12 also flags _mm512_undefined_* inside its own cvt intrinsics, depending on inlining.
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 
 #include "internal.h"
