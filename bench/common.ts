@@ -67,7 +67,12 @@ export function fmt(x: number): string {
 /** Fast deterministic uniform(-1,1) floats (xorshift32), for large benchmark inputs. */
 export function randomFloats(n: number, seed: number): Float32Array {
   const a = new Float32Array(n);
-  let s = seed >>> 0 || 1;
+  fillRandom(a, a.length, seed >>> 0 || 1);
+  return a;
+}
+
+/** Fills a[0..n) as randomFloats does from xorshift32 state s; returns the next state (to continue a stream in chunks). */
+export function fillRandom(a: Float32Array, n: number, s: number): number {
   for (let i = 0; i < n; i++) {
     s ^= s << 13;
     s >>>= 0;
@@ -76,5 +81,5 @@ export function randomFloats(n: number, seed: number): Float32Array {
     s >>>= 0;
     a[i] = s / 2147483648 - 1;
   }
-  return a;
+  return s;
 }

@@ -19,7 +19,7 @@ import * as zlib from 'zlib';
 import { EpisodicMemory } from '../lib/memory/episodic';
 import { generationName, SNAPSHOT_FORMAT, SNAPSHOT_VERSION } from '../lib/memory/snapshot';
 import { MemoryIndex } from '../lib/retrieval';
-import { fmt, machine, nowMs, table, writeResult } from './common';
+import { fillRandom, fmt, machine, nowMs, table, writeResult } from './common';
 
 export interface MmapBenchOptions {
   n?: number;
@@ -40,14 +40,7 @@ function writeKeys(file: string, n: number, d: number, seed: number): number {
   try {
     for (let r0 = 0; r0 < n; r0 += rowsPer) {
       const rows = Math.min(rowsPer, n - r0);
-      for (let i = 0; i < rows * d; i++) {
-        s ^= s << 13;
-        s >>>= 0;
-        s ^= s >>> 17;
-        s ^= s << 5;
-        s >>>= 0;
-        buf[i] = s / 2147483648 - 1;
-      }
+      s = fillRandom(buf, rows * d, s);
       const bytes = Buffer.from(buf.buffer, 0, rows * d * 4);
       crc = zlib.crc32(bytes, crc);
       fs.writeSync(fd, bytes);

@@ -355,12 +355,33 @@ function partMacOfFile(key: Buffer, p: PartName, generation: number, file: strin
   return h.digest('hex');
 }
 
-/** A part left on disk (mapped): its header entry and its file's length, nothing read. */
-function checkPartLength(genDir: string, p: PartName, info: PartInfo | undefined): undefined {
-  const file = path.join(genDir, PART_FILES[p]);
+/** The part's file, after its header entry is checked (PartInfo with the expected file name). */
+function partFile(genDir: string, p: PartName, info: PartInfo | undefined): string {
   if (!info || typeof info.bytes !== 'number' || typeof info.crc32 !== 'number' || info.file !== PART_FILES[p]) {
     throw new SnapshotError(`${path.join(genDir, 'header.json')}: part '${p}' is missing or malformed in the header`, path.join(genDir, 'header.json'), p);
   }
+  return path.join(genDir, PART_FILES[p]);
+}
+
+/** A part's length against its header entry ('truncated' / 'too long'). */
+function checkLength(file: string, p: PartName, size: number, bytes: number): void {
+  if (size !== bytes) {
+    const how = size < bytes ? 'truncated' : 'too long';
+    throw new SnapshotError(`${file} (part '${p}') is ${how}: ${size} bytes, the header says ${bytes}`, file, p);
+  }
+}
+
+/** A part's CRC-32 against its header entry ('corrupted'). */
+function checkCrc(file: string, p: PartName, crc: number, want: number): void {
+  if (crc !== want) {
+    const hex = (x: number) => x.toString(16).padStart(8, '0');
+    throw new SnapshotError(`${file} (part '${p}') is corrupted: CRC-32 ${hex(crc)}, the header says ${hex(want)}`, file, p);
+  }
+}
+
+/** A part left on disk (mapped): its header entry and its file's length, nothing read. */
+function checkPartLength(genDir: string, p: PartName, info: PartInfo | undefined): undefined {
+  const file = partFile(genDir, p, info);
   let size: number;
   try {
     const st = fs.statSync(file);
@@ -369,10 +390,7 @@ function checkPartLength(genDir: string, p: PartName, info: PartInfo | undefined
   } catch (err) {
     throw new SnapshotError(`${file} (part '${p}') cannot be read: ${(err as Error).message}`, file, p);
   }
-  if (size !== info.bytes) {
-    const how = size < info.bytes ? 'truncated' : 'too long';
-    throw new SnapshotError(`${file} (part '${p}') is ${how}: ${size} bytes, the header says ${info.bytes}`, file, p);
-  }
+  checkLength(file, p, size, info!.bytes);
   return undefined;
 }
 
@@ -396,41 +414,20 @@ export async function verifyKeysFile(keysFile: { path: string; bytes: number; cr
   } finally {
     await fh.close();
   }
-  if (total !== keysFile.bytes) {
-    throw new SnapshotError(`${file} (part 'keys') is ${total < keysFile.bytes ? 'truncated' : 'too long'}: ${total} bytes, the header says ${keysFile.bytes}`, file, 'keys');
-  }
-  if (crc !== keysFile.crc32) {
-    throw new SnapshotError(
-      `${file} (part 'keys') is corrupted: CRC-32 ${crc.toString(16).padStart(8, '0')}, the header says ${keysFile.crc32.toString(16).padStart(8, '0')}`,
-      file,
-      'keys',
-    );
-  }
+  checkLength(file, 'keys', total, keysFile.bytes);
+  checkCrc(file, 'keys', crc, keysFile.crc32);
 }
 
 function readPart(genDir: string, p: PartName, info: PartInfo | undefined): Buffer {
-  const file = path.join(genDir, PART_FILES[p]);
-  if (!info || typeof info.bytes !== 'number' || typeof info.crc32 !== 'number' || info.file !== PART_FILES[p]) {
-    throw new SnapshotError(`${path.join(genDir, 'header.json')}: part '${p}' is missing or malformed in the header`, path.join(genDir, 'header.json'), p);
-  }
+  const file = partFile(genDir, p, info);
   let buf: Buffer;
   try {
     buf = fs.readFileSync(file);
   } catch (err) {
     throw new SnapshotError(`${file} (part '${p}') cannot be read: ${(err as Error).message}`, file, p);
   }
-  if (buf.length !== info.bytes) {
-    const how = buf.length < info.bytes ? 'truncated' : 'too long';
-    throw new SnapshotError(`${file} (part '${p}') is ${how}: ${buf.length} bytes, the header says ${info.bytes}`, file, p);
-  }
-  const crc = zlib.crc32(buf);
-  if (crc !== info.crc32) {
-    throw new SnapshotError(
-      `${file} (part '${p}') is corrupted: CRC-32 ${crc.toString(16).padStart(8, '0')}, the header says ${info.crc32.toString(16).padStart(8, '0')}`,
-      file,
-      p,
-    );
-  }
+  checkLength(file, p, buf.length, info!.bytes);
+  checkCrc(file, p, zlib.crc32(buf), info!.crc32);
   return buf;
 }
 
