@@ -188,6 +188,11 @@ KeyView Snapshot::view() const {
   v.alive = (vals_ && live_ < rows_) ? vals_->alive.data() : nullptr;  // all alive: no mask
   v.n = rows_;
   v.d = dim_;
+  v.trusted = true;  // every key, norm and scale was checked on the way in (mapped rows: prepare())
+  if (norms2_known_) {
+    v.norms2_max = norms2_max_;
+    v.norms2_min_pos = norms2_min_pos_;
+  }
   if (keys_ && keys_->type != KeyType::kFloat32) {
     v.type = keys_->type;
     v.keys_bf16 = keys_->bf.empty() ? nullptr : keys_->bf.data();
@@ -254,7 +259,18 @@ Snapshot KeyStore::snapshot() const {
   s.rows_ = rows_;
   s.dim_ = dim_;
   s.live_ = live_;
+  s.norms2_max_ = norms2_max_;
+  s.norms2_min_pos_ = norms2_min_pos_;
+  s.norms2_known_ = norms2_known_;
   return s;
+}
+
+void KeyStore::note_norms(int64_t row0, int64_t n) {
+  const float* nr = keys_->norms2.p;
+  for (int64_t r = row0; r < row0 + n; ++r) {
+    norms2_max_ = std::max(norms2_max_, nr[r]);
+    if (nr[r] > 0.0f) norms2_min_pos_ = std::min(norms2_min_pos_, nr[r]);
+  }
 }
 
 int64_t KeyStore::find_row(int32_t id) const {
@@ -449,6 +465,11 @@ Status KeyStore::map_keys(const std::string& file, const int32_t* ids, const flo
   vals_ = std::move(vb);
   rows_ = live_ = n;
   if (n > 0) next_id_ = ids[n - 1] + 1;
+  norms2_max_ = 0.0f;
+  norms2_min_pos_ = std::numeric_limits<float>::infinity();
+  // float32: the norms come with the first search (prepare), so the bounds stay unknown.
+  norms2_known_ = key_type_ != KeyType::kFloat32 || n == 0;
+  if (norms2_known_) note_norms(0, n);
   return Status::Ok();
 #endif
 }
@@ -534,6 +555,7 @@ void KeyStore::append_rows(const int32_t* ids, const float* keys, const float* v
     // Keys were validated (finite, norms within limits.h), so the quantisers cannot fail here.
     (void)fill_compressed(kb, rows_, keys, n);
   }
+  if (norms2_known_) note_norms(rows_, n);
   std::memcpy(kb->ids.data() + rows_, ids, static_cast<size_t>(n) * sizeof(int32_t));
   ValueBlock* vb = writable_values();
   vb->values.insert(vb->values.end(), values, values + n);
@@ -691,6 +713,10 @@ Status KeyStore::compact() {
   keys_ = std::move(nb);
   vals_ = std::move(nv);
   rows_ = live_;
+  norms2_max_ = 0.0f;
+  norms2_min_pos_ = std::numeric_limits<float>::infinity();
+  norms2_known_ = true;  // every row's norm is in RAM now (mapped ones were computed first)
+  note_norms(0, rows_);
   return Status::Ok();
 }
 
@@ -698,6 +724,9 @@ void KeyStore::clear() {
   keys_.reset();
   vals_ = std::make_shared<ValueBlock>();
   rows_ = live_ = 0;
+  norms2_max_ = 0.0f;
+  norms2_min_pos_ = std::numeric_limits<float>::infinity();
+  norms2_known_ = true;
 }
 
 }  // namespace memq

@@ -540,11 +540,16 @@ Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const
     };
     if (slack_mode) {
       double k2max = 0.0, k2min = std::numeric_limits<double>::infinity();
-      for (int64_t j = 0; j < n; ++j) {
-        if (keys.alive && !keys.alive[j]) continue;
-        const double v = keys.norms2[j];
-        k2max = std::max(k2max, v);
-        if (v > 0.0) k2min = std::min(k2min, v);
+      if (std::isfinite(keys.norms2_max) && !std::isnan(keys.norms2_min_pos)) {
+        k2max = keys.norms2_max;  // the store's bounds over every row it holds (alive or not)
+        k2min = keys.norms2_min_pos;
+      } else {
+        for (int64_t j = 0; j < n; ++j) {
+          if (keys.alive && !keys.alive[j]) continue;
+          const double v = keys.norms2[j];
+          k2max = std::max(k2max, v);
+          if (v > 0.0) k2min = std::min(k2min, v);
+        }
       }
       // float32 norms2 carry a relative rounding error of at most (d + 2) 2^-24 (store: 2^-24).
       const double kmax = std::sqrt(k2max * (1.0 + (double)(d + 2) * 0x1p-23));

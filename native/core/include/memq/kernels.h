@@ -7,6 +7,7 @@
 // Every function validates its arguments and returns a Status; on error no output is written.
 #pragma once
 #include <cstdint>
+#include <limits>
 
 #include "memq/status.h"
 
@@ -71,6 +72,13 @@ struct KeyView {
   const float* scales = nullptr;
   const float* exact = nullptr;
   int64_t oversample = 4;
+  // Optional facts the key store knows (search skips recomputing them): an upper bound on the
+  // alive rows' squared norms and a lower bound on their nonzero ones (NaN: unknown, scanned),
+  // and `trusted`: every norm and scale was checked when written, so validate_key_view skips its
+  // per-row scans. Views built by hand leave the defaults.
+  float norms2_max = std::numeric_limits<float>::quiet_NaN();
+  float norms2_min_pos = std::numeric_limits<float>::quiet_NaN();
+  bool trusted = false;
 };
 
 // Quantisers (docs/math.md §2b). Every input must be finite, with ||row||^2 <= 2^125 (limits.h);

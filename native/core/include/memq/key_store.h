@@ -12,6 +12,7 @@
 // separate block that is copied on write while a snapshot shares it.
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,6 +46,8 @@ class Snapshot {
   std::shared_ptr<const KeyBuffer> keys_;
   std::shared_ptr<const ValueBlock> vals_;
   int64_t rows_ = 0, dim_ = 0, live_ = 0;
+  float norms2_max_ = 0.0f, norms2_min_pos_ = 0.0f;  // bounds over rows_ (KeyView's)
+  bool norms2_known_ = false;
 };
 
 struct KeyStoreOptions {
@@ -121,6 +124,12 @@ class KeyStore {
   std::shared_ptr<KeyBuffer> keys_;
   std::shared_ptr<ValueBlock> vals_;
   int64_t dim_ = 0, rows_ = 0, live_ = 0, capacity_ = 0;
+  // Running bounds of the cached squared norms of rows [0, rows_) (compressed stores, and float32
+  // rows added in RAM): max, and min over the nonzero ones (+inf while there are none). Unknown
+  // (norms2_known_ false) while a mapped store's norms are not computed yet.
+  float norms2_max_ = 0.0f, norms2_min_pos_ = std::numeric_limits<float>::infinity();
+  bool norms2_known_ = true;
+  void note_norms(int64_t row0, int64_t n);
   int32_t next_id_ = 0;
   KeyType key_type_ = KeyType::kFloat32;
   int64_t oversample_ = 0;
