@@ -71,13 +71,17 @@ MEMQ_EXPORT int __wrap_pthread_mutex_trylock(pthread_mutex_t* m) { return memq_o
 MEMQ_OLD(__xstat, memq_old_xstat);
 MEMQ_OLD(__lxstat, memq_old_lxstat);
 MEMQ_OLD(__fxstat64, memq_old_fxstat64);
+MEMQ_OLD(__fxstat, memq_old_fxstat);
 int memq_old_xstat(int ver, const char* path, struct stat* buf);
 int memq_old_lxstat(int ver, const char* path, struct stat* buf);
 int memq_old_fxstat64(int ver, int fd, struct stat64* buf);
+int memq_old_fxstat(int ver, int fd, struct stat* buf);
 enum { kStatVerLinux = 1 }; /* _STAT_VER_LINUX on x86-64 */
 MEMQ_EXPORT int __wrap_stat(const char* path, struct stat* buf) { return memq_old_xstat(kStatVerLinux, path, buf); }
 MEMQ_EXPORT int __wrap_lstat(const char* path, struct stat* buf) { return memq_old_lxstat(kStatVerLinux, path, buf); }
 MEMQ_EXPORT int __wrap_fstat64(int fd, struct stat64* buf) { return memq_old_fxstat64(kStatVerLinux, fd, buf); }
+/* the mapped key store's fstat of its key file (key_store.cpp) */
+MEMQ_EXPORT int __wrap_fstat(int fd, struct stat* buf) { return memq_old_fxstat(kStatVerLinux, fd, buf); }
 
 /* ---- libm: 2.29 added new default versions of exp/log/pow (same functions, no SVID errors) ---- */
 MEMQ_OLD(exp, memq_old_exp);
