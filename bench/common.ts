@@ -24,6 +24,31 @@ export async function timeIt(fn: () => unknown, minMs = 1000, minReps = 3, maxRe
   return { ms: times[Math.floor(times.length / 2)], reps: times.length };
 }
 
+/**
+ * Several calls timed in rounds (after one warm-up each): every round times one call of each, in
+ * turn, so that a slow stretch of a shared machine falls on all of them alike; at least minReps
+ * rounds and until every call has been timed for minMs in total (at most maxReps rounds).
+ * Median ms per call of each.
+ */
+export async function timeInterleaved(fns: (() => unknown)[], minMs = 1000, minReps = 3, maxReps = 1000): Promise<{ ms: number; reps: number }[]> {
+  for (const fn of fns) await fn();
+  const times: number[][] = fns.map(() => []);
+  const spent = fns.map(() => 0);
+  for (let r = 0; r < maxReps && (r < minReps || spent.some((t) => t < minMs)); r++) {
+    for (let i = 0; i < fns.length; i++) {
+      const t0 = nowMs();
+      await fns[i]();
+      const dt = nowMs() - t0;
+      times[i].push(dt);
+      spent[i] += dt;
+    }
+  }
+  return times.map((t) => {
+    const s = [...t].sort((a, b) => a - b);
+    return { ms: s[Math.floor(s.length / 2)], reps: s.length };
+  });
+}
+
 export function machine() {
   const info = backendInfo();
   return {

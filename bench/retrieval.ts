@@ -13,7 +13,7 @@ import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { MemoryIndex } from '../lib/retrieval';
 import { measureCeilings } from './ceilings';
-import { machine, nowMs, randomFloats, table, timeIt, writeResult } from './common';
+import { machine, nowMs, randomFloats, table, timeIt, writeResult, timeInterleaved } from './common';
 
 export interface RetrievalBenchOptions {
   ns?: number[];
@@ -212,9 +212,12 @@ export async function benchRetrieval(opts: RetrievalBenchOptions = {}) {
         const q = allQ.subarray(0, b * d);
         const flops = 2 * b * n * d;
         const base: Omit<Row, 'impl' | 'ms' | 'qps' | 'gflops'> = { n, d, b, m };
-        // memq (all threads)
+        // memq (all threads): float32 and every compressed index timed in interleaved rounds, so
+        // that the ratios between them do not ride on one row's stretch of a shared machine
         const out = { ids: new Int32Array(b * m), kernel: new Float32Array(b * m), dist2: new Float32Array(b * m) };
-        const t = await timeIt(() => index.search(q, m, { out }), 1000, 3);
+        const outs = compressed.map(() => ({ ids: new Int32Array(b * m), kernel: new Float32Array(b * m), dist2: new Float32Array(b * m) }));
+        const timed = await timeInterleaved([() => index.search(q, m, { out }), ...compressed.map((c, k) => () => c.index.search(q, m, { out: outs[k] }))], 1500, 5);
+        const t = timed[0];
         const memqRow: Row = {
           ...base, impl: 'memq', ms: t.ms, qps: (b / t.ms) * 1000, gflops: flops / t.ms / 1e6,
           pctGemm: (flops / t.ms / 1e6 / ceil.gemmGflops) * 100,
@@ -226,9 +229,9 @@ export async function benchRetrieval(opts: RetrievalBenchOptions = {}) {
         memqRow.keyType = 'float32';
         memqRow.hostBytesPerKey = index.stats().memoryBytes / n;
         // memq on compressed keys (ids are insertion order = rows, as for float32)
-        for (const c of compressed) {
-          const o2 = { ids: new Int32Array(b * m), kernel: new Float32Array(b * m), dist2: new Float32Array(b * m) };
-          const tc = await timeIt(() => c.index.search(q, m, { out: o2 }), 1000, 3);
+        for (const [k, c] of compressed.entries()) {
+          const o2 = outs[k];
+          const tc = timed[k + 1];
           const qps = (b / tc.ms) * 1000;
           rows.push({ ...base, impl: c.name, keyType: c.keyType, ms: tc.ms, qps, gflops: flops / tc.ms / 1e6, vsMemqFloat32: qps / memqRow.qps, recallAtM: recall(o2.ids, memqIds, b, m), hostBytesPerKey: c.index.stats().memoryBytes / n });
         }
