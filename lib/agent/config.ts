@@ -22,6 +22,7 @@ import { DEFAULT_HISTORY_WINDOW } from '../episode/types';
 import { makeTrustPolicy, type TrustOptions } from '../memory/trust';
 import { writerKeyOf } from '../memory/provenance';
 import { envReturnRange } from '../envs/registry';
+import { LIMITS } from '../retrieval';
 
 export const AGENT_NAMES = ['memq', 'prior', 'nec', 'memrl', 'random', 'qlearn', 'reflect'] as const;
 export type AgentName = (typeof AGENT_NAMES)[number];
@@ -245,9 +246,13 @@ export function validateConfig(c: RunConfig, envNames: string[]): RunConfig {
   num('memq.gamma', q.gamma, 0, 1);
   if (q.gamma >= 1) fail(`memq.gamma must be in [0, 1), got ${q.gamma}`);
   if (!['gaussian', 'cosine', 'inverse'].includes(q.kernel)) fail(`memq.kernel must be gaussian, cosine or inverse, got ${JSON.stringify(q.kernel)}`);
+  // The index's own limits (LIMITS in lib/retrieval), checked here so that a bad run config is
+  // refused as bad input before anything runs: kappa <= 88, delta >= 1e-30, and a bandwidth
+  // that stays > 0 in float32.
   num('memq.bandwidth', q.bandwidth, 0, Infinity, true);
-  num('memq.kappa', q.kappa, 0, Infinity, true);
-  num('memq.delta', q.delta, 0, Infinity, true);
+  if (!(Math.fround(q.bandwidth) > 0)) fail(`memq.bandwidth must stay > 0 in float32 (at least ~1.4e-45), got ${q.bandwidth}`);
+  num('memq.kappa', q.kappa, 0, LIMITS.maxKappa, true);
+  num('memq.delta', q.delta, LIMITS.minDelta, Infinity);
   if (!['fixed', 'silverman', 'adaptive'].includes(q.bandwidthRule)) fail(`memq.bandwidthRule must be fixed, silverman or adaptive, got ${JSON.stringify(q.bandwidthRule)}`);
   int('memq.capacity', q.capacity, 1, 2 ** 31 - 1);
   num('memq.mergeEpsilon', q.mergeEpsilon, 0);
