@@ -27,23 +27,8 @@ namespace memq {
 
 namespace {
 
-// 64-byte aligned float storage, so every row of a SIMD-friendly dim starts aligned (n = 0:
-// none at all, p == nullptr).
-struct AlignedFloats {
-  float* p = nullptr;
-  explicit AlignedFloats(size_t n) {
-    if (n == 0) return;
-    size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
-    if (bytes == 0) bytes = 64;
-    p = static_cast<float*>(std::aligned_alloc(64, bytes));
-    if (!p) throw std::bad_alloc();
-  }
-  ~AlignedFloats() { std::free(p); }
-  AlignedFloats(const AlignedFloats&) = delete;
-  AlignedFloats& operator=(const AlignedFloats&) = delete;
-};
-
-// The float32 keys of a buffer: 64-byte aligned heap memory, or (a mapped store) one address
+// Float storage of a buffer (keys, norms): 64-byte aligned heap memory, so every row of a
+// SIMD-friendly dim starts aligned (n = 0: none, p == nullptr), or (a mapped store's keys) one address
 // range reserved with mmap whose first `file_bytes` are a private (copy-on-write) mapping of
 // a snapshot's float32 key file, read from disk as pages are touched, and whose rest is
 // anonymous memory for the rows appended after the load. Rows are never written below the
@@ -75,6 +60,28 @@ std::string num(int64_t v) { return std::to_string(v); }
 // A non-finite float as JavaScript spells it (the messages users see name the value).
 const char* nonfinite_name(float x) { return std::isnan(x) ? "NaN" : x > 0 ? "Infinity" : "-Infinity"; }
 
+Status check_values(const float* values, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(values[i])) return Status::OutOfRange("values must be finite: values[" + num(i) + "] is " + nonfinite_name(values[i]));
+  return Status::Ok();
+}
+
+// Caller-chosen ids (add_with_ids, map_keys): >= 0, strictly increasing, above `issued` (the
+// last id the store issued, -1 for none), and not the reserved 2^31 - 1.
+Status check_new_ids(const int32_t* ids, int64_t n, int32_t issued) {
+  int32_t prev = issued;
+  for (int64_t i = 0; i < n; ++i) {
+    if (ids[i] < 0) return Status::OutOfRange("ids must be >= 0: ids[" + num(i) + "] is " + num(ids[i]));
+    if (ids[i] <= prev) {
+      return Status::OutOfRange("ids must be strictly increasing and greater than every id already issued (" + num(issued) +
+                                "): ids[" + num(i) + "] is " + num(ids[i]));
+    }
+    prev = ids[i];
+  }
+  if (n > 0 && prev == std::numeric_limits<int32_t>::max()) return Status::OutOfRange("id 2147483647 is reserved");
+  return Status::Ok();
+}
+
 }  // namespace
 
 // Does a store of this type keep the float32 keys? float32 always; a compressed type only for
@@ -87,7 +94,7 @@ struct KeyBuffer {
   int64_t capacity;  // rows
   int64_t dim;
   KeyMemory keys;  // cap x dim float32 keys; empty (p == nullptr) unless keeps_float32
-  AlignedFloats norms2;  // of the keys the search scans: the dequantised ones for bf16 / int8
+  KeyMemory norms2;  // of the keys the search scans: the dequantised ones for bf16 / int8
   std::vector<int32_t> ids;
   KeyType type;
   int64_t oversample;  // re-rank on `keys` when > 0 (compressed types only)
@@ -121,6 +128,18 @@ struct KeyBuffer {
         ids(static_cast<size_t>(cap)), type(t), oversample(over) {
     if (t == KeyType::kBF16) bf.resize(static_cast<size_t>(cap * d));
     if (t == KeyType::kInt8) i8.resize(static_cast<size_t>(cap * d)), scales.resize(static_cast<size_t>(cap));
+  }
+  // Copies rows [0, rows) of `from` (ids, compressed keys, and norms from row norms0), and the
+  // float32 keys of rows [keys0, rows): growth, which keeps row numbers.
+  void copy_prefix(const KeyBuffer& from, int64_t rows, int64_t keys0, int64_t norms0) {
+    if (keys.p) std::memcpy(keys.p + keys0 * dim, from.keys.p + keys0 * dim, static_cast<size_t>((rows - keys0) * dim) * sizeof(float));
+    std::memcpy(norms2.p + norms0, from.norms2.p + norms0, static_cast<size_t>(rows - norms0) * sizeof(float));
+    std::memcpy(ids.data(), from.ids.data(), static_cast<size_t>(rows) * sizeof(int32_t));
+    if (type == KeyType::kBF16) std::copy(from.bf.begin(), from.bf.begin() + rows * dim, bf.begin());
+    if (type == KeyType::kInt8) {
+      std::copy(from.i8.begin(), from.i8.begin() + rows * dim, i8.begin());
+      std::copy(from.scales.begin(), from.scales.begin() + rows, scales.begin());
+    }
   }
   // Copies row r of `from` to row j (all representations).
   void copy_row(int64_t j, const KeyBuffer& from, int64_t r) {
@@ -189,9 +208,9 @@ KeyView Snapshot::view() const {
   v.n = rows_;
   v.d = dim_;
   v.trusted = true;  // every key, norm and scale was checked on the way in (mapped rows: prepare())
-  if (norms2_known_) {
-    v.norms2_max = norms2_max_;
-    v.norms2_min_pos = norms2_min_pos_;
+  if (bounds_.known) {
+    v.norms2_max = bounds_.max;
+    v.norms2_min_pos = bounds_.min_pos;
   }
   if (keys_ && keys_->type != KeyType::kFloat32) {
     v.type = keys_->type;
@@ -259,18 +278,8 @@ Snapshot KeyStore::snapshot() const {
   s.rows_ = rows_;
   s.dim_ = dim_;
   s.live_ = live_;
-  s.norms2_max_ = norms2_max_;
-  s.norms2_min_pos_ = norms2_min_pos_;
-  s.norms2_known_ = norms2_known_;
+  s.bounds_ = bounds_;
   return s;
-}
-
-void KeyStore::note_norms(int64_t row0, int64_t n) {
-  const float* nr = keys_->norms2.p;
-  for (int64_t r = row0; r < row0 + n; ++r) {
-    norms2_max_ = std::max(norms2_max_, nr[r]);
-    if (nr[r] > 0.0f) norms2_min_pos_ = std::min(norms2_min_pos_, nr[r]);
-  }
 }
 
 int64_t KeyStore::find_row(int32_t id) const {
@@ -297,16 +306,7 @@ Status KeyStore::ensure_room(int64_t extra) {
   } catch (const std::bad_alloc&) {
     return Status::NoMemory("cannot allocate " + num(new_cap) + " rows x " + num(dim_) + " floats for the key store");
   }
-  if (keys_ && rows_ > 0) {
-    if (nb->keys.p) std::memcpy(nb->keys.p, keys_->keys.p, static_cast<size_t>(rows_ * dim_) * sizeof(float));
-    std::memcpy(nb->norms2.p, keys_->norms2.p, static_cast<size_t>(rows_) * sizeof(float));
-    std::memcpy(nb->ids.data(), keys_->ids.data(), static_cast<size_t>(rows_) * sizeof(int32_t));
-    if (key_type_ == KeyType::kBF16) std::copy(keys_->bf.begin(), keys_->bf.begin() + rows_ * dim_, nb->bf.begin());
-    if (key_type_ == KeyType::kInt8) {
-      std::copy(keys_->i8.begin(), keys_->i8.begin() + rows_ * dim_, nb->i8.begin());
-      std::copy(keys_->scales.begin(), keys_->scales.begin() + rows_, nb->scales.begin());
-    }
-  }
+  if (keys_ && rows_ > 0) nb->copy_prefix(*keys_, rows_, 0, 0);
   keys_ = std::move(nb);
   return Status::Ok();
 }
@@ -368,20 +368,13 @@ Status KeyStore::grow_mapped(int64_t new_cap) {
   nb->fd = fd;
   nb->file = old.file;
   nb->file_rows = fr;
-  std::memcpy(nb->keys.p + fr * dim_, old.keys.p + fr * dim_, static_cast<size_t>((rows_ - fr) * dim_) * sizeof(float));
+  // The file's rows are mapped again; their norms come along once computed.
   const bool ready = old.norms_ready.load(std::memory_order_acquire);
-  const int64_t n0 = ready ? 0 : fr;
-  std::memcpy(nb->norms2.p + n0, old.norms2.p + n0, static_cast<size_t>(rows_ - n0) * sizeof(float));
+  nb->copy_prefix(old, rows_, fr, ready ? 0 : fr);
   nb->norms_ready.store(ready, std::memory_order_relaxed);
   if (!ready) {
     std::lock_guard<std::mutex> lock(old.norms_mu);
     nb->norms_status = old.norms_status;
-  }
-  std::memcpy(nb->ids.data(), old.ids.data(), static_cast<size_t>(rows_) * sizeof(int32_t));
-  if (key_type_ == KeyType::kBF16) std::copy(old.bf.begin(), old.bf.begin() + rows_ * dim_, nb->bf.begin());
-  if (key_type_ == KeyType::kInt8) {
-    std::copy(old.i8.begin(), old.i8.begin() + rows_ * dim_, nb->i8.begin());
-    std::copy(old.scales.begin(), old.scales.begin() + rows_, nb->scales.begin());
   }
   keys_ = std::move(nb);
   return Status::Ok();
@@ -397,13 +390,8 @@ Status KeyStore::map_keys(const std::string& file, const int32_t* ids, const flo
   if (n < 0) return Status::OutOfRange("n must be >= 0");
   if (n > 0 && (!ids || !values)) return Status::Invalid("ids and values must not be null");
   if (n > std::numeric_limits<int32_t>::max()) return Status::OutOfRange("mapKeys: more rows than int32 ids");
-  for (int64_t i = 0; i < n; ++i) {
-    if (ids[i] < 0) return Status::OutOfRange("ids must be >= 0: ids[" + num(i) + "] is " + num(ids[i]));
-    if (i > 0 && ids[i] <= ids[i - 1])
-      return Status::OutOfRange("ids must be strictly increasing: ids[" + num(i) + "] is " + num(ids[i]) + " after " + num(ids[i - 1]));
-    if (!std::isfinite(values[i])) return Status::OutOfRange("values must be finite: values[" + num(i) + "] is " + nonfinite_name(values[i]));
-  }
-  if (n > 0 && ids[n - 1] == std::numeric_limits<int32_t>::max()) return Status::OutOfRange("id 2147483647 is reserved");
+  MEMQ_RETURN_IF_ERROR(check_new_ids(ids, n, -1));
+  MEMQ_RETURN_IF_ERROR(check_values(values, n));
   if (capacity_ > 0 && n > capacity_) {
     return Status::Capacity("capacity exceeded: the store holds at most " + num(capacity_) + " cases and the file has " + num(n));
   }
@@ -465,11 +453,9 @@ Status KeyStore::map_keys(const std::string& file, const int32_t* ids, const flo
   vals_ = std::move(vb);
   rows_ = live_ = n;
   if (n > 0) next_id_ = ids[n - 1] + 1;
-  norms2_max_ = 0.0f;
-  norms2_min_pos_ = std::numeric_limits<float>::infinity();
   // float32: the norms come with the first search (prepare), so the bounds stay unknown.
-  norms2_known_ = key_type_ != KeyType::kFloat32 || n == 0;
-  if (norms2_known_) note_norms(0, n);
+  bounds_.reset(key_type_ != KeyType::kFloat32 || n == 0);
+  if (bounds_.known) bounds_.note(keys_->norms2.p, n);
   return Status::Ok();
 #endif
 }
@@ -510,9 +496,7 @@ Status KeyStore::validate_rows(const float* keys, const float* values, int64_t n
         return Status::OutOfRange("keys: the squared norm of row " + num(r) + " is over the limit of " + limits::kMaxSquaredNormText + ", so that distances stay finite in float32");
     }
   }
-  for (int64_t i = 0; i < n; ++i) {
-    if (!std::isfinite(values[i])) return Status::OutOfRange("values must be finite: values[" + num(i) + "] is " + nonfinite_name(values[i]));
-  }
+  MEMQ_RETURN_IF_ERROR(check_values(values, n));
   if (capacity_ > 0 && live_ + need_live > capacity_) {
     return Status::Capacity("capacity exceeded: the store holds " + num(live_) + " of at most " + num(capacity_) +
                             " cases and cannot take " + num(need_live) + " more");
@@ -555,7 +539,7 @@ void KeyStore::append_rows(const int32_t* ids, const float* keys, const float* v
     // Keys were validated (finite, norms within limits.h), so the quantisers cannot fail here.
     (void)fill_compressed(kb, rows_, keys, n);
   }
-  if (norms2_known_) note_norms(rows_, n);
+  if (bounds_.known) bounds_.note(kb->norms2.p + rows_, n);
   std::memcpy(kb->ids.data() + rows_, ids, static_cast<size_t>(n) * sizeof(int32_t));
   ValueBlock* vb = writable_values();
   vb->values.insert(vb->values.end(), values, values + n);
@@ -587,23 +571,14 @@ Status KeyStore::add_with_ids(const int32_t* ids, const float* keys, const float
   MEMQ_RETURN_IF_ERROR(validate_rows(keys, values, n, n));
   if (n == 0) return Status::Ok();
   if (!ids) return Status::Invalid("ids must not be null");
-  int32_t prev = next_id_ - 1;
-  for (int64_t i = 0; i < n; ++i) {
-    if (ids[i] < 0) return Status::OutOfRange("ids must be >= 0: ids[" + num(i) + "] is " + num(ids[i]));
-    if (ids[i] <= prev) {
-      return Status::OutOfRange("ids must be strictly increasing and greater than every id already issued (" +
-                             num(next_id_ - 1) + "): ids[" + num(i) + "] is " + num(ids[i]));
-    }
-    prev = ids[i];
-  }
-  if (prev == std::numeric_limits<int32_t>::max()) return Status::OutOfRange("id 2147483647 is reserved");
+  MEMQ_RETURN_IF_ERROR(check_new_ids(ids, n, next_id_ - 1));
   MEMQ_RETURN_IF_ERROR(ensure_room(n));
   try {
     append_rows(ids, keys, values, n);
   } catch (const std::bad_alloc&) {
     return Status::NoMemory("out of memory while adding " + num(n) + " cases");
   }
-  next_id_ = prev + 1;
+  next_id_ = ids[n - 1] + 1;
   return Status::Ok();
 }
 
@@ -713,10 +688,8 @@ Status KeyStore::compact() {
   keys_ = std::move(nb);
   vals_ = std::move(nv);
   rows_ = live_;
-  norms2_max_ = 0.0f;
-  norms2_min_pos_ = std::numeric_limits<float>::infinity();
-  norms2_known_ = true;  // every row's norm is in RAM now (mapped ones were computed first)
-  note_norms(0, rows_);
+  bounds_.reset(true);  // every row's norm is in RAM now (mapped ones were computed first)
+  bounds_.note(keys_->norms2.p, rows_);
   return Status::Ok();
 }
 
@@ -724,9 +697,7 @@ void KeyStore::clear() {
   keys_.reset();
   vals_ = std::make_shared<ValueBlock>();
   rows_ = live_ = 0;
-  norms2_max_ = 0.0f;
-  norms2_min_pos_ = std::numeric_limits<float>::infinity();
-  norms2_known_ = true;
+  bounds_.reset(true);
 }
 
 }  // namespace memq

@@ -55,12 +55,13 @@ void pack_queries(float* dst, const float* a, int64_t b, int64_t d, int64_t pw) 
 
 // Plain C: each output an ordered sum over p; the w loop vectorises with the baseline ISA.
 void gemm_kat_scalar(float* ct, int64_t ldc, const float* packed, int64_t bp, int64_t pw,
-                     const float* k, int64_t ldk, int64_t t, int64_t d) {
+                     const float* k, int64_t ldk, int64_t t, int64_t d, bool accumulate) {
   for (int64_t j = 0; j < t; ++j) {
     const float* kr = k + j * ldk;
     for (int64_t P = 0; P < bp / pw; ++P) {
       const float* ap = packed + P * d * pw;
       float acc[32] = {0};
+      if (accumulate) std::memcpy(acc, ct + j * ldc + P * pw, sizeof(float) * pw);
       for (int64_t p = 0; p < d; ++p) {
         float kv = kr[p];
         for (int64_t w = 0; w < pw; ++w) acc[w] += kv * ap[p * pw + w];
@@ -83,37 +84,13 @@ void row_norms2_scalar(float* out, const float* x, int64_t n, int64_t d) {
 }
 
 void gemm_kat(SimdLevel lv, float* ct, int64_t ldc, const float* packed, int64_t bp, int64_t pw,
-              const float* k, int64_t ldk, int64_t t, int64_t d) {
+              const float* k, int64_t ldk, int64_t t, int64_t d, bool accumulate) {
   switch (lv) {
 #if defined(__x86_64__) || defined(__i386__)
-    case SimdLevel::kAVX512: gemm_kat_avx512(ct, ldc, packed, bp, pw, k, ldk, t, d); return;
-    case SimdLevel::kAVX2: gemm_kat_avx2(ct, ldc, packed, bp, pw, k, ldk, t, d); return;
+    case SimdLevel::kAVX512: gemm_kat_avx512(ct, ldc, packed, bp, pw, k, ldk, t, d, accumulate); return;
+    case SimdLevel::kAVX2: gemm_kat_avx2(ct, ldc, packed, bp, pw, k, ldk, t, d, accumulate); return;
 #endif
-    default: gemm_kat_scalar(ct, ldc, packed, bp, pw, k, ldk, t, d); return;
-  }
-}
-
-void gemm_kat_acc(SimdLevel lv, float* ct, int64_t ldc, const float* packed, int64_t bp, int64_t pw,
-                  const float* k, int64_t ldk, int64_t t, int64_t d, bool accumulate) {
-  switch (lv) {
-#if defined(__x86_64__) || defined(__i386__)
-    case SimdLevel::kAVX512: gemm_kat_acc_avx512(ct, ldc, packed, bp, pw, k, ldk, t, d, accumulate); return;
-    case SimdLevel::kAVX2: gemm_kat_acc_avx2(ct, ldc, packed, bp, pw, k, ldk, t, d, accumulate); return;
-#endif
-    default:
-      for (int64_t j = 0; j < t; ++j) {
-        const float* kr = k + j * ldk;
-        for (int64_t P = 0; P < bp / pw; ++P) {
-          const float* ap = packed + P * d * pw;
-          float* c = ct + j * ldc + P * pw;
-          for (int64_t w = 0; w < pw; ++w) {
-            float acc = accumulate ? c[w] : 0.0f;
-            for (int64_t p = 0; p < d; ++p) acc += kr[p] * ap[p * pw + w];
-            c[w] = acc;
-          }
-        }
-      }
-      return;
+    default: gemm_kat_scalar(ct, ldc, packed, bp, pw, k, ldk, t, d, accumulate); return;
   }
 }
 

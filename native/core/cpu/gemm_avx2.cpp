@@ -98,13 +98,7 @@ inline float hsum(__m256 v) {
 }  // namespace
 
 void gemm_kat_avx2(float* ct, int64_t ldc, const float* packed, int64_t bp, int64_t pw,
-                   const float* k, int64_t ldk, int64_t t, int64_t d) {
-  if (pw == 8) gemm_kat_nv<1>(ct, ldc, packed, bp, k, ldk, t, d, false);
-  else gemm_kat_nv<2>(ct, ldc, packed, bp, k, ldk, t, d, false);
-}
-
-void gemm_kat_acc_avx2(float* ct, int64_t ldc, const float* packed, int64_t bp, int64_t pw,
-                     const float* k, int64_t ldk, int64_t t, int64_t d, bool accumulate) {
+                   const float* k, int64_t ldk, int64_t t, int64_t d, bool accumulate) {
   if (pw == 8) gemm_kat_nv<1>(ct, ldc, packed, bp, k, ldk, t, d, accumulate);
   else gemm_kat_nv<2>(ct, ldc, packed, bp, k, ldk, t, d, accumulate);
 }

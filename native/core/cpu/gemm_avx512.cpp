@@ -99,12 +99,6 @@ inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 }  // namespace
 
 void gemm_kat_avx512(float* ct, int64_t ldc, const float* packed, int64_t bp, int64_t pw,
-                     const float* k, int64_t ldk, int64_t t, int64_t d) {
-  if (pw == 16) gemm_kat_nv<1>(ct, ldc, packed, bp, k, ldk, t, d, false);
-  else gemm_kat_nv<2>(ct, ldc, packed, bp, k, ldk, t, d, false);
-}
-
-void gemm_kat_acc_avx512(float* ct, int64_t ldc, const float* packed, int64_t bp, int64_t pw,
                      const float* k, int64_t ldk, int64_t t, int64_t d, bool accumulate) {
   if (pw == 16) gemm_kat_nv<1>(ct, ldc, packed, bp, k, ldk, t, d, accumulate);
   else gemm_kat_nv<2>(ct, ldc, packed, bp, k, ldk, t, d, accumulate);

@@ -42,25 +42,18 @@ using TileConsumer = std::function<void(const float* ct, int64_t bp, int64_t q0,
 void gemm_tiles(SimdLevel lv, const float* a, int64_t b, const float* k, int64_t n, int64_t d, int64_t tile,
                 const TileConsumer& consume);
 
-// ct (t x bp, leading dimension ldc >= bp) = K (t x d, rows ldk apart) * A^T.
-// `packed` from pack_queries (bp = b rounded up to pw).
+// ct (t x bp, leading dimension ldc >= bp) = K (t x d, rows ldk apart) * A^T, or with
+// `accumulate` ct += K A^T (the transformer engine's GEMMs reuse this micro-kernel with a weight
+// matrix packed as the "queries"; memq/llm/gemm.h). `packed` from pack_queries (bp = b rounded
+// up to pw).
 void gemm_kat(SimdLevel lv, float* ct, int64_t ldc, const float* packed, int64_t bp, int64_t pw,
-              const float* k, int64_t ldk, int64_t t, int64_t d);
+              const float* k, int64_t ldk, int64_t t, int64_t d, bool accumulate = false);
 void gemm_kat_scalar(float* ct, int64_t ldc, const float* packed, int64_t bp, int64_t pw,
-                     const float* k, int64_t ldk, int64_t t, int64_t d);
+                     const float* k, int64_t ldk, int64_t t, int64_t d, bool accumulate);
 void gemm_kat_avx2(float* ct, int64_t ldc, const float* packed, int64_t bp, int64_t pw,
-                   const float* k, int64_t ldk, int64_t t, int64_t d);
+                   const float* k, int64_t ldk, int64_t t, int64_t d, bool accumulate);
 void gemm_kat_avx512(float* ct, int64_t ldc, const float* packed, int64_t bp, int64_t pw,
-                     const float* k, int64_t ldk, int64_t t, int64_t d);
-
-// gemm_kat with `accumulate`: ct += K A^T instead of = (the transformer engine's GEMMs, which
-// reuse this micro-kernel with a weight matrix packed as the "queries"; memq/llm/gemm.h).
-void gemm_kat_acc(SimdLevel lv, float* ct, int64_t ldc, const float* packed, int64_t bp, int64_t pw,
-                  const float* k, int64_t ldk, int64_t t, int64_t d, bool accumulate);
-void gemm_kat_acc_avx2(float* ct, int64_t ldc, const float* packed, int64_t bp, int64_t pw,
-                       const float* k, int64_t ldk, int64_t t, int64_t d, bool accumulate);
-void gemm_kat_acc_avx512(float* ct, int64_t ldc, const float* packed, int64_t bp, int64_t pw,
-                         const float* k, int64_t ldk, int64_t t, int64_t d, bool accumulate);
+                     const float* k, int64_t ldk, int64_t t, int64_t d, bool accumulate);
 // dst[panel][k][w] = B[(j0 + panel * pw + w) * ldb + k], zero past n rows; pw a multiple of 16
 // (AVX-512 register transposes; the engine's GEMM packs its B^T panels with it).
 void pack_rows_avx512(float* dst, const float* B, int64_t ldb, int64_t j0, int64_t n, int64_t K, int64_t pw);

@@ -43,7 +43,7 @@ Variant variant() {
 constexpr int64_t TM = 64, TN = 128;
 
 // ---- the packed-panel path (AVX2 / AVX-512) -------------------------------------------------------
-// The retrieval core's micro-kernel (cpu::gemm_kat_acc: MR rows of A, one broadcast per element,
+// The retrieval core's micro-kernel (cpu::gemm_kat with accumulate: MR rows of A, one broadcast per element,
 // against a panel of 2 vectors of B packed k-major, MR x 2 accumulators; one FMA chain per output
 // over k in order, so results do not depend on the tiling or the threads). B is packed per task
 // (PN columns x K): O(N K) per M-block against O(M N K) of work. The older dot-product tiles
@@ -82,24 +82,42 @@ void pack_rows(float* dst, const float* B, int64_t ldb, int64_t j0, int64_t n, i
 void run_packed(SimdLevel lv, int64_t pw, float* c, int64_t ldc, const float* a, int64_t lda, const float* packed,
                 int64_t mb, int64_t nb, int64_t K, bool accumulate, cpu::AlignedBuf* sbuf) {
   const int64_t full = nb / pw * pw;
-  if (full > 0) cpu::gemm_kat_acc(lv, c, ldc, packed, full, pw, a, lda, mb, K, accumulate);
+  if (full > 0) cpu::gemm_kat(lv, c, ldc, packed, full, pw, a, lda, mb, K, accumulate);
   if (nb > full) {
     const int64_t w = nb - full;
     float* sc = sbuf->get(static_cast<size_t>(mb * pw));
     if (accumulate)
       for (int64_t r = 0; r < mb; ++r) std::copy(c + r * ldc + full, c + r * ldc + nb, sc + r * pw);
-    cpu::gemm_kat_acc(lv, sc, pw, packed + (full / pw) * K * pw, pw, pw, a, lda, mb, K, accumulate);
+    cpu::gemm_kat(lv, sc, pw, packed + (full / pw) * K * pw, pw, pw, a, lda, mb, K, accumulate);
     for (int64_t r = 0; r < mb; ++r) std::copy(sc + r * pw, sc + r * pw + w, c + r * ldc + full);
   }
 }
 
 SimdLevel packed_level() { return simd_level() == SimdLevel::kAVX512 ? SimdLevel::kAVX512 : SimdLevel::kAVX2; }
+int64_t panel_width(SimdLevel lv) { return lv == SimdLevel::kAVX512 ? 32 : 16; }
+
+// Columns [j0, j0 + n) of B' packed: B' = B^T (b_rows, B is N x K) or B (K x N).
+void pack_b(bool b_rows, float* dst, const float* B, int64_t ldb, int64_t j0, int64_t n, int64_t K, int64_t pw) {
+  if (b_rows) pack_rows(dst, B, ldb, j0, n, K, pw);
+  else cpu::pack_columns(dst, B, ldb, j0, n, K, pw);
+}
+
+// The serial forms: all of B' packed once, then every row of C on this thread.
+void serial_packed(float* C, int64_t ldc, const float* A, int64_t lda, const float* B, int64_t ldb, bool b_rows,
+                   int64_t M, int64_t N, int64_t K, bool accumulate) {
+  const SimdLevel lv = packed_level();
+  const int64_t pw = panel_width(lv);
+  thread_local cpu::AlignedBuf pbuf, sbuf;
+  float* packed = pbuf.get(static_cast<size_t>((N + pw - 1) / pw * pw * K));
+  pack_b(b_rows, packed, B, ldb, 0, N, K, pw);
+  run_packed(lv, pw, C, ldc, A, lda, packed, M, N, K, accumulate, &sbuf);
+}
 
 // C (=|+=) A B' where B' is B^T (b_rows: B is N x K, rows ldb apart) or B (K x N, rows ldb apart).
 void packed_gemm(float* C, int64_t ldc, const float* A, int64_t lda, const float* B, int64_t ldb, bool b_rows,
                  int64_t M, int64_t N, int64_t K, bool accumulate) {
   const SimdLevel lv = packed_level();
-  const int64_t pw = lv == SimdLevel::kAVX512 ? 32 : 16;
+  const int64_t pw = panel_width(lv);
   // Column blocks of pn: the widest (up to PN) that still gives every thread two tasks, so each
   // task packs its B block once and runs every row; only when N is too narrow for that are the
   // rows split too (and a block packed once per row block).
@@ -119,8 +137,7 @@ void packed_gemm(float* C, int64_t ldc, const float* A, int64_t lda, const float
       const int64_t padded = (nb + pw - 1) / pw * pw;
       float* packed = pbuf.get(static_cast<size_t>(padded * K));
       if (packed_j0 != j0) {
-        if (b_rows) pack_rows(packed, B, ldb, j0, nb, K, pw);
-        else cpu::pack_columns(packed, B, ldb, j0, nb, K, pw);
+        pack_b(b_rows, packed, B, ldb, j0, nb, K, pw);
         packed_j0 = j0;
       }
       run_packed(lv, pw, C + m0 * ldc + j0, ldc, A + m0 * lda, lda, packed, mb, nb, K, accumulate, &sbuf);
@@ -185,16 +202,8 @@ void sgemm_nt_serial(float* C, int64_t ldc, const float* A, int64_t lda, const f
                      int64_t N, int64_t K, bool accumulate) {
   if (M <= 0 || N <= 0) return;
   const Variant v = variant();
-  if (v == kGeneric || K <= 0) {
-    generic::nt_block(C, ldc, A, lda, B, ldb, M, N, K, accumulate);
-    return;
-  }
-  const SimdLevel lv = packed_level();
-  const int64_t pw = lv == SimdLevel::kAVX512 ? 32 : 16;
-  thread_local cpu::AlignedBuf pbuf, sbuf;
-  float* packed = pbuf.get(static_cast<size_t>((N + pw - 1) / pw * pw * K));
-  pack_rows(packed, B, ldb, 0, N, K, pw);
-  run_packed(lv, pw, C, ldc, A, lda, packed, M, N, K, accumulate, &sbuf);
+  if (v == kGeneric || K <= 0) return generic::nt_block(C, ldc, A, lda, B, ldb, M, N, K, accumulate);
+  serial_packed(C, ldc, A, lda, B, ldb, true, M, N, K, accumulate);
 }
 
 void sgemm_nn_serial(float* C, int64_t ldc, const float* A, int64_t lda, const float* B, int64_t ldb, int64_t M,
@@ -207,12 +216,7 @@ void sgemm_nn_serial(float* C, int64_t ldc, const float* A, int64_t lda, const f
     if (K > 0) generic::acc_block(C, ldc, A, lda, 1, B, ldb, M, N, K);
     return;
   }
-  const SimdLevel lv = packed_level();
-  const int64_t pw = lv == SimdLevel::kAVX512 ? 32 : 16;
-  thread_local cpu::AlignedBuf pbuf, sbuf;
-  float* packed = pbuf.get(static_cast<size_t>((N + pw - 1) / pw * pw * K));
-  cpu::pack_columns(packed, B, ldb, 0, N, K, pw);
-  run_packed(lv, pw, C, ldc, A, lda, packed, M, N, K, accumulate, &sbuf);
+  serial_packed(C, ldc, A, lda, B, ldb, false, M, N, K, accumulate);
 }
 
 }  // namespace llm

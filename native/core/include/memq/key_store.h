@@ -11,6 +11,7 @@
 // one to the snapshots that hold it. Values and tombstones are mutable, so they live in a small
 // separate block that is copied on write while a snapshot shares it.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -24,6 +25,22 @@ namespace memq {
 
 struct KeyBuffer;   // append-only keys, norms2, ids
 struct ValueBlock;  // mutable values and alive flags
+
+// Running bounds of a store's cached squared norms (KeyView's norms2_max / norms2_min_pos): the
+// max, and the min over the nonzero ones (+inf while there are none), over every row written
+// (tombstoned ones included: they only widen the search's slack). Unknown while a mapped store's
+// norms are not computed yet.
+struct NormBounds {
+  float max = 0.0f, min_pos = std::numeric_limits<float>::infinity();
+  bool known = true;
+  void reset(bool is_known) { *this = NormBounds{0.0f, std::numeric_limits<float>::infinity(), is_known}; }
+  void note(const float* norms2, int64_t n) {
+    for (int64_t r = 0; r < n; ++r) {
+      max = std::max(max, norms2[r]);
+      if (norms2[r] > 0.0f) min_pos = std::min(min_pos, norms2[r]);
+    }
+  }
+};
 
 // An immutable view of the store at one instant.
 class Snapshot {
@@ -46,8 +63,7 @@ class Snapshot {
   std::shared_ptr<const KeyBuffer> keys_;
   std::shared_ptr<const ValueBlock> vals_;
   int64_t rows_ = 0, dim_ = 0, live_ = 0;
-  float norms2_max_ = 0.0f, norms2_min_pos_ = 0.0f;  // bounds over rows_ (KeyView's)
-  bool norms2_known_ = false;
+  NormBounds bounds_;  // the store's, when the snapshot was taken
 };
 
 struct KeyStoreOptions {
@@ -124,12 +140,7 @@ class KeyStore {
   std::shared_ptr<KeyBuffer> keys_;
   std::shared_ptr<ValueBlock> vals_;
   int64_t dim_ = 0, rows_ = 0, live_ = 0, capacity_ = 0;
-  // Running bounds of the cached squared norms of rows [0, rows_) (compressed stores, and float32
-  // rows added in RAM): max, and min over the nonzero ones (+inf while there are none). Unknown
-  // (norms2_known_ false) while a mapped store's norms are not computed yet.
-  float norms2_max_ = 0.0f, norms2_min_pos_ = std::numeric_limits<float>::infinity();
-  bool norms2_known_ = true;
-  void note_norms(int64_t row0, int64_t n);
+  NormBounds bounds_;  // of rows [0, rows_)
   int32_t next_id_ = 0;
   KeyType key_type_ = KeyType::kFloat32;
   int64_t oversample_ = 0;
