@@ -9,7 +9,7 @@
  *  B. Memory level (default 1M × 384): a snapshot written here in the documented format
  *     (docs/memory-format.md), then EpisodicMemory.load with and without mmap, cold, and the
  *     same searches on both (ids compared).
- * Files go to a temporary directory (or --dir) and are removed at the end.
+ * Files go to a temporary directory (under `dir` when the caller gives one) and are removed at the end.
  */
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
@@ -17,9 +17,9 @@ import * as os from 'os';
 import * as path from 'path';
 import * as zlib from 'zlib';
 import { EpisodicMemory } from '../lib/memory/episodic';
-import { generationName, SNAPSHOT_FORMAT, SNAPSHOT_VERSION } from '../lib/memory/snapshot';
+import { currentGeneration, generationName, writeSnapshot } from '../lib/memory/snapshot';
 import { MemoryIndex } from '../lib/retrieval';
-import { fillRandom, fmt, machine, nowMs, table, writeResult } from './common';
+import { fillRandom, fmt, machine, nowMs, randomFloats, table, writeResult } from './common';
 
 export interface MmapBenchOptions {
   n?: number;
@@ -52,42 +52,23 @@ function writeKeys(file: string, n: number, d: number, seed: number): number {
   return crc;
 }
 
-function writeBuf(file: string, b: Buffer): { file: string; bytes: number; crc32: number } {
-  fs.writeFileSync(file, b);
-  return { file: path.basename(file), bytes: b.length, crc32: zlib.crc32(b) };
-}
-
-/** A generation-1 snapshot of n cases in the documented format, written piecewise. */
+/** A memory of n cases with random keys, saved in the documented format (writeSnapshot). */
 function writeSnapshotDir(dir: string, n: number, d: number): void {
-  const gen = path.join(dir, generationName(1));
-  fs.mkdirSync(gen, { recursive: true });
-  const ids = new Int32Array(n).map((_, i) => i);
-  const values = new Float32Array(n).map((_, i) => Math.sin(i));
-  const keysCrc = writeKeys(path.join(gen, 'keys.f32'), n, d, 7);
-  const lines: string[] = [];
-  for (let i = 0; i < n; i++) {
-    lines.push(JSON.stringify({ state: `s${i % 1000}`, action: `a${i % 7}`, visits: 1, weight: 1, episode: i >> 6, step: i & 63, source: 'train', time: 0, seq: i, touched: i }));
-  }
-  const header = {
-    format: SNAPSHOT_FORMAT,
-    version: SNAPSHOT_VERSION,
-    generation: 1,
-    dim: d,
-    count: n,
-    kernel: { kernel: 'gaussian', bandwidth: 1 },
-    options: { policy: { kind: 'unbounded' }, merge: null },
-    counters: { seq: n, clock: n },
-    endianness: 'little',
-    createdAt: new Date().toISOString(),
-    parts: {
-      ids: writeBuf(path.join(gen, 'ids.i32'), Buffer.from(ids.buffer)),
-      keys: { file: 'keys.f32', bytes: n * d * 4, crc32: keysCrc },
-      values: writeBuf(path.join(gen, 'values.f32'), Buffer.from(values.buffer)),
-      meta: writeBuf(path.join(gen, 'meta.jsonl'), Buffer.from(lines.join('\n') + '\n', 'utf8')),
+  const meta = Array.from({ length: n }, (_, i) => ({ state: `s${i % 1000}`, action: `a${i % 7}`, visits: 1, weight: 1, episode: i >> 6, step: i & 63, source: 'train', time: 0, seq: i, touched: i }));
+  writeSnapshot(
+    dir,
+    {
+      dim: d,
+      kernel: { kernel: 'gaussian', bandwidth: 1 },
+      options: { policy: { kind: 'unbounded' }, merge: null },
+      counters: { seq: n, clock: n },
+      ids: new Int32Array(n).map((_, i) => i),
+      keys: randomFloats(n * d, 7),
+      values: new Float32Array(n).map((_, i) => Math.sin(i)),
+      meta,
     },
-  };
-  fs.writeFileSync(path.join(gen, 'header.json'), JSON.stringify({ header, crc32: zlib.crc32(JSON.stringify(header)) }) + '\n');
-  fs.writeFileSync(path.join(dir, 'CURRENT'), `${generationName(1)}\n`);
+    { fsync: false },
+  );
 }
 
 /** Drops a file from the page cache (GNU dd's nocache); false where that is not possible. */
@@ -181,13 +162,13 @@ export async function benchMmap(opts: MmapBenchOptions = {}) {
     const dir = path.join(root, 'mem');
     log(`writing a ${memN} × ${d} snapshot to ${dir}…\n`);
     writeSnapshotDir(dir, memN, d);
-    const kf = path.join(dir, generationName(1), 'keys.f32');
     const mem: Record<string, unknown> = { n: memN, d, keyGiB: (memN * d * 4) / 2 ** 30 };
     const qs1 = queries(1, d, 5);
     const qs256 = queries(256, d, 6);
     const idsOf: Record<string, Int32Array> = {};
     for (const mode of ['plain', 'mmap'] as const) {
-      for (const f of fs.readdirSync(path.join(dir, generationName(1)))) dropCache(path.join(dir, generationName(1), f));
+      const gen = path.join(dir, generationName(currentGeneration(dir)!));
+      for (const f of fs.readdirSync(gen)) dropCache(path.join(gen, f));
       const load = await timed(() => EpisodicMemory.load(dir, mode === 'mmap' ? { mmap: true } : {}));
       const s1 = await timed(() => load.v.search(qs1, m));
       const s1b = await timed(() => load.v.search(qs1, m));
@@ -206,7 +187,6 @@ export async function benchMmap(opts: MmapBenchOptions = {}) {
     }
     mem.sameIds = Buffer.from(idsOf.plain.buffer).equals(Buffer.from(idsOf.mmap.buffer));
     result.memory = mem;
-    void kf;
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }

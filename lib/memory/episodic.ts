@@ -28,7 +28,7 @@ import {
 } from './snapshot';
 import { JournalWriter, readJournal, type JournalRecord } from './journal';
 import { UNVERIFIED_PREFIX, verifyWrite, writerKeyOf } from './provenance';
-import { checkSnapshotData, journalMac, journalRecordProblem, metaLine, recordBody, sameMac, snapshotManifest } from './persistence';
+import { capacityProblem, checkSnapshotData, journalMac, journalRecordProblem, metaLine, recordBody, sameMac, snapshotManifest } from './persistence';
 import { batchMergeTargets, planWrite, policyCapacity, type StoreView, type WritePlan } from './writePlan';
 import {
   cappedEstimate,
@@ -1112,10 +1112,8 @@ export class EpisodicMemory {
       } catch (err) {
         throw new SnapshotError(`${jfile} (part '${part}') cannot be replayed: ${(err as Error)?.message ?? err}`, jfile, part);
       }
-      // A writer never leaves more cases than its policy holds; a record that does was forged.
-      if (mem.size > mem.capacity) {
-        throw new SnapshotError(`${jfile} (part '${part}') is malformed: replaying it leaves ${mem.size} cases, over the write policy's capacity of ${mem.capacity}`, jfile, part);
-      }
+      const over = capacityProblem(mem.size, mem.policy);
+      if (over) throw new SnapshotError(`${jfile} (part '${part}') is malformed: after replaying it the memory ${over}`, jfile, part);
     });
     mem.loadReport = { generation: snap.generation, journalRecords: journal.records.length, journalTornBytes: journal.tornBytes };
     if (opts.trust !== undefined) mem.setTrust(opts.trust);

@@ -11,8 +11,21 @@ import type { KernelSettings } from '../policy/kernels';
 import { leBytes } from './fsutil';
 import type { JournalRecord } from './journal';
 import { generationName, SnapshotError, type SnapshotData } from './snapshot';
-import type { CaseMeta } from './types';
+import type { CaseMeta, WritePolicy } from './types';
+import { policyCapacity } from './writePlan';
 import { caseMetaProblem, finiteFloat32, keyRowProblem, MAX_ID, snapshotRowProblem } from './validate';
+
+/**
+ * A writer never leaves more cases than its write policy holds, so a snapshot or a replayed
+ * journal that does was forged: the message, or undefined. A policy that is not a well-formed
+ * object is left to the memory's own check of its options.
+ */
+export function capacityProblem(size: number, policy: unknown): string | undefined {
+  if (typeof policy !== 'object' || policy === null) return undefined;
+  const cap = policyCapacity(policy as WritePolicy);
+  // a capacity that is not a positive integer is the policy's own error (the memory checks it)
+  return Number.isInteger(cap) && cap >= 1 && size > cap ? `holds ${size} cases, over the write policy's capacity of ${cap}` : undefined;
+}
 
 /**
  * Check snapshot data as a memory needs it: shapes, ids, keys and values (snapshotRowProblem),
@@ -41,6 +54,8 @@ export function checkSnapshotData(data: SnapshotData, genDir?: string): void {
   if (typeof data.options !== 'object' || data.options === null || Array.isArray(data.options)) {
     fail('header', 'header.json', `options must be an object { policy, merge }, got ${JSON.stringify(data.options)}`);
   }
+  const over = capacityProblem(n, data.options.policy);
+  if (over) fail('header', 'header.json', over);
   const c = data.counters ?? {};
   for (const k of ['seq', 'clock'] as const) {
     const v = c[k];

@@ -269,3 +269,17 @@ describe('journal: a crash loses at most the episode in progress', () => {
   });
 });
 
+
+describe('a snapshot or journal holding more cases than its write policy allows', () => {
+  it('is refused at load, naming the part (a writer never leaves more)', async () => {
+    const mem = new EpisodicMemory({ dim: D, backend: 'js', policy: { kind: 'replay', capacity: 10 } });
+    await mem.write(randomCases(new Mulberry32(3), 5, 0));
+    const data = mem.toSnapshotData();
+    const dir = freshDir();
+    writeSnapshot(dir, { ...data, options: { ...data.options, policy: { kind: 'replay', capacity: 3 } } }, { fsync: false });
+    expect(() => EpisodicMemory.load(dir, { backend: 'js' })).toThrow(/header\.json \(part 'header'\) holds 5 cases, over the write policy's capacity of 3/);
+    const ok = freshDir();
+    writeSnapshot(ok, { ...data, options: { ...data.options, policy: { kind: 'replay', capacity: 5 } } }, { fsync: false });
+    expect(EpisodicMemory.load(ok, { backend: 'js' }).size).toBe(5);
+  });
+});
