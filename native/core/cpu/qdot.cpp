@@ -53,34 +53,33 @@ double round_query_i8(int8_t* out, float* scale, const float* q, int64_t d) {
   return std::sqrt(e2);
 }
 
-void pack_qpanels_bf16(uint16_t* dst, const uint16_t* q, int64_t b, int64_t bp, int64_t d) {
-  const int64_t h = (d + 1) / 2;
+namespace {
+// Rounded queries into panels of kQPanel queries with E consecutive elements per query
+// interleaved (the dot-product instructions' operand layout), zero past b and d, each element
+// mapped by `f` (u8: the +128 that makes it unsigned).
+template <int E, typename In, typename Out, typename F>
+void pack_qpanels(Out* dst, const In* q, int64_t b, int64_t bp, int64_t d, F f) {
+  const int64_t h = (d + E - 1) / E;
   for (int64_t P = 0; P < bp / kQPanel; ++P) {
-    uint16_t* o = dst + P * h * 2 * kQPanel;
+    Out* o = dst + P * h * E * kQPanel;
     for (int64_t g = 0; g < h; ++g)
       for (int64_t w = 0; w < kQPanel; ++w) {
         const int64_t i = P * kQPanel + w;
-        for (int64_t e = 0; e < 2; ++e) {
-          const int64_t p = 2 * g + e;
-          o[(g * kQPanel + w) * 2 + e] = (i < b && p < d) ? q[i * d + p] : uint16_t(0);
+        for (int64_t e = 0; e < E; ++e) {
+          const int64_t p = E * g + e;
+          o[(g * kQPanel + w) * E + e] = f((i < b && p < d) ? q[i * d + p] : In(0));
         }
       }
   }
 }
+}  // namespace
+
+void pack_qpanels_bf16(uint16_t* dst, const uint16_t* q, int64_t b, int64_t bp, int64_t d) {
+  pack_qpanels<2>(dst, q, b, bp, d, [](uint16_t x) { return x; });
+}
 
 void pack_qpanels_u8(uint8_t* dst, const int8_t* q, int64_t b, int64_t bp, int64_t d) {
-  const int64_t h = (d + 3) / 4;
-  for (int64_t P = 0; P < bp / kQPanel; ++P) {
-    uint8_t* o = dst + P * h * 4 * kQPanel;
-    for (int64_t g = 0; g < h; ++g)
-      for (int64_t w = 0; w < kQPanel; ++w) {
-        const int64_t i = P * kQPanel + w;
-        for (int64_t e = 0; e < 4; ++e) {
-          const int64_t p = 4 * g + e;
-          o[(g * kQPanel + w) * 4 + e] = uint8_t(((i < b && p < d) ? int(q[i * d + p]) : 0) + 128);
-        }
-      }
-  }
+  pack_qpanels<4>(dst, q, b, bp, d, [](int8_t x) { return uint8_t(int(x) + 128); });
 }
 
 void qgemm_bf16_scalar(float* ct, int64_t ldc, const uint16_t* panels, int64_t bp, const uint16_t* keys, int64_t j0,
