@@ -170,6 +170,12 @@ export interface NativeAddon {
   backendInfo(): NativeBackendInfo;
   selectBackend(requested: 'auto' | 'cpu' | 'cuda'): NativeBackendChoice;
   setThreads(n: number): number;
+  /**
+   * Regions of a file mapped private (copy-on-write): one ArrayBuffer per { offset (page-aligned),
+   * bytes, capacity }, holding the file's bytes then zeros up to capacity; writes never reach the
+   * file. RangeError when the file is shorter than a region.
+   */
+  mapFile(path: string, regions: { offset: number; bytes: number; capacity: number }[]): ArrayBuffer[];
 }
 
 /** Where the loaded addon came from: MEMQ_ADDON, a source build in build/, or the package's prebuild. */

@@ -7,11 +7,96 @@
  * columns grow by doubling and are compacted (order kept) when more than half are dead.
  * The strings `action` and `source` are interned to small ints (few distinct ones); `state`,
  * nearly one per case, is kept as a string column.
+ *
+ * A store can adopt a snapshot's metadata columns (adopt): the numeric columns are used as
+ * they are (a mapped file's pages are read as they are touched, written copy-on-write), the
+ * states are decoded from the snapshot's bytes when read, and the id → slot table is dense, so
+ * adopting n cases costs one pass over the ids. Adopted rows not checked yet (a mapped load) are
+ * checked in chunks the first time a row of the chunk is read (checkAll: every chunk).
  */
 import type { IndexLike } from './indexLike';
+import { type MetaColumns, numericRowProblem } from './metaColumns';
 import type { CaseMeta } from './types';
 
+/**
+ * id → slot: a dense table (slot + 1, 0 for none) for ids below a few times the count, a Map for
+ * ids above it, so a memory of n dense ids needs no n-entry Map.
+ */
+export class IdSlots {
+  private dense = new Int32Array(0);
+  private readonly sparse = new Map<number, number>();
+  private n = 0;
+
+  get size(): number {
+    return this.n;
+  }
+
+  get(id: number): number | undefined {
+    if (id >= 0 && id < this.dense.length) {
+      const s = this.dense[id];
+      return s ? s - 1 : undefined;
+    }
+    return this.sparse.get(id);
+  }
+
+  has(id: number): boolean {
+    return this.get(id) !== undefined;
+  }
+
+  /** Map id (an integer >= 0) to slot s. */
+  set(id: number, s: number): void {
+    if (id >= this.dense.length && id < 4 * this.n + 4096) this.growDense(id);
+    if (id < this.dense.length) {
+      if (!this.dense[id]) this.n++;
+      this.dense[id] = s + 1;
+    } else {
+      if (!this.sparse.has(id)) this.n++;
+      this.sparse.set(id, s);
+    }
+  }
+
+  delete(id: number): void {
+    if (id >= 0 && id < this.dense.length) {
+      if (this.dense[id]) this.n--;
+      this.dense[id] = 0;
+    } else if (this.sparse.delete(id)) this.n--;
+  }
+
+  clear(): void {
+    this.dense = new Int32Array(0);
+    this.sparse.clear();
+    this.n = 0;
+  }
+
+  /** A dense table covering ids up to maxId (before setting ids up to it). */
+  reserve(maxId: number): void {
+    if (maxId >= this.dense.length) this.growDense(maxId);
+  }
+
+  private growDense(id: number): void {
+    let cap = Math.max(1024, this.dense.length * 2);
+    while (cap <= id) cap *= 2;
+    const next = new Int32Array(cap);
+    next.set(this.dense);
+    this.dense = next;
+    for (const [k, s] of this.sparse) {
+      if (k < cap) {
+        next[k] = s + 1;
+        this.sparse.delete(k);
+      }
+    }
+  }
+}
+
+/** Rows per lazily checked chunk of adopted rows. */
+const CHECK_CHUNK_BITS = 16;
+
 /** Strings ↔ small ints (codes are never reused: a table of the distinct strings ever seen). */
+function copyInto<T extends Float64Array | Int32Array>(to: T, from: T, n: number): T {
+  to.set(from.subarray(0, n));
+  return to;
+}
+
 export class Interner {
   private readonly codes = new Map<string, number>();
   private readonly table: string[] = [];
@@ -55,7 +140,7 @@ const INITIAL = 16;
 export class CaseStore {
   /** Slot → id (−1: dead slot). */
   private slotId: Int32Array;
-  private readonly slotOf = new Map<number, number>();
+  private readonly slotOf = new IdSlots();
   /** Slots used so far (live and dead); live = slotOf.size. */
   private used = 0;
   // Columns, by slot.
@@ -68,7 +153,13 @@ export class CaseStore {
   private touched: Float64Array;
   private actionCode: Int32Array;
   private sourceCode: Int32Array;
-  private state: string[] = [];
+  /** States of slots >= baseRows (index s − baseRows); below, adopted columns unless edited. */
+  private tail: string[] = [];
+  private base?: MetaColumns;
+  private baseRows = 0;
+  private readonly baseEdits = new Map<number, string>();
+  /** Adopted rows not checked yet: a flag per chunk, and how a bad row is reported. */
+  private unchecked?: { rows: number; done: Uint8Array; left: number; fail: (row: number, message: string) => never };
   readonly actions = new Interner();
   readonly sources = new Interner();
   /** @internal Test hook state: values reads report instead of the index's (see corruptForTest). */
@@ -121,14 +212,111 @@ export class CaseStore {
   private slot(id: number): number {
     const s = this.slotOf.get(id);
     if (s === undefined) throw new RangeError(`case store: unknown case id ${id}`);
+    const u = this.unchecked;
+    if (u && s < u.rows && !u.done[s >>> CHECK_CHUNK_BITS]) this.checkChunk(s >>> CHECK_CHUNK_BITS);
     return s;
+  }
+
+  /**
+   * Adopt a snapshot's metadata for ids (strictly increasing, one per row of cols) into this
+   * fresh store: the columns are used in place (see the class comment). With `fail`, rows are
+   * checked lazily (mapped loads): fail(row, problem) is called, and must throw, for the first
+   * bad row of a chunk when the chunk is first read; otherwise the caller checked them.
+   */
+  adopt(ids: Int32Array, cols: MetaColumns, fail?: (row: number, message: string) => never): void {
+    if (this.used !== 0 || this.actions.size !== 0 || this.sources.size !== 0) throw new Error('case store: adopt needs a fresh store');
+    const n = ids.length;
+    if (cols.count !== n) throw new RangeError(`case store: ${n} ids but ${cols.count} metadata rows`);
+    let cap = cols.capacity;
+    const own = cap < Math.max(n, INITIAL);
+    if (own) cap = Math.max(n, INITIAL);
+    const f64 = (a: Float64Array) => (own ? copyInto(new Float64Array(cap), a, n) : a.subarray(0, cap));
+    const i32 = (a: Int32Array) => (own ? copyInto(new Int32Array(cap), a, n) : a.subarray(0, cap));
+    this.visits = f64(cols.visits);
+    this.weight = f64(cols.weight);
+    this.episode = f64(cols.episode);
+    this.step = f64(cols.step);
+    this.time = f64(cols.time);
+    this.seq = f64(cols.seq);
+    this.touched = f64(cols.touched);
+    this.actionCode = i32(cols.action);
+    this.sourceCode = i32(cols.source);
+    for (const a of cols.actions) this.actions.code(a);
+    for (const x of cols.sources) this.sources.code(x);
+    this.slotId = new Int32Array(cap).fill(-1, n);
+    this.slotId.set(ids);
+    if (n) this.slotOf.reserve(ids[n - 1]);
+    for (let i = 0; i < n; i++) this.slotOf.set(ids[i], i);
+    this.used = n;
+    this.base = cols;
+    this.baseRows = n;
+    this.tail = [];
+    this.baseEdits.clear();
+    const chunks = Math.ceil(n / (1 << CHECK_CHUNK_BITS));
+    this.unchecked = fail && n ? { rows: n, done: new Uint8Array(chunks), left: chunks, fail } : undefined;
+  }
+
+  /** Adopted rows not checked yet (0 when every row was checked). */
+  get uncheckedRows(): number {
+    const u = this.unchecked;
+    if (!u) return 0;
+    let rows = 0;
+    for (let k = 0; k < u.done.length; k++) if (!u.done[k]) rows += Math.min(u.rows, (k + 1) << CHECK_CHUNK_BITS) - (k << CHECK_CHUNK_BITS);
+    return rows;
+  }
+
+  /** Check every adopted row not checked yet (throws as the lazy checks do). */
+  checkAll(): void {
+    const u = this.unchecked;
+    if (!u) return;
+    for (let k = 0; k < u.done.length; k++) if (!u.done[k]) this.checkChunk(k);
+  }
+
+  /**
+   * Check the unchecked chunks one by one, yielding to the event loop between them (a memory's
+   * verifyMapped).
+   */
+  async checkAllAsync(): Promise<void> {
+    for (;;) {
+      const u = this.unchecked;
+      if (!u) return;
+      const k = u.done.indexOf(0);
+      if (k < 0) return;
+      this.checkChunk(k);
+      await new Promise<void>((r) => setImmediate(r));
+    }
+  }
+
+  /** Check the adopted rows of chunk k that are still live and unedited. */
+  private checkChunk(k: number): void {
+    const u = this.unchecked!;
+    const cols = { visits: this.visits, weight: this.weight, episode: this.episode, step: this.step, time: this.time, seq: this.seq,
+      touched: this.touched, action: this.actionCode, source: this.sourceCode };
+    const end = Math.min(u.rows, (k + 1) << CHECK_CHUNK_BITS);
+    for (let s = k << CHECK_CHUNK_BITS; s < end; s++) {
+      if (this.slotId[s] < 0) continue;
+      const p = numericRowProblem(cols, s, this.actions.size, this.sources.size) ?? (this.baseEdits.has(s) ? undefined : this.base!.stateProblem(s));
+      if (p) u.fail(s, p);
+    }
+    u.done[k] = 1;
+    if (--u.left === 0) this.unchecked = undefined;
+  }
+
+  private getState(s: number): string {
+    if (s >= this.baseRows) return this.tail[s - this.baseRows];
+    return this.baseEdits.get(s) ?? this.base!.state(s);
+  }
+
+  private setState(s: number, v: string): void {
+    if (s >= this.baseRows) this.tail[s - this.baseRows] = v;
+    else this.baseEdits.set(s, v);
   }
 
   /** The metadata of a live case, as a fresh object (fields in CaseMeta's order). */
   meta(id: number): CaseMeta {
     const s = this.slot(id);
     return {
-      state: this.state[s],
+      state: this.getState(s),
       action: this.actions.string(this.actionCode[s]),
       visits: this.visits[s],
       weight: this.weight[s],
@@ -210,6 +398,8 @@ export class CaseStore {
       if ((this.slotOf.has(id) && !gone.has(id)) || fresh.has(id)) throw new RangeError(`case store: case id ${id} added twice`);
       fresh.add(id);
     }
+    // A compaction moves the rows: unchecked adopted rows are checked before (it may throw).
+    if (this.unchecked && removed.length && this.wouldCompact(this.slotOf.size - removed.length)) this.checkAll();
     // Checked: nothing below throws.
     for (let i = 0; i < removed.length; i++) this.drop(removed[i]);
     if (removed.length) this.maybeCompact();
@@ -229,7 +419,11 @@ export class CaseStore {
   clear(): void {
     this.slotOf.clear();
     this.slotId.fill(-1, 0, this.used);
-    this.state.length = 0;
+    this.tail = [];
+    this.base = undefined;
+    this.baseRows = 0;
+    this.baseEdits.clear();
+    this.unchecked = undefined;
     this.used = 0;
     this.valueOverride = undefined;
   }
@@ -250,7 +444,7 @@ export class CaseStore {
   }
 
   private put(s: number, m: CaseMeta): void {
-    this.state[s] = m.state;
+    this.setState(s, m.state);
     this.actionCode[s] = this.actions.code(m.action);
     this.visits[s] = m.visits;
     this.weight[s] = m.weight;
@@ -266,14 +460,19 @@ export class CaseStore {
     const s = this.slotOf.get(id)!;
     this.slotOf.delete(id);
     this.slotId[s] = -1;
-    this.state[s] = '';
+    this.setState(s, '');
     this.valueOverride?.delete(id);
   }
 
   /** Compact when over half of the used slots are dead. */
   private maybeCompact(): void {
-    const dead = this.used - this.slotOf.size;
-    if (dead > this.slotOf.size && dead >= INITIAL) this.compact();
+    if (this.wouldCompact(this.slotOf.size)) this.compact();
+  }
+
+  /** Whether maybeCompact compacts when `live` cases are left in the used slots. */
+  private wouldCompact(live: number): boolean {
+    const dead = this.used - live;
+    return dead > live && dead >= INITIAL;
   }
 
   /** Room for `extra` more slots, growing the columns by doubling. */
@@ -287,6 +486,9 @@ export class CaseStore {
 
   /** Move the live slots to the front, in order. */
   private compact(): void {
+    this.checkAll();
+    // The states move into one plain column (the adopted columns' bytes are left behind).
+    const states: string[] = [];
     let o = 0;
     for (let s = 0; s < this.used; s++) {
       const id = this.slotId[s];
@@ -303,12 +505,15 @@ export class CaseStore {
         this.touched[o] = this.touched[s];
         this.actionCode[o] = this.actionCode[s];
         this.sourceCode[o] = this.sourceCode[s];
-        this.state[o] = this.state[s];
       }
+      states.push(this.getState(s));
       o++;
     }
     this.slotId.fill(-1, o, this.used);
-    this.state.length = o;
+    this.tail = states;
+    this.base = undefined;
+    this.baseRows = 0;
+    this.baseEdits.clear();
     this.used = o;
   }
 

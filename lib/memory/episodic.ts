@@ -28,7 +28,8 @@ import {
 } from './snapshot';
 import { JournalWriter, readJournal, type JournalRecord } from './journal';
 import { UNVERIFIED_PREFIX, verifyWrite, writerKeyOf } from './provenance';
-import { capacityProblem, checkSnapshotData, journalMac, journalRecordProblem, metaLine, recordBody, sameMac, snapshotManifest } from './persistence';
+import { capacityProblem, checkSnapshotData, journalMac, journalRecordProblem, recordBody, sameMac, snapshotManifest } from './persistence';
+import { MetaColumns } from './metaColumns';
 import { batchMergeTargets, planWrite, policyCapacity, type StoreView, type WritePlan } from './writePlan';
 import {
   cappedEstimate,
@@ -889,15 +890,25 @@ export class EpisodicMemory {
   loadReport?: LoadReport;
   /** Set by load({ mmap: true }): the mapped keys file, its length and the CRC-32 its header gives. */
   mappedKeys?: { path: string; bytes: number; crc32: number };
+  /** Set by load({ mmap: true }) of an unsigned snapshot: the mapped metadata file (as mappedKeys). */
+  mappedMeta?: { path: string; bytes: number; crc32: number };
 
   /**
-   * After load({ mmap: true }): reads the mapped keys file once, in chunks, off the event loop's
-   * critical path (it yields between chunks), and checks the CRC-32 the load skipped. Throws the
-   * SnapshotError a load would throw for a corrupted keys part. A memory loaded without mmap was
-   * checked at load: this resolves at once.
+   * After load({ mmap: true }): reads the mapped files once, in chunks, off the event loop's
+   * critical path (it yields between chunks), and checks what the load skipped: the keys' and
+   * the metadata's CRC-32, and every metadata row not read yet. Throws the SnapshotError a load
+   * would throw for a corrupted part. A memory loaded without mmap was checked at load: this
+   * resolves at once.
    */
-  async verifyMappedKeys(): Promise<void> {
+  async verifyMapped(): Promise<void> {
     if (this.mappedKeys) await verifyKeysFile(this.mappedKeys);
+    if (this.mappedMeta) await verifyKeysFile(this.mappedMeta, 'meta');
+    await this.store.checkAllAsync();
+  }
+
+  /** The former name of verifyMapped (it checks the metadata too now). */
+  async verifyMappedKeys(): Promise<void> {
+    await this.verifyMapped();
   }
 
   /** The whole memory as plain arrays (ids in insertion order). */
@@ -911,7 +922,7 @@ export class EpisodicMemory {
       ids,
       keys: this.getKeys(ids),
       values: this.store.values(ids),
-      meta: Array.from(ids, (id) => metaLine(this.store.meta(id))),
+      meta: MetaColumns.build(ids.length, (i) => this.store.meta(ids[i])),
     };
   }
 
@@ -958,7 +969,16 @@ export class EpisodicMemory {
       }
       mem.mappedKeys = data.keysFile;
     } else if (n) mem.index.addWithIds(data.ids, data.keys, data.values);
-    mem.store.apply({ added: { ids: data.ids, meta: data.meta as CaseMeta[] } });
+    const cols = data.meta instanceof MetaColumns ? data.meta : MetaColumns.fromObjects(data.meta);
+    const mf = data.metaFile;
+    // Mapped metadata: the store checks each chunk of rows when it first reads one.
+    const fail = mf
+      ? (row: number, message: string): never => {
+          throw new SnapshotError(`${mf.path} (part 'meta') row ${row} (id ${data.ids[row]}): ${message}`, mf.path, 'meta', row);
+        }
+      : undefined;
+    mem.store.adopt(data.ids, cols, fail);
+    if (mf) mem.mappedMeta = mf;
     const c = data.counters ?? {};
     mem.seqCounter = c.seq ?? 0;
     mem.clock = c.clock ?? 0;
@@ -1075,8 +1095,8 @@ export class EpisodicMemory {
     if (opts.mmap !== undefined && typeof opts.mmap !== 'boolean') throw new TypeError(`load: mmap must be true or false, got ${typeof opts.mmap}`);
     if (opts.mmap && opts.backend === 'js') throw new RangeError("load: mmap needs the native index (backend 'native' or 'auto'), not 'js'");
     const mapKeys = opts.mmap === true;
-    const snap = readSnapshot(dir, untrusted === undefined ? { key, mapKeys } : { mapKeys });
-    if (untrusted !== undefined) snap.data.meta = snap.data.meta.map((m) => (typeof m === 'object' && m !== null ? { ...m, source: untrusted } : m));
+    const snap = readSnapshot(dir, untrusted === undefined ? { key, mapKeys, mapMeta: mapKeys } : { mapKeys, mapMeta: mapKeys });
+    if (untrusted !== undefined) snap.data.meta = (snap.data.meta as MetaColumns).withSource(untrusted);
     let journal = { records: [] as JournalRecord[], validBytes: 0, tornBytes: 0 };
     const jfile = path.join(dir, journalName(snap.generation));
     if (opts.replayJournal ?? true) journal = readJournal(jfile, snap.generation);
@@ -1158,7 +1178,7 @@ export class EpisodicMemory {
     if (d.dim !== this.dim) throw new RangeError(`import: ${dir} holds keys of dim ${d.dim}, this memory's dim is ${this.dim}`);
     EpisodicMemory.checkSnapshotData(d, path.join(dir, generationName(snap.generation)));
     const cases: CaseInput[] = Array.from(d.ids, (_, i) => {
-      const m = d.meta[i] as CaseMeta;
+      const m = (d.meta as MetaColumns).at(i);
       return {
         key: d.keys.subarray(i * d.dim, (i + 1) * d.dim),
         value: d.values[i],

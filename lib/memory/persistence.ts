@@ -10,6 +10,7 @@ import * as path from 'path';
 import type { KernelSettings } from '../policy/kernels';
 import { leBytes } from './fsutil';
 import type { JournalRecord } from './journal';
+import { MetaColumns } from './metaColumns';
 import { generationName, SnapshotError, type SnapshotData } from './snapshot';
 import type { CaseMeta, WritePolicy } from './types';
 import { policyCapacity } from './writePlan';
@@ -44,12 +45,20 @@ export function checkSnapshotData(data: SnapshotData, genDir?: string): void {
   if (mapped && data.keysFile!.bytes !== n * data.dim * 4) fail('keys', 'keys.f32', `has ${data.keysFile!.bytes} bytes, expected ${n} × ${data.dim} × 4`);
   if (!mapped && data.keys.length !== n * data.dim) fail('keys', 'keys.f32', `has ${data.keys.length} floats, expected ${n} × ${data.dim}`);
   if (data.values.length !== n) fail('values', 'values.f32', `has ${data.values.length} values, expected ${n}`);
-  if (data.meta.length !== n) fail('meta', 'meta.jsonl', `has ${data.meta.length} lines, expected ${n}`);
+  const meta = data.meta;
+  const cols = meta instanceof MetaColumns;
+  if (meta.length !== n) fail('meta', cols ? 'meta.bin' : 'meta.jsonl', `has ${meta.length} ${cols ? 'rows' : 'lines'}, expected ${n}`);
   const bad = snapshotRowProblem(data.ids, data.keys, data.values, data.dim, { skipKeys: mapped });
   if (bad) fail(bad.part, { ids: 'ids.i32', keys: 'keys.f32', values: 'values.f32' }[bad.part], bad.message, bad.row);
-  for (let i = 0; i < n; i++) {
-    const p = caseMetaProblem(data.meta[i]);
-    if (p) fail('meta', 'meta.jsonl', `line ${i + 1} (id ${data.ids[i]}): ${p}`, i);
+  if (cols) {
+    // mapped metadata (metaFile) is checked by the case store as it reads the rows
+    const p = data.metaFile ? undefined : meta.problem();
+    if (p) fail('meta', 'meta.bin', `row ${p.row} (id ${data.ids[p.row]}): ${p.message}`, p.row);
+  } else {
+    for (let i = 0; i < n; i++) {
+      const p = caseMetaProblem(meta[i]);
+      if (p) fail('meta', 'meta.jsonl', `line ${i + 1} (id ${data.ids[i]}): ${p}`, i);
+    }
   }
   if (typeof data.options !== 'object' || data.options === null || Array.isArray(data.options)) {
     fail('header', 'header.json', `options must be an object { policy, merge }, got ${JSON.stringify(data.options)}`);

@@ -7,7 +7,8 @@
  *     ids.i32                 count int32, little-endian
  *     keys.f32                count × dim float32, little-endian
  *     values.f32              count float32, little-endian
- *     meta.jsonl              count lines of JSON, one per case, in id order
+ *     meta.bin                every case's metadata as columns (./metaColumns), in id order
+ *                             (format version 1 had meta.jsonl: one line of JSON per case; still read)
  *   dir/journal-00000007.wal  optional append-only journal of writes after generation 7
  *
  * A save writes a new generation aside (snap-<g>.tmp-<pid>-<n>/), fsyncs every file and the
@@ -16,20 +17,31 @@
  * Only then are older generations removed. At every instant CURRENT names a complete, fsynced,
  * verified generation.
  * A load checks every part's byte length and CRC-32, then every row (ids increasing, keys finite
- * with a squared norm finite in float32, values finite), before building anything.
+ * with a squared norm finite in float32, values finite), before building anything. A mapped load
+ * (VerifyOptions.mapKeys / mapMeta) leaves the keys' and the metadata's bytes on disk: their
+ * lengths and layout are checked, their CRC-32 and rows later (see SnapshotData.keysFile / metaFile).
  */
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as zlib from 'zlib';
+import { loadNative } from '../native';
 import { f32FromLE, fsyncDir, i32FromLE, leBytes, writeFileDurable } from './fsutil';
-import { snapshotRowProblem } from './validate';
+import { COLUMNS, type ColumnName, MetaColumns, MetaLayoutError } from './metaColumns';
+import { caseMetaProblem, snapshotRowProblem } from './validate';
 
 export const SNAPSHOT_FORMAT = 'memq-episodic-memory';
-export const SNAPSHOT_VERSION = 1;
+/** 2: the metadata part is meta.bin (columns); 1 (read, not written): meta.jsonl. */
+export const SNAPSHOT_VERSION = 2;
 export const PART_NAMES = ['ids', 'keys', 'values', 'meta'] as const;
 export type PartName = (typeof PART_NAMES)[number];
-const PART_FILES: Record<PartName, string> = { ids: 'ids.i32', keys: 'keys.f32', values: 'values.f32', meta: 'meta.jsonl' };
+const PART_FILES: Record<PartName, string> = { ids: 'ids.i32', keys: 'keys.f32', values: 'values.f32', meta: 'meta.bin' };
+const PART_FILES_V1: Record<PartName, string> = { ...PART_FILES, meta: 'meta.jsonl' };
+
+/** The file of a part in a generation of format `version`. */
+export function partFileName(p: PartName, version = SNAPSHOT_VERSION): string {
+  return (version === 1 ? PART_FILES_V1 : PART_FILES)[p];
+}
 
 export interface PartInfo {
   file: string;
@@ -121,6 +133,11 @@ export interface VerifyOptions {
    * is still checked, streaming the file.
    */
   mapKeys?: boolean;
+  /**
+   * Map the metadata part (format 2) instead of reading it: its length and layout are checked,
+   * its CRC-32 and rows are not (see SnapshotData.metaFile); with a key its MAC is checked.
+   */
+  mapMeta?: boolean;
 }
 
 export interface SnapshotData {
@@ -131,13 +148,22 @@ export interface SnapshotData {
   ids: Int32Array;
   keys: Float32Array;
   values: Float32Array;
-  /** One JSON-serialisable object per case, in the order of ids. */
-  meta: unknown[];
+  /**
+   * Every case's metadata, in the order of ids: columns (as read), or CaseMeta objects (a
+   * writer's input; checked and made columns by writeSnapshot).
+   */
+  meta: MetaColumns | readonly unknown[];
   /**
    * Read with mapKeys: the keys were not read (`keys` is empty); they are this file's
    * count × dim little-endian float32, with this CRC-32 (not checked yet: verifyMappedKeys).
    */
   keysFile?: { path: string; bytes: number; crc32: number };
+  /**
+   * Read with mapMeta: `meta` is columns over this file mapped copy-on-write; its CRC-32 and its
+   * rows are not checked yet (a case store checks rows as it reads them; verifyMappedKeys reads
+   * the whole file). Absent when signed and checked with a key (the MAC covered the bytes).
+   */
+  metaFile?: { path: string; bytes: number; crc32: number };
 }
 
 export class SnapshotError extends Error {
@@ -229,6 +255,14 @@ export function writeSnapshot(dir: string, data: SnapshotData, opts: SaveOptions
   const n = data.ids.length;
   if (data.keys.length !== n * data.dim) throw new RangeError(`keys has ${data.keys.length} floats, expected count × dim = ${n * data.dim}`);
   if (data.values.length !== n || data.meta.length !== n) throw new RangeError('values and meta must have one entry per id');
+  let cols: MetaColumns;
+  try {
+    cols = data.meta instanceof MetaColumns ? data.meta : MetaColumns.fromObjects(data.meta);
+  } catch (err) {
+    throw new RangeError(`save: ${(err as Error).message}; the snapshot would not load, nothing was written`);
+  }
+  const badMeta = cols.problem();
+  if (badMeta) throw new RangeError(`save: meta row ${badMeta.row}: ${badMeta.message}; the snapshot would not load, nothing was written`);
   // Refuse at once what a load would refuse: no doomed generation is written.
   const bad = snapshotRowProblem(data.ids, data.keys, data.values, data.dim);
   if (bad) throw new RangeError(`save: ${bad.part} ${bad.message}; the snapshot would not load, nothing was written`);
@@ -246,7 +280,7 @@ export function writeSnapshot(dir: string, data: SnapshotData, opts: SaveOptions
     ids: leBytes(data.ids),
     keys: leBytes(data.keys),
     values: leBytes(data.values),
-    meta: Buffer.from(data.meta.map((m) => JSON.stringify(m) + '\n').join(''), 'utf8'),
+    meta: cols.encode(),
   };
   const parts = {} as Record<PartName, PartInfo>;
   for (const p of PART_NAMES) {
@@ -356,11 +390,12 @@ function partMacOfFile(key: Buffer, p: PartName, generation: number, file: strin
 }
 
 /** The part's file, after its header entry is checked (PartInfo with the expected file name). */
-function partFile(genDir: string, p: PartName, info: PartInfo | undefined): string {
-  if (!info || typeof info.bytes !== 'number' || typeof info.crc32 !== 'number' || info.file !== PART_FILES[p]) {
+function partFile(genDir: string, p: PartName, info: PartInfo | undefined, version: number): string {
+  const name = partFileName(p, version);
+  if (!info || typeof info.bytes !== 'number' || typeof info.crc32 !== 'number' || info.file !== name) {
     throw new SnapshotError(`${path.join(genDir, 'header.json')}: part '${p}' is missing or malformed in the header`, path.join(genDir, 'header.json'), p);
   }
-  return path.join(genDir, PART_FILES[p]);
+  return path.join(genDir, name);
 }
 
 /** A part's length against its header entry ('truncated' / 'too long'). */
@@ -380,8 +415,8 @@ function checkCrc(file: string, p: PartName, crc: number, want: number): void {
 }
 
 /** A part left on disk (mapped): its header entry and its file's length, nothing read. */
-function checkPartLength(genDir: string, p: PartName, info: PartInfo | undefined): undefined {
-  const file = partFile(genDir, p, info);
+function checkPartLength(genDir: string, p: PartName, info: PartInfo | undefined, version: number): undefined {
+  const file = partFile(genDir, p, info, version);
   let size: number;
   try {
     const st = fs.statSync(file);
@@ -398,7 +433,7 @@ function checkPartLength(genDir: string, p: PartName, info: PartInfo | undefined
  * The CRC-32 check a mapped load skipped: reads the keys file in chunks, yielding to the event
  * loop between them, and throws the SnapshotError a load would ('corrupted' / 'truncated').
  */
-export async function verifyKeysFile(keysFile: { path: string; bytes: number; crc32: number }): Promise<void> {
+export async function verifyKeysFile(keysFile: { path: string; bytes: number; crc32: number }, part: PartName = 'keys'): Promise<void> {
   const file = keysFile.path;
   const fh = await fs.promises.open(file, 'r');
   let crc = 0;
@@ -414,12 +449,12 @@ export async function verifyKeysFile(keysFile: { path: string; bytes: number; cr
   } finally {
     await fh.close();
   }
-  checkLength(file, 'keys', total, keysFile.bytes);
-  checkCrc(file, 'keys', crc, keysFile.crc32);
+  checkLength(file, part, total, keysFile.bytes);
+  checkCrc(file, part, crc, keysFile.crc32);
 }
 
-function readPart(genDir: string, p: PartName, info: PartInfo | undefined): Buffer {
-  const file = partFile(genDir, p, info);
+function readPart(genDir: string, p: PartName, info: PartInfo | undefined, version: number): Buffer {
+  const file = partFile(genDir, p, info, version);
   let buf: Buffer;
   try {
     buf = fs.readFileSync(file);
@@ -462,36 +497,31 @@ export function readGeneration(genDir: string, verify: VerifyOptions = {}): { he
   if (!(Number.isInteger(h.dim) && h.dim >= 1 && Number.isInteger(h.count) && h.count >= 0)) {
     throw new SnapshotError(`${hfile}: bad dim/count (${h.dim}, ${h.count})`, hfile, 'header');
   }
+  if (!(Number.isInteger(h.version) && h.version >= 1)) throw new SnapshotError(`${hfile}: bad format version ${JSON.stringify(h.version)}`, hfile, 'header');
+  const v = h.version;
   const expect: Record<PartName, number | undefined> = { ids: h.count * 4, keys: h.count * h.dim * 4, values: h.count * 4, meta: undefined };
+  const mapMeta = verify.mapMeta === true && v >= 2;
   const bufs = {} as Record<PartName, Buffer | undefined>;
   for (const p of PART_NAMES) {
     const info = h.parts?.[p];
     if (info && expect[p] !== undefined && info.bytes !== expect[p]) {
       throw new SnapshotError(`${hfile}: part '${p}' has ${info.bytes} bytes, but count ${h.count} × dim ${h.dim} needs ${expect[p]}`, hfile, p);
     }
-    bufs[p] = p === 'keys' && verify.mapKeys ? checkPartLength(genDir, p, info) : readPart(genDir, p, info);
+    const mapped = (p === 'keys' && verify.mapKeys) || (p === 'meta' && mapMeta);
+    bufs[p] = mapped ? checkPartLength(genDir, p, info, v) : readPart(genDir, p, info, v);
   }
-  if (verify.key) checkSignature(genDir, h, bufs, verify.key);
-  const metaFile = path.join(genDir, PART_FILES.meta);
-  const lines = bufs.meta!.toString('utf8').split('\n');
-  if (lines.pop() !== '' || lines.length !== h.count) {
-    throw new SnapshotError(`${metaFile} (part 'meta') has ${lines.length} lines, expected ${h.count}`, metaFile, 'meta');
-  }
-  const meta = lines.map((l, i) => {
-    try {
-      return JSON.parse(l);
-    } catch {
-      throw new SnapshotError(`${metaFile} (part 'meta') line ${i + 1} is not valid JSON`, metaFile, 'meta');
-    }
-  });
+  if (verify.key) checkSignature(genDir, h, bufs, verify.key, v);
+  const metaFile = path.join(genDir, partFileName('meta', v));
   const ids = i32FromLE(bufs.ids!);
+  const meta = bufs.meta ? readMeta(bufs.meta, metaFile, v, ids, h.count) : mapMetaFile(metaFile, h.count);
   const keys = bufs.keys ? f32FromLE(bufs.keys) : new Float32Array(0);
   const values = f32FromLE(bufs.values!);
   const bad = snapshotRowProblem(ids, keys, values, h.dim, { skipKeys: !bufs.keys });
   if (bad) {
-    const file = path.join(genDir, PART_FILES[bad.part]);
+    const file = path.join(genDir, partFileName(bad.part, v));
     throw new SnapshotError(`${file} (part '${bad.part}') ${bad.message}`, file, bad.part, bad.row);
   }
+  const onDisk = (p: PartName) => ({ path: path.join(genDir, partFileName(p, v)), bytes: h.parts[p].bytes, crc32: h.parts[p].crc32 });
   return {
     header: h,
     data: {
@@ -503,9 +533,102 @@ export function readGeneration(genDir: string, verify: VerifyOptions = {}): { he
       keys,
       values,
       meta,
-      ...(bufs.keys ? {} : { keysFile: { path: path.join(genDir, PART_FILES.keys), bytes: h.parts.keys.bytes, crc32: h.parts.keys.crc32 } }),
+      ...(bufs.keys ? {} : { keysFile: onDisk('keys') }),
+      // a MAC checked with the key covered the mapped bytes, which the writer had checked
+      ...(bufs.meta || verify.key ? {} : { metaFile: onDisk('meta') }),
     },
   };
+}
+
+/**
+ * The metadata part as read: format 2's columns (layout checked here, rows by the memory), or
+ * format 1's JSON lines (each checked here, then made columns).
+ */
+function readMeta(buf: Buffer, file: string, version: number, ids: Int32Array, count: number): MetaColumns {
+  if (version >= 2) {
+    let cols: MetaColumns;
+    try {
+      cols = MetaColumns.decode(buf);
+    } catch (err) {
+      if (!(err instanceof MetaLayoutError)) throw err;
+      throw new SnapshotError(`${file} (part 'meta') is malformed: it ${err.message}`, file, 'meta');
+    }
+    if (cols.count !== count) throw new SnapshotError(`${file} (part 'meta') has ${cols.count} rows, expected ${count}`, file, 'meta');
+    return cols;
+  }
+  const lines = buf.toString('utf8').split('\n');
+  if (lines.pop() !== '' || lines.length !== count) {
+    throw new SnapshotError(`${file} (part 'meta') has ${lines.length} lines, expected ${count}`, file, 'meta');
+  }
+  const objs = lines.map((l, i) => {
+    let m: unknown;
+    try {
+      m = JSON.parse(l);
+    } catch {
+      throw new SnapshotError(`${file} (part 'meta') line ${i + 1} is not valid JSON`, file, 'meta');
+    }
+    const p = caseMetaProblem(m);
+    if (p) throw new SnapshotError(`${file} (part 'meta') line ${i + 1} (id ${ids[i]}): ${p}`, file, 'meta', i);
+    return m;
+  });
+  return MetaColumns.fromObjects(objs);
+}
+
+/** Rows of room a mapped metadata part keeps for the cases written after the load. */
+function mappedRoom(count: number): number {
+  return count + 1024;
+}
+
+/**
+ * The metadata part (format 2) mapped copy-on-write, each column on its own with room to grow
+ * (MetaColumns.capacity); its layout is read and checked, its rows are not. Where a column
+ * cannot be mapped (a page size above the 4 KiB alignment), the part is read instead.
+ */
+function mapMetaFile(file: string, count: number): MetaColumns {
+  let size = 0;
+  let layout;
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      size = fs.fstatSync(fd).size;
+      const head = Buffer.alloc(16);
+      fs.readSync(fd, head, 0, 16, 0);
+      const len = head.length === 16 && head.toString('latin1', 0, 8) === 'MEMQMETA' ? head.readUInt32LE(12) : 0;
+      const first = Buffer.alloc(Math.min(size, 16 + len));
+      fs.readSync(fd, first, 0, first.length, 0);
+      layout = MetaColumns.parseLayout(first, size);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (err) {
+    if (err instanceof MetaLayoutError) throw new SnapshotError(`${file} (part 'meta') is malformed: it ${err.message}`, file, 'meta');
+    throw new SnapshotError(`${file} (part 'meta') cannot be read: ${(err as Error).message}`, file, 'meta');
+  }
+  if (layout.count !== count) throw new SnapshotError(`${file} (part 'meta') has ${layout.count} rows, expected ${count}`, file, 'meta');
+  const room = mappedRoom(count) - count;
+  const elem = (c: ColumnName) => (c === 'stateBytes' ? 1 : c === 'action' || c === 'source' ? 4 : 8);
+  const regions = COLUMNS.map((c) => {
+    const { offset, bytes } = layout.columns[c];
+    const grows = c !== 'stateBytes' && c !== 'stateEnd';
+    return { offset, bytes, capacity: grows ? bytes + room * elem(c) : bytes };
+  });
+  let bufs: ArrayBuffer[];
+  try {
+    bufs = loadNative().mapFile(file, regions);
+  } catch (err) {
+    if (err instanceof RangeError && /page size/.test(err.message)) {
+      const buf = fs.readFileSync(file);
+      return readMeta(buf, file, 2, new Int32Array(0), count);
+    }
+    throw new SnapshotError(`${file} (part 'meta') cannot be mapped: ${(err as Error).message}`, file, 'meta');
+  }
+  const byName = new Map(COLUMNS.map((c, i) => [c, new Uint8Array(bufs[i])]));
+  try {
+    return MetaColumns.fromLayout(layout, (c) => byName.get(c)!, room);
+  } catch (err) {
+    if (!(err instanceof MetaLayoutError)) throw err;
+    throw new SnapshotError(`${file} (part 'meta') is malformed: it ${err.message}`, file, 'meta');
+  }
 }
 
 /**
@@ -515,7 +638,7 @@ export function readGeneration(genDir: string, verify: VerifyOptions = {}): { he
  * ('header'). Parts are checked before the manifest, so a changed part is named even when its
  * length and CRC-32 in the header were rewritten to match.
  */
-function checkSignature(genDir: string, h: SnapshotHeader, bufs: Record<PartName, Buffer | undefined>, key: Buffer): void {
+function checkSignature(genDir: string, h: SnapshotHeader, bufs: Record<PartName, Buffer | undefined>, key: Buffer, version: number): void {
   const hfile = path.join(genDir, 'header.json');
   const sig = h.signature;
   if (!sig || typeof sig !== 'object') {
@@ -531,7 +654,7 @@ function checkSignature(genDir: string, h: SnapshotHeader, bufs: Record<PartName
     throw new SnapshotError(`${hfile} (part 'signature'): signed with another key (key id ${JSON.stringify(sig.keyId)}, ours ${ours}); load it as untrusted`, hfile, 'signature');
   }
   for (const p of PART_NAMES) {
-    const file = path.join(genDir, PART_FILES[p]);
+    const file = path.join(genDir, partFileName(p, version));
     const b = bufs[p];
     const mac = b ? partMac(key, p, h.generation, b) : partMacOfFile(key, p, h.generation, file);
     if (!sameHex(sig.parts?.[p], mac)) {

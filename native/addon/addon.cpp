@@ -21,6 +21,7 @@ namespace memq_addon {
 
 Napi::Function InitMemoryIndex(Napi::Env env);
 void InitLlm(Napi::Env env, Napi::Object exports);
+Napi::Value MapFile(const Napi::CallbackInfo& info);  // mapped_file.cpp
 
 namespace {
 
@@ -197,6 +198,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("backendInfo", fn<BackendInfo>(env, "backendInfo"));
   exports.Set("selectBackend", fn<SelectBackend>(env, "selectBackend"));
   exports.Set("setThreads", fn<SetThreads>(env, "setThreads"));
+  exports.Set("mapFile", fn<MapFile>(env, "mapFile"));
   return exports;
 }
 

@@ -8,6 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as zlib from 'zlib';
 import { encodeRecord, readJournal } from '../../lib/memory/journal';
+import { MetaColumns } from '../../lib/memory/metaColumns';
 import type { FuzzRng } from './rng';
 import { lit } from './values';
 
@@ -94,7 +95,7 @@ export function wildJson(rng: FuzzRng, like?: unknown): unknown {
 
 // ---- snapshots -------------------------------------------------------------------------------------
 
-const PART_FILES: Record<string, string> = { ids: 'ids.i32', keys: 'keys.f32', values: 'values.f32', meta: 'meta.jsonl' };
+const PART_FILES: Record<string, string> = { ids: 'ids.i32', keys: 'keys.f32', values: 'values.f32', meta: 'meta.bin' };
 
 function genDir(dir: string): string | undefined {
   try {
@@ -211,12 +212,35 @@ function forgePart(rng: FuzzRng, gdir: string): string {
     fs.writeFileSync(path.join(gdir, 'values.f32'), b);
     what = `a value becomes ${v}`;
   } else if (which === 'meta' && count > 0) {
-    const lines = fs.readFileSync(path.join(gdir, 'meta.jsonl'), 'utf8').split('\n');
+    const file = path.join(gdir, 'meta.bin');
+    const b = fs.readFileSync(file);
     const k = rng.int(count);
-    const v = rng.pick(['null', '5', '[]', '"x"', '{"visits":"x","weight":null}', '{', '{"state":5,"action":{}}', '{"seq":1e400}']);
-    lines[k] = v;
-    fs.writeFileSync(path.join(gdir, 'meta.jsonl'), lines.join('\n'));
-    what = `meta line ${k + 1} = ${v}`;
+    let layout;
+    try {
+      layout = MetaColumns.parseLayout(b, b.length);
+    } catch {
+      layout = undefined;
+    }
+    if (layout && rng.chance(0.8)) {
+      // one entry of a column: a value the rules refuse (or a near miss they accept)
+      const col = rng.pick(['visits', 'weight', 'episode', 'step', 'time', 'seq', 'touched', 'action', 'source', 'stateEnd'] as const);
+      const v = col === 'action' || col === 'source'
+        ? rng.pick([-1, 1 << 20, layout[col === 'action' ? 'actions' : 'sources'].length])
+        : rng.pick([NaN, Infinity, -1, 0, 0.5, 2 ** 53, 1e300, -0]);
+      const off = layout.columns[col].offset;
+      if (col === 'action' || col === 'source') b.writeInt32LE(v, off + 4 * k);
+      else b.writeDoubleLE(v, off + 8 * k);
+      what = `meta ${col}[${k}] = ${v}`;
+    } else {
+      // the layout: a byte of the JSON header or of the magic, or the file cut or extended
+      const how = rng.pick(['byte', 'cut', 'extend'] as const);
+      if (how === 'byte') b[rng.int(Math.min(b.length, 200))] ^= 1 << rng.int(8);
+      what = `meta.bin ${how}`;
+      fs.writeFileSync(file, how === 'cut' ? b.subarray(0, rng.int(b.length)) : how === 'extend' ? Buffer.concat([b, Buffer.alloc(1 + rng.int(8))]) : b);
+      reseal(gdir, h, true);
+      return `sealed part: ${what}`;
+    }
+    fs.writeFileSync(file, b);
   } else {
     // count and dim forged consistently with the key bytes (dim 2·d, count/2, or the reverse).
     if (count % 2 === 0 && count > 0 && rng.chance(0.5)) {

@@ -5,6 +5,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { EpisodicMemory } from '../../lib/memory/episodic';
 import { readSnapshot } from '../../lib/memory/snapshot';
+import type { MetaColumns } from '../../lib/memory/metaColumns';
 import { Mulberry32 } from '../../lib/policy/rng';
 import { memoryLibFiles, transpileLib } from './transpile';
 import '../helpers/referenceIndex'; // registers the float64 ReferenceIndex as backend 'js'
@@ -75,7 +76,7 @@ describe('killed mid-way (child process, SIGKILL at random points)', () => {
         expect(snap.data.keys.length).toBe(count * dim);
         expect(snap.data.values.every((v) => v === g)).toBe(true);
         expect(snap.data.keys[count * dim - 1]).toBe(Math.fround(g + (count * dim - 1) * 1e-3));
-        expect((snap.data.meta[count - 1] as { g: number }).g).toBe(g);
+        expect((snap.data.meta as MetaColumns).at(count - 1).state).toBe(`g${g} row ${count - 1}`);
       }
       // What did the kill leave behind? (for coverage: leftovers of an interrupted save)
       const names = fs.readdirSync(dir);

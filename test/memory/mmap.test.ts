@@ -13,6 +13,9 @@ import { generationName, currentGeneration, SnapshotError } from '../../lib/memo
 import type { CaseInput } from '../../lib/memory/types';
 import { MemoryIndex } from '../../lib/retrieval';
 import { Mulberry32 } from '../../lib/policy/rng';
+import { editMeta } from '../helpers/metaFile';
+import * as crypto from 'crypto';
+import * as zlib from 'zlib';
 
 const D = 24;
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'memq-mmap-'));
@@ -55,6 +58,33 @@ async function reads(mem: EpisodicMemory, q: Float32Array) {
 
 function keysFile(dir: string): string {
   return path.join(dir, generationName(currentGeneration(dir)!), 'keys.f32');
+}
+
+function metaFile(dir: string): string {
+  return path.join(dir, generationName(currentGeneration(dir)!), 'meta.bin');
+}
+
+/** Replace the metadata part and reseal the header (its length, CRC-32 and the header's CRC). */
+function forgeMeta(dir: string, bytes: Buffer): void {
+  const g = path.join(dir, generationName(currentGeneration(dir)!));
+  fs.writeFileSync(path.join(g, 'meta.bin'), bytes);
+  const parsed = JSON.parse(fs.readFileSync(path.join(g, 'header.json'), 'utf8'));
+  parsed.header.parts.meta.bytes = bytes.length;
+  parsed.header.parts.meta.crc32 = zlib.crc32(bytes);
+  parsed.crc32 = zlib.crc32(JSON.stringify(parsed.header));
+  fs.writeFileSync(path.join(g, 'header.json'), JSON.stringify(parsed) + '\n');
+}
+
+const sha = (f: string) => crypto.createHash('sha256').update(fs.readFileSync(f)).digest('hex');
+
+function thrown(fn: () => unknown): SnapshotError {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(SnapshotError);
+    return e as SnapshotError;
+  }
+  throw new Error('expected a SnapshotError');
 }
 
 describe.skipIf(!nativeAvailable())('load({ mmap: true })', () => {
@@ -156,6 +186,79 @@ describe.skipIf(!nativeAvailable())('load({ mmap: true })', () => {
     buf.writeFloatLE(buf.readFloatLE(8) * 2, 8);
     fs.writeFileSync(file, buf);
     expect(() => EpisodicMemory.load(dir, { mmap: true, key })).toThrow(/keys\.f32 \(part 'keys'\): signature check failed/);
+  });
+
+  it('maps the metadata: the same cases, writes copy-on-write, growth and compaction past the mapped rows', async () => {
+    const { dir, mem } = await saved(3000, 11);
+    const file = metaFile(dir);
+    const before = sha(file);
+    const plain = EpisodicMemory.load(dir);
+    const mapped = EpisodicMemory.load(dir, { mmap: true });
+    expect(mapped.mappedMeta?.path).toBe(file);
+    expect(mapped.store.uncheckedRows).toBe(3000);
+    for (const id of mem.ids()) expect(mapped.getCase(id)).toEqual(plain.getCase(id));
+    expect(mapped.store.uncheckedRows).toBe(0);
+    // new weights of mapped rows, new cases past the room the mapping
+    // keeps (3000 + 1024 rows), then removals enough to compact the moved rows into RAM
+    const rng = new Mulberry32(12);
+    for (let e = 0; e < 15; e++) {
+      const cases = randomCases(rng, 100, 500 + e);
+      await mapped.write(cases);
+      await plain.write(cases);
+    }
+    mapped.setWeights(mapped.ids().subarray(5, 9), [0.5, 2, 3, 4]);
+    plain.setWeights(plain.ids().subarray(5, 9), [0.5, 2, 3, 4]);
+    expect(mapped.toSnapshotData()).toEqual(plain.toSnapshotData());
+    const cut = mapped.ids().subarray(0, 3000);
+    mapped.remove(cut);
+    plain.remove(plain.ids().subarray(0, 3000));
+    expect(mapped.store.slotsUsed).toBe(mapped.size); // compacted
+    expect(mapped.toSnapshotData()).toEqual(plain.toSnapshotData());
+    expect(sha(file)).toBe(before);
+    await mapped.verifyMapped();
+  });
+
+  it('checks mapped metadata rows when they are first read, and verifyMapped checks them all', async () => {
+    const { dir, mem } = await saved(500, 13);
+    const ids = mem.ids();
+    forgeMeta(dir, editMeta(fs.readFileSync(metaFile(dir)), 'weight', 77, NaN));
+    const e = thrown(() => EpisodicMemory.load(dir));
+    expect(e.message).toMatch(new RegExp(`meta\\.bin \\(part 'meta'\\) row 77 \\(id ${ids[77]}\\): weight must be a finite number, got NaN`));
+    const m = EpisodicMemory.load(dir, { mmap: true });
+    const r = thrown(() => m.getCase(ids[3]));
+    expect(r.part).toBe('meta');
+    expect(r.row).toBe(77);
+    expect(r.message).toMatch(/meta\.bin \(part 'meta'\) row 77 \(id \d+\): weight must be a finite number, got NaN/);
+    expect(() => m.getCase(ids[3])).toThrow(SnapshotError); // again, not once
+    await expect(EpisodicMemory.load(dir, { mmap: true }).verifyMapped()).rejects.toThrow(/row 77 .*weight must be a finite number/);
+    // a changed byte the header was not resealed for: the CRC-32 through verifyMapped
+    const { dir: d2 } = await saved(200, 14);
+    const b = fs.readFileSync(metaFile(d2));
+    b[b.length - 1] ^= 1;
+    fs.writeFileSync(metaFile(d2), b);
+    expect(() => EpisodicMemory.load(d2)).toThrow(/meta\.bin \(part 'meta'\) is corrupted: CRC-32/);
+    const m2 = EpisodicMemory.load(d2, { mmap: true });
+    await expect(m2.verifyMapped()).rejects.toThrow(/meta\.bin \(part 'meta'\) is corrupted: CRC-32/);
+    // cut short, or its layout damaged: refused at the mapped load
+    fs.writeFileSync(metaFile(d2), b.subarray(0, b.length - 8));
+    expect(thrown(() => EpisodicMemory.load(d2, { mmap: true })).message).toMatch(/meta\.bin \(part 'meta'\) is truncated/);
+    const { dir: d3 } = await saved(200, 15);
+    const c = fs.readFileSync(metaFile(d3));
+    forgeMeta(d3, Buffer.concat([c, Buffer.alloc(4096)]));
+    expect(thrown(() => EpisodicMemory.load(d3, { mmap: true })).message).toMatch(/meta\.bin \(part 'meta'\) is malformed: it is \d+ bytes, its columns end at \d+/);
+    forgeMeta(d3, Buffer.concat([Buffer.from('MEMQMETX'), c.subarray(8)]));
+    expect(thrown(() => EpisodicMemory.load(d3, { mmap: true })).message).toMatch(/is malformed: it does not start with MEMQMETA/);
+  });
+
+  it('a signed snapshot: the metadata MAC is checked at the mapped load', async () => {
+    const key = 'a signing key of 32 bytes ......';
+    const { dir, mem } = await saved(300, 16, key);
+    const m = EpisodicMemory.load(dir, { mmap: true, key });
+    expect(m.mappedMeta).toBeUndefined();
+    expect(m.store.uncheckedRows).toBe(0);
+    expect(m.getCase(mem.ids()[5])).toEqual(mem.getCase(mem.ids()[5]));
+    forgeMeta(dir, editMeta(fs.readFileSync(metaFile(dir)), 'visits', 4, 2));
+    expect(thrown(() => EpisodicMemory.load(dir, { mmap: true, key })).message).toMatch(/meta\.bin \(part 'meta'\): signature check failed/);
   });
 
   it('checks its options', async () => {

@@ -124,8 +124,8 @@ describe('atomic saves: a crash at any step leaves the previous snapshot loadabl
 describe('damaged snapshots are refused, naming the file and part', () => {
   let dir = '';
   let gen = '';
-  const snapshotFiles = ['header.json', 'ids.i32', 'keys.f32', 'values.f32', 'meta.jsonl'];
-  const partOf: Record<string, string> = { 'header.json': 'header', 'ids.i32': 'ids', 'keys.f32': 'keys', 'values.f32': 'values', 'meta.jsonl': 'meta' };
+  const snapshotFiles = ['header.json', 'ids.i32', 'keys.f32', 'values.f32', 'meta.bin'];
+  const partOf: Record<string, string> = { 'header.json': 'header', 'ids.i32': 'ids', 'keys.f32': 'keys', 'values.f32': 'values', 'meta.bin': 'meta' };
   beforeAll(async () => {
     dir = freshDir();
     (await populated('js', 6)).save(dir);
@@ -190,10 +190,10 @@ describe('damaged snapshots are refused, naming the file and part', () => {
     writeSnapshot(copy, data);
     const hfile = path.join(copy, 'snap-00000001', 'header.json');
     const parsed = JSON.parse(fs.readFileSync(hfile, 'utf8'));
-    parsed.header.version = 2;
+    parsed.header.version = 3;
     parsed.crc32 = require('zlib').crc32(JSON.stringify(parsed.header));
     fs.writeFileSync(hfile, JSON.stringify(parsed) + '\n');
-    expect(() => readSnapshot(copy)).toThrow(/version 2 is newer/);
+    expect(() => readSnapshot(copy)).toThrow(/version 3 is newer/);
   });
 });
 

@@ -5,6 +5,7 @@ import * as path from 'path';
 import * as zlib from 'zlib';
 import { EpisodicMemory } from '../../lib/memory/episodic';
 import { SnapshotError } from '../../lib/memory/snapshot';
+import { appendMetaRow } from '../helpers/metaFile';
 import type { CaseInput } from '../../lib/memory/types';
 import { TestRng } from '../helpers/rng';
 import '../helpers/referenceIndex'; // registers the float64 ReferenceIndex as backend 'js'
@@ -54,19 +55,18 @@ function appendRecord(dir: string): void {
   const ids = part(dir, 'ids.i32');
   const keys = part(dir, 'keys.f32');
   const values = part(dir, 'values.f32');
-  const meta = part(dir, 'meta.jsonl');
+  const meta = part(dir, 'meta.bin');
   const lastId = ids.readInt32LE(ids.length - 4);
   const id = Buffer.alloc(4);
   id.writeInt32LE(lastId + 1);
   const v = Buffer.alloc(4);
   v.writeFloatLE(1e6);
-  const line = meta.toString('utf8').split('\n')[0];
   forge(dir, {
     parts: {
       ids: Buffer.concat([ids, id]),
       keys: Buffer.concat([keys, keys.subarray(0, 4 * D)]),
       values: Buffer.concat([values, v]),
-      meta: Buffer.concat([meta, Buffer.from(line + '\n')]),
+      meta: appendMetaRow(meta),
     },
     header: (hh) => {
       hh.count = h.count + 1;
@@ -127,11 +127,11 @@ describe('signed snapshots (HMAC-SHA-256)', () => {
     const mem = await memory();
     const dir = fresh();
     mem.save(dir, { key: KEY, fsync: false });
-    const oldMeta = part(dir, 'meta.jsonl');
+    const oldMeta = part(dir, 'meta.bin');
     await mem.setWeights(Int32Array.from([0]), [0.5]);
     mem.save(dir, { key: KEY, fsync: false });
     forge(dir, { parts: { meta: oldMeta } });
-    refused(() => EpisodicMemory.load(dir, { key: KEY, backend: 'js' }), 'meta', /meta\.jsonl \(part 'meta'\): signature check failed/);
+    refused(() => EpisodicMemory.load(dir, { key: KEY, backend: 'js' }), 'meta', /meta\.bin \(part 'meta'\): signature check failed/);
     // swapping two parts of equal length within a generation (ids ↔ values)
     const dir2 = fresh();
     mem.save(dir2, { key: KEY, fsync: false });

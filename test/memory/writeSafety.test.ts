@@ -10,6 +10,7 @@ import { EpisodicMemory, nativeAvailable } from '../../lib/memory/episodic';
 import { JournalWriter } from '../../lib/memory/journal';
 import { ReferenceIndex } from '../helpers/referenceIndex';
 import { readSnapshot, SnapshotError, writeSnapshot } from '../../lib/memory/snapshot';
+import { editMeta } from '../helpers/metaFile';
 import type { CaseInput, MergeRule, WritePolicy } from '../../lib/memory/types';
 import { FLOAT32_MAX, squaredNormLimit } from '../../lib/memory/validate';
 import { Mulberry32 } from '../../lib/policy/rng';
@@ -80,7 +81,7 @@ function deepState(mem: EpisodicMemory, journalDir?: string): Record<string, unk
   const dir = freshDir();
   mem.save(dir, { fsync: false });
   const gen = path.join(dir, 'snap-00000001');
-  for (const f of ['ids.i32', 'keys.f32', 'values.f32', 'meta.jsonl']) out[f] = fs.readFileSync(path.join(gen, f)).toString('hex');
+  for (const f of ['ids.i32', 'keys.f32', 'values.f32', 'meta.bin']) out[f] = fs.readFileSync(path.join(gen, f)).toString('hex');
   const { header } = JSON.parse(fs.readFileSync(path.join(gen, 'header.json'), 'utf8'));
   delete header.createdAt;
   out.header = header;
@@ -387,7 +388,7 @@ describe('save verifies the new generation before making it current', () => {
     mem.save(dir, { fsync: false });
     const before = dirBytes(dir);
     await mem.write(X);
-    for (const file of ['ids.i32', 'keys.f32', 'values.f32', 'meta.jsonl', 'header.json']) {
+    for (const file of ['ids.i32', 'keys.f32', 'values.f32', 'meta.bin', 'header.json']) {
       let err: unknown;
       try {
         mem.save(dir, {
@@ -413,7 +414,7 @@ describe('save verifies the new generation before making it current', () => {
     expect(deepState(EpisodicMemory.load(dir, { backend: 'js' }))).toEqual(deepState(mem));
   });
 
-  it('a memory whose state could not be loaded back is not saved (values, keys: before writing; metadata: on verification)', async () => {
+  it('a memory whose state could not be loaded back is not saved (values, keys, metadata: before writing)', async () => {
     for (const backend of backends) {
       const dir = freshDir();
       const mem = await build(backend, { kind: 'unbounded' }, undefined);
@@ -426,17 +427,8 @@ describe('save verifies the new generation before making it current', () => {
       expect(() => mem.save(dir, { fsync: false })).toThrow(/save: values row 2 \(id \d+\) is Infinity, expected a finite value; the snapshot would not load, nothing was written/);
       expect(dirBytes(dir)).toEqual(before);
       mem.store.corruptForTest(id, { value: undefined });
-      mem.store.corruptForTest(id, { weight: NaN }); // would be written as null
-      let err: unknown;
-      try {
-        mem.save(dir, { fsync: false });
-      } catch (e) {
-        err = e;
-      }
-      expect(err).toBeInstanceOf(SnapshotError);
-      expect((err as SnapshotError).message).toMatch(/failed verification.*meta\.jsonl \(part 'meta'\) line 3 \(id \d+\): weight must be a finite number, got null/);
-      expect((err as SnapshotError).part).toBe('meta');
-      expect((err as SnapshotError).row).toBe(2);
+      mem.store.corruptForTest(id, { weight: NaN });
+      expect(() => mem.save(dir, { fsync: false })).toThrow(/save: meta row 2: weight must be a finite number, got NaN; the snapshot would not load, nothing was written/);
       expect(dirBytes(dir)).toEqual(before);
       expect(readSnapshot(dir).generation).toBe(1);
     }
@@ -444,12 +436,16 @@ describe('save verifies the new generation before making it current', () => {
 
   it('writeSnapshot refuses, before writing, rows a load would refuse', () => {
     const dir = freshDir();
+    const M = { state: 's', action: 'a', visits: 1, weight: 1, episode: 0, step: 0, source: 'train', time: 0, seq: 0, touched: 0 };
     const data = (keys: number[], values: number[]) => ({
-      dim: 2, kernel: {}, options: {}, counters: {}, ids: Int32Array.of(0, 1), keys: Float32Array.from(keys), values: Float32Array.from(values), meta: [{}, {}],
+      dim: 2, kernel: {}, options: {}, counters: {}, ids: Int32Array.of(0, 1), keys: Float32Array.from(keys), values: Float32Array.from(values), meta: [M, M],
     });
     expect(() => writeSnapshot(dir, data([0, 0, 3e19, 0], [1, 2]))).toThrow(/save: keys row 1 \(id 1\): squared norm 9\.0+e\+38 overflows float32/);
     expect(() => writeSnapshot(dir, data([0, 0, 1, NaN], [1, 2]))).toThrow(/save: keys row 1 \(id 1\): column 1 is NaN/);
     expect(() => writeSnapshot(dir, data([0, 0, 1, 0], [NaN, 2]))).toThrow(/save: values row 0 \(id 0\) is NaN/);
+    const bad = { dim: 2, kernel: {}, options: {}, counters: {}, ids: Int32Array.of(0, 1), keys: new Float32Array(4), values: new Float32Array(2) };
+    expect(() => writeSnapshot(dir, { ...bad, meta: [M, { ...M, visits: 0 }] })).toThrow(/save: meta\[1\]: visits must be an integer >= 1, got 0; the snapshot would not load, nothing was written/);
+    expect(() => writeSnapshot(dir, { ...bad, meta: [M, { g: 1 }] })).toThrow(/save: meta\[1\]: state must be a string/);
     expect(fs.existsSync(dir)).toBe(false);
   });
 });
@@ -503,12 +499,24 @@ describe('load refuses rows the index cannot hold, naming the file, the part and
     fs.mkdirSync(path.join(dir, 'journal-00000001.wal'));
     expect(loadErr(dir).message).toMatch(/journal-00000001\.wal \(part 'journal'\) cannot be read: EISDIR/);
     ({ dir } = await saved());
-    const lines = fs.readFileSync(path.join(dir, 'snap-00000001', 'meta.jsonl'), 'utf8').split('\n');
-    lines[4] = lines[4].replace(/"weight":[^,]+/, '"weight":null');
-    rewritePart(dir, 'meta.jsonl', Buffer.from(lines.join('\n')));
+    const meta = fs.readFileSync(path.join(dir, 'snap-00000001', 'meta.bin'));
+    rewritePart(dir, 'meta.bin', editMeta(meta, 'weight', 4, NaN));
     const err = loadErr(dir);
-    expect(err.message).toMatch(/meta\.jsonl \(part 'meta'\) line 5 \(id 4\): weight must be a finite number, got null/);
+    expect(err.message).toMatch(/meta\.bin \(part 'meta'\) row 4 \(id 4\): weight must be a finite number, got NaN/);
     expect(err.row).toBe(4);
+    for (const [col, v, msg] of [
+      ['visits', 0.5, /row 1 \(id 1\): visits must be an integer >= 1, got 0\.5/],
+      ['seq', -1, /row 1 \(id 1\): seq must be an integer >= 0, got -1/],
+      ['action', 7, /row 1 \(id 1\): action code 7 is outside the action table/],
+      ['source', -1, /row 1 \(id 1\): source code -1 is outside the source table/],
+      ['stateEnd', 1e9, /row 1 \(id 1\): state ends at byte 1000000000/],
+    ] as const) {
+      ({ dir } = await saved());
+      rewritePart(dir, 'meta.bin', editMeta(fs.readFileSync(path.join(dir, 'snap-00000001', 'meta.bin')), col, 1, v));
+      const e = loadErr(dir);
+      expect(e.message, col).toMatch(msg);
+      expect(e.part).toBe('meta');
+    }
   });
 
   it('a journal record holding an unrepresentable value or an overflowing key', async () => {

@@ -13,6 +13,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { EpisodicMemory } from '../../../lib/memory/episodic';
+import type { MetaColumns } from '../../../lib/memory/metaColumns';
 import { checkEstimate, checkSearch, type KernelModel, type Row } from '../check';
 import type { Call, Ctx, Entry } from '../core';
 import { copyDir, mutateSnapshotDir } from '../mutate';
@@ -45,7 +46,7 @@ let memCounter = 0;
 /** The memory's state as a snapshot would hold it (ids, keys, values, meta without wall time, counters, kernel). */
 export function stateOf(mem: EpisodicMemory): string {
   const d = mem.toSnapshotData();
-  const meta = d.meta.map((m) => {
+  const meta = (d.meta as MetaColumns).toObjects().map((m) => {
     const { time: _t, ...rest } = m as Record<string, unknown>;
     return rest;
   });
