@@ -6,9 +6,15 @@
  *     MemoryIndex.mapKeys (the open), the first search (pages the file in and checks the rows),
  *     later searches (B = 1 and 256, M = 32); beside it, in the same run, the time to read the
  *     file from a cold cache (the least an ordinary load must spend) and the disk's throughput.
- *  B. Memory level (default 1M × 384): a snapshot written here in the documented format
- *     (docs/memory-format.md), then EpisodicMemory.load with and without mmap, cold, and the
- *     same searches on both (ids compared).
+ *  B. Memory level at the same size: A's key file becomes the keys part of a snapshot (the
+ *     other parts written by writeSnapshot with 1-float keys, then the header's dim and keys
+ *     entry set to the real file: 10 GB of keys cannot be held twice in RAM here), and
+ *     EpisodicMemory.load(dir, { mmap: true }) opens it cold, then the first metadata read
+ *     (getCase: one chunk of rows checked), the same searches. An ordinary load of it would need
+ *     the keys in RAM about three times over; it runs only where that fits.
+ *  C. Memory level, smaller (default 1M × 384): a snapshot written by writeSnapshot, then
+ *     EpisodicMemory.load with and without mmap, cold, and the same searches on both (ids
+ *     compared), and verifyMapped (the CRCs and rows the mapped load left).
  * Files go to a temporary directory (under `dir` when the caller gives one) and are removed at the end.
  */
 import { execFileSync } from 'child_process';
@@ -17,6 +23,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as zlib from 'zlib';
 import { EpisodicMemory } from '../lib/memory/episodic';
+import { MetaColumns } from '../lib/memory/metaColumns';
 import { currentGeneration, generationName, writeSnapshot } from '../lib/memory/snapshot';
 import { MemoryIndex } from '../lib/retrieval';
 import { fillRandom, fmt, machine, nowMs, randomFloats, table, writeResult } from './common';
@@ -52,23 +59,65 @@ function writeKeys(file: string, n: number, d: number, seed: number): number {
   return crc;
 }
 
+/** Case i's metadata in the benches' memories. */
+function benchMeta(n: number): MetaColumns {
+  return MetaColumns.build(n, (i) => ({ state: `state ${i % 1000} of a kitchen`, action: `a${i % 7}`, visits: 1, weight: 1, episode: i >> 6, step: i & 63, source: 'train', time: 0, seq: i, touched: i }));
+}
+
+const BENCH_OPTIONS = { policy: { kind: 'unbounded' }, merge: null };
+
 /** A memory of n cases with random keys, saved in the documented format (writeSnapshot). */
 function writeSnapshotDir(dir: string, n: number, d: number): void {
-  const meta = Array.from({ length: n }, (_, i) => ({ state: `s${i % 1000}`, action: `a${i % 7}`, visits: 1, weight: 1, episode: i >> 6, step: i & 63, source: 'train', time: 0, seq: i, touched: i }));
   writeSnapshot(
     dir,
     {
       dim: d,
       kernel: { kernel: 'gaussian', bandwidth: 1 },
-      options: { policy: { kind: 'unbounded' }, merge: null },
+      options: BENCH_OPTIONS,
       counters: { seq: n, clock: n },
       ids: new Int32Array(n).map((_, i) => i),
       keys: randomFloats(n * d, 7),
       values: new Float32Array(n).map((_, i) => Math.sin(i)),
-      meta,
+      meta: benchMeta(n),
     },
     { fsync: false },
   );
+}
+
+/**
+ * A snapshot of n cases whose keys part is keyFile (n × d float32 with CRC-32 crc), moved into
+ * it: the other parts by writeSnapshot (with 1-float keys), then the header's dim and keys entry
+ * set and the header's CRC-32 sealed again, as docs/memory-format.md defines them.
+ */
+function snapshotAroundKeys(dir: string, keyFile: string, n: number, d: number, crc: number): void {
+  writeSnapshot(
+    dir,
+    {
+      dim: 1,
+      kernel: { kernel: 'gaussian', bandwidth: 1 },
+      options: BENCH_OPTIONS,
+      counters: { seq: n, clock: n },
+      ids: new Int32Array(n).map((_, i) => i),
+      keys: new Float32Array(n),
+      values: new Float32Array(n).map((_, i) => Math.sin(i)),
+      meta: benchMeta(n),
+    },
+    { fsync: false },
+  );
+  const gen = path.join(dir, generationName(currentGeneration(dir)!));
+  fs.renameSync(keyFile, path.join(gen, 'keys.f32'));
+  const hfile = path.join(gen, 'header.json');
+  const parsed = JSON.parse(fs.readFileSync(hfile, 'utf8'));
+  parsed.header.dim = d;
+  parsed.header.parts.keys = { file: 'keys.f32', bytes: n * d * 4, crc32: crc };
+  parsed.crc32 = zlib.crc32(JSON.stringify(parsed.header));
+  fs.writeFileSync(hfile, JSON.stringify(parsed) + '\n');
+}
+
+/** Drops every part of the current generation from the page cache. */
+function dropSnapshot(dir: string): boolean {
+  const gen = path.join(dir, generationName(currentGeneration(dir)!));
+  return fs.readdirSync(gen).map((f) => dropCache(path.join(gen, f))).every(Boolean);
 }
 
 /** Drops a file from the page cache (GNU dd's nocache); false where that is not possible. */
@@ -124,6 +173,7 @@ export async function benchMmap(opts: MmapBenchOptions = {}) {
     const keyFile = path.join(root, 'keys.f32');
     log(`writing ${n} × ${d} keys (${fmt((n * d * 4) / 2 ** 30)} GiB) to ${keyFile}…\n`);
     const w = await timed(() => writeKeys(keyFile, n, d, 3));
+    const keyCrc = w.v;
     const cold = dropCache(keyFile);
     const readCold = readThrough(keyFile);
     dropCache(keyFile);
@@ -156,34 +206,71 @@ export async function benchMmap(opts: MmapBenchOptions = {}) {
     };
     rows.push([`index ${n}×${d} (${fmt(gib)} GiB)`, 'mapKeys', open.s, first.s, second.s, batch.s, `cold read of the file: ${fmt(readCold)} s`]);
     idx.clear();
-    fs.rmSync(keyFile, { force: true });
 
-    // ---- B: EpisodicMemory.load with and without mmap --------------------------------------
+    // ---- B: EpisodicMemory.load(dir, { mmap: true }) of a memory of that size ---------------
+    const big = path.join(root, 'big');
+    log(`writing the other parts of a ${n} × ${d} snapshot around the key file…\n`);
+    snapshotAroundKeys(big, keyFile, n, d, keyCrc);
+    const qs1 = queries(1, d, 5);
+    const qs256 = queries(256, d, 6);
+    const pick = (size: number) => (size * 0.6180339887) | 0;
+    const bigRun = async () => {
+      const dropped = dropSnapshot(big);
+      const load = await timed(() => EpisodicMemory.load(big, { mmap: true }));
+      const c1 = await timed(() => load.v.getCase(pick(n)));
+      const s1 = await timed(() => load.v.search(qs1, m));
+      const s1b = await timed(() => load.v.search(qs1, m));
+      const s256 = await timed(() => load.v.search(qs256, m));
+      return { dropped, load, c1, s1, s1b, s256 };
+    };
+    const b1 = await bigRun();
+    result.bigMemory = {
+      n,
+      d,
+      keyGiB: gib,
+      metaBytes: fs.statSync(path.join(big, generationName(currentGeneration(big)!), 'meta.bin')).size,
+      cacheDropped: b1.dropped,
+      mmap: {
+        loadSeconds: b1.load.s,
+        firstCaseSeconds: b1.c1.s,
+        firstSearchSeconds: b1.s1.s,
+        searchB1Seconds: b1.s1b.s,
+        searchB256Seconds: b1.s256.s,
+        memoryBytes: (b1.load.v.index as MemoryIndex).stats().memoryBytes,
+      },
+      plain: 'not run: an ordinary load holds the keys about three times over (file buffer, float copy, index)',
+    };
+    rows.push([`memory ${n}×${d} (${fmt(gib)} GiB)`, 'load mmap', b1.load.s, b1.s1.s, b1.s1b.s, b1.s256.s, `first getCase ${fmt(b1.c1.s * 1000)} ms`]);
+    (b1.load.v.index as MemoryIndex).clear();
+    fs.rmSync(big, { recursive: true, force: true });
+
+    // ---- C: EpisodicMemory.load with and without mmap, smaller --------------------------------
     const dir = path.join(root, 'mem');
     log(`writing a ${memN} × ${d} snapshot to ${dir}…\n`);
     writeSnapshotDir(dir, memN, d);
     const mem: Record<string, unknown> = { n: memN, d, keyGiB: (memN * d * 4) / 2 ** 30 };
-    const qs1 = queries(1, d, 5);
-    const qs256 = queries(256, d, 6);
     const idsOf: Record<string, Int32Array> = {};
     for (const mode of ['plain', 'mmap'] as const) {
-      const gen = path.join(dir, generationName(currentGeneration(dir)!));
-      for (const f of fs.readdirSync(gen)) dropCache(path.join(gen, f));
+      dropSnapshot(dir);
       const load = await timed(() => EpisodicMemory.load(dir, mode === 'mmap' ? { mmap: true } : {}));
+      const c1 = await timed(() => load.v.getCase(pick(memN)));
       const s1 = await timed(() => load.v.search(qs1, m));
       const s1b = await timed(() => load.v.search(qs1, m));
       const s256 = await timed(() => load.v.search(qs256, m));
       const s256b = await timed(() => load.v.search(qs256, m));
+      const verify = await timed(() => load.v.verifyMapped());
       idsOf[mode] = s256b.v.ids;
       mem[mode] = {
         loadSeconds: load.s,
+        firstCaseSeconds: c1.s,
         firstSearchSeconds: s1.s,
         searchB1Seconds: s1b.s,
         searchB256FirstSeconds: s256.s,
         searchB256Seconds: s256b.s,
+        verifyMappedSeconds: verify.s,
         memoryBytes: (load.v.index as MemoryIndex).stats().memoryBytes,
       };
-      rows.push([`memory ${memN}×${d}`, mode === 'mmap' ? 'load mmap' : 'load', load.s, s1.s, s1b.s, s256b.s, '']);
+      rows.push([`memory ${memN}×${d}`, mode === 'mmap' ? 'load mmap' : 'load', load.s, s1.s, s1b.s, s256b.s, mode === 'mmap' ? `verifyMapped ${fmt(verify.s)} s` : '']);
     }
     mem.sameIds = Buffer.from(idsOf.plain.buffer).equals(Buffer.from(idsOf.mmap.buffer));
     result.memory = mem;

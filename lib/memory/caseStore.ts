@@ -15,7 +15,7 @@
  * checked in chunks the first time a row of the chunk is read (checkAll: every chunk).
  */
 import type { IndexLike } from './indexLike';
-import { type MetaColumns, numericRowProblem } from './metaColumns';
+import { type MetaColumns, type NumericColumns, numericRowProblem } from './metaColumns';
 import type { CaseMeta } from './types';
 
 /**
@@ -68,9 +68,27 @@ export class IdSlots {
     this.n = 0;
   }
 
-  /** A dense table covering ids up to maxId (before setting ids up to it). */
-  reserve(maxId: number): void {
-    if (maxId >= this.dense.length) this.growDense(maxId);
+  /**
+   * Map ids[i] to slot first + i, for new ids strictly increasing (a snapshot's): one pass into
+   * the dense table when they fit one (sized to the largest id only when the ids are dense enough).
+   */
+  setIncreasing(ids: Int32Array, first: number): void {
+    const n = ids.length;
+    if (n === 0) return;
+    const maxId = ids[n - 1];
+    if (maxId >= this.dense.length && maxId < 4 * (this.n + n) + 4096) this.growDense(maxId);
+    if (maxId < this.dense.length && ids[0] >= 0) {
+      const dense = this.dense;
+      let fresh = 0;
+      for (let i = 0; i < n; i++) {
+        const id = ids[i];
+        if (!dense[id]) fresh++;
+        dense[id] = first + i + 1;
+      }
+      this.n += fresh;
+    } else {
+      for (let i = 0; i < n; i++) this.set(ids[i], first + i);
+    }
   }
 
   private growDense(id: number): void {
@@ -230,23 +248,16 @@ export class CaseStore {
     let cap = cols.capacity;
     const own = cap < Math.max(n, INITIAL);
     if (own) cap = Math.max(n, INITIAL);
-    const f64 = (a: Float64Array) => (own ? copyInto(new Float64Array(cap), a, n) : a.subarray(0, cap));
-    const i32 = (a: Int32Array) => (own ? copyInto(new Int32Array(cap), a, n) : a.subarray(0, cap));
-    this.visits = f64(cols.visits);
-    this.weight = f64(cols.weight);
-    this.episode = f64(cols.episode);
-    this.step = f64(cols.step);
-    this.time = f64(cols.time);
-    this.seq = f64(cols.seq);
-    this.touched = f64(cols.touched);
-    this.actionCode = i32(cols.action);
-    this.sourceCode = i32(cols.source);
+    this.takeColumns(
+      cols,
+      (a) => (own ? copyInto(new Float64Array(cap), a, n) : a.subarray(0, cap)),
+      (a) => (own ? copyInto(new Int32Array(cap), a, n) : a.subarray(0, cap)),
+    );
     for (const a of cols.actions) this.actions.code(a);
     for (const x of cols.sources) this.sources.code(x);
     this.slotId = new Int32Array(cap).fill(-1, n);
     this.slotId.set(ids);
-    if (n) this.slotOf.reserve(ids[n - 1]);
-    for (let i = 0; i < n; i++) this.slotOf.set(ids[i], i);
+    this.slotOf.setIncreasing(ids, 0);
     this.used = n;
     this.base = cols;
     this.baseRows = n;
@@ -290,8 +301,7 @@ export class CaseStore {
   /** Check the adopted rows of chunk k that are still live and unedited. */
   private checkChunk(k: number): void {
     const u = this.unchecked!;
-    const cols = { visits: this.visits, weight: this.weight, episode: this.episode, step: this.step, time: this.time, seq: this.seq,
-      touched: this.touched, action: this.actionCode, source: this.sourceCode };
+    const cols = this.columns();
     const end = Math.min(u.rows, (k + 1) << CHECK_CHUNK_BITS);
     for (let s = k << CHECK_CHUNK_BITS; s < end; s++) {
       if (this.slotId[s] < 0) continue;
@@ -518,27 +528,28 @@ export class CaseStore {
   }
 
   private resize(cap: number): void {
-    const f64 = (a: Float64Array) => {
-      const b = new Float64Array(cap);
-      b.set(a.subarray(0, this.used));
-      return b;
-    };
-    const i32 = (a: Int32Array) => {
-      const b = new Int32Array(cap);
-      b.set(a.subarray(0, this.used));
-      return b;
-    };
     const ids = new Int32Array(cap).fill(-1);
     ids.set(this.slotId.subarray(0, this.used));
     this.slotId = ids;
-    this.visits = f64(this.visits);
-    this.weight = f64(this.weight);
-    this.episode = f64(this.episode);
-    this.step = f64(this.step);
-    this.time = f64(this.time);
-    this.seq = f64(this.seq);
-    this.touched = f64(this.touched);
-    this.actionCode = i32(this.actionCode);
-    this.sourceCode = i32(this.sourceCode);
+    this.takeColumns(this.columns(), (a) => copyInto(new Float64Array(cap), a, this.used), (a) => copyInto(new Int32Array(cap), a, this.used));
+  }
+
+  /** The numeric columns (by slot), under MetaColumns' names. */
+  private columns(): NumericColumns {
+    return { visits: this.visits, weight: this.weight, episode: this.episode, step: this.step, time: this.time, seq: this.seq,
+      touched: this.touched, action: this.actionCode, source: this.sourceCode };
+  }
+
+  /** Make f64 / i32 of src's columns this store's columns. */
+  private takeColumns(src: NumericColumns, f64: (a: Float64Array) => Float64Array, i32: (a: Int32Array) => Int32Array): void {
+    this.visits = f64(src.visits);
+    this.weight = f64(src.weight);
+    this.episode = f64(src.episode);
+    this.step = f64(src.step);
+    this.time = f64(src.time);
+    this.seq = f64(src.seq);
+    this.touched = f64(src.touched);
+    this.actionCode = i32(src.action);
+    this.sourceCode = i32(src.source);
   }
 }

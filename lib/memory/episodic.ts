@@ -71,13 +71,15 @@ export interface LoadOptions {
   /** Trust policy of the loaded memory (see EpisodicMemoryOptions.trust). */
   trust?: TrustOptions;
   /**
-   * Memory-map the snapshot's keys instead of reading them (default false). The keys file's
-   * length is checked; its rows are checked by the first search (which also reads them, page by
-   * page) and its CRC-32 by `verifyMappedKeys()` (with a key, its MAC is checked at load, which
-   * reads the file once). Everything else is read and checked as usual. The index runs on the
-   * CPU; writes after the load go to RAM; tombstones of mapped rows are not compacted until the
-   * next save and load. The snapshot's directory must stay in place, unmodified, while mapped
-   * (a later save may delete the generation: the mapping keeps the file). See docs/memory-format.md.
+   * Memory-map the snapshot's keys and metadata instead of reading them (default false). The
+   * files' lengths (and the metadata's layout) are checked; the key rows by the first search
+   * (which also reads them, page by page), each chunk of metadata rows when a case in it is
+   * first read, and the CRC-32s and every row by `verifyMapped()` (with a key, the MACs are
+   * checked at load, which reads the files once). Ids and values are read and checked as usual.
+   * The index runs on the CPU; writes after the load go to RAM (copy-on-write); tombstones of
+   * mapped rows are not compacted until the next save and load. The snapshot's directory must
+   * stay in place, unmodified, while mapped (a later save may delete the generation: the
+   * mapping keeps the file). See docs/memory-format.md.
    */
   mmap?: boolean;
 }

@@ -42,13 +42,17 @@ export function leBytes(a: Float32Array | Int32Array): Buffer {
 
 /** Float32Array from little-endian bytes (always a fresh, aligned copy). */
 export function f32FromLE(b: Uint8Array): Float32Array {
-  const copy = Buffer.from(b);
-  if (!LITTLE) copy.swap32();
-  return new Float32Array(copy.buffer, copy.byteOffset, copy.byteLength / 4).slice();
+  return fromLE(b, new Float32Array(b.byteLength >>> 2));
 }
 
 export function i32FromLE(b: Uint8Array): Int32Array {
-  const copy = Buffer.from(b);
-  if (!LITTLE) copy.swap32();
-  return new Int32Array(copy.buffer, copy.byteOffset, copy.byteLength / 4).slice();
+  return fromLE(b, new Int32Array(b.byteLength >>> 2));
+}
+
+/** out filled from the little-endian bytes b (one copy; swapped on a big-endian host). */
+function fromLE<T extends Float32Array | Int32Array>(b: Uint8Array, out: T): T {
+  const bytes = Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+  bytes.set(b.subarray(0, out.byteLength));
+  if (!LITTLE) bytes.swap32();
+  return out;
 }

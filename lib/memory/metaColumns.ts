@@ -334,13 +334,13 @@ export class MetaColumns implements NumericColumns {
 
   /**
    * Columns over a layout, each from `bytesOf(column)` (a Uint8Array over the column's bytes,
-   * then `extraRows` rows of room when it is an ArrayBuffer from a mapping).
+   * then, for the numeric columns, `extraRows` rows of room when it is from a mapping).
    */
   static fromLayout(layout: MetaLayout, bytesOf: (c: ColumnName) => Uint8Array, extraRows: number): MetaColumns {
     const n = layout.count;
     const typed = <T extends Float64Array | Int32Array>(c: ColumnName, Ctor: { new (b: ArrayBufferLike, o: number, l: number): T; BYTES_PER_ELEMENT: number }): T => {
       const b = bytesOf(c);
-      const rows = n + extraRows;
+      const rows = c === 'stateEnd' ? n : n + extraRows;
       if (b.byteOffset % Ctor.BYTES_PER_ELEMENT === 0 && LITTLE && b.buffer.byteLength - b.byteOffset >= rows * Ctor.BYTES_PER_ELEMENT) {
         return new Ctor(b.buffer, b.byteOffset, rows);
       }
@@ -353,7 +353,7 @@ export class MetaColumns implements NumericColumns {
       return new Ctor(copy.buffer, copy.byteOffset, rows);
     };
     const f = (c: F64Column | 'stateEnd') => typed(c, Float64Array);
-    const stateEnd = f('stateEnd').subarray(0, n);
+    const stateEnd = f('stateEnd');
     const stateBytes = bytesOf('stateBytes').subarray(0, layout.columns.stateBytes.bytes);
     if ((n > 0 ? stateEnd[n - 1] : 0) !== stateBytes.length) {
       throw new MetaLayoutError(`its states end at byte ${n > 0 ? stateEnd[n - 1] : 0}, stateBytes holds ${stateBytes.length}`);

@@ -269,7 +269,21 @@ export interface RowProblem {
  */
 export function snapshotRowProblem(ids: Int32Array, keys: Float32Array, values: Float32Array, dim: number, opts: { skipKeys?: boolean } = {}): RowProblem | undefined {
   const n = ids.length;
-  for (let i = 0; i < n; i++) {
+  // One quick pass over ids and values (millions of rows at a mapped load); the loops below
+  // find and name the first problem only when there is one.
+  let prev = -1;
+  let clean = true;
+  for (let i = 0; i < n && clean; i++) {
+    const id = ids[i];
+    if (id <= prev || id > MAX_ID) clean = false;
+    prev = id;
+  }
+  for (let i = 0; i < n && clean; i++) {
+    const v = values[i];
+    if (v - v !== 0) clean = false; // NaN or ±Infinity
+  }
+  if (clean && opts.skipKeys) return undefined;
+  for (let i = 0; i < (clean ? 0 : n); i++) {
     if (ids[i] < 0) return { part: 'ids', row: i, message: `row ${i}: id ${ids[i]} is negative` };
     if (ids[i] === MAX_ID + 1) return { part: 'ids', row: i, message: `row ${i}: id ${ids[i]} is reserved (ids go up to ${MAX_ID})` };
     if (i > 0 && ids[i] <= ids[i - 1]) return { part: 'ids', row: i, message: `row ${i}: id ${ids[i]} does not follow ${ids[i - 1]} (ids must be strictly increasing)` };
@@ -279,7 +293,7 @@ export function snapshotRowProblem(ids: Int32Array, keys: Float32Array, values: 
     const p = keyRowProblem(keys, i, dim);
     if (p) return { part: 'keys', row: i, message: `row ${i} (id ${ids[i]}): ${p}` };
   }
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < (clean ? 0 : n); i++) {
     if (!Number.isFinite(values[i])) return { part: 'values', row: i, message: `row ${i} (id ${ids[i]}) is ${values[i]}, expected a finite value` };
   }
   return undefined;
