@@ -898,12 +898,25 @@ export class EpisodicMemory {
   /**
    * After load({ mmap: true }): reads the mapped files once, in chunks, off the event loop's
    * critical path (it yields between chunks), and checks what the load skipped: the keys' and
-   * the metadata's CRC-32, and every metadata row not read yet. Throws the SnapshotError a load
+   * the metadata's CRC-32, the key rows (the index's first-search check) and every metadata row
+   * not read yet. Throws the SnapshotError a load
    * would throw for a corrupted part. A memory loaded without mmap was checked at load: this
    * resolves at once.
    */
   async verifyMapped(): Promise<void> {
-    if (this.mappedKeys) await verifyKeysFile(this.mappedKeys);
+    const mk = this.mappedKeys;
+    if (mk) {
+      await verifyKeysFile(mk);
+      // The key rows: the index checks them at its first search (off the event loop).
+      if (this.size > 0) {
+        try {
+          await this.index.search(new Float32Array(this.dim).fill(1), 1);
+        } catch (err) {
+          const msg = (err as Error)?.message ?? String(err);
+          throw new SnapshotError(`${mk.path} (part 'keys'): ${msg.replace(/^MemoryIndex\.search: /, '')}`, mk.path, 'keys');
+        }
+      }
+    }
     if (this.mappedMeta) await verifyKeysFile(this.mappedMeta, 'meta');
     await this.store.checkAllAsync();
   }

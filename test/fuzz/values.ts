@@ -234,9 +234,14 @@ export function intArg(
       e.bad('RangeError', `${name} is ${v}`);
       return v;
     }
-    case 3:
+    case 3: {
+      // a fraction the double keeps (1e-9 vanishes beside 2^31, 0.5 beside 2^53)
+      const v = valid();
+      const x = [v + rng.pick([0.5, 1e-9, -0.25]), v + 0.5].find((y) => !Number.isInteger(y));
+      if (x === undefined) return v;
       e.bad(['TypeError', 'RangeError'], `${name} is not an integer`);
-      return valid() + rng.pick([0.5, 1e-9, -0.25]);
+      return x;
+    }
     case 4:
       if (optional) return undefined;
       e.bad('TypeError', `${name} is undefined`);

@@ -172,7 +172,25 @@ describe.skipIf(!nativeAvailable())('load({ mmap: true })', () => {
     const m = EpisodicMemory.load(dir, { mmap: true });
     const q = queries(1, 2);
     for (let i = 0; i < 2; i++) await expect(m.search(q, 3)).rejects.toThrow(new RegExp(`keys\\.f32: mapped key row 123 \\(id \\d+\\) has a non-finite value`));
+
     expect(() => EpisodicMemory.load(dir)).toThrow(/corrupted: CRC-32/);
+    await expect(EpisodicMemory.load(dir, { mmap: true }).verifyMapped()).rejects.toThrow(/keys\.f32 \(part 'keys'\) is corrupted: CRC-32/);
+    // the CRC-32 resealed (a forgery): verifyMapped still finds the row, as the first search would
+    const g = path.dirname(file);
+    const parsed = JSON.parse(fs.readFileSync(path.join(g, 'header.json'), 'utf8'));
+    parsed.header.parts.keys.crc32 = zlib.crc32(buf);
+    parsed.crc32 = zlib.crc32(JSON.stringify(parsed.header));
+    fs.writeFileSync(path.join(g, 'header.json'), JSON.stringify(parsed) + '\n');
+    const v = EpisodicMemory.load(dir, { mmap: true });
+    let err: unknown;
+    try {
+      await v.verifyMapped();
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(SnapshotError);
+    expect((err as SnapshotError).part).toBe('keys');
+    expect((err as Error).message).toMatch(/keys\.f32 \(part 'keys'\): .*keys\.f32: mapped key row 123 \(id \d+\) has a non-finite value/);
   });
 
   it('checks the keys MAC of a signed snapshot at a mapped load', async () => {

@@ -48,13 +48,14 @@ function baseOf(ctx: Ctx): Base {
 
 // ---- config fields ---------------------------------------------------------------------------------
 
-type Verdict = 'type' | 'range' | 'size' | 'shape' | 'ok';
+type Verdict = 'type' | 'range' | 'size' | 'big' | 'shape' | 'ok';
 
 /** Per config field: wild values with what they are (type error, out of range, huge, inconsistent, fine). */
 const CONFIG_FIELDS: Record<string, [unknown, Verdict][]> = {
   model_type: [['gpt2', 'range'], ['', 'range'], [5, 'type'], [null, 'type'], ['qwen2', 'ok'], ['llama', 'ok']],
   vocab_size: [[0, 'range'], [-1, 'range'], [1.5, 'shape'], ['32', 'type'], [2 ** 31, 'size'], [1e9, 'size'], [1e300, 'size']],
-  hidden_size: [[0, 'range'], [-16, 'range'], [15, 'shape'], [2 ** 20, 'size'], [2 ** 40, 'size'], ['16', 'type']],
+  // 2^20: about 1 GB of weights with a small head_dim given (allocatable here), far more without
+  hidden_size: [[0, 'range'], [-16, 'range'], [15, 'shape'], [2 ** 20, 'big'], [2 ** 40, 'size'], ['16', 'type']],
   intermediate_size: [[0, 'range'], [-1, 'range'], [2 ** 30, 'size'], [null, 'type'], [1.5, 'shape']],
   num_hidden_layers: [[0, 'range'], [-1, 'range'], [1e9, 'size'], [2 ** 31, 'size'], [2 ** 53, 'size'], ['2', 'type'], [true, 'type'], [1.5, 'shape']],
   num_attention_heads: [[0, 'range'], [3, 'shape'], [-2, 'range'], [2 ** 31, 'size'], [[2], 'type']],
@@ -76,6 +77,7 @@ function expectFor(e: Expect, field: string, v: unknown, verdict: Verdict): void
   else if (verdict === 'range') e.bad(['RangeError', 'TypeError'], why);
   else if (verdict === 'shape') e.bad(['TypeError', 'RangeError'], why);
   else if (verdict === 'size') e.bad(['RangeError', 'Error'], `${why} (cannot be allocated)`);
+  else if (verdict === 'big') e.maybe(['RangeError', 'Error'], `${why} (may not be allocatable)`);
 }
 
 const createRandomEntry: Entry = {

@@ -14,6 +14,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { EpisodicMemory } from '../../../lib/memory/episodic';
 import type { MetaColumns } from '../../../lib/memory/metaColumns';
+import { SnapshotError } from '../../../lib/memory/snapshot';
 import { checkEstimate, checkSearch, type KernelModel, type Row } from '../check';
 import type { Call, Ctx, Entry } from '../core';
 import { copyDir, mutateSnapshotDir } from '../mutate';
@@ -471,12 +472,22 @@ const snapshotReaderEntry: Entry = {
     const e = new Expect().maybe('Error', 'damaged or forged snapshot');
     e.names = [dir];
     const open = rng.chance(0.15);
+    // a mapped load leaves the CRCs and the metadata rows to verifyMapped (or the first read)
+    const mmap = !open && rng.chance(0.3);
     return {
-      desc: `${done.join('; ')}; EpisodicMemory.${open ? 'open' : 'load'}(dir)`,
+      desc: `${done.join('; ')}; EpisodicMemory.${open ? 'open' : 'load'}(dir${mmap ? ', { mmap: true }' : ''})`,
       expect: e,
-      run: () => (open ? EpisodicMemory.open(dir, { dim: 1 }, { fsync: false }) : EpisodicMemory.load(dir, { backend: 'native' })),
+      run: () => (open ? EpisodicMemory.open(dir, { dim: 1 }, { fsync: false }) : EpisodicMemory.load(dir, { backend: 'native', mmap })),
       onOk: async (loaded) => {
         const l = loaded as EpisodicMemory;
+        if (mmap) {
+          try {
+            await l.verifyMapped();
+          } catch (err) {
+            if (err instanceof SnapshotError) return undefined; // refused, naming the part
+            return `verifyMapped threw ${(err as Error)?.constructor?.name}: ${(err as Error)?.message}`;
+          }
+        }
         const c = consistency(l);
         if (c) return `loaded memory: ${c}`;
         // Usable: a search over it agrees with the reference over the loaded data.
