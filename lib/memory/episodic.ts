@@ -21,7 +21,7 @@ import {
   readSnapshot,
   resolveKey,
   SnapshotError,
-  verifyKeysFile,
+  verifyPartFile,
   writeSnapshot,
   type SaveOptions,
   type SnapshotData,
@@ -906,7 +906,7 @@ export class EpisodicMemory {
   async verifyMapped(): Promise<void> {
     const mk = this.mappedKeys;
     if (mk) {
-      await verifyKeysFile(mk);
+      await verifyPartFile(mk);
       // The key rows: the index checks them at its first search (off the event loop).
       if (this.size > 0) {
         try {
@@ -917,7 +917,7 @@ export class EpisodicMemory {
         }
       }
     }
-    if (this.mappedMeta) await verifyKeysFile(this.mappedMeta, 'meta');
+    if (this.mappedMeta) await verifyPartFile(this.mappedMeta, 'meta');
     await this.store.checkAllAsync();
   }
 

@@ -155,13 +155,13 @@ export interface SnapshotData {
   meta: MetaColumns | readonly unknown[];
   /**
    * Read with mapKeys: the keys were not read (`keys` is empty); they are this file's
-   * count × dim little-endian float32, with this CRC-32 (not checked yet: verifyMappedKeys).
+   * count × dim little-endian float32, with this CRC-32 (not checked yet: EpisodicMemory.verifyMapped).
    */
   keysFile?: { path: string; bytes: number; crc32: number };
   /**
    * Read with mapMeta: `meta` is columns over this file mapped copy-on-write; its CRC-32 and its
-   * rows are not checked yet (a case store checks rows as it reads them; verifyMappedKeys reads
-   * the whole file). Absent when signed and checked with a key (the MAC covered the bytes).
+   * rows are not checked yet (a case store checks rows as it reads them; EpisodicMemory.verifyMapped
+   * reads the whole file). Absent when signed and checked with a key (the MAC covered the bytes).
    */
   metaFile?: { path: string; bytes: number; crc32: number };
 }
@@ -430,10 +430,11 @@ function checkPartLength(genDir: string, p: PartName, info: PartInfo | undefined
 }
 
 /**
- * The CRC-32 check a mapped load skipped: reads the keys file in chunks, yielding to the event
- * loop between them, and throws the SnapshotError a load would ('corrupted' / 'truncated').
+ * The CRC-32 check a mapped load skipped: reads the part's file (keys, meta) in chunks, yielding
+ * to the event loop between them, and throws the SnapshotError a load would ('corrupted' /
+ * 'truncated').
  */
-export async function verifyKeysFile(keysFile: { path: string; bytes: number; crc32: number }, part: PartName = 'keys'): Promise<void> {
+export async function verifyPartFile(keysFile: { path: string; bytes: number; crc32: number }, part: PartName = 'keys'): Promise<void> {
   const file = keysFile.path;
   const fh = await fs.promises.open(file, 'r');
   let crc = 0;
@@ -612,9 +613,15 @@ function mapMetaFile(file: string, count: number): MetaColumns {
     const grows = c !== 'stateBytes' && c !== 'stateEnd';
     return { offset, bytes, capacity: grows ? bytes + room * elem(c) : bytes };
   });
+  let addon;
+  try {
+    addon = loadNative();
+  } catch (err) {
+    throw new RangeError(`load: mmap needs the native addon, which did not load: ${(err as Error).message}`);
+  }
   let bufs: ArrayBuffer[];
   try {
-    bufs = loadNative().mapFile(file, regions);
+    bufs = addon.mapFile(file, regions);
   } catch (err) {
     if (err instanceof RangeError && /page size/.test(err.message)) {
       const buf = fs.readFileSync(file);
