@@ -950,8 +950,16 @@ export class EpisodicMemory {
     checkSnapshotData(data, genDir);
   }
 
-  /** Rebuild a memory from snapshot data (one addWithIds call), after checkSnapshotData. */
+  /**
+   * Rebuild a memory from snapshot data (one addWithIds call), after checkSnapshotData. The
+   * memory takes copies: later changes to either do not reach the other.
+   */
   static fromSnapshotData(data: SnapshotData, backend: 'native' | 'js' | 'auto' = 'auto', genDir?: string): EpisodicMemory {
+    return EpisodicMemory.fromData(data, backend, genDir, false);
+  }
+
+  /** fromSnapshotData; `own`: the data is this memory's alone (a load), its columns are used in place. */
+  private static fromData(data: SnapshotData, backend: 'native' | 'js' | 'auto', genDir: string | undefined, own: boolean): EpisodicMemory {
     EpisodicMemory.checkSnapshotData(data, genDir);
     const opts = (data.options ?? {}) as { policy?: WritePolicy; merge?: MergeRule | null };
     let mem: EpisodicMemory;
@@ -984,7 +992,7 @@ export class EpisodicMemory {
       }
       mem.mappedKeys = data.keysFile;
     } else if (n) mem.index.addWithIds(data.ids, data.keys, data.values);
-    const cols = data.meta instanceof MetaColumns ? data.meta : MetaColumns.fromObjects(data.meta);
+    const cols = data.meta instanceof MetaColumns ? (own ? data.meta : data.meta.copyNumeric()) : MetaColumns.fromObjects(data.meta);
     const mf = data.metaFile;
     // Mapped metadata: the store checks each chunk of rows when it first reads one.
     const fail = mf
@@ -1137,7 +1145,7 @@ export class EpisodicMemory {
         if (Array.isArray(ups)) for (const u of ups) if (u && typeof u.meta === 'object' && u.meta !== null) u.meta = { ...u.meta, source: untrusted };
       }
     }
-    const mem = EpisodicMemory.fromSnapshotData(snap.data, opts.backend ?? 'auto', path.join(dir, generationName(snap.generation)));
+    const mem = EpisodicMemory.fromData(snap.data, opts.backend ?? 'auto', path.join(dir, generationName(snap.generation)), true);
     journal.records.forEach((rec, k) => {
       const part = `journal record ${k}`;
       const problem = journalRecordProblem(rec, mem.dim);

@@ -216,6 +216,17 @@ export class MetaColumns implements NumericColumns {
     return undefined;
   }
 
+  /**
+   * The same rows with numeric columns of their own (capacity = count), for a case store that
+   * must not write into these (they are the caller's); the states, never written, are shared.
+   */
+  copyNumeric(): MetaColumns {
+    const n = this.count;
+    const f = (a: Float64Array) => a.slice(0, n);
+    return new MetaColumns(n, f(this.visits), f(this.weight), f(this.episode), f(this.step), f(this.time), f(this.seq), f(this.touched),
+      this.action.slice(0, n), this.source.slice(0, n), this.actions, this.sources, this.stateEnd, this.stateBytes, this.stateEncoding);
+  }
+
   /** The same rows with every source replaced by `name` (an untrusted load's rewrite). */
   withSource(name: string): MetaColumns {
     const source = new Int32Array(this.source.length);  // zeros: code 0 of [name]

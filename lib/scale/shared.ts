@@ -32,6 +32,7 @@
 import * as crypto from 'crypto';
 import * as path from 'path';
 import { EpisodicMemory } from '../memory/episodic';
+import { MetaColumns } from '../memory/metaColumns';
 import { keyId, readSnapshot, writeSnapshot, type SnapshotData } from '../memory/snapshot';
 import { writerKeyOf } from '../memory/provenance';
 import type { CaseInput, CaseRows, EpisodicMemoryOptions, WriteOptions, WriteReport } from '../memory/types';
@@ -495,8 +496,10 @@ export class SharedMemory {
         writeSnapshot(dir, data);
         value = Buffer.from(JSON.stringify({ ...head, dir }));
       } else {
-        const { ids, keys, values, ...rest } = data;
-        const h = Buffer.from(JSON.stringify({ ...head, data: { ...rest, n: ids.length } }), 'utf8');
+        const { ids, keys, values, meta, ...rest } = data;
+        // the metadata as CaseMeta objects in the JSON head (the blob's format 1 is unchanged)
+        const objs = meta instanceof MetaColumns ? meta.toObjects() : meta;
+        const h = Buffer.from(JSON.stringify({ ...head, data: { ...rest, meta: objs, n: ids.length } }), 'utf8');
         let off = 12 + h.length;
         const pad = (4 - (off % 4)) % 4;
         off += pad;

@@ -5,6 +5,7 @@ import * as path from 'path';
 import { EpisodicMemory, nativeAvailable } from '../../lib/memory/episodic';
 import { readSnapshot, SnapshotError, writeSnapshot, type SaveStep } from '../../lib/memory/snapshot';
 import type { CaseInput } from '../../lib/memory/types';
+import type { MetaColumns } from '../../lib/memory/metaColumns';
 import { Mulberry32 } from '../../lib/policy/rng';
 import '../helpers/referenceIndex'; // registers the float64 ReferenceIndex as backend 'js'
 
@@ -281,5 +282,24 @@ describe('a snapshot or journal holding more cases than its write policy allows'
     const ok = freshDir();
     writeSnapshot(ok, { ...data, options: { ...data.options, policy: { kind: 'replay', capacity: 5 } } }, { fsync: false });
     expect(EpisodicMemory.load(ok, { backend: 'js' }).size).toBe(5);
+  });
+});
+
+describe('fromSnapshotData', () => {
+  it('copies: memories built from one data object, and the object, do not change each other', async () => {
+    const mem = new EpisodicMemory({ dim: D, backend: 'js', merge: { epsilon: 1e-3, rate: 0.5 } });
+    const cases = randomCases(new Mulberry32(8), 30, 0);
+    await mem.write(cases);
+    const data = mem.toSnapshotData();
+    const before = JSON.stringify((data.meta as MetaColumns).toObjects());
+    const a = EpisodicMemory.fromSnapshotData(data, 'js');
+    const b = EpisodicMemory.fromSnapshotData(data, 'js');
+    const bBefore = b.toSnapshotData();
+    // merges into a's stored cases change their visits, weights and touched in a's columns
+    await a.write(cases.slice(0, 10));
+    a.setWeights(a.ids().subarray(0, 3), [5, 6, 7]);
+    expect(a.getCase(a.ids()[0])!.weight).toBe(5);
+    expect(b.toSnapshotData()).toEqual(bBefore);
+    expect(JSON.stringify((data.meta as MetaColumns).toObjects())).toBe(before);
   });
 });
