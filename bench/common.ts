@@ -62,6 +62,8 @@ export function machine() {
     blas: info.blas,
     threads: info.threads,
     date: new Date().toISOString(),
+    /** 1, 5 and 15 minute load averages when the run started (other jobs on a shared VM). */
+    loadAverage: os.loadavg(),
   };
 }
 
