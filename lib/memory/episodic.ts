@@ -928,6 +928,12 @@ export class EpisodicMemory {
 
   /** The whole memory as plain arrays (ids in insertion order). */
   toSnapshotData(): SnapshotData {
+    const { keyRows: _rows, ...parts } = this.snapshotParts();
+    return { ...parts, keys: this.getKeys(parts.ids) };
+  }
+
+  /** toSnapshotData without the keys (empty), which keyRows reads from the index in chunks. */
+  private snapshotParts(): SnapshotData {
     const ids = this.ids();
     return {
       dim: this.dim,
@@ -935,7 +941,8 @@ export class EpisodicMemory {
       options: { policy: this.policy, merge: this.merge ?? null },
       counters: { seq: this.seqCounter, clock: this.clock, rng: this.rng.state },
       ids,
-      keys: this.getKeys(ids),
+      keys: new Float32Array(0),
+      keyRows: (row0, rows) => this.getKeys(ids.subarray(row0, row0 + rows)),
       values: this.store.values(ids),
       meta: MetaColumns.build(ids.length, (i) => this.store.meta(ids[i])),
     };
@@ -1020,7 +1027,9 @@ export class EpisodicMemory {
       EpisodicMemory.checkSnapshotData(data, genDir);
       opts.verify?.(data, genDir);
     };
-    const res = writeSnapshot(dir, this.toSnapshotData(), { ...opts, verify });
+    // The keys go to the file in chunks (a memory mapped from a large snapshot is saved without
+    // holding its keys in RAM).
+    const res = writeSnapshot(dir, this.snapshotParts(), { ...opts, verify });
     if (this.journal && path.resolve(this.journal.dir) === path.resolve(dir)) {
       const next = JournalWriter.open(path.join(dir, journalName(res.generation)), res.generation, { fsync: this.journal.fsync });
       this.journal.writer.close();

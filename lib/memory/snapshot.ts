@@ -28,7 +28,7 @@ import * as zlib from 'zlib';
 import { loadNative } from '../native';
 import { f32FromLE, fsyncDir, i32FromLE, leBytes, writeFileDurable } from './fsutil';
 import { COLUMNS, type ColumnName, MetaColumns, MetaLayoutError } from './metaColumns';
-import { caseMetaProblem, snapshotRowProblem } from './validate';
+import { caseMetaProblem, keyRowProblem, snapshotRowProblem } from './validate';
 
 export const SNAPSHOT_FORMAT = 'memq-episodic-memory';
 /** 2: the metadata part is meta.bin (columns); 1 (read, not written): meta.jsonl. */
@@ -110,8 +110,13 @@ export function keyId(key: Buffer): string {
   return hmacHex(key, 'memq-key-id').slice(0, 16);
 }
 
+/** The MAC of part p of a generation, before its bytes (update with them, then digest). */
+function partHmac(key: Buffer, p: PartName, generation: number): crypto.Hmac {
+  return crypto.createHmac('sha256', key).update(`memq-snapshot-part\0${p}\0${generation}\0`);
+}
+
 function partMac(key: Buffer, p: PartName, generation: number, bytes: Uint8Array): string {
-  return hmacHex(key, `memq-snapshot-part\0${p}\0${generation}\0`, bytes);
+  return partHmac(key, p, generation).update(bytes).digest('hex');
 }
 
 function manifestMac(key: Buffer, header: SnapshotHeader): string {
@@ -146,7 +151,13 @@ export interface SnapshotData {
   options: Record<string, unknown>;
   counters: Record<string, number>;
   ids: Int32Array;
+  /** count × dim floats; empty when keyRows gives them. */
   keys: Float32Array;
+  /**
+   * For a writer, instead of `keys`: rows [row0, row0 + rows) of the keys, asked for in chunks of
+   * about 16 MiB, so a memory whose keys are not in RAM (mapped) is saved without holding them.
+   */
+  keyRows?: (row0: number, rows: number) => Float32Array;
   values: Float32Array;
   /**
    * Every case's metadata, in the order of ids: columns (as read), or CaseMeta objects (a
@@ -206,6 +217,8 @@ export interface SaveOptions {
   verify?: (data: SnapshotData, genDir: string) => void;
   /** Sign the snapshot with this key (HMAC-SHA-256); default: MEMQ_MEMORY_KEY when set. */
   key?: string | Uint8Array;
+  /** Bytes of keys per chunk when data.keyRows gives them (default 16 MiB; at least one row). */
+  keyChunkBytes?: number;
 }
 
 const GEN_RE = /^snap-(\d{8})$/;
@@ -251,9 +264,14 @@ function crcHeader(header: SnapshotHeader): number {
 export function writeSnapshot(dir: string, data: SnapshotData, opts: SaveOptions = {}): { generation: number; path: string } {
   const key = resolveKey(opts.key);
   const sync = opts.fsync ?? true;
+  if (opts.keyChunkBytes !== undefined && !(Number.isSafeInteger(opts.keyChunkBytes) && opts.keyChunkBytes >= 1)) {
+    throw new RangeError(`keyChunkBytes must be an integer >= 1, got ${opts.keyChunkBytes}`);
+  }
   const step = (s: SaveStep) => opts.beforeStep?.(s);
   const n = data.ids.length;
-  if (data.keys.length !== n * data.dim) throw new RangeError(`keys has ${data.keys.length} floats, expected count × dim = ${n * data.dim}`);
+  const stream = data.keyRows !== undefined;
+  if (stream && data.keys.length !== 0) throw new RangeError('keys must be empty when keyRows gives the keys');
+  if (!stream && data.keys.length !== n * data.dim) throw new RangeError(`keys has ${data.keys.length} floats, expected count × dim = ${n * data.dim}`);
   if (data.values.length !== n || data.meta.length !== n) throw new RangeError('values and meta must have one entry per id');
   let cols: MetaColumns;
   try {
@@ -264,7 +282,7 @@ export function writeSnapshot(dir: string, data: SnapshotData, opts: SaveOptions
   const badMeta = cols.problem();
   if (badMeta) throw new RangeError(`save: meta row ${badMeta.row}: ${badMeta.message}; the snapshot would not load, nothing was written`);
   // Refuse at once what a load would refuse: no doomed generation is written.
-  const bad = snapshotRowProblem(data.ids, data.keys, data.values, data.dim);
+  const bad = snapshotRowProblem(data.ids, data.keys, data.values, data.dim, { skipKeys: stream });
   if (bad) throw new RangeError(`save: ${bad.part} ${bad.message}; the snapshot would not load, nothing was written`);
 
   step('mkdir');
@@ -278,15 +296,29 @@ export function writeSnapshot(dir: string, data: SnapshotData, opts: SaveOptions
 
   const bodies: Record<PartName, Uint8Array> = {
     ids: leBytes(data.ids),
-    keys: leBytes(data.keys),
+    keys: stream ? new Uint8Array(0) : leBytes(data.keys),
     values: leBytes(data.values),
     meta: cols.encode(),
   };
   const parts = {} as Record<PartName, PartInfo>;
+  const macs = {} as Record<PartName, string>;
   for (const p of PART_NAMES) {
     step(`part:${p}` as SaveStep);
-    writeFileDurable(path.join(tmp, PART_FILES[p]), bodies[p], sync);
+    const file = path.join(tmp, PART_FILES[p]);
+    if (p === 'keys' && stream) {
+      const h = key ? partHmac(key, p, gen) : undefined;
+      try {
+        parts[p] = { file: PART_FILES[p], ...writeKeyRows(file, data, sync, h, chunkRows(data.dim, opts.keyChunkBytes)) };
+      } catch (err) {
+        if (err instanceof RangeError) fs.rmSync(tmp, { recursive: true, force: true });
+        throw err;
+      }
+      if (h) macs[p] = h.digest('hex');
+      continue;
+    }
+    writeFileDurable(file, bodies[p], sync);
     parts[p] = { file: PART_FILES[p], bytes: bodies[p].length, crc32: zlib.crc32(bodies[p]) };
+    if (key) macs[p] = partMac(key, p, gen, bodies[p]);
   }
   const header: SnapshotHeader = {
     format: SNAPSHOT_FORMAT,
@@ -302,8 +334,6 @@ export function writeSnapshot(dir: string, data: SnapshotData, opts: SaveOptions
     parts,
   };
   if (key) {
-    const macs = {} as Record<PartName, string>;
-    for (const p of PART_NAMES) macs[p] = partMac(key, p, gen, bodies[p]);
     header.signature = { alg: 'HMAC-SHA-256', keyId: keyId(key), parts: macs, manifest: manifestMac(key, header) };
   }
   step('header');
@@ -311,7 +341,7 @@ export function writeSnapshot(dir: string, data: SnapshotData, opts: SaveOptions
   step('fsync-temp-dir');
   if (sync) fsyncDir(tmp);
   step('verify');
-  verifyWritten(dir, tmp, gen, data, opts.verify, key);
+  verifyWritten(dir, tmp, gen, data, opts.verify, key, chunkRows(data.dim, opts.keyChunkBytes));
   step('rename-generation');
   fs.renameSync(tmp, path.join(dir, finalName));
   if (sync) fsyncDir(dir);
@@ -326,14 +356,91 @@ export function writeSnapshot(dir: string, data: SnapshotData, opts: SaveOptions
   return { generation: gen, path: path.join(dir, finalName) };
 }
 
+/** Rows of keys per streamed chunk (about `bytes`, 16 MiB by default). */
+function chunkRows(dim: number, bytes = 16 << 20): number {
+  return Math.max(1, Math.floor(bytes / (4 * dim)));
+}
+
+/**
+ * The keys part from data.keyRows, chunk by chunk: every row checked as a load would (a bad one
+ * is a RangeError: nothing is made current), the CRC-32 and the MAC (h) computed on the way.
+ */
+function writeKeyRows(file: string, data: SnapshotData, sync: boolean, h: crypto.Hmac | undefined, per: number): { bytes: number; crc32: number } {
+  const { dim, ids } = data;
+  const n = ids.length;
+  const fd = fs.openSync(file, 'w');
+  let crc = 0;
+  let bytes = 0;
+  try {
+    for (let r0 = 0; r0 < n; r0 += per) {
+      const rows = Math.min(per, n - r0);
+      const chunk = data.keyRows!(r0, rows);
+      if (!(chunk instanceof Float32Array) || chunk.length !== rows * dim) {
+        throw new RangeError(`save: keyRows(${r0}, ${rows}) must return ${rows * dim} floats (a Float32Array), got ${chunk instanceof Float32Array ? chunk.length : typeof chunk}; nothing was written`);
+      }
+      for (let r = 0; r < rows; r++) {
+        const p = keyRowProblem(chunk, r, dim);
+        if (p) throw new RangeError(`save: keys row ${r0 + r} (id ${ids[r0 + r]}): ${p}; the snapshot would not load, nothing was written`);
+      }
+      const b = leBytes(chunk);
+      for (let off = 0; off < b.length; ) off += fs.writeSync(fd, b, off, b.length - off);
+      crc = zlib.crc32(b, crc);
+      h?.update(b);
+      bytes += b.length;
+    }
+    if (sync) fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return { bytes, crc32: crc };
+}
+
+/**
+ * A keys part as a load checks it (its CRC-32, every row), read in chunks: for a generation
+ * whose keys were written from keyRows, which are not held in memory at once.
+ */
+function checkKeysFile(file: string, keysFile: { bytes: number; crc32: number }, dim: number, ids: Int32Array, per: number): void {
+  const buf = new Float32Array(per * dim);
+  const bytes = Buffer.from(buf.buffer);
+  const fd = fs.openSync(file, 'r');
+  let crc = 0;
+  try {
+    for (let r0 = 0; r0 < ids.length; r0 += per) {
+      const rows = Math.min(per, ids.length - r0);
+      const want = rows * dim * 4;
+      let got = 0;
+      while (got < want) {
+        const k = fs.readSync(fd, bytes, got, want - got, null);
+        if (k === 0) break;
+        got += k;
+      }
+      if (got < want) checkLength(file, 'keys', r0 * dim * 4 + got, keysFile.bytes); // shorter than its header says
+      crc = zlib.crc32(bytes.subarray(0, want), crc);
+      if (!LITTLE_HOST) bytes.subarray(0, want).swap32();
+      for (let r = 0; r < rows; r++) {
+        const p = keyRowProblem(buf, r, dim);
+        if (p) throw new SnapshotError(`${file} (part 'keys') row ${r0 + r} (id ${ids[r0 + r]}): ${p}`, file, 'keys', r0 + r);
+      }
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  checkCrc(file, 'keys', crc, keysFile.crc32);
+}
+
+const LITTLE_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 /**
  * Read a freshly written generation back from disk and check it as a load would (header, every
  * part's length and CRC-32, every row), plus that it holds what was meant to be written; on any
  * failure the temporary directory is removed and a SnapshotError says that CURRENT was left alone.
+ * Keys written from keyRows are checked in chunks (they are not read into memory whole).
  */
-function verifyWritten(dir: string, tmp: string, gen: number, data: SnapshotData, extra: SaveOptions['verify'], key: Buffer | undefined): void {
+function verifyWritten(dir: string, tmp: string, gen: number, data: SnapshotData, extra: SaveOptions['verify'], key: Buffer | undefined, per: number): void {
   try {
-    const back = readGeneration(tmp, { key });
+    const stream = data.keyRows !== undefined;
+    const back = readGeneration(tmp, { key, mapKeys: stream });
+    if (stream) checkKeysFile(back.data.keysFile!.path, back.data.keysFile!, data.dim, back.data.ids, per);
     const h = back.header;
     const hfile = path.join(tmp, 'header.json');
     if (h.generation !== gen || h.count !== data.ids.length || h.dim !== data.dim) {
@@ -373,8 +480,7 @@ export function removeStale(dir: string, keep: number): void {
 
 /** The part's MAC read from its file in chunks (a mapped keys part is never held in memory). */
 function partMacOfFile(key: Buffer, p: PartName, generation: number, file: string): string {
-  const h = crypto.createHmac('sha256', key);
-  h.update(`memq-snapshot-part\0${p}\0${generation}\0`);
+  const h = partHmac(key, p, generation);
   const fd = fs.openSync(file, 'r');
   try {
     const chunk = Buffer.allocUnsafe(8 << 20);

@@ -3,7 +3,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { EpisodicMemory, nativeAvailable } from '../../lib/memory/episodic';
-import { readSnapshot, SnapshotError, writeSnapshot, type SaveStep } from '../../lib/memory/snapshot';
+import { currentGeneration, generationName, readSnapshot, SnapshotError, writeSnapshot, type SaveStep } from '../../lib/memory/snapshot';
 import type { CaseInput } from '../../lib/memory/types';
 import type { MetaColumns } from '../../lib/memory/metaColumns';
 import { Mulberry32 } from '../../lib/policy/rng';
@@ -301,5 +301,60 @@ describe('fromSnapshotData', () => {
     expect(a.getCase(a.ids()[0])!.weight).toBe(5);
     expect(b.toSnapshotData()).toEqual(bBefore);
     expect(JSON.stringify((data.meta as MetaColumns).toObjects())).toBe(before);
+  });
+});
+
+describe('keys written in chunks (keyRows: what save does)', () => {
+  const part = (dir: string, f: string) => fs.readFileSync(path.join(dir, generationName(currentGeneration(dir)!), f));
+  const header = (dir: string) => JSON.parse(part(dir, 'header.json').toString('utf8')).header;
+
+  it('the generation is byte for byte the one written from whole keys, for every chunk size, signed or not', async () => {
+    const mem = new EpisodicMemory({ dim: D, backend: 'js' });
+    await mem.write(randomCases(new Mulberry32(21), 53, 0));
+    const whole = mem.toSnapshotData();
+    for (const key of [undefined, 'a signing key of 32 bytes ......']) {
+      const ref = freshDir();
+      writeSnapshot(ref, whole, { fsync: false, key });
+      for (const chunk of [1, 4 * D - 1, 4 * D * 7, 4 * D * 53, 1 << 24]) {
+        const dir = freshDir();
+        // rows handed out in chunks, poisoned beyond the rows asked for
+        let calls = 0;
+        const keyRows = (r0: number, rows: number) => {
+          calls++;
+          const out = new Float32Array(rows * D).fill(NaN);
+          out.set(whole.keys.subarray(r0 * D, (r0 + rows) * D));
+          return out;
+        };
+        writeSnapshot(dir, { ...whole, keys: new Float32Array(0), keyRows }, { fsync: false, key, keyChunkBytes: chunk });
+        expect(calls, `chunk ${chunk}`).toBe(Math.ceil(53 / Math.max(1, Math.floor(chunk / (4 * D)))));
+        for (const f of ['ids.i32', 'keys.f32', 'values.f32', 'meta.bin']) expect(part(dir, f).equals(part(ref, f)), `${f}, chunk ${chunk}`).toBe(true);
+        const [a, b] = [header(dir), header(ref)];
+        expect(a.parts).toEqual(b.parts);
+        expect(a.signature?.parts).toEqual(b.signature?.parts);
+        expect(EpisodicMemory.load(dir, { backend: 'js', ...(key ? { key } : {}) }).toSnapshotData()).toEqual(whole);
+      }
+    }
+  });
+
+  it('a bad row in a later chunk: refused naming the row and id, nothing left behind', async () => {
+    const mem = new EpisodicMemory({ dim: D, backend: 'js' });
+    await mem.write(randomCases(new Mulberry32(22), 40, 0));
+    const whole = mem.toSnapshotData();
+    const dir = freshDir();
+    mem.save(dir, { fsync: false });
+    const before = fs.readdirSync(dir).sort();
+    const keyRows = (r0: number, rows: number) => {
+      const out = whole.keys.slice(r0 * D, (r0 + rows) * D);
+      if (r0 <= 33 && 33 < r0 + rows) out[(33 - r0) * D + 2] = Infinity;
+      return out;
+    };
+    expect(() => writeSnapshot(dir, { ...whole, keys: new Float32Array(0), keyRows }, { fsync: false, keyChunkBytes: 4 * D * 8 })).toThrow(
+      new RegExp(`save: keys row 33 \\(id ${whole.ids[33]}\\): column 2 is Infinity; the snapshot would not load, nothing was written`),
+    );
+    expect(fs.readdirSync(dir).sort()).toEqual(before);
+    expect(() => writeSnapshot(dir, { ...whole, keyRows })).toThrow(/keys must be empty when keyRows gives the keys/);
+    expect(() => writeSnapshot(dir, { ...whole, keys: new Float32Array(0), keyRows: () => new Float32Array(3) })).toThrow(/keyRows\(0, 40\) must return 240 floats/);
+    expect(() => writeSnapshot(dir, whole, { keyChunkBytes: 0 })).toThrow(/keyChunkBytes must be an integer >= 1, got 0/);
+    expect(fs.readdirSync(dir).sort()).toEqual(before);
   });
 });
