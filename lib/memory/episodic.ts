@@ -1238,11 +1238,12 @@ export class EpisodicMemory {
 
   /**
    * Durable memory in dir: load it (replaying the journal) when a snapshot exists, else create
-   * it with `options` and save generation 1; either way, journal every later write.
+   * it with `options` and save generation 1; either way, journal every later write. `mmap`: an
+   * existing snapshot is loaded memory-mapped (LoadOptions.mmap).
    */
-  static open(dir: string, options: EpisodicMemoryOptions, opts: { fsync?: boolean; key?: string | Uint8Array } = {}): EpisodicMemory {
+  static open(dir: string, options: EpisodicMemoryOptions, opts: { fsync?: boolean; key?: string | Uint8Array; mmap?: boolean } = {}): EpisodicMemory {
     if (currentGeneration(dir) !== undefined) {
-      return EpisodicMemory.load(dir, { backend: options.backend, attachJournal: true, fsync: opts.fsync, key: opts.key, trust: options.trust });
+      return EpisodicMemory.load(dir, { backend: options.backend, attachJournal: true, fsync: opts.fsync, key: opts.key, trust: options.trust, mmap: opts.mmap });
     }
     const mem = new EpisodicMemory(options);
     mem.save(dir, { fsync: opts.fsync, key: opts.key });

@@ -279,6 +279,18 @@ describe.skipIf(!nativeAvailable())('load({ mmap: true })', () => {
     expect(thrown(() => EpisodicMemory.load(dir, { mmap: true, key })).message).toMatch(/meta\.bin \(part 'meta'\): signature check failed/);
   });
 
+  it('EpisodicMemory.open(dir, options, { mmap: true }) maps an existing snapshot and journals after it', async () => {
+    const { dir } = await saved(600, 17);
+    const m = EpisodicMemory.open(dir, { dim: D }, { fsync: false, mmap: true });
+    expect(m.mappedKeys?.path).toBe(keysFile(dir));
+    expect(m.mappedMeta?.path).toBe(metaFile(dir));
+    await m.write(randomCases(new Mulberry32(18), 30, 900));
+    m.detachJournal();
+    const again = EpisodicMemory.load(dir);
+    expect(again.size).toBe(630);
+    expect(again.toSnapshotData()).toEqual(m.toSnapshotData());
+  });
+
   it('checks its options', async () => {
     const { dir } = await saved(10, 6);
     expect(() => EpisodicMemory.load(dir, { mmap: 'yes' as unknown as boolean })).toThrow(TypeError);
