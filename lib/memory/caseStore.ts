@@ -470,7 +470,9 @@ export class CaseStore {
     const s = this.slotOf.get(id)!;
     this.slotOf.delete(id);
     this.slotId[s] = -1;
-    this.setState(s, '');
+    // a dead slot's state is never read again: free it
+    if (s >= this.baseRows) this.tail[s - this.baseRows] = '';
+    else this.baseEdits.delete(s);
     this.valueOverride?.delete(id);
   }
 
