@@ -49,6 +49,14 @@ export function i32FromLE(b: Uint8Array): Int32Array {
   return fromLE(b, new Int32Array(b.byteLength >>> 2));
 }
 
+/**
+ * Float32Array over little-endian bytes that nothing else holds (a part just read): a view when
+ * the host is little-endian and the bytes are aligned, else a copy.
+ */
+export function f32OwnLE(b: Uint8Array): Float32Array {
+  return LITTLE && b.byteOffset % 4 === 0 ? new Float32Array(b.buffer, b.byteOffset, b.byteLength >>> 2) : f32FromLE(b);
+}
+
 /** out filled from the little-endian bytes b (one copy; swapped on a big-endian host). */
 function fromLE<T extends Float32Array | Int32Array>(b: Uint8Array, out: T): T {
   const bytes = Buffer.from(out.buffer, out.byteOffset, out.byteLength);

@@ -26,7 +26,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as zlib from 'zlib';
 import { loadNative } from '../native';
-import { f32FromLE, fsyncDir, i32FromLE, leBytes, writeFileDurable } from './fsutil';
+import { f32FromLE, f32OwnLE, fsyncDir, i32FromLE, leBytes, writeFileDurable } from './fsutil';
 import { COLUMNS, type ColumnName, MetaColumns, MetaLayoutError } from './metaColumns';
 import { caseMetaProblem, keyRowProblem, snapshotRowProblem } from './validate';
 
@@ -621,7 +621,8 @@ export function readGeneration(genDir: string, verify: VerifyOptions = {}): { he
   const metaFile = path.join(genDir, partFileName('meta', v));
   const ids = i32FromLE(bufs.ids!);
   const meta = bufs.meta ? readMeta(bufs.meta, metaFile, v, ids, h.count) : mapMetaFile(metaFile, h.count);
-  const keys = bufs.keys ? f32FromLE(bufs.keys) : new Float32Array(0);
+  // the keys part's buffer is this read's alone: viewed in place (no second copy of the largest part)
+  const keys = bufs.keys ? f32OwnLE(bufs.keys) : new Float32Array(0);
   const values = f32FromLE(bufs.values!);
   const bad = snapshotRowProblem(ids, keys, values, h.dim, { skipKeys: !bufs.keys });
   if (bad) {
