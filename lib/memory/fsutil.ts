@@ -51,10 +51,12 @@ export function i32FromLE(b: Uint8Array): Int32Array {
 
 /**
  * Float32Array over little-endian bytes that nothing else holds (a part just read): a view when
- * the host is little-endian and the bytes are aligned, else a copy.
+ * the host is little-endian and the bytes are their ArrayBuffer's whole (a large read; small
+ * ones share Node's pool, and `.buffer` of a view would show the pool), else a copy.
  */
 export function f32OwnLE(b: Uint8Array): Float32Array {
-  return LITTLE && b.byteOffset % 4 === 0 ? new Float32Array(b.buffer, b.byteOffset, b.byteLength >>> 2) : f32FromLE(b);
+  const whole = b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.byteLength % 4 === 0;
+  return LITTLE && whole ? new Float32Array(b.buffer) : f32FromLE(b);
 }
 
 /** out filled from the little-endian bytes b (one copy; swapped on a big-endian host). */
