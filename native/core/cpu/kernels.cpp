@@ -483,6 +483,30 @@ void round_queries(RoundedQueries& rq, const QueryBlocks& qb, int kind, const fl
   }
 }
 
+// One tile of the rounded-query scan (b > 1) through the threshold filter: the dot-product
+// kernels with the filter fused into their store (cpu::filter_fused), or the C^T tile into ct
+// (qgemm_*: the kernel or its scalar twin) and then filter_tile. fa.ct = ct. The same hits
+// either way (test_qdot), in another order: per query, still in increasing key order.
+int64_t qscan_tile(SimdLevel lv, cpu::Hit* hits, const cpu::FilterArgs& fa, float* ct, const RoundedQueries& rq,
+                   int64_t B, const KeyView& keys, int64_t j0) {
+  const int64_t bp = fa.bp, t = fa.t, d = keys.d;
+  const bool fused = cpu::filter_fused(lv);
+  if (rq.qkind == 1) {
+    const uint16_t* panels = reinterpret_cast<const uint16_t*>(rq.panels[B].p);
+#if defined(__x86_64__) || defined(__i386__)
+    if (fused) return cpu::qgemm_bf16_filter_avx512dp(hits, fa, ct, bp, panels, keys.keys_bf16, j0, d);
+#endif
+    cpu::qgemm_bf16(lv, ct, bp, panels, bp, keys.keys_bf16, j0, t, d);
+  } else {
+    const uint8_t* panels = reinterpret_cast<const uint8_t*>(rq.panels[B].p);
+#if defined(__x86_64__) || defined(__i386__)
+    if (fused) return cpu::qgemm_i8_filter_avx512dp(hits, fa, ct, bp, panels, rq.qscale[B].data(), keys.keys_i8, keys.scales, j0, d);
+#endif
+    cpu::qgemm_i8(lv, ct, bp, panels, rq.qscale[B].data(), bp, keys.keys_i8, keys.scales, j0, t, d);
+  }
+  return filter_tile(lv, hits, fa);
+}
+
 // The exact score of one candidate against the float32 key kv (the dequantised or the float32
 // key), in double: dist2 directly (no GEMM cancellation), cosine from the double dot and norms.
 void rescore(Cand& c, const float* qv, const float* kv, int64_t d, bool cosine) {
@@ -619,19 +643,11 @@ Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const
             }
             continue;
           }
-          if (qkind == 1) {
-            cpu::qgemm_bf16(lv, s.ct.get(tile * bp), bp, reinterpret_cast<const uint16_t*>(rq.panels[B].p), bp,
-                            keys.keys_bf16, j0, t, d);
-          } else if (qkind == 2) {
-            cpu::qgemm_i8(lv, s.ct.get(tile * bp), bp, reinterpret_cast<const uint8_t*>(rq.panels[B].p),
-                          rq.qscale[B].data(), bp, keys.keys_i8, keys.scales, j0, t, d);
-          } else {
-            tile_dots(s, lv, qb, B, queries, keys, kt, j0, t, tile);
-          }
-          cpu::FilterArgs fa{s.ct.p, bp, t, bp, qb.qn[B].data(), qb.qinv[B].data(), kn,
+          if (!qkind) tile_dots(s, lv, qb, B, queries, keys, kt, j0, t, tile);
+          cpu::FilterArgs fa{s.ct.get(tile * bp), bp, t, bp, qb.qn[B].data(), qb.qinv[B].data(), kn,
                              cosine ? s.kinv.p : nullptr, keys.alive ? keys.alive + j0 : nullptr,
                              tau.data(), cosine};
-          const int64_t nh = filter_tile(lv, hits, fa);
+          const int64_t nh = qkind ? qscan_tile(lv, hits, fa, s.ct.p, rq, B, keys, j0) : filter_tile(lv, hits, fa);
           for (int64_t h = 0; h < nh; ++h) {
             const cpu::Hit& x = hits[h];
             if (x.score >= tau[x.q]) continue;  // tau moved since the tile was filtered
