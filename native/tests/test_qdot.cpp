@@ -702,6 +702,61 @@ MEMQ_TEST(search_exact_across_ranges_blocks_and_small_sets) {
   set_num_threads(0);
 }
 
+// The key tiles are claimed at run time by the work items (kernels.cpp), so which item scans
+// which tile changes from run to run: the answer must not. Every path, thread counts 1..5 and
+// repeated runs, bit for bit the same, and exact (brute force) at 3 threads; B = 1 (one query
+// split over the threads) and B = 20, keys near-tied around the queries, tombstones.
+MEMQ_TEST(search_on_compressed_keys_same_whatever_the_threads) {
+  std::mt19937 g(7031);
+  const int64_t n = 60000, d = 80, m = 12;  // 74 tiles of 816 keys, b * n * d > 4e6: split
+  for (int64_t b : {1, 20}) {
+    auto qs = randn(g, b * d);
+    std::vector<float> x(n * d);
+    for (int64_t j = 0; j < n; ++j) {  // shells of radius 1.5 (+-1e-4) around the queries
+      auto u = randn(g, d);
+      double nu = 0;
+      for (float z : u) nu += (double)z * z;
+      const int64_t c = j % b;
+      const double r = 1.5 * (1.0 + 1e-4 * (double)(j % 3));
+      for (int64_t p = 0; p < d; ++p) x[j * d + p] = qs[c * d + p] + (float)(r * u[p] / std::sqrt(nu));
+    }
+    std::vector<uint8_t> alive(n, 1);
+    for (int64_t j = 5; j < n; j += 7) alive[j] = 0;
+    for (KeyType type : {KeyType::kBF16, KeyType::kInt8}) {
+      set_num_threads(3);
+      check_exact("threads", type, x, n, d, qs, b, m, KernelType::kGaussian, alive.data(), false);
+      QKeys qk = make_keys(type, x, n, d);
+      KeyView v = qk.view();
+      v.alive = alive.data();
+      KernelParams kp;
+      kp.type = KernelType::kCosine;
+      for (const Path& path : paths()) {
+        cpu::set_simd_override(static_cast<int>(path.level));
+        cpu::set_qdot_enabled(path.qdot);
+        std::vector<int64_t> rows0;
+        std::vector<float> d20;
+        for (int threads : {1, 2, 3, 5, 2, 3, 2}) {
+          set_num_threads(threads);
+          std::vector<int64_t> rows(b * m, -7);
+          std::vector<float> kern(b * m), d2(b * m);
+          CHECK(search_topm(rows.data(), kern.data(), d2.data(), qs.data(), b, v, m, kp).ok());
+          if (rows0.empty()) {
+            rows0 = rows;
+            d20 = d2;
+          } else if (rows != rows0 || std::memcmp(d2.data(), d20.data(), d2.size() * 4) != 0) {
+            CHECK(rows == rows0);
+            std::printf("  %s %s b=%lld threads=%d: another answer than with 1 thread\n", path.name,
+                        type == KeyType::kBF16 ? "bf16" : "int8", (long long)b, threads);
+          }
+        }
+      }
+      cpu::set_simd_override(-1);
+      cpu::set_qdot_enabled(true);
+    }
+  }
+  set_num_threads(0);
+}
+
 }  // namespace
 
 MEMQ_TEST_MAIN()
