@@ -179,35 +179,68 @@ struct Better {
 };
 constexpr Better better{};
 
-// Candidates of one query over one key range. Everything that beats the threshold is
-// appended; when the buffer reaches its cap it is cut back (amortised O(1) per hit).
-// Without slack the threshold is tau, the M-th best score so far, and a cut keeps the best M.
-// With slack S > 0 (compressed keys, docs/math.md §2b) the threshold is tau + S, and a cut keeps
-// the best M plus every other candidate below tau + S; the cap is then twice what the last cut
-// kept (at least 2M).
+// Candidates of one query over the tiles one work item scans. The best m so far are a max-heap
+// (by `better`), so the threshold follows the m-th best exactly after every push: tau without
+// slack, tau + S with slack S > 0 (compressed keys, docs/math.md §2b). With slack, every other
+// candidate below the threshold when it arrived (or when the heap let it go) is kept in `buf`,
+// which is pruned to those still below the threshold whenever it doubles (amortised O(1) per
+// candidate, no selection). finish() leaves the best m plus the band in buf: every candidate
+// below the final threshold is there, and nothing below any later (lower) one was dropped.
+// Without slack a candidate is pushed only below tau, so it always enters the heap.
 struct TopM {
   std::vector<Cand> buf;
-  bool full = false;
+  std::vector<Cand> heap;
   float slack = 0.0f;
   size_t cap = 0;
 
   // Returns the new threshold (NaN while fewer than m candidates were seen).
   float push(const Cand& c, int64_t m) {
-    buf.push_back(c);
-    if (!full) {
-      if ((int64_t)buf.size() < m) return std::numeric_limits<float>::quiet_NaN();
-      full = true;  // exactly m: the threshold is the worst of them (plus the slack)
+    if ((int64_t)heap.size() < m) {
+      heap.push_back(c);
+      std::push_heap(heap.begin(), heap.end(), better);
+      if ((int64_t)heap.size() < m) return std::numeric_limits<float>::quiet_NaN();
       cap = 2 * (size_t)m;
-      threshold_ = with_slack(std::max_element(buf.begin(), buf.end(), better)->score);
+      threshold_ = with_slack(heap.front().score);  // exactly m: the worst of them (plus the slack)
       return threshold_;
     }
-    if (buf.size() >= cap) return cut(m);
+    if (better(c, heap.front())) {
+      const Cand out = heap.front();
+      replace_top(c);
+      threshold_ = with_slack(heap.front().score);
+      if (slack > 0.0f && out.score < threshold_) keep(out, m);
+    } else {
+      keep(c, m);  // with slack only: below tau + S, not among the best m
+    }
     return threshold_;
   }
-  float cut(int64_t m) {
-    threshold_ = select(buf, m, slack);
+  // The candidates for the merge: the heap and the band below the threshold.
+  void finish(int64_t m) {
+    prune(m);
+    buf.insert(buf.end(), heap.begin(), heap.end());
+    heap.clear();
+  }
+  void keep(const Cand& c, int64_t m) {
+    buf.push_back(c);
+    if (buf.size() >= cap) prune(m);
+  }
+  void prune(int64_t m) {
+    const float thr = threshold_;
+    buf.erase(std::remove_if(buf.begin(), buf.end(), [thr](const Cand& c) { return !(c.score < thr); }), buf.end());
     cap = std::max<size_t>(2 * (size_t)m, 2 * buf.size());
-    return threshold_;
+  }
+  // heap[0] = c, sifted down (c is better than the old top).
+  void replace_top(const Cand& c) {
+    const size_t n = heap.size();
+    size_t i = 0;
+    for (;;) {
+      size_t l = 2 * i + 1;
+      if (l >= n) break;
+      if (l + 1 < n && better(heap[l], heap[l + 1])) ++l;  // the worse child
+      if (!better(c, heap[l])) break;
+      heap[i] = heap[l];
+      i = l;
+    }
+    heap[i] = c;
   }
   // tau + slack rounded up (a float >= the exact sum), so that `score < threshold` keeps every
   // candidate within the slack.
@@ -673,8 +706,7 @@ Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const
             tau[x.q] = tops[x.q].push(Cand{x.score, x.aux, j0 + x.j}, m);
           }
         }
-        for (int64_t i = 0; i < nq; ++i)
-          if ((int64_t)tops[i].buf.size() > m) tops[i].cut(m);
+        for (int64_t i = 0; i < nq; ++i) tops[i].finish(m);
       }
     });
     if (bad.load() != std::numeric_limits<int64_t>::max())
