@@ -542,6 +542,14 @@ int64_t qscan_tile(SimdLevel lv, cpu::Hit* hits, const cpu::FilterArgs& fa, floa
   return filter_tile(lv, hits, fa);
 }
 
+// The candidates' rows are scattered over the keys (a memory miss each): the row `ahead`
+// candidates on is fetched while this one is scored.
+constexpr size_t kAhead = 4;
+void prefetch_row(const void* base, int64_t row, int64_t row_bytes) {
+  const char* p = static_cast<const char*>(base) + row * row_bytes;
+  for (int64_t o = 0; o < row_bytes; o += 64) __builtin_prefetch(p + o);
+}
+
 // The exact score of one candidate against the float32 key kv (the dequantised or the float32
 // key), in double: dist2 directly (no GEMM cancellation), cosine from the double dot and norms.
 void rescore(Cand& c, const float* qv, const float* kv, int64_t d, bool cosine) {
@@ -734,7 +742,10 @@ Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const
           // fewer rows to re-score in double. docs/math.md §2b.
           const float qn = qb.qn[B][li], qinv = qb.qinv[B][li];
           alignas(64) float ct16[16];
-          for (Cand& c : all) {
+          const int64_t key_bytes = keys.type == KeyType::kBF16 ? 2 : 1;
+          for (size_t k = 0; k < all.size(); ++k) {
+            Cand& c = all[k];
+            if (k + kAhead < all.size()) prefetch_row(compressed_ptr(keys), all[k + kAhead].row, d * key_bytes);
             cpu::qgemv(lv, ct16, 16, (int)keys.type, queries + i * d, compressed_ptr(keys), keys.scales, c.row, 1, d);
             const float kn = keys.norms2[c.row];
             if (cosine) {
@@ -765,9 +776,15 @@ Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const
             std::nth_element(all.begin(), all.begin() + (m - 1), all.end(), better);
             all.resize(m);
           }
-          for (Cand& c : all) rescore(c, qv, keys.exact + c.row * d, d, cosine);
+          for (size_t k = 0; k < all.size(); ++k) {
+            if (k + kAhead < all.size()) prefetch_row(keys.exact, all[k + kAhead].row, d * 4);
+            rescore(all[k], qv, keys.exact + all[k].row * d, d, cosine);
+          }
         } else {
-          for (Cand& c : all) rescore(c, qv, key_row(c.row), d, cosine);
+          for (size_t k = 0; k < all.size(); ++k) {
+            if (!compressed(keys) && k + kAhead < all.size()) prefetch_row(keys.keys, all[k + kAhead].row, d * 4);
+            rescore(all[k], qv, key_row(all[k].row), d, cosine);
+          }
         }
         std::sort(all.begin(), all.end(), better);
         for (int64_t s = 0; s < m_out; ++s) {
