@@ -12,6 +12,7 @@
 //         lower row) slot by slot, exactly; dist2 and kernel values exactly the float32 roundings
 //         of that reference's double values.
 #include <algorithm>
+#include <functional>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -49,6 +50,34 @@ uint32_t bits(float x) {
 struct Case {
   int64_t d, b, t, j0;
 };
+
+// Compressed keys and the squared norms of their dequantised rows (double, rounded once).
+struct QKeysLite {
+  std::vector<uint16_t> bf;
+  std::vector<int8_t> i8;
+  std::vector<float> scales, norms2;
+};
+QKeysLite make_lite(int kind, const std::vector<float>& x, int64_t n, int64_t d) {
+  QKeysLite k;
+  k.norms2.assign(n, 0.0f);
+  if (kind == 1) {
+    k.bf.resize(n * d);
+    CHECK(quantize_bf16(k.bf.data(), x.data(), n, d).ok());
+  } else {
+    k.i8.resize(n * d);
+    k.scales.resize(n);
+    CHECK(quantize_int8(k.i8.data(), k.scales.data(), x.data(), n, d).ok());
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    double a = 0;
+    for (int64_t p = 0; p < d; ++p) {
+      const double v = kind == 1 ? (double)cpu::bf16_to_f32(k.bf[j * d + p]) : (double)k.i8[j * d + p] * k.scales[j];
+      a += v * v;
+    }
+    k.norms2[j] = (float)a;
+  }
+  return k;
+}
 
 // Random bf16 keys and rounded queries, the kernel (when the CPU has it) vs the twin vs double.
 void check_bf16(std::mt19937& g, int64_t d, int64_t b, int64_t t, float kscale_mag, float qmag) {
@@ -254,6 +283,165 @@ MEMQ_TEST(filter_dots_matches_the_scalar_filter) {
           ++k;
         }
       }
+}
+
+// The threshold filter fused into the b > 1 kernels (qgemm_*_filter_avx512dp) against the two
+// passes it replaces, on the same tile: the kernel's C^T tile then filter_tile_avx512 must give
+// the same hits (query, key, score and aux bits), and per query in increasing key order; and
+// every hit of the scalar twin (qgemm_*_scalar then filter_tile_scalar) must be there, bit for
+// bit, the fused kernel's extra hits being exactly those the scalar filter drops (score >= tau:
+// the vector filters test the unclamped dist2). Near-ties: thresholds equal to a tile element's
+// exact score, or one float step either side; NaN thresholds (not full yet), -inf padding lanes,
+// alive masks, dist2 and cosine, a lone last panel (b <= 16, or 17..32 past a pair), tile tails
+// (t not a multiple of 12), d spanning several blocks of groups (bf16 d > 256, int8 d > 512).
+struct FilterCase {
+  std::vector<float> qn, qinv, kn, kinv, tau;
+  std::vector<uint8_t> alive;
+};
+std::vector<cpu::Hit> sorted_hits(const std::vector<cpu::Hit>& h, int64_t nh) {
+  std::vector<cpu::Hit> v(h.begin(), h.begin() + nh);
+  std::sort(v.begin(), v.end(), [](const cpu::Hit& a, const cpu::Hit& b) { return a.q < b.q || (a.q == b.q && a.j < b.j); });
+  return v;
+}
+bool same_hit(const cpu::Hit& a, const cpu::Hit& b) {
+  return a.q == b.q && a.j == b.j && bits(a.score) == bits(b.score) && bits(a.aux) == bits(b.aux);
+}
+// ct: the kernel's tile (t x ldc) for the thresholds; returns the number of mismatches.
+int check_fused_filter(const char* what, const std::vector<float>& ct, int64_t ldc, int64_t t, int64_t b, int64_t bp,
+                       FilterCase& fc, bool cosine, int tau_mode, std::mt19937& g,
+                       const std::function<int64_t(cpu::Hit*, const cpu::FilterArgs&)>& fused,
+                       const std::vector<float>& twin) {
+  // thresholds: 0 NaN, 1 a random element's exact score, 2 one step below it, 3 one step above
+  fc.tau.assign(bp, -std::numeric_limits<float>::infinity());
+  for (int64_t i = 0; i < b; ++i) {
+    if (tau_mode == 0) {
+      fc.tau[i] = kNaN;
+      continue;
+    }
+    const int64_t j = g() % t;
+    const float dot = ct[j * ldc + i];
+    float sc = cosine ? -cpu::cos_of(fc.qinv[i], fc.kinv[j], dot) : cpu::dist2_of(fc.qn[i], fc.kn[j], dot);
+    if (tau_mode == 2) sc = std::nextafter(sc, -1e30f);
+    if (tau_mode == 3) sc = std::nextafter(sc, 1e30f);
+    fc.tau[i] = sc;
+  }
+  cpu::FilterArgs fa{ct.data(), ldc, t, bp, fc.qn.data(), fc.qinv.data(), fc.kn.data(), cosine ? fc.kinv.data() : nullptr,
+                     fc.alive.empty() ? nullptr : fc.alive.data(), fc.tau.data(), cosine};
+  std::vector<cpu::Hit> h1(t * bp + 1), h2(t * bp + 1), h3(t * bp + 1);
+  const int64_t n1 = cpu::filter_tile_avx512(h1.data(), fa);
+  cpu::FilterArgs fb = fa;
+  fb.ct = nullptr;  // not read by the fused kernels
+  const int64_t n2 = fused(h2.data(), fb);
+  cpu::FilterArgs ft = fa;
+  ft.ct = twin.data();
+  const int64_t n3 = cpu::filter_tile_scalar(h3.data(), ft);
+  int bad = 0;
+  // per query, increasing keys
+  std::vector<int32_t> last(bp, -1);
+  for (int64_t k = 0; k < n2; ++k) {
+    if (h2[k].q < 0 || h2[k].q >= b || h2[k].j <= last[h2[k].q]) ++bad;
+    else last[h2[k].q] = h2[k].j;
+  }
+  auto a = sorted_hits(h1, n1), f = sorted_hits(h2, n2), tw = sorted_hits(h3, n3);
+  if (a.size() != f.size()) ++bad;
+  for (size_t k = 0; k < std::min(a.size(), f.size()); ++k)
+    if (!same_hit(a[k], f[k])) ++bad;
+  size_t k = 0;
+  for (const cpu::Hit& x : tw) {
+    while (k < f.size() && (f[k].q < x.q || (f[k].q == x.q && f[k].j < x.j))) {
+      if (f[k].score < fc.tau[f[k].q]) ++bad;  // an extra hit must fail the exact test
+      ++k;
+    }
+    if (k >= f.size() || !same_hit(f[k], x)) {
+      ++bad;
+      continue;
+    }
+    ++k;
+  }
+  for (; k < f.size(); ++k)
+    if (f[k].score < fc.tau[f[k].q]) ++bad;
+  if (bad) {
+    CHECK(bad == 0);
+    std::printf("  %s b=%lld t=%lld cosine=%d tau_mode=%d: %d mismatches (%lld / %lld / %lld hits)\n", what, (long long)b,
+                (long long)t, (int)cosine, tau_mode, bad, (long long)n1, (long long)n2, (long long)n3);
+  }
+  return bad;
+}
+
+MEMQ_TEST(fused_filter_matches_kernel_then_filter) {
+  if (!have_dp()) {
+    std::printf("  (no AVX512_BF16 + AVX512_VNNI here: nothing to compare)\n");
+    return;
+  }
+  std::mt19937 g(515);
+  int cases = 0;
+  for (int64_t d : {33, 384, 600})
+    for (int64_t b : {5, 16, 17, 40, 64})
+      for (int64_t t : {1, 13, 40}) {
+        const int64_t j0 = 2, n = j0 + t + 1, bp = cpu::round_up(b, cpu::kQPanel), ldc = bp;
+        // keys: random, with near-duplicates of a few rows (equal or nearly equal scores)
+        auto x = randn(g, n * d);
+        for (int64_t j = j0 + 3; j < n; j += 5)
+          for (int64_t p = 0; p < d; ++p) x[j * d + p] = x[(j0 + 1) * d + p] * (1.0f + 1e-6f * (float)(j % 3));
+        auto qf = randn(g, b * d);
+        for (int64_t p = 0; p < d; ++p) qf[p] = x[(j0 + 1) * d + p];  // query 0 on key 1
+        FilterCase fc;
+        fc.qn.assign(bp, 0.0f);
+        fc.qinv.assign(bp, 0.0f);
+        for (int64_t i = 0; i < b; ++i) {
+          double a = 0;
+          for (int64_t p = 0; p < d; ++p) a += (double)qf[i * d + p] * qf[i * d + p];
+          fc.qn[i] = (float)a;
+          fc.qinv[i] = cpu::inv_norm(fc.qn[i]);
+        }
+        for (int kind : {1, 2}) {
+          QKeysLite k = make_lite(kind, x, n, d);
+          fc.kn.assign(k.norms2.begin() + j0, k.norms2.begin() + j0 + t);
+          fc.kinv.resize(t);
+          for (int64_t j = 0; j < t; ++j) fc.kinv[j] = cpu::inv_norm(fc.kn[j]);
+          std::vector<float> ct(t * ldc, kNaN), tw(t * ldc, kNaN), scratch(t * ldc, kNaN);
+          std::function<int64_t(cpu::Hit*, const cpu::FilterArgs&)> fused;
+          std::vector<uint16_t> qb16, pb16;
+          std::vector<int8_t> q8;
+          std::vector<uint8_t> pu8;
+          std::vector<float> qs(bp, 0.0f);
+          if (kind == 1) {
+            qb16.resize(b * d);
+            for (int64_t i = 0; i < b; ++i) cpu::round_query_bf16(qb16.data() + i * d, qf.data() + i * d, d);
+            pb16.assign(bp * ((d + 1) / 2) * 2, 0);
+            cpu::pack_qpanels_bf16(pb16.data(), qb16.data(), b, bp, d);
+            cpu::qgemm_bf16_avx512dp(ct.data(), ldc, pb16.data(), bp, k.bf.data(), j0, t, d);
+            cpu::qgemm_bf16_scalar(tw.data(), ldc, pb16.data(), bp, k.bf.data(), j0, t, d);
+            fused = [&](cpu::Hit* h, const cpu::FilterArgs& fa) {
+              return cpu::qgemm_bf16_filter_avx512dp(h, fa, scratch.data(), ldc, pb16.data(), k.bf.data(), j0, d);
+            };
+          } else {
+            q8.resize(b * d);
+            for (int64_t i = 0; i < b; ++i) cpu::round_query_i8(q8.data() + i * d, &qs[i], qf.data() + i * d, d);
+            pu8.assign(bp * ((d + 3) / 4) * 4, 0);
+            cpu::pack_qpanels_u8(pu8.data(), q8.data(), b, bp, d);
+            cpu::qgemm_i8_avx512dp(ct.data(), ldc, pu8.data(), qs.data(), bp, k.i8.data(), k.scales.data(), j0, t, d);
+            cpu::qgemm_i8_scalar(tw.data(), ldc, pu8.data(), qs.data(), bp, k.i8.data(), k.scales.data(), j0, t, d);
+            fused = [&](cpu::Hit* h, const cpu::FilterArgs& fa) {
+              return cpu::qgemm_i8_filter_avx512dp(h, fa, scratch.data(), ldc, pu8.data(), qs.data(), k.i8.data(),
+                                                   k.scales.data(), j0, d);
+            };
+          }
+          for (bool cosine : {false, true})
+            for (int masked = 0; masked < 2; ++masked) {
+              fc.alive.clear();
+              if (masked) {
+                fc.alive.resize(t);
+                for (auto& a : fc.alive) a = g() % 3 != 0;
+              }
+              for (int tau_mode = 0; tau_mode < 4; ++tau_mode) {
+                check_fused_filter(kind == 1 ? "bf16" : "int8", ct, ldc, t, b, bp, fc, cosine, tau_mode, g, fused, tw);
+                ++cases;
+              }
+            }
+        }
+      }
+  CHECK(cases > 0);
 }
 
 MEMQ_TEST(rounded_queries_and_their_errors) {
@@ -509,6 +697,61 @@ MEMQ_TEST(search_exact_across_ranges_blocks_and_small_sets) {
       std::vector<uint8_t> alive{1, 0, 1, 1, 0, 1};
       check_exact("small", type, x, n, d, qs, 2, m, KernelType::kGaussian, alive.data(), false);
       check_exact("small", type, x, n, d, qs, 1, m, KernelType::kCosine, alive.data(), true, 2);
+    }
+  }
+  set_num_threads(0);
+}
+
+// The key tiles are claimed at run time by the work items (kernels.cpp), so which item scans
+// which tile changes from run to run: the answer must not. Every path, thread counts 1..5 and
+// repeated runs, bit for bit the same, and exact (brute force) at 3 threads; B = 1 (one query
+// split over the threads) and B = 20, keys near-tied around the queries, tombstones.
+MEMQ_TEST(search_on_compressed_keys_same_whatever_the_threads) {
+  std::mt19937 g(7031);
+  const int64_t n = 60000, d = 80, m = 12;  // 74 tiles of 816 keys, b * n * d > 4e6: split
+  for (int64_t b : {1, 20}) {
+    auto qs = randn(g, b * d);
+    std::vector<float> x(n * d);
+    for (int64_t j = 0; j < n; ++j) {  // shells of radius 1.5 (+-1e-4) around the queries
+      auto u = randn(g, d);
+      double nu = 0;
+      for (float z : u) nu += (double)z * z;
+      const int64_t c = j % b;
+      const double r = 1.5 * (1.0 + 1e-4 * (double)(j % 3));
+      for (int64_t p = 0; p < d; ++p) x[j * d + p] = qs[c * d + p] + (float)(r * u[p] / std::sqrt(nu));
+    }
+    std::vector<uint8_t> alive(n, 1);
+    for (int64_t j = 5; j < n; j += 7) alive[j] = 0;
+    for (KeyType type : {KeyType::kBF16, KeyType::kInt8}) {
+      set_num_threads(3);
+      check_exact("threads", type, x, n, d, qs, b, m, KernelType::kGaussian, alive.data(), false);
+      QKeys qk = make_keys(type, x, n, d);
+      KeyView v = qk.view();
+      v.alive = alive.data();
+      KernelParams kp;
+      kp.type = KernelType::kCosine;
+      for (const Path& path : paths()) {
+        cpu::set_simd_override(static_cast<int>(path.level));
+        cpu::set_qdot_enabled(path.qdot);
+        std::vector<int64_t> rows0;
+        std::vector<float> d20;
+        for (int threads : {1, 2, 3, 5, 2, 3, 2}) {
+          set_num_threads(threads);
+          std::vector<int64_t> rows(b * m, -7);
+          std::vector<float> kern(b * m), d2(b * m);
+          CHECK(search_topm(rows.data(), kern.data(), d2.data(), qs.data(), b, v, m, kp).ok());
+          if (rows0.empty()) {
+            rows0 = rows;
+            d20 = d2;
+          } else if (rows != rows0 || std::memcmp(d2.data(), d20.data(), d2.size() * 4) != 0) {
+            CHECK(rows == rows0);
+            std::printf("  %s %s b=%lld threads=%d: another answer than with 1 thread\n", path.name,
+                        type == KeyType::kBF16 ? "bf16" : "int8", (long long)b, threads);
+          }
+        }
+      }
+      cpu::set_simd_override(-1);
+      cpu::set_qdot_enabled(true);
     }
   }
   set_num_threads(0);

@@ -222,6 +222,21 @@ int64_t filter_tile_scalar(Hit* hits, const FilterArgs& a);
 int64_t filter_dots_avx512(Hit* hits, const FilterArgs& a);
 int64_t filter_tile_avx2(Hit* hits, const FilterArgs& a);
 int64_t filter_tile_avx512(Hit* hits, const FilterArgs& a);
+// The qgemm products (quantised queries above) with filter_tile's threshold filter fused into
+// their last store: the hits of filter_tile_avx512(hits, fa) on the tile qgemm_*_avx512dp would
+// write into fa.ct (equal q, j, score and aux bits), without writing that tile: in (panel pair, key, query) order, so per query
+// in increasing key order, as the filter's. fa.ct and fa.ldc are not read; ct (t x ldc, ldc >= bp)
+// is scratch for partial sums (d over 256 bf16 pairs or 128 int8 quads). fa.kn, kinv, alive:
+// the tile's keys; qn, qinv, tau: bp lanes. int8: qscale and kscale set. Returns the hit count
+// (at most t * bp). The twin: qgemm_*_scalar, then filter_tile_scalar (kernels.cpp, qscan_tile).
+// Test and bench hook: false makes the search run the kernels and the filter one after the other.
+void set_filter_fused(bool on);
+// Whether the search runs the *_filter_avx512dp kernels at level lv.
+bool filter_fused(SimdLevel lv);
+int64_t qgemm_bf16_filter_avx512dp(Hit* hits, const FilterArgs& fa, float* ct, int64_t ldc,
+                                   const uint16_t* panels, const uint16_t* keys, int64_t j0, int64_t d);
+int64_t qgemm_i8_filter_avx512dp(Hit* hits, const FilterArgs& fa, float* ct, int64_t ldc, const uint8_t* panels,
+                                 const float* qscale, const int8_t* keys, const float* kscale, int64_t j0, int64_t d);
 
 // ---- aligned scratch ---------------------------------------------------------------------------
 struct AlignedBuf {

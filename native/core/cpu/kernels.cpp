@@ -165,7 +165,9 @@ int64_t filter_dots(SimdLevel lv, cpu::Hit* hits, const cpu::FilterArgs& a) {
 
 // ---- top-M candidates ---------------------------------------------------------------------------
 // Selection order: (score, row) ascending, a strict total order, so the exact top-M is unique
-// and the merge of per-range top-Ms is the same whatever the ranges (threads) were.
+// and the merge of the work items' candidates is the same whatever tiles each item scanned
+// (each item sees its tiles' rows in increasing order, so a tie with its threshold, rejected,
+// is with a lower row).
 struct Cand {
   float score;
   float aux;
@@ -177,35 +179,68 @@ struct Better {
 };
 constexpr Better better{};
 
-// Candidates of one query over one key range. Everything that beats the threshold is
-// appended; when the buffer reaches its cap it is cut back (amortised O(1) per hit).
-// Without slack the threshold is tau, the M-th best score so far, and a cut keeps the best M.
-// With slack S > 0 (compressed keys, docs/math.md §2b) the threshold is tau + S, and a cut keeps
-// the best M plus every other candidate below tau + S; the cap is then twice what the last cut
-// kept (at least 2M).
+// Candidates of one query over the tiles one work item scans. The best m so far are a max-heap
+// (by `better`), so the threshold follows the m-th best exactly after every push: tau without
+// slack, tau + S with slack S > 0 (compressed keys, docs/math.md §2b). With slack, every other
+// candidate below the threshold when it arrived (or when the heap let it go) is kept in `buf`,
+// which is pruned to those still below the threshold whenever it doubles (amortised O(1) per
+// candidate, no selection). finish() leaves the best m plus the band in buf: every candidate
+// below the final threshold is there, and nothing below any later (lower) one was dropped.
+// Without slack a candidate is pushed only below tau, so it always enters the heap.
 struct TopM {
   std::vector<Cand> buf;
-  bool full = false;
+  std::vector<Cand> heap;
   float slack = 0.0f;
   size_t cap = 0;
 
   // Returns the new threshold (NaN while fewer than m candidates were seen).
   float push(const Cand& c, int64_t m) {
-    buf.push_back(c);
-    if (!full) {
-      if ((int64_t)buf.size() < m) return std::numeric_limits<float>::quiet_NaN();
-      full = true;  // exactly m: the threshold is the worst of them (plus the slack)
+    if ((int64_t)heap.size() < m) {
+      heap.push_back(c);
+      std::push_heap(heap.begin(), heap.end(), better);
+      if ((int64_t)heap.size() < m) return std::numeric_limits<float>::quiet_NaN();
       cap = 2 * (size_t)m;
-      threshold_ = with_slack(std::max_element(buf.begin(), buf.end(), better)->score);
+      threshold_ = with_slack(heap.front().score);  // exactly m: the worst of them (plus the slack)
       return threshold_;
     }
-    if (buf.size() >= cap) return cut(m);
+    if (better(c, heap.front())) {
+      const Cand out = heap.front();
+      replace_top(c);
+      threshold_ = with_slack(heap.front().score);
+      if (slack > 0.0f && out.score < threshold_) keep(out, m);
+    } else {
+      keep(c, m);  // with slack only: below tau + S, not among the best m
+    }
     return threshold_;
   }
-  float cut(int64_t m) {
-    threshold_ = select(buf, m, slack);
+  // The candidates for the merge: the heap and the band below the threshold.
+  void finish(int64_t m) {
+    prune(m);
+    buf.insert(buf.end(), heap.begin(), heap.end());
+    heap.clear();
+  }
+  void keep(const Cand& c, int64_t m) {
+    buf.push_back(c);
+    if (buf.size() >= cap) prune(m);
+  }
+  void prune(int64_t m) {
+    const float thr = threshold_;
+    buf.erase(std::remove_if(buf.begin(), buf.end(), [thr](const Cand& c) { return !(c.score < thr); }), buf.end());
     cap = std::max<size_t>(2 * (size_t)m, 2 * buf.size());
-    return threshold_;
+  }
+  // heap[0] = c, sifted down (c is better than the old top).
+  void replace_top(const Cand& c) {
+    const size_t n = heap.size();
+    size_t i = 0;
+    for (;;) {
+      size_t l = 2 * i + 1;
+      if (l >= n) break;
+      if (l + 1 < n && better(heap[l], heap[l + 1])) ++l;  // the worse child
+      if (!better(c, heap[l])) break;
+      heap[i] = heap[l];
+      i = l;
+    }
+    heap[i] = c;
   }
   // tau + slack rounded up (a float >= the exact sum), so that `score < threshold` keeps every
   // candidate within the slack.
@@ -344,7 +379,10 @@ Status similarity(float* kernel_out, float* dist2_out, const float* queries, int
   if (!kernel_out) return Status::Invalid("kernel_out is null");
   try {
     const SimdLevel lv = simd_level();
-    const int64_t n = keys.n, d = keys.d, tile = tile_rows(d);
+    // One query over compressed keys (direct_gemv: each key's dot on its own, the keys streamed
+    // once): tiles 8x as long, so fewer per-tile calls and restarts of the kernel's prefetch
+    // (int8 measured +5-6 % q/s at B = 1; float32 unchanged, so left as it is).
+    const int64_t n = keys.n, d = keys.d, tile = tile_rows(d) * (direct_gemv(lv, keys, b) ? 8 : 1);
     const bool cosine = p.type == KernelType::kCosine;
     QueryBlocks qb;
     MEMQ_RETURN_IF_ERROR(prepare_queries(qb, lv, queries, b, d));
@@ -483,6 +521,38 @@ void round_queries(RoundedQueries& rq, const QueryBlocks& qb, int kind, const fl
   }
 }
 
+// One tile of the rounded-query scan (b > 1) through the threshold filter: the dot-product
+// kernels with the filter fused into their store (cpu::filter_fused), or the C^T tile into ct
+// (qgemm_*: the kernel or its scalar twin) and then filter_tile. fa.ct = ct. The same hits
+// either way (test_qdot), in another order: per query, still in increasing key order.
+int64_t qscan_tile(SimdLevel lv, cpu::Hit* hits, const cpu::FilterArgs& fa, float* ct, const RoundedQueries& rq,
+                   int64_t B, const KeyView& keys, int64_t j0) {
+  const int64_t bp = fa.bp, t = fa.t, d = keys.d;
+  const bool fused = cpu::filter_fused(lv);
+  if (rq.qkind == 1) {
+    const uint16_t* panels = reinterpret_cast<const uint16_t*>(rq.panels[B].p);
+#if defined(__x86_64__) || defined(__i386__)
+    if (fused) return cpu::qgemm_bf16_filter_avx512dp(hits, fa, ct, bp, panels, keys.keys_bf16, j0, d);
+#endif
+    cpu::qgemm_bf16(lv, ct, bp, panels, bp, keys.keys_bf16, j0, t, d);
+  } else {
+    const uint8_t* panels = reinterpret_cast<const uint8_t*>(rq.panels[B].p);
+#if defined(__x86_64__) || defined(__i386__)
+    if (fused) return cpu::qgemm_i8_filter_avx512dp(hits, fa, ct, bp, panels, rq.qscale[B].data(), keys.keys_i8, keys.scales, j0, d);
+#endif
+    cpu::qgemm_i8(lv, ct, bp, panels, rq.qscale[B].data(), bp, keys.keys_i8, keys.scales, j0, t, d);
+  }
+  return filter_tile(lv, hits, fa);
+}
+
+// The candidates' rows are scattered over the keys (a memory miss each): the row `ahead`
+// candidates on is fetched while this one is scored.
+constexpr size_t kAhead = 4;
+void prefetch_row(const void* base, int64_t row, int64_t row_bytes) {
+  const char* p = static_cast<const char*>(base) + row * row_bytes;
+  for (int64_t o = 0; o < row_bytes; o += 64) __builtin_prefetch(p + o);
+}
+
 // The exact score of one candidate against the float32 key kv (the dequantised or the float32
 // key), in double: dist2 directly (no GEMM cancellation), cosine from the double dot and norms.
 void rescore(Cand& c, const float* qv, const float* kv, int64_t d, bool cosine) {
@@ -516,7 +586,10 @@ Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const
   if (b > std::numeric_limits<int64_t>::max() / m) return Status::OutOfRange("b * m overflows");
   try {
     const SimdLevel lv = simd_level();
-    const int64_t n = keys.n, d = keys.d, tile = tile_rows(d);
+    // One query over compressed keys (direct_gemv: each key's dot on its own, the keys streamed
+    // once): tiles 8x as long, so fewer per-tile calls and restarts of the kernel's prefetch
+    // (int8 measured +5-6 % q/s at B = 1; float32 unchanged, so left as it is).
+    const int64_t n = keys.n, d = keys.d, tile = tile_rows(d) * (direct_gemv(lv, keys, b) ? 8 : 1);
     const bool cosine = p.type == KernelType::kCosine;
     QueryBlocks qb;
     MEMQ_RETURN_IF_ERROR(prepare_queries(qb, lv, queries, b, d));
@@ -567,27 +640,39 @@ Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const
     }
     const int qkind = rq.qkind;
 
-    // Work items: (query block, key range). Few query blocks -> split the keys into ranges
-    // (each keeps its own candidates; merged below) so that B = 1 still uses every core.
+    // Work items: (query block, worker). A block's key tiles are claimed in runs, in increasing
+    // order, from its counter by its `workers` items, each of which keeps its own
+    // candidates (merged below): whichever items run at once share the block's tiles, so every
+    // core works (B = 1 too) and a late or slowed thread finds the work already shared out,
+    // while a query has at most `workers` candidate sets (each widened by the slack and cut
+    // on its own). The result does not depend on which item scanned which tile: an item drops
+    // only candidates at or above its threshold, never below the merged one (TopM).
     // Tiny problems run as one item on the calling thread.
-    int64_t ranges = 1;
+    int64_t workers = 1;
     const int64_t threads = num_threads();
     if (ntiles > 1 && threads > 1 && (double)b * (double)n * (double)d > 4e6) {
-      ranges = std::min<int64_t>(ntiles, std::max<int64_t>(1, (2 * threads + qb.nblocks - 1) / qb.nblocks));
-      // Bound the kept candidates (b * ranges * m) to ~512 MiB.
-      while (ranges > 1 && (double)b * ranges * std::min(m, n) * sizeof(Cand) > 512.0 * (1 << 20)) --ranges;
+      workers = std::min<int64_t>(ntiles, threads);
+      // Bound the kept candidates (b * workers * m) to ~512 MiB.
+      while (workers > 1 && (double)b * workers * std::min(m, n) * sizeof(Cand) > 512.0 * (1 << 20)) --workers;
     }
-    const int64_t items = qb.nblocks * ranges;
+    // Tiles per claim: about 2 MiB of keys, so that an item reads long contiguous runs (the
+    // hardware prefetchers; B = 1 is bandwidth-bound: single tiles measured 15-20 % slower for
+    // int8 keys), and at least 8 claims per worker, so that the work still balances.
+    const int64_t key_bytes = keys.type == KeyType::kFloat32 ? 4 : keys.type == KeyType::kBF16 ? 2 : 1;
+    int64_t claim = std::max<int64_t>(1, (int64_t(2) << 20) / std::max<int64_t>(1, tile * d * key_bytes));
+    claim = std::max<int64_t>(1, std::min(claim, ntiles / (8 * workers)));
+    const int64_t items = qb.nblocks * workers;
     std::vector<std::vector<TopM>> found(items);
+    std::unique_ptr<std::atomic<int64_t>[]> next_tile(new std::atomic<int64_t>[qb.nblocks]);
+    for (int64_t B = 0; B < qb.nblocks; ++B) next_tile[B].store(0);
     std::atomic<int64_t> bad{std::numeric_limits<int64_t>::max()};
 
     parallel_for(0, items, 1, [&](int64_t lo, int64_t hi) {
       TileScratch& s = scratch();
       std::vector<float> tau;
       for (int64_t it = lo; it < hi; ++it) {
-        const int64_t B = it / ranges, r = it % ranges;
+        const int64_t B = it / workers;
         const int64_t q0 = B * kQueryBlock, nq = std::min(kQueryBlock, b - q0), bp = qb.bp[B];
-        const int64_t T0 = ntiles * r / ranges, T1 = ntiles * (r + 1) / ranges;
         std::vector<TopM>& tops = found[it];
         tops.resize(nq);
         if (slack_mode)
@@ -595,7 +680,12 @@ Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const
         tau.assign(bp, -kInf);  // padding lanes never pass
         for (int64_t i = 0; i < nq; ++i) tau[i] = std::numeric_limits<float>::quiet_NaN();
         cpu::Hit* hits = s.hits(tile * bp);
-        for (int64_t T = T0; T < T1; ++T) {
+        for (int64_t T = 0, Tend = 0;; ++T) {
+          if (T >= Tend) {  // claim the next run of tiles
+            T = next_tile[B].fetch_add(claim, std::memory_order_relaxed);
+            if (T >= ntiles) break;
+            Tend = std::min(ntiles, T + claim);
+          }
           const int64_t j0 = T * tile, t = std::min(tile, n - j0);
           const float* kn;
           int64_t row = 0;
@@ -619,42 +709,33 @@ Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const
             }
             continue;
           }
-          if (qkind == 1) {
-            cpu::qgemm_bf16(lv, s.ct.get(tile * bp), bp, reinterpret_cast<const uint16_t*>(rq.panels[B].p), bp,
-                            keys.keys_bf16, j0, t, d);
-          } else if (qkind == 2) {
-            cpu::qgemm_i8(lv, s.ct.get(tile * bp), bp, reinterpret_cast<const uint8_t*>(rq.panels[B].p),
-                          rq.qscale[B].data(), bp, keys.keys_i8, keys.scales, j0, t, d);
-          } else {
-            tile_dots(s, lv, qb, B, queries, keys, kt, j0, t, tile);
-          }
-          cpu::FilterArgs fa{s.ct.p, bp, t, bp, qb.qn[B].data(), qb.qinv[B].data(), kn,
+          if (!qkind) tile_dots(s, lv, qb, B, queries, keys, kt, j0, t, tile);
+          cpu::FilterArgs fa{s.ct.get(tile * bp), bp, t, bp, qb.qn[B].data(), qb.qinv[B].data(), kn,
                              cosine ? s.kinv.p : nullptr, keys.alive ? keys.alive + j0 : nullptr,
                              tau.data(), cosine};
-          const int64_t nh = filter_tile(lv, hits, fa);
+          const int64_t nh = qkind ? qscan_tile(lv, hits, fa, s.ct.p, rq, B, keys, j0) : filter_tile(lv, hits, fa);
           for (int64_t h = 0; h < nh; ++h) {
             const cpu::Hit& x = hits[h];
             if (x.score >= tau[x.q]) continue;  // tau moved since the tile was filtered
             tau[x.q] = tops[x.q].push(Cand{x.score, x.aux, j0 + x.j}, m);
           }
         }
-        for (int64_t i = 0; i < nq; ++i)
-          if ((int64_t)tops[i].buf.size() > m) tops[i].cut(m);
+        for (int64_t i = 0; i < nq; ++i) tops[i].finish(m);
       }
     });
     if (bad.load() != std::numeric_limits<int64_t>::max())
       return Status::OutOfRange("keys: row " + std::to_string(bad.load()) +
                              " is not finite (or its squared norm overflows float32)");
 
-    // Merge the ranges per query, sort, write (the first output written is here).
+    // Merge the items' candidates per query, sort, write (the first output written is here).
     parallel_for(0, b, 16, [&](int64_t lo, int64_t hi) {
       std::vector<Cand> all;
       std::vector<float> row_buf;
       for (int64_t i = lo; i < hi; ++i) {
         const int64_t B = i / kQueryBlock, li = i % kQueryBlock;
         all.clear();
-        for (int64_t r = 0; r < ranges; ++r) {
-          const auto& v = found[B * ranges + r][li].buf;
+        for (int64_t r = 0; r < workers; ++r) {
+          const auto& v = found[B * workers + r][li].buf;
           all.insert(all.end(), v.begin(), v.end());
         }
         // The best m by the scan's scores, plus (slack mode) every candidate within the slack of
@@ -667,7 +748,10 @@ Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const
           // fewer rows to re-score in double. docs/math.md §2b.
           const float qn = qb.qn[B][li], qinv = qb.qinv[B][li];
           alignas(64) float ct16[16];
-          for (Cand& c : all) {
+          const int64_t key_bytes = keys.type == KeyType::kBF16 ? 2 : 1;
+          for (size_t k = 0; k < all.size(); ++k) {
+            Cand& c = all[k];
+            if (k + kAhead < all.size()) prefetch_row(compressed_ptr(keys), all[k + kAhead].row, d * key_bytes);
             cpu::qgemv(lv, ct16, 16, (int)keys.type, queries + i * d, compressed_ptr(keys), keys.scales, c.row, 1, d);
             const float kn = keys.norms2[c.row];
             if (cosine) {
@@ -698,9 +782,15 @@ Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const
             std::nth_element(all.begin(), all.begin() + (m - 1), all.end(), better);
             all.resize(m);
           }
-          for (Cand& c : all) rescore(c, qv, keys.exact + c.row * d, d, cosine);
+          for (size_t k = 0; k < all.size(); ++k) {
+            if (k + kAhead < all.size()) prefetch_row(keys.exact, all[k + kAhead].row, d * 4);
+            rescore(all[k], qv, keys.exact + all[k].row * d, d, cosine);
+          }
         } else {
-          for (Cand& c : all) rescore(c, qv, key_row(c.row), d, cosine);
+          for (size_t k = 0; k < all.size(); ++k) {
+            if (!compressed(keys) && k + kAhead < all.size()) prefetch_row(keys.keys, all[k + kAhead].row, d * 4);
+            rescore(all[k], qv, key_row(all[k].row), d, cosine);
+          }
         }
         std::sort(all.begin(), all.end(), better);
         for (int64_t s = 0; s < m_out; ++s) {

@@ -15,6 +15,7 @@ namespace cpu {
 
 namespace {
 std::atomic<bool> g_qdot_enabled{true};
+std::atomic<bool> g_filter_fused{true};
 inline float ftz(float x) { return std::fabs(x) < std::numeric_limits<float>::min() ? std::copysign(0.0f, x) : x; }
 }  // namespace
 
@@ -25,6 +26,11 @@ float dpbf16_step(float acc, uint16_t a0, uint16_t a1, uint16_t b0, uint16_t b1)
 }
 
 void set_qdot_enabled(bool on) { g_qdot_enabled.store(on, std::memory_order_relaxed); }
+void set_filter_fused(bool on) { g_filter_fused.store(on, std::memory_order_relaxed); }
+
+bool filter_fused(SimdLevel lv) {
+  return lv == SimdLevel::kAVX512 && g_filter_fused.load(std::memory_order_relaxed) && cpu_has_avx512_dp();
+}
 
 bool qdot_supported(SimdLevel lv, int kind, int64_t d) {
   if (lv != SimdLevel::kAVX512 || !g_qdot_enabled.load(std::memory_order_relaxed) || !cpu_has_avx512_dp()) return false;

@@ -42,13 +42,70 @@ inline uint32_t load_partial(const void* p, int64_t bytes) {
 
 inline __m512bh as_bh(__m512i x) { return (__m512bh)x; }
 
+// The threshold filter fused into the kernels' last store (qgemm_*_filter_avx512dp): the
+// expressions of filter_tile_avx512 (gemm_avx512.cpp) applied to a block's dot products while
+// they are in registers, the hits appended in (key, query) order within the panel pair.
+struct Fuse {
+  const FilterArgs* a;  // kn, kinv, alive: the tile's keys; cosine
+  const float* qn;      // the pair's 32 lanes (padded past the last panel)
+  const float* qinv;
+  const float* tau;
+  int32_t q0;           // the pair's first query
+  int nv;               // panels of the pair holding queries (1: a lone last panel)
+  Hit* hits;
+  int64_t nh;
+};
+// One vector of 16 dot products: key j of the tile, panel v of the pair.
+inline void fuse_filter(Fuse& f, int64_t j, int v, __m512 dot) {
+  const FilterArgs& a = *f.a;
+  alignas(64) float lanes[16];
+  if (!a.cosine) {
+    // e = ||q||^2 + ||k||^2 - 2 q.k unclamped (a superset; the caller re-tests), as the filter
+    const __m512 e = _mm512_fmadd_ps(_mm512_set1_ps(-2.0f), dot,
+                                     _mm512_add_ps(_mm512_loadu_ps(f.qn + v * 16), _mm512_set1_ps(a.kn[j])));
+    const __mmask16 mk = _mm512_cmp_ps_mask(e, _mm512_loadu_ps(f.tau + v * 16), _CMP_NGE_UQ);
+    if (__builtin_expect(mk == 0, 1)) return;
+    _mm512_store_ps(lanes, e);
+    for (unsigned bits = mk; bits; bits &= bits - 1) {
+      const int l = __builtin_ctz(bits);
+      const float x = lanes[l];
+      f.hits[f.nh++] = Hit{f.q0 + v * 16 + l, (int32_t)j, x > 0.0f ? x : (x == x ? 0.0f : kInf), 0.0f};
+    }
+    return;
+  }
+  __m512 c = _mm512_mul_ps(_mm512_mul_ps(dot, _mm512_loadu_ps(f.qinv + v * 16)), _mm512_set1_ps(a.kinv[j]));
+  c = _mm512_min_ps(_mm512_set1_ps(1.0f), _mm512_max_ps(_mm512_set1_ps(-1.0f), c));  // NaN passes through
+  __m512 sc = _mm512_xor_ps(c, _mm512_set1_ps(-0.0f));
+  sc = _mm512_mask_mov_ps(sc, _mm512_cmp_ps_mask(c, c, _CMP_UNORD_Q), _mm512_set1_ps(kInf));
+  const __mmask16 mk = _mm512_cmp_ps_mask(sc, _mm512_loadu_ps(f.tau + v * 16), _CMP_NGE_UQ);
+  if (__builtin_expect(mk == 0, 1)) return;
+  alignas(64) float dots[16];
+  _mm512_store_ps(lanes, sc);
+  _mm512_store_ps(dots, dot);
+  for (unsigned bits = mk; bits; bits &= bits - 1) {
+    const int l = __builtin_ctz(bits);
+    f.hits[f.nh++] = Hit{f.q0 + v * 16 + l, (int32_t)j, lanes[l], dist2_of(f.qn[v * 16 + l], a.kn[j], dots[l])};
+  }
+}
+// A block's dot products (MR keys from tile row j, the pair's panels) through the filter.
+template <int MR>
+inline void fuse_block(Fuse& f, int64_t j, const __m512 (&dot)[MR][kNV]) {
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    if (f.a->alive && !f.a->alive[j + r]) continue;
+#pragma GCC unroll 2
+    for (int v = 0; v < kNV; ++v)
+      if (v < f.nv) fuse_filter(f, j + r, v, dot[r][v]);
+  }
+}
+
 // ---- bf16 ----------------------------------------------------------------------------------
 // C^T block of MR keys (rows d elements apart) x NV panels; groups [g0, g1) of the pairs, the
 // last one (g1 - 1) partial when `tail` (d odd). ap: the first panel at group 0; panels h*32
 // elements apart.
 template <int MR>
 inline void bf16_block(const uint16_t* k, int64_t d, int64_t g0, int64_t g1, bool tail, const uint16_t* ap, int64_t h,
-                       float* c, int64_t ldc, bool first) {
+                       float* c, int64_t ldc, bool first, Fuse* fz, int64_t jrow) {
   __m512 acc[MR][kNV];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
@@ -78,6 +135,7 @@ inline void bf16_block(const uint16_t* k, int64_t d, int64_t g0, int64_t g1, boo
   }
   for (; g < gfull; ++g) step(g, full);
   if (tail) step(gfull, [&](int r, int64_t gg) { return load_partial(k + r * d + 2 * gg, 2); });
+  if (fz) return fuse_block<MR>(*fz, jrow, acc);
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 2
@@ -91,7 +149,7 @@ inline void bf16_block(const uint16_t* k, int64_t d, int64_t g0, int64_t g1, boo
 template <int MR>
 inline void i8_block(const int8_t* k, int64_t d, int64_t g0, int64_t g1, bool tail, const uint8_t* ap, int64_t h,
                      float* c, int64_t ldc, bool first, bool last, const int32_t* sums, const float* qs,
-                     const float* ks) {
+                     const float* ks, Fuse* fz, int64_t jrow) {
   __m512i acc[MR][kNV];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
@@ -120,7 +178,17 @@ inline void i8_block(const int8_t* k, int64_t d, int64_t g0, int64_t g1, bool ta
   }
   for (; g < gfull; ++g) step(g, full);
   if (tail) step(gfull, [&](int r, int64_t gg) { return load_partial(k + r * d + 4 * gg, d - 4 * gg); });
-  if (last && qs) {
+  if (last && fz) {  // qs set: the products of the plain store, then the filter
+    __m512 dot[MR][kNV];
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const __m512 s = _mm512_set1_ps(ks[r]);
+#pragma GCC unroll 2
+      for (int v = 0; v < kNV; ++v)
+        dot[r][v] = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][v]), _mm512_mul_ps(_mm512_loadu_ps(qs + v * 16), s));
+    }
+    fuse_block<MR>(*fz, jrow, dot);
+  } else if (last && qs) {
     __m512 q[kNV];
 #pragma GCC unroll 2
     for (int v = 0; v < kNV; ++v) q[v] = _mm512_loadu_ps(qs + v * 16);
@@ -206,16 +274,43 @@ struct I8Block {
 
 }  // namespace
 
-void qgemm_bf16_avx512dp(float* ct, int64_t ldc, const uint16_t* panels, int64_t bp, const uint16_t* keys, int64_t j0,
-                         int64_t t, int64_t d) {
+namespace {
+// The panel pair P's lanes of the filter's per-query arrays, for fuse (padded with lanes that
+// never pass past the last panel); returns the number of panels holding queries.
+struct PairLanes {
+  alignas(64) float qn[32], qinv[32], tau[32];
+};
+int pair_lanes(Fuse& f, PairLanes& pl, const FilterArgs& a, int64_t P, int64_t np) {
+  const int nv = P + 1 == np ? 1 : 2;
+  for (int l = 0; l < 32; ++l) {
+    const bool in = l < nv * 16;
+    const int64_t q = P * kQPanel + l;
+    pl.qn[l] = in ? a.qn[q] : 0.0f;
+    pl.qinv[l] = in && a.cosine ? a.qinv[q] : 0.0f;
+    pl.tau[l] = in ? a.tau[q] : -kInf;
+  }
+  f.qn = pl.qn;
+  f.qinv = pl.qinv;
+  f.tau = pl.tau;
+  f.q0 = (int32_t)(P * kQPanel);
+  f.nv = nv;
+  return nv;
+}
+
+// f: null for the plain product into ct; else the filter fused into the last store (ct then
+// only holds partial sums when d spans several blocks of groups), hits appended to f->hits.
+void qgemm_bf16_impl(float* ct, int64_t ldc, const uint16_t* panels, int64_t bp, const uint16_t* keys, int64_t j0,
+                     int64_t t, int64_t d, Fuse* f) {
   const int64_t h = (d + 1) / 2, np = bp / kQPanel;
   const bool odd = d % 2;
   const uint16_t* k = keys + j0 * d;
   thread_local AlignedBuf extra, cscratch;
+  PairLanes pl;
   for (int64_t P = 0; P < np; P += kNV) {
     const uint16_t* ap = panels + P * h * 32;
     float* c0 = ct + P * kQPanel;
     int64_t ldcc = ldc;
+    if (f) pair_lanes(*f, pl, *f->a, P, np);
     if (P + 1 == np) {  // a lone last panel: pair it with a zero panel, C^T into scratch
       uint16_t* e = reinterpret_cast<uint16_t*>(extra.get((size_t)h * 32));
       std::memcpy(e, ap, (size_t)h * 32 * 2);
@@ -227,17 +322,19 @@ void qgemm_bf16_avx512dp(float* ct, int64_t ldc, const uint16_t* panels, int64_t
     for (int64_t gb = 0; gb < h; gb += kGB) {
       const int64_t ge = std::min(h, gb + kGB);
       const bool first = gb == 0, tail = odd && ge == h;
+      Fuse* fz = ge == h ? f : nullptr;
       int64_t j = 0;
-      for (; j + kMR <= t; j += kMR) bf16_block<kMR>(k + j * d, d, gb, ge, tail, ap, h, c0 + j * ldcc, ldcc, first);
-      if (j < t) by_rows<Bf16Block>(t - j, k + j * d, d, gb, ge, tail, ap, h, c0 + j * ldcc, ldcc, first);
+      for (; j + kMR <= t; j += kMR)
+        bf16_block<kMR>(k + j * d, d, gb, ge, tail, ap, h, c0 + j * ldcc, ldcc, first, fz, j);
+      if (j < t) by_rows<Bf16Block>(t - j, k + j * d, d, gb, ge, tail, ap, h, c0 + j * ldcc, ldcc, first, fz, j);
     }
-    if (P + 1 == np)
+    if (P + 1 == np && !f)
       for (int64_t j = 0; j < t; ++j) std::memcpy(ct + j * ldc + P * kQPanel, c0 + j * 32, 16 * sizeof(float));
   }
 }
 
-void qgemm_i8_avx512dp(float* ct, int64_t ldc, const uint8_t* panels, const float* qscale, int64_t bp,
-                       const int8_t* keys, const float* kscale, int64_t j0, int64_t t, int64_t d) {
+void qgemm_i8_impl(float* ct, int64_t ldc, const uint8_t* panels, const float* qscale, int64_t bp,
+                   const int8_t* keys, const float* kscale, int64_t j0, int64_t t, int64_t d, Fuse* f) {
   const int64_t h = (d + 3) / 4, np = bp / kQPanel;
   const bool partial = d % 4;
   const int8_t* k = keys + j0 * d;
@@ -245,11 +342,13 @@ void qgemm_i8_avx512dp(float* ct, int64_t ldc, const uint8_t* panels, const floa
   int32_t* sums = reinterpret_cast<int32_t*>(sums_buf.get((size_t)t));
   row_sums_i8(sums, k, t, d);
   const float* ks = kscale ? kscale + j0 : nullptr;
+  PairLanes pl;
   for (int64_t P = 0; P < np; P += kNV) {
     const uint8_t* ap = panels + P * h * 64;
     const float* qs = qscale ? qscale + P * kQPanel : nullptr;
     float* c0 = ct + P * kQPanel;
     int64_t ldcc = ldc;
+    if (f) pair_lanes(*f, pl, *f->a, P, np);
     if (P + 1 == np) {  // a lone last panel: pair it with a zero-query panel (u8 128), scratch C^T
       uint8_t* e = reinterpret_cast<uint8_t*>(extra.get((size_t)h * 32));
       std::memcpy(e, ap, (size_t)h * 64);
@@ -270,14 +369,39 @@ void qgemm_i8_avx512dp(float* ct, int64_t ldc, const uint8_t* panels, const floa
       int64_t j = 0;
       for (; j + kMR <= t; j += kMR)
         i8_block<kMR>(k + j * d, d, gb, ge, tail, ap, h, c0 + j * ldcc, ldcc, first, last, sums + j, qs,
-                      ks ? ks + j : nullptr);
+                      ks ? ks + j : nullptr, f, j);
       if (j < t)
         by_rows<I8Block>(t - j, k + j * d, d, gb, ge, tail, ap, h, c0 + j * ldcc, ldcc, first, last, sums + j, qs,
-                         ks ? ks + j : nullptr);
+                         ks ? ks + j : nullptr, f, j);
     }
-    if (P + 1 == np)
+    if (P + 1 == np && !f)
       for (int64_t j = 0; j < t; ++j) std::memcpy(ct + j * ldc + P * kQPanel, c0 + j * 32, 16 * sizeof(float));
   }
+}
+}  // namespace
+
+void qgemm_bf16_avx512dp(float* ct, int64_t ldc, const uint16_t* panels, int64_t bp, const uint16_t* keys, int64_t j0,
+                         int64_t t, int64_t d) {
+  qgemm_bf16_impl(ct, ldc, panels, bp, keys, j0, t, d, nullptr);
+}
+
+void qgemm_i8_avx512dp(float* ct, int64_t ldc, const uint8_t* panels, const float* qscale, int64_t bp,
+                       const int8_t* keys, const float* kscale, int64_t j0, int64_t t, int64_t d) {
+  qgemm_i8_impl(ct, ldc, panels, qscale, bp, keys, kscale, j0, t, d, nullptr);
+}
+
+int64_t qgemm_bf16_filter_avx512dp(Hit* hits, const FilterArgs& fa, float* ct, int64_t ldc, const uint16_t* panels,
+                                   const uint16_t* keys, int64_t j0, int64_t d) {
+  Fuse f{&fa, nullptr, nullptr, nullptr, 0, 0, hits, 0};
+  qgemm_bf16_impl(ct, ldc, panels, fa.bp, keys, j0, fa.t, d, &f);
+  return f.nh;
+}
+
+int64_t qgemm_i8_filter_avx512dp(Hit* hits, const FilterArgs& fa, float* ct, int64_t ldc, const uint8_t* panels,
+                                 const float* qscale, const int8_t* keys, const float* kscale, int64_t j0, int64_t d) {
+  Fuse f{&fa, nullptr, nullptr, nullptr, 0, 0, hits, 0};
+  qgemm_i8_impl(ct, ldc, panels, qscale, fa.bp, keys, kscale, j0, fa.t, d, &f);
+  return f.nh;
 }
 
 // ---- one query -------------------------------------------------------------------------------
@@ -365,16 +489,18 @@ void qgemv_i8_avx512dp(float* out, const int8_t* q, float qscale, const int8_t* 
     __m512i a[16];
 #pragma GCC unroll 16
     for (int r = 0; r < 16; ++r) a[r] = _mm512_setzero_si512();
-    // The 16 rows are few lines each, too short for the hardware prefetcher: fetch the block
-    // two ahead (16 d contiguous bytes), 16 lines a step in address order.
-    const char* pf = reinterpret_cast<const char*>(k0 + 32 * d);
-    for (int64_t p = 0; p < d64; p += 64, pf += 1024) {
-      const __m512i qv = _mm512_loadu_si512((const void*)(q + p));
+    // The rows one after the other, so that the block is read as one sequential stream (6 KB at
+    // d = 384), each row's line p prefetched a block (16 rows) ahead. Measured 9-11 % faster at
+    // B = 1 than reading line p of all 16 rows in turn with the block two ahead prefetched in
+    // address order, and without the prefetch 35 % slower.
 #pragma GCC unroll 16
-      for (int r = 0; r < 16; ++r) _mm_prefetch(pf + 64 * r, _MM_HINT_T0);
-      const int8_t* row = k0 + p;
-#pragma GCC unroll 16
-      for (int r = 0; r < 16; ++r, row += d) a[r] = _mm512_dpbusd_epi32(a[r], ld(row), qv);
+    for (int r = 0; r < 16; ++r) {
+      const int8_t* row = k0 + r * d;
+      const char* pf = reinterpret_cast<const char*>(row + 16 * d);
+      for (int64_t p = 0; p < d64; p += 64) {
+        _mm_prefetch(pf + p, _MM_HINT_T0);
+        a[r] = _mm512_dpbusd_epi32(a[r], ld(row + p), _mm512_loadu_si512((const void*)(q + p)));
+      }
     }
     if (tail) {
 #pragma GCC unroll 16
