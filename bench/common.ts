@@ -62,7 +62,7 @@ export function machine() {
     blas: info.blas,
     threads: info.threads,
     date: new Date().toISOString(),
-    /** 1, 5 and 15 minute load averages when the run started (other jobs on a shared VM). */
+    /** 1, 5 and 15 minute load averages when this was called (other jobs on a shared VM). */
     loadAverage: os.loadavg(),
   };
 }
