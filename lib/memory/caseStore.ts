@@ -15,7 +15,7 @@
  * checked in chunks the first time a row of the chunk is read (checkAll: every chunk).
  */
 import type { IndexLike } from './indexLike';
-import { type MetaColumns, type NumericColumns, numericRowProblem } from './metaColumns';
+import { MetaColumns, type NumericColumns, numericRowProblem } from './metaColumns';
 import type { CaseMeta } from './types';
 
 /**
@@ -136,6 +136,11 @@ export class Interner {
 
   string(code: number): string {
     return this.table[code];
+  }
+
+  /** Every string, by code. */
+  get strings(): readonly string[] {
+    return this.table;
   }
 
   get size(): number {
@@ -350,6 +355,27 @@ export class CaseStore {
   /** Interned source code of a live case (compare with sources.find(name)). */
   sourceOf(id: number): number {
     return this.sourceCode[this.slot(id)];
+  }
+
+  /**
+   * The metadata of live cases `ids`, in that order, as columns (a snapshot's meta part; the code
+   * tables are the store's, every string it ever interned). No object per case.
+   */
+  metaColumns(ids: Int32Array): MetaColumns {
+    const n = ids.length;
+    const slots = new Int32Array(n);
+    for (let i = 0; i < n; i++) slots[i] = this.slot(ids[i]);
+    const src = this.columns();
+    const pick = <T extends Float64Array | Int32Array>(a: T, out: T): T => {
+      for (let i = 0; i < n; i++) out[i] = a[slots[i]];
+      return out;
+    };
+    const f = (a: Float64Array) => pick(a, new Float64Array(n));
+    const cols: NumericColumns = {
+      visits: f(src.visits), weight: f(src.weight), episode: f(src.episode), step: f(src.step), time: f(src.time), seq: f(src.seq),
+      touched: f(src.touched), action: pick(src.action, new Int32Array(n)), source: pick(src.source, new Int32Array(n)),
+    };
+    return MetaColumns.fromParts(n, cols, this.actions.strings.slice(), this.sources.strings.slice(), (i) => this.getState(slots[i]));
   }
 
   /** Weights of live cases into out (default a new Float64Array). */

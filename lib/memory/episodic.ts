@@ -944,7 +944,7 @@ export class EpisodicMemory {
       keys: new Float32Array(0),
       keyRows: (row0, rows) => this.getKeys(ids.subarray(row0, row0 + rows)),
       values: this.store.values(ids),
-      meta: MetaColumns.build(ids.length, (i) => this.store.meta(ids[i])),
+      meta: this.store.metaColumns(ids),
     };
   }
 

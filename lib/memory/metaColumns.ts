@@ -134,9 +134,7 @@ export class MetaColumns implements NumericColumns {
   /** Columns from a row reader (i → its CaseMeta), for a case store's live rows. */
   static build(n: number, row: (i: number) => CaseMeta): MetaColumns {
     const f = () => new Float64Array(n);
-    const cols = { visits: f(), weight: f(), episode: f(), step: f(), time: f(), seq: f(), touched: f() };
-    const action = new Int32Array(n);
-    const source = new Int32Array(n);
+    const cols = { visits: f(), weight: f(), episode: f(), step: f(), time: f(), seq: f(), touched: f(), action: new Int32Array(n), source: new Int32Array(n) };
     const actions = new Map<string, number>();
     const sources = new Map<string, number>();
     const code = (m: Map<string, number>, s: string) => {
@@ -145,14 +143,26 @@ export class MetaColumns implements NumericColumns {
       return c;
     };
     const states: string[] = new Array(n);
-    let wellFormed = true;
     for (let i = 0; i < n; i++) {
       const m = row(i);
       for (const k of F64_COLUMNS) cols[k][i] = m[k];
-      action[i] = code(actions, m.action);
-      source[i] = code(sources, m.source);
+      cols.action[i] = code(actions, m.action);
+      cols.source[i] = code(sources, m.source);
       states[i] = m.state;
-      if (wellFormed && !(m.state as string & { isWellFormed(): boolean }).isWellFormed()) wellFormed = false;
+    }
+    return MetaColumns.fromParts(n, cols, [...actions.keys()], [...sources.keys()], (i) => states[i]);
+  }
+
+  /**
+   * Columns from numeric columns of n rows (taken as they are), the code tables and the states
+   * (encoded here: utf8, or utf16le when one is not well-formed UTF-16).
+   */
+  static fromParts(n: number, c: NumericColumns, actions: readonly string[], sources: readonly string[], state: (i: number) => string): MetaColumns {
+    const states: string[] = new Array(n);
+    let wellFormed = true;
+    for (let i = 0; i < n; i++) {
+      const st = (states[i] = state(i));
+      if (wellFormed && !(st as string & { isWellFormed(): boolean }).isWellFormed()) wellFormed = false;
     }
     const enc: StateEncoding = wellFormed ? 'utf8' : 'utf16le';
     const stateEnd = new Float64Array(n);
@@ -161,8 +171,7 @@ export class MetaColumns implements NumericColumns {
     const bytes = Buffer.allocUnsafe(total);
     let o = 0;
     for (let i = 0; i < n; i++) o += bytes.write(states[i], o, enc);
-    return new MetaColumns(n, cols.visits, cols.weight, cols.episode, cols.step, cols.time, cols.seq, cols.touched, action, source,
-      [...actions.keys()], [...sources.keys()], stateEnd, bytes, enc);
+    return new MetaColumns(n, c.visits, c.weight, c.episode, c.step, c.time, c.seq, c.touched, c.action, c.source, actions, sources, stateEnd, bytes, enc);
   }
 
   /** Case i's state text. */

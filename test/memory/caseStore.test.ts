@@ -51,6 +51,13 @@ function check(store: CaseStore, ref: Ref, where: string, doubling = true): void
   store.weights(idArr, wout);
   // One comparison per read (field order included: snapshots write the object as it comes;
   // Object.is on weights, so −0 is kept).
+  // the save path's columns: every field of every case, -0 kept, in the order asked
+  const cols = store.metaColumns(idArr);
+  expect(cols.problem(), where).toBeUndefined();
+  ids.forEach((id, i) => {
+    const a = cols.at(i), r = ref.get(id)!.meta;
+    for (const k of Object.keys(r) as (keyof CaseMeta)[]) expect(Object.is(a[k], r[k]), `${where}: id ${id} ${k}`).toBe(true);
+  });
   const got = ids.map((id, i) => ({
     has: store.has(id),
     meta: JSON.stringify(store.meta(id)),
