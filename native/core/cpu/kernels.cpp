@@ -91,6 +91,10 @@ TileScratch& scratch() {
 }
 
 bool compressed(const KeyView& keys) { return keys.type != KeyType::kFloat32; }
+// Bytes of one key element in the scanned store (float32 4, bf16 2, int8 1).
+int64_t key_elem_bytes(const KeyView& keys) {
+  return keys.type == KeyType::kFloat32 ? 4 : keys.type == KeyType::kBF16 ? 2 : 1;
+}
 const void* compressed_ptr(const KeyView& keys) {
   return keys.type == KeyType::kBF16 ? (const void*)keys.keys_bf16 : (const void*)keys.keys_i8;
 }
@@ -658,8 +662,7 @@ Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const
     // Tiles per claim: about 2 MiB of keys, so that an item reads long contiguous runs (the
     // hardware prefetchers; B = 1 is bandwidth-bound: single tiles measured 15-20 % slower for
     // int8 keys), and at least 8 claims per worker, so that the work still balances.
-    const int64_t key_bytes = keys.type == KeyType::kFloat32 ? 4 : keys.type == KeyType::kBF16 ? 2 : 1;
-    int64_t claim = std::max<int64_t>(1, (int64_t(2) << 20) / std::max<int64_t>(1, tile * d * key_bytes));
+    int64_t claim = std::max<int64_t>(1, (int64_t(2) << 20) / std::max<int64_t>(1, tile * d * key_elem_bytes(keys)));
     claim = std::max<int64_t>(1, std::min(claim, ntiles / (8 * workers)));
     const int64_t items = qb.nblocks * workers;
     std::vector<std::vector<TopM>> found(items);
@@ -748,10 +751,9 @@ Status search_topm(int64_t* rows_out, float* kernel_out, float* dist2_out, const
           // fewer rows to re-score in double. docs/math.md §2b.
           const float qn = qb.qn[B][li], qinv = qb.qinv[B][li];
           alignas(64) float ct16[16];
-          const int64_t key_bytes = keys.type == KeyType::kBF16 ? 2 : 1;
           for (size_t k = 0; k < all.size(); ++k) {
             Cand& c = all[k];
-            if (k + kAhead < all.size()) prefetch_row(compressed_ptr(keys), all[k + kAhead].row, d * key_bytes);
+            if (k + kAhead < all.size()) prefetch_row(compressed_ptr(keys), all[k + kAhead].row, d * key_elem_bytes(keys));
             cpu::qgemv(lv, ct16, 16, (int)keys.type, queries + i * d, compressed_ptr(keys), keys.scales, c.row, 1, d);
             const float kn = keys.norms2[c.row];
             if (cosine) {
