@@ -29,7 +29,8 @@ export function fsyncDir(dir: string): void {
   }
 }
 
-const LITTLE = os.endianness() === 'LE';
+/** Whether this host is little-endian (the byte order of every memq file). */
+export const LITTLE = os.endianness() === 'LE';
 
 /** The little-endian bytes of a 32-bit typed array (a view when the host is little-endian). */
 export function leBytes(a: Float32Array | Int32Array): Buffer {

@@ -21,6 +21,7 @@
  * file's length, the tables) before anything is used; rows are checked by rowProblem (every row
  * at an ordinary load; at a mapped load, by the case store when it first reads them).
  */
+import { LITTLE } from './fsutil';
 import type { CaseMeta } from './types';
 import { caseMetaProblem } from './validate';
 
@@ -33,7 +34,8 @@ export const F64_COLUMNS = ['visits', 'weight', 'episode', 'step', 'time', 'seq'
 export type F64Column = (typeof F64_COLUMNS)[number];
 export const COLUMNS = [...F64_COLUMNS, 'action', 'source', 'stateEnd', 'stateBytes'] as const;
 export type ColumnName = (typeof COLUMNS)[number];
-const ELEM: Record<ColumnName, number> = {
+/** Bytes of one entry of each column. */
+export const ELEM: Record<ColumnName, number> = {
   visits: 8, weight: 8, episode: 8, step: 8, time: 8, seq: 8, touched: 8, action: 4, source: 4, stateEnd: 8, stateBytes: 1,
 };
 
@@ -77,7 +79,6 @@ export function numericRowProblem(c: NumericColumns, i: number, actions: number,
   return undefined;
 }
 
-const LITTLE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 function alignUp(x: number): number {
   return Math.ceil(x / META_ALIGN) * META_ALIGN;
@@ -295,15 +296,24 @@ export class MetaColumns implements NumericColumns {
   }
 
   /**
+   * From the file's first 16 bytes: how many bytes its head takes (the 16, then the JSON), for a
+   * reader that reads only the head (parseLayout's input). MetaLayoutError without the magic.
+   */
+  static headBytes(first: Uint8Array): number {
+    const b = Buffer.from(first.buffer, first.byteOffset, first.byteLength);
+    if (b.length < 16 || b.toString('latin1', 0, 8) !== META_MAGIC) throw new MetaLayoutError(`does not start with ${META_MAGIC}`);
+    return 16 + b.readUInt32LE(12);
+  }
+
+  /**
    * Read the file's layout from its first bytes (the magic, the JSON, where every column lies):
    * MetaLayoutError when anything is not as the writer leaves it. `size`: the file's length.
    */
   static parseLayout(first: Uint8Array, size: number): MetaLayout {
     const b = Buffer.from(first.buffer, first.byteOffset, first.byteLength);
-    if (b.length < 16 || b.toString('latin1', 0, 8) !== META_MAGIC) throw new MetaLayoutError(`does not start with ${META_MAGIC}`);
+    const len = MetaColumns.headBytes(b) - 16;
     const ver = b.readUInt32LE(8);
     if (ver !== META_LAYOUT) throw new MetaLayoutError(`has layout version ${ver}, this memq reads ${META_LAYOUT}`);
-    const len = b.readUInt32LE(12);
     if (16 + len > b.length) throw new MetaLayoutError(`its JSON header (${len} bytes) runs past ${b.length} bytes`);
     let j: { count?: unknown; stateEncoding?: unknown; actions?: unknown; sources?: unknown; columns?: Record<string, { offset?: unknown; bytes?: unknown }> };
     try {

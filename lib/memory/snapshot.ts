@@ -26,8 +26,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as zlib from 'zlib';
 import { loadNative } from '../native';
-import { f32FromLE, f32OwnLE, fsyncDir, i32FromLE, leBytes, writeFileDurable } from './fsutil';
-import { COLUMNS, type ColumnName, MetaColumns, MetaLayoutError } from './metaColumns';
+import { f32FromLE, f32OwnLE, fsyncDir, i32FromLE, LITTLE, leBytes, writeFileDurable } from './fsutil';
+import { COLUMNS, ELEM, MetaColumns, MetaLayoutError } from './metaColumns';
 import { caseMetaProblem, keyRowProblem, snapshotRowProblem } from './validate';
 
 export const SNAPSHOT_FORMAT = 'memq-episodic-memory';
@@ -416,7 +416,7 @@ function checkKeysFile(file: string, keysFile: { bytes: number; crc32: number },
       }
       if (got < want) checkLength(file, 'keys', r0 * dim * 4 + got, keysFile.bytes); // shorter than its header says
       crc = zlib.crc32(bytes.subarray(0, want), crc);
-      if (!LITTLE_HOST) bytes.subarray(0, want).swap32();
+      if (!LITTLE) bytes.subarray(0, want).swap32();
       for (let r = 0; r < rows; r++) {
         const p = keyRowProblem(buf, r, dim);
         if (p) throw new SnapshotError(`${file} (part 'keys') row ${r0 + r} (id ${ids[r0 + r]}): ${p}`, file, 'keys', r0 + r);
@@ -427,8 +427,6 @@ function checkKeysFile(file: string, keysFile: { bytes: number; crc32: number },
   }
   checkCrc(file, 'keys', crc, keysFile.crc32);
 }
-
-const LITTLE_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /**
  * Read a freshly written generation back from disk and check it as a load would (header, every
@@ -701,8 +699,7 @@ function mapMetaFile(file: string, count: number): MetaColumns {
       size = fs.fstatSync(fd).size;
       const head = Buffer.alloc(16);
       fs.readSync(fd, head, 0, 16, 0);
-      const len = head.length === 16 && head.toString('latin1', 0, 8) === 'MEMQMETA' ? head.readUInt32LE(12) : 0;
-      const first = Buffer.alloc(Math.min(size, 16 + len));
+      const first = Buffer.alloc(Math.min(size, MetaColumns.headBytes(head)));
       fs.readSync(fd, first, 0, first.length, 0);
       layout = MetaColumns.parseLayout(first, size);
     } finally {
@@ -714,11 +711,10 @@ function mapMetaFile(file: string, count: number): MetaColumns {
   }
   if (layout.count !== count) throw new SnapshotError(`${file} (part 'meta') has ${layout.count} rows, expected ${count}`, file, 'meta');
   const room = mappedRoom(count) - count;
-  const elem = (c: ColumnName) => (c === 'stateBytes' ? 1 : c === 'action' || c === 'source' ? 4 : 8);
   const regions = COLUMNS.map((c) => {
     const { offset, bytes } = layout.columns[c];
     const grows = c !== 'stateBytes' && c !== 'stateEnd';
-    return { offset, bytes, capacity: grows ? bytes + room * elem(c) : bytes };
+    return { offset, bytes, capacity: grows ? bytes + room * ELEM[c] : bytes };
   });
   let addon;
   try {
