@@ -23,7 +23,7 @@
  */
 import { LITTLE } from './fsutil';
 import type { CaseMeta } from './types';
-import { caseMetaProblem } from './validate';
+import { caseMetaProblem, META_NUMBER_FIELDS, META_NUMBER_RULE, metaNumberOk } from './validate';
 
 export const META_MAGIC = 'MEMQMETA';
 export const META_LAYOUT = 1;
@@ -58,27 +58,17 @@ export interface NumericColumns {
 }
 
 /**
- * First problem of row i's numbers and codes (caseMetaProblem's rules on columns), or undefined:
- * visits an integer ≥ 1, weight/episode/step/time finite, seq/touched integers ≥ 0, codes in
- * their tables.
+ * First problem of row i's numbers and codes, or undefined: caseMetaProblem's rules (the shared
+ * META_NUMBER_RULE, in the same order) on columns, then the codes inside their tables.
  */
 export function numericRowProblem(c: NumericColumns, i: number, actions: number, sources: number): string | undefined {
-  const v = c.visits[i];
-  if (!(Number.isInteger(v) && v >= 1)) return `visits must be an integer >= 1, got ${v}`;
-  for (const f of ['weight', 'episode', 'step', 'time'] as const) {
-    if (!Number.isFinite(c[f][i])) return `${f} must be a finite number, got ${c[f][i]}`;
-  }
-  for (const f of ['seq', 'touched'] as const) {
-    const x = c[f][i];
-    if (!(Number.isSafeInteger(x) && x >= 0)) return `${f} must be an integer >= 0, got ${x}`;
-  }
+  for (const f of META_NUMBER_FIELDS) if (!metaNumberOk(f, c[f][i])) return `${f} ${META_NUMBER_RULE[f]}, got ${c[f][i]}`;
   const a = c.action[i];
   if (!(a >= 0 && a < actions)) return `action code ${a} is outside the action table (${actions} entries)`;
   const s = c.source[i];
   if (!(s >= 0 && s < sources)) return `source code ${s} is outside the source table (${sources} entries)`;
   return undefined;
 }
-
 
 function alignUp(x: number): number {
   return Math.ceil(x / META_ALIGN) * META_ALIGN;

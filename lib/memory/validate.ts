@@ -241,16 +241,31 @@ export function caseMetaProblem(m: unknown): string | undefined {
   for (const f of ['state', 'action', 'source'] as const) {
     if (typeof r[f] !== 'string') return `${f} must be a string, got ${typeName(r[f])}`;
   }
-  for (const f of ['weight', 'episode', 'step', 'time'] as const) {
-    if (typeof r[f] !== 'number' || !Number.isFinite(r[f])) return `${f} must be a finite number, got ${JSON.stringify(r[f])}`;
-  }
-  const v = r.visits;
-  if (!(typeof v === 'number' && Number.isInteger(v) && v >= 1)) return `visits must be an integer >= 1, got ${JSON.stringify(v)}`;
-  for (const f of ['seq', 'touched'] as const) {
-    const x = r[f];
-    if (!(typeof x === 'number' && Number.isSafeInteger(x) && x >= 0)) return `${f} must be an integer >= 0, got ${JSON.stringify(x)}`;
-  }
+  for (const f of META_NUMBER_FIELDS) if (!metaNumberOk(f, r[f])) return `${f} ${META_NUMBER_RULE[f]}, got ${JSON.stringify(r[f])}`;
   return undefined;
+}
+
+/** CaseMeta's numeric fields, in the order their rules are checked (objects and columns alike). */
+export const META_NUMBER_FIELDS = ['weight', 'episode', 'step', 'time', 'visits', 'seq', 'touched'] as const;
+export type MetaNumberField = (typeof META_NUMBER_FIELDS)[number];
+
+/** Each numeric field's rule, as errors word it ("visits must be an integer >= 1, got 0"). */
+export const META_NUMBER_RULE: Record<MetaNumberField, string> = {
+  weight: 'must be a finite number',
+  episode: 'must be a finite number',
+  step: 'must be a finite number',
+  time: 'must be a finite number',
+  visits: 'must be an integer >= 1',
+  seq: 'must be an integer >= 0',
+  touched: 'must be an integer >= 0',
+};
+
+/** Whether x keeps field f's rule (META_NUMBER_RULE). */
+export function metaNumberOk(f: MetaNumberField, x: unknown): boolean {
+  if (typeof x !== 'number') return false;
+  if (f === 'visits') return Number.isInteger(x) && x >= 1;
+  if (f === 'seq' || f === 'touched') return Number.isSafeInteger(x) && x >= 0;
+  return Number.isFinite(x);
 }
 
 /** Largest case id (2³¹ − 1 is reserved by the index). */
