@@ -28,6 +28,7 @@ import * as zlib from 'zlib';
 import { loadNative } from '../native';
 import { f32FromLE, f32OwnLE, fsyncDir, i32FromLE, LITTLE, leBytes, writeFileDurable } from './fsutil';
 import { COLUMNS, ELEM, MetaColumns, MetaLayoutError } from './metaColumns';
+import type { CaseMeta } from './types';
 import { caseMetaProblem, keyRowProblem, snapshotRowProblem } from './validate';
 
 export const SNAPSHOT_FORMAT = 'memq-episodic-memory';
@@ -273,13 +274,14 @@ export function writeSnapshot(dir: string, data: SnapshotData, opts: SaveOptions
   if (stream && data.keys.length !== 0) throw new RangeError('keys must be empty when keyRows gives the keys');
   if (!stream && data.keys.length !== n * data.dim) throw new RangeError(`keys has ${data.keys.length} floats, expected count × dim = ${n * data.dim}`);
   if (data.values.length !== n || data.meta.length !== n) throw new RangeError('values and meta must have one entry per id');
+  // Objects are checked as they are made columns (fromObjects); given columns, here.
   let cols: MetaColumns;
   try {
     cols = data.meta instanceof MetaColumns ? data.meta : MetaColumns.fromObjects(data.meta);
   } catch (err) {
     throw new RangeError(`save: ${(err as Error).message}; the snapshot would not load, nothing was written`);
   }
-  const badMeta = cols.problem();
+  const badMeta = data.meta instanceof MetaColumns ? cols.problem() : undefined;
   if (badMeta) throw new RangeError(`save: meta row ${badMeta.row}: ${badMeta.message}; the snapshot would not load, nothing was written`);
   // Refuse at once what a load would refuse: no doomed generation is written.
   const bad = snapshotRowProblem(data.ids, data.keys, data.values, data.dim, { skipKeys: stream });
@@ -677,7 +679,7 @@ function readMeta(buf: Buffer, file: string, version: number, ids: Int32Array, c
     if (p) throw new SnapshotError(`${file} (part 'meta') line ${i + 1} (id ${ids[i]}): ${p}`, file, 'meta', i);
     return m;
   });
-  return MetaColumns.fromObjects(objs);
+  return MetaColumns.build(count, (i) => objs[i] as CaseMeta); // every line checked above
 }
 
 /** Rows of room a mapped metadata part keeps for the cases written after the load. */
