@@ -403,31 +403,44 @@ function writeKeyRows(file: string, data: SnapshotData, sync: boolean, h: crypto
  */
 function checkKeysFile(file: string, keysFile: { bytes: number; crc32: number }, dim: number, ids: Int32Array, per: number): void {
   const buf = new Float32Array(per * dim);
-  const bytes = Buffer.from(buf.buffer);
-  const fd = fs.openSync(file, 'r');
   let crc = 0;
+  let r0 = 0;
+  const total = readChunks(file, Buffer.from(buf.buffer), (bytes) => {
+    crc = zlib.crc32(bytes, crc);
+    if (!LITTLE) bytes.swap32();
+    const rows = Math.min(Math.floor(bytes.length / (4 * dim)), ids.length - r0);
+    for (let r = 0; r < rows; r++) {
+      const p = keyRowProblem(buf, r, dim);
+      if (p) throw new SnapshotError(`${file} (part 'keys') row ${r0 + r} (id ${ids[r0 + r]}): ${p}`, file, 'keys', r0 + r);
+    }
+    r0 += rows;
+  });
+  checkLength(file, 'keys', total, keysFile.bytes);
+  checkCrc(file, 'keys', crc, keysFile.crc32);
+}
+
+/**
+ * Read a file start to end through `buf`: fn gets each chunk (buf filled, the last one may be
+ * shorter) as a view of buf. Returns the bytes read.
+ */
+function readChunks(file: string, buf: Buffer, fn: (chunk: Buffer) => void): number {
+  const fd = fs.openSync(file, 'r');
+  let total = 0;
   try {
-    for (let r0 = 0; r0 < ids.length; r0 += per) {
-      const rows = Math.min(per, ids.length - r0);
-      const want = rows * dim * 4;
+    for (;;) {
       let got = 0;
-      while (got < want) {
-        const k = fs.readSync(fd, bytes, got, want - got, null);
+      while (got < buf.length) {
+        const k = fs.readSync(fd, buf, got, buf.length - got, null);
         if (k === 0) break;
         got += k;
       }
-      if (got < want) checkLength(file, 'keys', r0 * dim * 4 + got, keysFile.bytes); // shorter than its header says
-      crc = zlib.crc32(bytes.subarray(0, want), crc);
-      if (!LITTLE) bytes.subarray(0, want).swap32();
-      for (let r = 0; r < rows; r++) {
-        const p = keyRowProblem(buf, r, dim);
-        if (p) throw new SnapshotError(`${file} (part 'keys') row ${r0 + r} (id ${ids[r0 + r]}): ${p}`, file, 'keys', r0 + r);
-      }
+      if (got > 0) fn(buf.subarray(0, got));
+      total += got;
+      if (got < buf.length) return total;
     }
   } finally {
     fs.closeSync(fd);
   }
-  checkCrc(file, 'keys', crc, keysFile.crc32);
 }
 
 /**
@@ -481,17 +494,7 @@ export function removeStale(dir: string, keep: number): void {
 /** The part's MAC read from its file in chunks (a mapped keys part is never held in memory). */
 function partMacOfFile(key: Buffer, p: PartName, generation: number, file: string): string {
   const h = partHmac(key, p, generation);
-  const fd = fs.openSync(file, 'r');
-  try {
-    const chunk = Buffer.allocUnsafe(8 << 20);
-    for (;;) {
-      const got = fs.readSync(fd, chunk, 0, chunk.length, null);
-      if (got === 0) break;
-      h.update(chunk.subarray(0, got));
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
+  readChunks(file, Buffer.allocUnsafe(8 << 20), (chunk) => h.update(chunk));
   return h.digest('hex');
 }
 
