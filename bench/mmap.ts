@@ -67,8 +67,8 @@ function benchMeta(n: number): MetaColumns {
 
 const BENCH_OPTIONS = { policy: { kind: 'unbounded' }, merge: null };
 
-/** A memory of n cases with random keys, saved in the documented format (writeSnapshot). */
-function writeSnapshotDir(dir: string, n: number, d: number): void {
+/** A memory of n cases with these n × d keys, saved in the documented format (writeSnapshot). */
+function writeBenchSnapshot(dir: string, n: number, d: number, keys: Float32Array): void {
   writeSnapshot(
     dir,
     {
@@ -77,7 +77,7 @@ function writeSnapshotDir(dir: string, n: number, d: number): void {
       options: BENCH_OPTIONS,
       counters: { seq: n, clock: n },
       ids: new Int32Array(n).map((_, i) => i),
-      keys: randomFloats(n * d, 7),
+      keys,
       values: new Float32Array(n).map((_, i) => Math.sin(i)),
       meta: benchMeta(n),
     },
@@ -91,20 +91,7 @@ function writeSnapshotDir(dir: string, n: number, d: number): void {
  * set and the header's CRC-32 sealed again, as docs/memory-format.md defines them.
  */
 function snapshotAroundKeys(dir: string, keyFile: string, n: number, d: number, crc: number): void {
-  writeSnapshot(
-    dir,
-    {
-      dim: 1,
-      kernel: { kernel: 'gaussian', bandwidth: 1 },
-      options: BENCH_OPTIONS,
-      counters: { seq: n, clock: n },
-      ids: new Int32Array(n).map((_, i) => i),
-      keys: new Float32Array(n),
-      values: new Float32Array(n).map((_, i) => Math.sin(i)),
-      meta: benchMeta(n),
-    },
-    { fsync: false },
-  );
+  writeBenchSnapshot(dir, n, 1, new Float32Array(n));
   const gen = path.join(dir, generationName(currentGeneration(dir)!));
   fs.renameSync(keyFile, path.join(gen, 'keys.f32'));
   const hfile = path.join(gen, 'header.json');
@@ -257,7 +244,7 @@ export async function benchMmap(opts: MmapBenchOptions = {}) {
     // ---- C: EpisodicMemory.load with and without mmap, smaller --------------------------------
     const dir = path.join(root, 'mem');
     log(`writing a ${memN} × ${d} snapshot to ${dir}…\n`);
-    writeSnapshotDir(dir, memN, d);
+    writeBenchSnapshot(dir, memN, d, randomFloats(memN * d, 7));
     const mem: Record<string, unknown> = { n: memN, d, keyGiB: (memN * d * 4) / 2 ** 30 };
     const idsOf: Record<string, Int32Array> = {};
     for (const mode of ['plain', 'mmap'] as const) {
