@@ -179,7 +179,6 @@ export class CaseStore {
   /** States of slots >= baseRows (index s − baseRows); below, adopted columns unless edited. */
   private tail: string[] = [];
   private base?: MetaColumns;
-  private baseRows = 0;
   private readonly baseEdits = new Map<number, string>();
   /** Adopted rows not checked yet: a flag per chunk, and how a bad row is reported. */
   private unchecked?: { rows: number; done: Uint8Array; left: number; fail: (row: number, message: string) => never };
@@ -265,7 +264,6 @@ export class CaseStore {
     this.slotOf.setIncreasing(ids, 0);
     this.used = n;
     this.base = cols;
-    this.baseRows = n;
     this.tail = [];
     this.baseEdits.clear();
     const chunks = Math.ceil(n / (1 << CHECK_CHUNK_BITS));
@@ -315,6 +313,11 @@ export class CaseStore {
     }
     u.done[k] = 1;
     if (--u.left === 0) this.unchecked = undefined;
+  }
+
+  /** Slots whose states are the adopted columns' (unless edited): all of them, or none. */
+  private get baseRows(): number {
+    return this.base ? this.base.count : 0;
   }
 
   private getState(s: number): string {
@@ -457,7 +460,6 @@ export class CaseStore {
     this.slotId.fill(-1, 0, this.used);
     this.tail = [];
     this.base = undefined;
-    this.baseRows = 0;
     this.baseEdits.clear();
     this.unchecked = undefined;
     this.used = 0;
@@ -550,7 +552,6 @@ export class CaseStore {
     this.slotId.fill(-1, o, this.used);
     this.tail = states;
     this.base = undefined;
-    this.baseRows = 0;
     this.baseEdits.clear();
     this.used = o;
   }
